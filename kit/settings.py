@@ -1,0 +1,118 @@
+"""All settings in one place: environment variables with the ``KIT_`` prefix.
+
+Nothing here is secret by default. Secrets (exchange keys, the dashboard's cookie
+secret) are read from the environment or from ``KIT_SECRETS_FILE`` (a ``KEY=VALUE``
+file outside the repository) and are never printed: ``Settings.__repr__`` masks them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from kit.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+_SECRET_NAMES = {"cookie_secret", "api_key", "api_secret", "demo_password"}
+
+
+def _default_data_dir() -> Path:
+    # A source checkout keeps its data next to the package; an installed kit uses the cwd.
+    if (PROJECT_ROOT / "pyproject.toml").exists():
+        return PROJECT_ROOT / "data"
+    return Path.cwd() / "data"
+
+
+def _ws_twin(rest_url: str) -> str:
+    """The simulator serves WebSocket on the same port as REST: http->ws, https->wss."""
+    if rest_url.startswith("https://"):
+        return "wss://" + rest_url[len("https://"):]
+    if rest_url.startswith("http://"):
+        return "ws://" + rest_url[len("http://"):]
+    raise ConfigError(f"KIT_EXCHANGE_URL must start with http:// or https://, got {rest_url!r}")
+
+
+def _read_secrets_file(path: str | None) -> dict[str, str]:
+    if not path:
+        return {}
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise ConfigError(f"KIT_SECRETS_FILE {path!r} does not exist")
+    out: dict[str, str] = {}
+    for line in p.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            out[key.strip()] = value.strip()
+    return out
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings. Build with :meth:`from_env`; every field maps to ``KIT_<NAME>``."""
+
+    exchange_url: str = "http://127.0.0.1:9400"
+    exchange_ws_url: str = ""
+    database_url: str = ""
+    redis_url: str = ""
+    data_dir: Path = field(default_factory=_default_data_dir)
+    replay_data: str = ""
+    log_level: str = "INFO"
+    log_format: str = "text"
+    status_port: int = 9401
+    dashboard_port: int = 5006
+    cookie_secret: str = ""
+    api_key: str = ""
+    api_secret: str = ""
+    demo_password: str = ""
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+        secrets = _read_secrets_file(env.get("KIT_SECRETS_FILE"))
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            key = "KIT_" + f.name.upper()
+            raw = env.get(key, secrets.get(key))
+            if raw is None or raw == "":
+                continue
+            if f.name in ("status_port", "dashboard_port"):
+                try:
+                    values[f.name] = int(raw)
+                except ValueError:
+                    raise ConfigError(f"{key} must be an integer port, got {raw!r}") from None
+            elif f.name == "data_dir":
+                values[f.name] = Path(raw).expanduser()
+            else:
+                values[f.name] = raw.rstrip("/") if f.name.endswith("_url") else raw
+        s = cls(**values)  # type: ignore[arg-type]
+        if not s.exchange_ws_url:
+            object.__setattr__(s, "exchange_ws_url", _ws_twin(s.exchange_url))
+        if not s.database_url:
+            object.__setattr__(s, "database_url", f"sqlite:///{s.data_dir / 'kit.db'}")
+        if not s.replay_data:
+            object.__setattr__(s, "replay_data", str(s.data_dir / "sample"))
+        return s
+
+    @property
+    def is_simulator(self) -> bool:
+        """True unless the exchange URL points at a non-loopback host (a real exchange)."""
+        host = self.exchange_url.split("://", 1)[-1].split("/", 1)[0].split(":")[0]
+        return host in ("127.0.0.1", "localhost", "::1", "[::1]")
+
+    def __repr__(self) -> str:
+        parts = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in _SECRET_NAMES and value:
+                value = "***"
+            parts.append(f"{f.name}={value!r}")
+        return f"Settings({', '.join(parts)})"
+
+
+def __getattr__(name: str) -> Settings:
+    # `kit.settings.settings` is read from the environment on first use, not at import.
+    if name == "settings":
+        return Settings.from_env()
+    raise AttributeError(name)
