@@ -49,7 +49,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
     ap.add_argument("--write", action="store_true", help="rewrite BENCHMARKS.md with the results")
     args = ap.parse_args()
-    names = args.sections or sorted(p.stem[len("bench_"):] for p in HERE.glob("bench_*.py"))
+    names = args.sections or sorted(p.stem[len("bench_") :] for p in HERE.glob("bench_*.py"))
     out = [
         "# Benchmarks",
         "",

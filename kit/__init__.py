@@ -28,7 +28,6 @@ _LAZY = {
     "replay": "kit.replay:replay",
     "promote": "kit.store.promotion:promote",
     "demote": "kit.store.promotion:demote",
-    "settings": "kit.settings:settings",
 }
 
 __all__ = [*sorted(_LAZY), "__version__"]

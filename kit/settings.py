@@ -27,9 +27,9 @@ def _default_data_dir() -> Path:
 def _ws_twin(rest_url: str) -> str:
     """The simulator serves WebSocket on the same port as REST: http->ws, https->wss."""
     if rest_url.startswith("https://"):
-        return "wss://" + rest_url[len("https://"):]
+        return "wss://" + rest_url[len("https://") :]
     if rest_url.startswith("http://"):
-        return "ws://" + rest_url[len("http://"):]
+        return "ws://" + rest_url[len("http://") :]
     raise ConfigError(f"KIT_EXCHANGE_URL must start with http:// or https://, got {rest_url!r}")
 
 

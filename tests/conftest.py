@@ -74,7 +74,7 @@ def pg_url() -> str:
     try:
         with engine.connect() as conn:
             conn.execute(sa.text("select 1"))
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         pytest.fail(f"PostgreSQL at {PG_URL} is not reachable: {exc}")
     finally:
         engine.dispose()
@@ -88,7 +88,7 @@ def redis_url() -> str:
     client = redis.Redis.from_url(REDIS_URL)
     try:
         client.ping()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         pytest.fail(f"Redis at {REDIS_URL} is not reachable: {exc}")
     finally:
         client.close()

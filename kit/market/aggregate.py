@@ -29,7 +29,11 @@ def resample(frame: pd.DataFrame, source_interval: str, target_interval: str) ->
     """
     if source_interval == target_interval:
         return frame.copy()
-    if source_interval != "1M" and target_interval != "1M" and interval_ms(target_interval) % interval_ms(source_interval):
+    if (
+        source_interval != "1M"
+        and target_interval != "1M"
+        and interval_ms(target_interval) % interval_ms(source_interval)
+    ):
         raise DataError(f"cannot build {target_interval} candles from {source_interval} candles")
     if frame.empty:
         return frame.copy()

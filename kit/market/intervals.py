@@ -7,7 +7,7 @@ Fixed intervals are whole multiples of a minute (or a second) counted from the e
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from kit.errors import ConfigError
 
@@ -15,7 +15,22 @@ _MS = {"s": 1_000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_00
 
 #: Every interval Binance serves, in ascending length (case-sensitive: ``1m`` minute, ``1M`` month).
 INTERVALS: tuple[str, ...] = (
-    "1s", "1m", "3m", "5m", "15m", "30m", "1h", "2h", "4h", "6h", "8h", "12h", "1d", "3d", "1w", "1M",
+    "1s",
+    "1m",
+    "3m",
+    "5m",
+    "15m",
+    "30m",
+    "1h",
+    "2h",
+    "4h",
+    "6h",
+    "8h",
+    "12h",
+    "1d",
+    "3d",
+    "1w",
+    "1M",
 )
 # The epoch was a Thursday; Binance weeks start on Monday, 4 days later.
 _WEEK_OFFSET_MS = 4 * 86_400_000
@@ -48,8 +63,8 @@ def interval_ms(interval: str) -> int:
 def bucket_start(ts_ms: int, interval: str) -> int:
     """Open time (ms UTC) of the ``interval`` candle containing ``ts_ms``."""
     if interval == "1M":
-        d = datetime.fromtimestamp(ts_ms / 1000, tz=timezone.utc)
-        return int(datetime(d.year, d.month, 1, tzinfo=timezone.utc).timestamp() * 1000)
+        d = datetime.fromtimestamp(ts_ms / 1000, tz=UTC)
+        return int(datetime(d.year, d.month, 1, tzinfo=UTC).timestamp() * 1000)
     step = interval_ms(interval)
     offset = _WEEK_OFFSET_MS if interval.endswith("w") else 0
     return ts_ms - (ts_ms - offset) % step
@@ -58,7 +73,7 @@ def bucket_start(ts_ms: int, interval: str) -> int:
 def next_open(open_ms: int, interval: str) -> int:
     """Open time of the candle after the one opening at ``open_ms``."""
     if interval == "1M":
-        d = datetime.fromtimestamp(open_ms / 1000, tz=timezone.utc)
+        d = datetime.fromtimestamp(open_ms / 1000, tz=UTC)
         y, m = (d.year + 1, 1) if d.month == 12 else (d.year, d.month + 1)
-        return int(datetime(y, m, 1, tzinfo=timezone.utc).timestamp() * 1000)
+        return int(datetime(y, m, 1, tzinfo=UTC).timestamp() * 1000)
     return open_ms + interval_ms(interval)

@@ -1,0 +1,122 @@
+"""The market layer: intervals, candle files and aggregation on real data."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from kit.errors import ConfigError, DataError
+from kit.market import Candle, bucket_start, interval_ms, validate_interval, validate_symbol
+from kit.market.aggregate import resample
+from kit.market.files import count_gaps, read_candles, scan, to_ms
+from kit.market.intervals import INTERVALS, next_open
+
+
+def ms(*args: int) -> int:
+    return int(datetime(*args, tzinfo=UTC).timestamp() * 1000)
+
+
+def test_interval_lengths() -> None:
+    assert interval_ms("1s") == 1_000
+    assert interval_ms("1m") == 60_000
+    assert interval_ms("15m") == 900_000
+    assert interval_ms("4h") == 14_400_000
+    assert interval_ms("1w") == 604_800_000
+    assert len(INTERVALS) == 16
+
+
+@pytest.mark.parametrize("bad", ["1H", "2m", "", "1y", "60s"])
+def test_unknown_interval_is_named(bad: str) -> None:
+    with pytest.raises(ConfigError, match="unknown interval"):
+        validate_interval(bad)
+
+
+def test_month_has_no_fixed_length() -> None:
+    with pytest.raises(ConfigError, match="1M"):
+        interval_ms("1M")
+
+
+def test_buckets_align_like_binance() -> None:
+    t = ms(2025, 5, 21, 13, 47, 12)
+    assert bucket_start(t, "1m") == ms(2025, 5, 21, 13, 47)
+    assert bucket_start(t, "15m") == ms(2025, 5, 21, 13, 45)
+    assert bucket_start(t, "4h") == ms(2025, 5, 21, 12)
+    assert bucket_start(t, "1d") == ms(2025, 5, 21)
+    # Binance weeks open on Monday 00:00 UTC; 2025-05-21 was a Wednesday.
+    assert bucket_start(t, "1w") == ms(2025, 5, 19)
+    assert bucket_start(t, "1M") == ms(2025, 5, 1)
+    assert next_open(ms(2025, 12, 1), "1M") == ms(2026, 1, 1)
+    assert next_open(ms(2025, 5, 19), "1w") == ms(2025, 5, 26)
+
+
+def test_symbols_are_normalised_and_checked() -> None:
+    assert validate_symbol("btcusdt") == "BTCUSDT"
+    with pytest.raises(ConfigError, match="invalid symbol"):
+        validate_symbol("BTC/USDT")
+
+
+def test_candle_validity() -> None:
+    assert Candle(0, 10.0, 11.0, 9.0, 10.5, 1.0).is_valid()
+    assert not Candle(0, 10.0, 11.0, 9.0, float("nan"), 1.0).is_valid()
+    assert not Candle(0, 10.0, 9.5, 9.0, 10.5, 1.0).is_valid()  # high below close
+    assert not Candle(0, 10.0, 11.0, 9.0, 10.5, -1.0).is_valid()
+
+
+def test_sample_files_are_scanned_and_read(sample_dir) -> None:
+    files = {(f.symbol, f.interval) for f in scan(sample_dir)}
+    assert {("BTCUSDT", "1m"), ("ETHUSDT", "1m"), ("ETHUSDT", "1h")} <= files
+    frame = read_candles(sample_dir / "ETHUSDT_1h_20230101_20240110.csv.gz")
+    assert list(frame.columns) == ["open", "high", "low", "close", "volume"]
+    assert frame.index.name == "open_time" and str(frame.index.tz) == "UTC"
+    assert (frame.dtypes == np.float64).all()
+    assert len(frame) == 8996
+    assert count_gaps(frame, "1h") == 1  # the README's one real missing hour
+
+
+def test_unsorted_file_is_refused(tmp_path) -> None:
+    p = tmp_path / "X_1m_20250101_20250102.csv"
+    p.write_text("open_time,open,high,low,close,volume\n120000,1,1,1,1,1\n60000,1,1,1,1,1\n")
+    with pytest.raises(DataError, match="not sorted"):
+        read_candles(p)
+
+
+def test_missing_folder_is_a_data_error(tmp_path) -> None:
+    with pytest.raises(DataError, match="does not exist"):
+        scan(tmp_path / "nope")
+
+
+def test_resampled_1m_equals_binance_1h(shared_data_dir) -> None:
+    """1m candles aggregated to 1h equal Binance's own 1h candles where the files overlap."""
+    m1 = read_candles(shared_data_dir / "ETHUSDT_1m_20230316_20230501.csv.gz")
+    h1 = read_candles(shared_data_dir / "ETHUSDT_1h_20230101_20240110.csv.gz")
+    agg = resample(m1, "1m", "1h")
+    common = agg.index.intersection(h1.index)[1:-1]
+    assert len(common) > 1000
+    pd.testing.assert_frame_equal(
+        agg.loc[common, ["open", "high", "low", "close"]], h1.loc[common, ["open", "high", "low", "close"]]
+    )
+    np.testing.assert_allclose(agg.loc[common, "volume"], h1.loc[common, "volume"], rtol=1e-9)
+
+
+def test_resample_keeps_outages(shared_data_dir) -> None:
+    """The 80-minute halt (no 1m candle opens 12:40-13:59 UTC on 2023-03-24) leaves the five
+    15m buckets 12:45-13:45 empty: a hole, nothing invented."""
+    m1 = read_candles(shared_data_dir / "BTCUSDT_1m_20230316_20230501.csv.gz")
+    day = m1.loc["2023-03-24 10:00":"2023-03-24 16:00"]
+    m15 = resample(day, "1m", "15m")
+    t = to_ms(m15.index)
+    halted = (t >= ms(2023, 3, 24, 12, 45)) & (t < ms(2023, 3, 24, 14, 0))
+    assert not halted.any()
+    assert count_gaps(m15, "15m") == 5
+
+
+def test_resample_refuses_impossible_targets() -> None:
+    frame = pd.DataFrame(
+        {"open": [1.0], "high": [1.0], "low": [1.0], "close": [1.0], "volume": [1.0]},
+        index=pd.DatetimeIndex([pd.Timestamp(0, unit="ms", tz="UTC")], name="open_time"),
+    )
+    with pytest.raises(DataError, match="cannot build 5m"):
+        resample(frame, "3m", "5m")

@@ -1,0 +1,72 @@
+"""Settings from KIT_* variables, secret masking, and the CLI's one-line errors."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from kit.errors import ConfigError
+from kit.settings import Settings
+
+
+def test_defaults_run_anywhere(tmp_path) -> None:
+    s = Settings.from_env({"KIT_DATA_DIR": str(tmp_path)})
+    assert s.exchange_url == "http://127.0.0.1:9400"
+    assert s.exchange_ws_url == "ws://127.0.0.1:9400"
+    assert s.database_url == f"sqlite:///{tmp_path / 'kit.db'}"
+    assert s.is_simulator
+
+
+def test_binance_is_one_setting_away() -> None:
+    s = Settings.from_env(
+        {"KIT_EXCHANGE_URL": "https://api.binance.com", "KIT_EXCHANGE_WS_URL": "wss://stream.binance.com:9443"}
+    )
+    assert not s.is_simulator
+    assert s.exchange_ws_url == "wss://stream.binance.com:9443"
+    assert Settings.from_env({"KIT_EXCHANGE_URL": "https://x.example/"}).exchange_ws_url == "wss://x.example"
+
+
+def test_bad_values_are_named() -> None:
+    with pytest.raises(ConfigError, match="KIT_STATUS_PORT"):
+        Settings.from_env({"KIT_STATUS_PORT": "abc"})
+    with pytest.raises(ConfigError, match="KIT_EXCHANGE_URL"):
+        Settings.from_env({"KIT_EXCHANGE_URL": "ftp://x"})
+
+
+def test_secrets_file_is_read_and_secrets_never_printed(tmp_path) -> None:
+    f = tmp_path / "secrets.env"
+    f.write_text("# exchange keys\nKIT_API_KEY=abc123\nKIT_COOKIE_SECRET=s3cr3t\n")
+    s = Settings.from_env({"KIT_SECRETS_FILE": str(f)})
+    assert s.api_key == "abc123" and s.cookie_secret == "s3cr3t"
+    assert "abc123" not in repr(s) and "s3cr3t" not in repr(s)
+    with pytest.raises(ConfigError, match="does not exist"):
+        Settings.from_env({"KIT_SECRETS_FILE": str(tmp_path / "missing")})
+
+
+def _kit(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "kit", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_help_lists_commands() -> None:
+    out = _kit("--help")
+    assert out.returncode == 0, out.stderr
+    assert "Usage" in out.stdout
+
+
+def test_import_kit_is_light() -> None:
+    code = (
+        "import sys, kit; heavy = {'vectorbt', 'panel', 'holoviews', 'numba', 'pandas', 'sqlalchemy'}; "
+        "print(sorted(heavy & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_lazy_public_names_resolve() -> None:
+    import kit
+
+    assert kit.Strategy.__name__ == "Strategy"
+    with pytest.raises(AttributeError):
+        kit.no_such_name  # noqa: B018
