@@ -1,0 +1,46 @@
+"""Persistence for users, their promoted strategies and the daemon's ledger (SQLModel + Alembic).
+
+    from kit.store import Store, users, strategies, trades
+    store = Store()            # KIT_DATABASE_URL, default SQLite (WAL) under KIT_DATA_DIR
+    store.migrate()            # alembic upgrade head
+    alice = users.add(store, "alice", "s3cret")
+    strategies.list(store, alice); trades.list(store, alice)
+
+User scoping lives here, in the data layer: every function that reads or writes a user's
+data takes the user and never returns another user's rows; someone else's strategy id is
+:class:`NotFound`, exactly like a missing one.
+"""
+
+from kit.store import events, ledger, strategies, trades, users
+from kit.store._scope import NotFound
+from kit.store._store import Store
+from kit.store.models import (
+    Checkpoint,
+    Event,
+    FillRecord,
+    Heartbeat,
+    Order,
+    Position,
+    StrategyRecord,
+    TradeRecord,
+    User,
+)
+
+__all__ = [
+    "Checkpoint",
+    "Event",
+    "FillRecord",
+    "Heartbeat",
+    "NotFound",
+    "Order",
+    "Position",
+    "Store",
+    "StrategyRecord",
+    "TradeRecord",
+    "User",
+    "events",
+    "ledger",
+    "strategies",
+    "trades",
+    "users",
+]

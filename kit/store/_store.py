@@ -1,0 +1,140 @@
+"""The :class:`Store`: one SQLAlchemy engine, sessions, and migrations.
+
+SQLite (the default, ``data/kit.db``) runs in WAL mode with a busy timeout so the daemon
+writes while the dashboard and the CLI read. Any other SQLAlchemy URL works the same way
+(``postgresql+psycopg://user@host/db``); on PostgreSQL a ``?options=-csearch_path%3Dname``
+query selects a schema, which is how the tests isolate their runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from kit.errors import ConfigError
+
+log = logging.getLogger(__name__)
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def _mask(url: str) -> str:
+    try:
+        return sa.engine.make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable url>"
+
+
+class Store:
+    """A database holding kit's users, strategies and the daemon's ledger.
+
+    ``Store()`` uses ``KIT_DATABASE_URL`` (default: SQLite under ``KIT_DATA_DIR``).
+    Call :meth:`migrate` once to create or upgrade the schema.
+    """
+
+    def __init__(self, url: str | None = None, *, echo: bool = False, pool_size: int = 5) -> None:
+        if url is None:
+            from kit.settings import Settings
+
+            url = Settings.from_env().database_url
+        if not isinstance(url, str) or not url:
+            raise ConfigError(f"url must be a SQLAlchemy database URL, got {url!r}")
+        try:
+            parsed = sa.engine.make_url(url)
+        except Exception as exc:
+            raise ConfigError(f"url is not a database URL: {exc}") from None
+        self.url = url
+        self.dialect = parsed.get_backend_name()
+        kwargs: dict[str, Any] = {"echo": echo, "future": True}
+        if self.dialect == "sqlite":
+            db = parsed.database
+            if db and db != ":memory:":
+                Path(db).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
+        else:
+            kwargs.update(pool_size=pool_size, max_overflow=5, pool_pre_ping=True)
+        self.engine = sa.create_engine(url, **kwargs)
+        if self.dialect == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+            # pysqlite's own transaction handling defers BEGIN; emit it ourselves so that
+            # a write transaction takes its lock up front (BEGIN IMMEDIATE) when asked.
+            sa.event.listen(self.engine, "begin", _sqlite_begin)
+
+    def __repr__(self) -> str:
+        return f"Store({_mask(self.url)!r})"
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A SQLModel session that commits on success and rolls back on error."""
+        from sqlmodel import Session as SMSession
+
+        with SMSession(self.engine, expire_on_commit=False) as s:
+            try:
+                yield s
+                s.commit()
+            except BaseException:
+                s.rollback()
+                raise
+
+    @contextmanager
+    def begin(self) -> Iterator[sa.Connection]:
+        """A Core connection inside one transaction (the daemon's hot path)."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    def migrate(self, revision: str = "head") -> None:
+        """Upgrade the schema to ``revision`` (default the newest) with Alembic."""
+        from alembic import command
+
+        command.upgrade(self.alembic_config(), revision)
+
+    def downgrade(self, revision: str) -> None:
+        from alembic import command
+
+        command.downgrade(self.alembic_config(), revision)
+
+    def current_revision(self) -> str | None:
+        from alembic.runtime.migration import MigrationContext
+
+        with self.engine.connect() as conn:
+            return MigrationContext.configure(conn).get_current_revision()
+
+    def alembic_config(self) -> Any:
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS))
+        cfg.attributes["engine"] = self.engine
+        return cfg
+
+    def ping(self) -> bool:
+        """True when the database answers a trivial query."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.text("select 1"))
+            return True
+        except Exception:
+            return False
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (see _sqlite_begin)
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _sqlite_begin(conn: sa.Connection) -> None:
+    conn.exec_driver_sql("BEGIN")

@@ -1,0 +1,143 @@
+"""The daemon's writes: one transaction per closed candle, idempotent per (strategy, candle).
+
+Every strategy has one :class:`~kit.store.models.Checkpoint` row holding the open time of
+the last candle it fully processed and the broker's state after it. :func:`commit` writes
+a batch of candles' orders, fills, trades, positions and checkpoints in ONE transaction.
+A checkpoint only moves forward (``WHERE last_open_time < :t``), and fills, orders and
+trades carry unique ``(strategy_id, open_time, seq)`` keys: a candle replayed after a crash
+is either skipped (its checkpoint is already past it) or rejected by the constraint; it
+never trades twice.
+"""
+
+from __future__ import annotations
+
+import builtins
+from dataclasses import dataclass, field
+from typing import Any
+
+import sqlalchemy as sa
+
+from kit.store._store import Store
+from kit.store.models import Checkpoint, FillRecord, Order, Position, StrategyRecord, TradeRecord, utcnow
+
+
+@dataclass(slots=True)
+class CandleWrite:
+    """Everything one strategy produced on one closed candle."""
+
+    strategy_id: int
+    user_id: int
+    open_time: int
+    version: int
+    broker_state: dict[str, Any] | None = None  # None: unchanged since the last write
+    orders: builtins.list[dict[str, Any]] = field(default_factory=builtins.list)
+    fills: builtins.list[dict[str, Any]] = field(default_factory=builtins.list)
+    trades: builtins.list[dict[str, Any]] = field(default_factory=builtins.list)
+    position: dict[str, Any] | None = None  # None: unchanged
+    last_signal: str | None = None
+
+
+def load_checkpoints(store: Store) -> dict[int, Checkpoint]:
+    """Every strategy's checkpoint, by strategy id."""
+    from sqlmodel import select
+
+    with store.session() as s:
+        return {c.strategy_id: c for c in s.exec(select(Checkpoint)).all()}
+
+
+def ensure_checkpoint(
+    store: Store, rec: StrategyRecord, last_open_time: int, broker_state: dict[str, Any], position: dict[str, Any]
+) -> Checkpoint:
+    """Create the checkpoint and flat position of a strategy the daemon starts for the first time.
+
+    Returns the existing checkpoint unchanged if one is already there.
+    """
+    from sqlmodel import select
+
+    with store.session() as s:
+        cp = s.exec(select(Checkpoint).where(Checkpoint.strategy_id == rec.id)).first()
+        if cp is not None:
+            return cp
+        cp = Checkpoint(strategy_id=rec.id, user_id=rec.user_id, version=rec.version, last_open_time=last_open_time,
+                        broker_state=broker_state)  # fmt: skip
+        s.add(cp)
+        if s.get(Position, rec.id) is None:
+            s.add(Position(strategy_id=rec.id, user_id=rec.user_id, symbol=rec.symbol, **position))
+        s.flush()
+        return cp
+
+
+def commit(store: Store, writes: builtins.list[CandleWrite]) -> int:
+    """Write ``writes`` in one transaction; returns how many were applied.
+
+    If the batch hits a replayed candle, it is retried one strategy at a time and the
+    replayed ones are skipped (their checkpoint is already at or past the candle).
+    """
+    if not writes:
+        return 0
+    try:
+        with store.begin() as conn:
+            _write(conn, writes)
+        return len(writes)
+    except sa.exc.IntegrityError:
+        pass
+    applied = 0
+    for w in writes:
+        with store.begin() as conn:
+            last = conn.execute(
+                sa.select(Checkpoint.last_open_time).where(Checkpoint.strategy_id == w.strategy_id)
+            ).scalar_one_or_none()
+            if last is not None and last >= w.open_time:
+                continue
+            _write(conn, [w])
+            applied += 1
+    return applied
+
+
+def _write(conn: sa.Connection, writes: builtins.list[CandleWrite]) -> None:
+    now = utcnow()
+    cp = Checkpoint.__table__
+    plain = [{"b_sid": w.strategy_id, "b_t": w.open_time, "b_v": w.version} for w in writes if w.broker_state is None]
+    full = [
+        {"b_sid": w.strategy_id, "b_t": w.open_time, "b_v": w.version, "b_s": w.broker_state}
+        for w in writes
+        if w.broker_state is not None
+    ]
+    cond = (cp.c.strategy_id == sa.bindparam("b_sid")) & (cp.c.last_open_time < sa.bindparam("b_t"))
+    if plain:
+        conn.execute(
+            cp.update().where(cond).values(last_open_time=sa.bindparam("b_t"), version=sa.bindparam("b_v"),
+                                           updated_at=now),
+            plain,
+        )  # fmt: skip
+    if full:
+        conn.execute(
+            cp.update().where(cond).values(last_open_time=sa.bindparam("b_t"), version=sa.bindparam("b_v"),
+                                           broker_state=sa.bindparam("b_s"), updated_at=now),
+            full,
+        )  # fmt: skip
+    orders = [{"strategy_id": w.strategy_id, "user_id": w.user_id, "open_time": w.open_time, "created_at": now, **o}
+              for w in writes for o in w.orders]  # fmt: skip
+    fills = [{"strategy_id": w.strategy_id, "user_id": w.user_id, "open_time": w.open_time, "created_at": now, **f}
+             for w in writes for f in w.fills]  # fmt: skip
+    trades = [{"strategy_id": w.strategy_id, "user_id": w.user_id, **t} for w in writes for t in w.trades]
+    if orders:
+        conn.execute(sa.insert(Order.__table__), orders)
+    if fills:
+        conn.execute(sa.insert(FillRecord.__table__), fills)
+    if trades:
+        conn.execute(sa.insert(TradeRecord.__table__), trades)
+    pos = [{"b_sid": w.strategy_id, "updated_time": w.open_time, **w.position} for w in writes if w.position]
+    if pos:
+        pt = Position.__table__
+        conn.execute(
+            pt.update()
+            .where(pt.c.strategy_id == sa.bindparam("b_sid"))
+            .values(**{k: sa.bindparam(k) for k in pos[0] if k != "b_sid"}),
+            pos,
+        )
+    sig = [{"b_sid": w.strategy_id, "b_sig": w.last_signal} for w in writes if w.last_signal]
+    if sig:
+        st = StrategyRecord.__table__
+        conn.execute(st.update().where(st.c.id == sa.bindparam("b_sid")).values(last_signal=sa.bindparam("b_sig")),
+                     sig)  # fmt: skip

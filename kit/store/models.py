@@ -1,0 +1,180 @@
+"""The tables. One module, one schema: users, their strategies, and the daemon's ledger.
+
+Times that key a candle are integers (ms UTC open time, as :class:`kit.market.Candle` keys
+it); wall-clock times are ``datetime`` in UTC. Every table holding a user's data carries
+``user_id`` so that scoping is a plain ``WHERE user_id = :me`` on one table, never a join
+that a forgotten condition could widen.
+
+The Alembic revisions in ``kit/store/migrations/versions`` build exactly this schema; a
+test compares the two so they cannot drift.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+ROLES = ("viewer", "admin")
+STATES = ("active", "paused", "error")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+class User(SQLModel, table=True):
+    """A person who logs into the dashboard and owns strategies. ``role`` is viewer or admin."""
+
+    __tablename__ = "users"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(sa_column=sa.Column(sa.String(64), nullable=False, unique=True))
+    password_hash: str = Field(sa_column=sa.Column(sa.String(255), nullable=False))
+    role: str = Field(default="viewer", sa_column=sa.Column(sa.String(16), nullable=False, server_default="viewer"))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=sa.Column(sa.DateTime(), nullable=False))
+
+    def __repr__(self) -> str:  # never show the hash
+        return f"User(id={self.id!r}, name={self.name!r}, role={self.role!r})"
+
+    __str__ = __repr__
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == "admin"
+
+
+class StrategyRecord(SQLModel, table=True):
+    """A promoted strategy: what the daemon runs. ``version`` bumps on every change the daemon must see.
+
+    ``active`` is the owner's switch; ``state`` is the daemon's verdict (active, paused after
+    repeated failures, error when it cannot even be built). ``broker`` holds the fill-model
+    and sizing arguments (fees, slippage, size, init_cash) shared with ``kit.backtest.run``.
+    """
+
+    __tablename__ = "strategies"
+    __table_args__ = (sa.UniqueConstraint("user_id", "name", name="uq_strategies_user_name"),)
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(sa_column=sa.Column(sa.Integer, sa.ForeignKey("users.id"), nullable=False, index=True))
+    name: str = Field(sa_column=sa.Column(sa.String(128), nullable=False))
+    class_path: str = Field(sa_column=sa.Column(sa.String(255), nullable=False))
+    params: dict[str, Any] = Field(default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False))
+    broker: dict[str, Any] = Field(default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False))
+    symbol: str = Field(sa_column=sa.Column(sa.String(32), nullable=False))
+    interval: str = Field(sa_column=sa.Column(sa.String(8), nullable=False))
+    active: bool = Field(default=True, sa_column=sa.Column(sa.Boolean, nullable=False))
+    state: str = Field(default="active", sa_column=sa.Column(sa.String(16), nullable=False))
+    failures: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False))
+    last_error: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    last_signal: str | None = Field(default=None, sa_column=sa.Column(sa.String(32), nullable=True))
+    version: int = Field(default=1, sa_column=sa.Column(sa.Integer, nullable=False))
+    promoted_at: datetime = Field(default_factory=utcnow, sa_column=sa.Column(sa.DateTime(), nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=sa.Column(sa.DateTime(), nullable=False))
+
+
+class Order(SQLModel, table=True):
+    """An order the paper broker accepted for one candle's signal. ``seq`` orders several per candle."""
+
+    __tablename__ = "orders"
+    __table_args__ = (sa.UniqueConstraint("strategy_id", "open_time", "seq", name="uq_orders_candle"),)
+    id: int | None = Field(default=None, primary_key=True)
+    strategy_id: int = Field(sa_column=sa.Column(sa.Integer, sa.ForeignKey("strategies.id"), nullable=False))
+    user_id: int = Field(sa_column=sa.Column(sa.Integer, sa.ForeignKey("users.id"), nullable=False, index=True))
+    open_time: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    seq: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False))
+    side: str = Field(sa_column=sa.Column(sa.String(8), nullable=False))
+    size: float = Field(sa_column=sa.Column(sa.Float, nullable=False))
+    reason: str = Field(default="", sa_column=sa.Column(sa.String(32), nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=sa.Column(sa.DateTime(), nullable=False))
+
+
+class FillRecord(SQLModel, table=True):
+    """An executed fill: price includes slippage, ``fee`` is in quote currency."""
+
+    __tablename__ = "fills"
+    __table_args__ = (sa.UniqueConstraint("strategy_id", "open_time", "seq", name="uq_fills_candle"),)
+    id: int | None = Field(default=None, primary_key=True)
+    strategy_id: int = Field(sa_column=sa.Column(sa.Integer, sa.ForeignKey("strategies.id"), nullable=False))
+    user_id: int = Field(sa_column=sa.Column(sa.Integer, sa.ForeignKey("users.id"), nullable=False, index=True))
+    open_time: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    seq: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False))
+    side: str = Field(sa_column=sa.Column(sa.String(8), nullable=False))
+    size: float = Field(sa_column=sa.Column(sa.Float, nullable=False))
+    price: float = Field(sa_column=sa.Column(sa.Float, nullable=False))
+    fee: float = Field(sa_column=sa.Column(sa.Float, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=sa.Column(sa.DateTime(), nullable=False))
+
+
+class TradeRecord(SQLModel, table=True):
+    """A closed round trip, in the backtest's ``.trades`` columns (times are candle open times, ms)."""
+
+    __tablename__ = "trades"
+    __table_args__ = (sa.UniqueConstraint("strategy_id", "exit_time", "seq", name="uq_trades_exit"),)
+    id: int | None = Field(default=None, primary_key=True)
+    strategy_id: int = Field(sa_column=sa.Column(sa.Integer, sa.ForeignKey("strategies.id"), nullable=False))
+    user_id: int = Field(sa_column=sa.Column(sa.Integer, sa.ForeignKey("users.id"), nullable=False, index=True))
+    seq: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False))
+    entry_time: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    exit_time: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    side: str = Field(sa_column=sa.Column(sa.String(8), nullable=False))
+    size: float = Field(sa_column=sa.Column(sa.Float, nullable=False))
+    entry_price: float = Field(sa_column=sa.Column(sa.Float, nullable=False))
+    exit_price: float = Field(sa_column=sa.Column(sa.Float, nullable=False))
+    pnl: float = Field(sa_column=sa.Column(sa.Float, nullable=False))
+    fees: float = Field(sa_column=sa.Column(sa.Float, nullable=False))
+
+
+class Position(SQLModel, table=True):
+    """The open position of one strategy (signed ``size``: > 0 long, < 0 short, 0 flat)."""
+
+    __tablename__ = "positions"
+    strategy_id: int = Field(sa_column=sa.Column(sa.Integer, sa.ForeignKey("strategies.id"), primary_key=True))
+    user_id: int = Field(sa_column=sa.Column(sa.Integer, sa.ForeignKey("users.id"), nullable=False, index=True))
+    symbol: str = Field(sa_column=sa.Column(sa.String(32), nullable=False))
+    size: float = Field(default=0.0, sa_column=sa.Column(sa.Float, nullable=False))
+    entry_price: float | None = Field(default=None, sa_column=sa.Column(sa.Float, nullable=True))
+    entry_time: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, nullable=True))
+    cash: float = Field(default=0.0, sa_column=sa.Column(sa.Float, nullable=False))
+    equity: float = Field(default=0.0, sa_column=sa.Column(sa.Float, nullable=False))
+    updated_time: int = Field(default=0, sa_column=sa.Column(sa.BigInteger, nullable=False))
+
+
+class Checkpoint(SQLModel, table=True):
+    """Per strategy: the last candle fully processed, and the broker's state after it.
+
+    Written in the same transaction as that candle's orders and fills, so a restart resumes
+    exactly after the last committed candle and a replayed candle is recognised and skipped.
+    """
+
+    __tablename__ = "checkpoints"
+    strategy_id: int = Field(sa_column=sa.Column(sa.Integer, sa.ForeignKey("strategies.id"), primary_key=True))
+    user_id: int = Field(sa_column=sa.Column(sa.Integer, sa.ForeignKey("users.id"), nullable=False, index=True))
+    version: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False))
+    last_open_time: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    broker_state: dict[str, Any] = Field(default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=sa.Column(sa.DateTime(), nullable=False))
+
+
+class Heartbeat(SQLModel, table=True):
+    """One row per daemon status tick (every 5 minutes by default)."""
+
+    __tablename__ = "daemon_heartbeats"
+    id: int | None = Field(default=None, primary_key=True)
+    daemon_id: str = Field(sa_column=sa.Column(sa.String(128), nullable=False, index=True))
+    time: datetime = Field(default_factory=utcnow, sa_column=sa.Column(sa.DateTime(), nullable=False, index=True))
+    started_at: datetime = Field(sa_column=sa.Column(sa.DateTime(), nullable=False))
+    status: dict[str, Any] = Field(default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False))
+
+
+class Event(SQLModel, table=True):
+    """Something an operator should see: start, stop, strategy failures and pauses, reconnects."""
+
+    __tablename__ = "daemon_events"
+    id: int | None = Field(default=None, primary_key=True)
+    time: datetime = Field(default_factory=utcnow, sa_column=sa.Column(sa.DateTime(), nullable=False, index=True))
+    level: str = Field(default="info", sa_column=sa.Column(sa.String(16), nullable=False))
+    kind: str = Field(sa_column=sa.Column(sa.String(32), nullable=False))
+    strategy_id: int | None = Field(default=None, sa_column=sa.Column(sa.Integer, nullable=True, index=True))
+    user_id: int | None = Field(default=None, sa_column=sa.Column(sa.Integer, nullable=True, index=True))
+    message: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False))
