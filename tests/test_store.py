@@ -1,0 +1,253 @@
+"""kit.store on SQLite and PostgreSQL: users, scoping across users, the ledger, migrations."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from kit.errors import ConfigError
+from kit.store import NotFound, Store, events, ledger, strategies, trades, users
+from kit.store.ledger import CandleWrite
+
+T0 = 1_700_000_000_000  # a candle open time, ms
+
+
+def _promote(store, user, name="s1", symbol="BTCUSDT"):
+    return strategies.upsert(
+        store, user, name=name, class_path="kit.strategies:EmaCross", params={"fast": 5, "slow": 20},
+        symbol=symbol, interval="1m", broker={"init_cash": 1000.0},
+    )  # fmt: skip
+
+
+def _trade_round_trip(store, rec, t0=T0, price=100.0):
+    """Open on candle t0, close on t0+60s: what the daemon writes, through the ledger."""
+    ledger.ensure_checkpoint(store, rec, t0 - 60_000, {"cash": 1000.0}, {"size": 0.0, "cash": 1000.0, "equity": 1000.0})
+    buy = CandleWrite(
+        rec.id, rec.user_id, t0, rec.version, broker_state={"pos": 1},
+        orders=[{"seq": 0, "side": "buy", "size": 1.0, "reason": "entry"}],
+        fills=[{"seq": 0, "side": "buy", "size": 1.0, "price": price, "fee": 0.1}],
+        position={"size": 1.0, "entry_price": price, "entry_time": t0, "cash": 900.0, "equity": 1000.0},
+        last_signal="entry",
+    )  # fmt: skip
+    sell = CandleWrite(
+        rec.id, rec.user_id, t0 + 60_000, rec.version, broker_state={"pos": 0},
+        orders=[{"seq": 0, "side": "sell", "size": 1.0, "reason": "exit"}],
+        fills=[{"seq": 0, "side": "sell", "size": 1.0, "price": price + 5, "fee": 0.1}],
+        trades=[{"seq": 0, "entry_time": t0, "exit_time": t0 + 60_000, "side": "long", "size": 1.0,
+                 "entry_price": price, "exit_price": price + 5, "pnl": 4.8, "fees": 0.2}],
+        position={"size": 0.0, "entry_price": None, "entry_time": None, "cash": 1004.8, "equity": 1004.8},
+        last_signal="exit",
+    )  # fmt: skip
+    return buy, sell
+
+
+def test_users_add_authenticate_and_never_store_or_log_the_password(store, caplog):
+    caplog.set_level(logging.DEBUG)
+    alice = users.add(store, "alice", "correct horse", role="admin")
+    assert alice.role == "admin" and alice.is_admin
+    assert "correct horse" not in alice.password_hash and alice.password_hash.startswith("$argon2")
+    assert "correct horse" not in repr(alice) and alice.password_hash not in str(alice)
+    assert users.authenticate(store, "alice", "correct horse").name == "alice"
+    assert users.authenticate(store, "alice", "wrong") is None
+    assert users.authenticate(store, "nobody", "correct horse") is None
+    assert users.authenticate(store, "alice", "") is None
+    assert "correct horse" not in caplog.text
+    assert users.get(store, "alice").id == alice.id and users.get(store, "zed") is None
+    users.add(store, "bob", "pw")
+    assert [u.name for u in users.list(store)] == ["alice", "bob"]
+    users.set_password(store, "bob", "new")
+    assert users.authenticate(store, "bob", "pw") is None and users.authenticate(store, "bob", "new") is not None
+
+
+@pytest.mark.parametrize(
+    ("name", "password", "role", "needle"),
+    [("", "pw", "viewer", "name"), ("a b", "pw", "viewer", "name"), ("ok", "", "viewer", "password"),
+     ("ok", "pw", "root", "role")],
+)  # fmt: skip
+def test_users_add_rejects_bad_input_naming_it(store, name, password, role, needle):
+    with pytest.raises(ConfigError, match=needle):
+        users.add(store, name, password, role=role)
+
+
+def test_duplicate_user_is_a_one_line_error(store):
+    users.add(store, "alice", "pw")
+    with pytest.raises(ConfigError, match="already exists"):
+        users.add(store, "alice", "pw2")
+
+
+def test_strategies_upsert_versions_and_set_active(store):
+    alice = users.add(store, "alice", "pw")
+    rec = _promote(store, alice)
+    assert (rec.version, rec.active, rec.state) == (1, True, "active")
+    again = strategies.upsert(store, alice, name="s1", class_path="kit.strategies:EmaCross", params={"fast": 7},
+                              symbol="BTCUSDT", interval="5m")  # fmt: skip
+    assert again.id == rec.id and again.version == 2 and again.params == {"fast": 7} and again.interval == "5m"
+    off = strategies.set_active(store, alice, rec.id, False)
+    assert off.active is False and off.version == 3
+    assert strategies.list_all_for_daemon(store) == []
+    strategies.set_state_for_daemon(store, rec.id, "paused", failures=3, last_error="boom")
+    on = strategies.set_active(store, "alice", rec.id, True)
+    assert (on.active, on.state, on.failures, on.last_error, on.version) == (True, "active", 0, None, 4)
+    assert strategies.versions_for_daemon(store) == {rec.id: (4, True)}
+    assert strategies.find(store, alice, "s1").id == rec.id and strategies.find(store, alice, "nope") is None
+    with pytest.raises(ConfigError, match="interval"):
+        strategies.upsert(store, alice, name="s3", class_path="x:Y", params={}, symbol="BTCUSDT", interval="7m")
+
+
+def test_ledger_writes_trades_once_even_when_a_candle_is_replayed(store):
+    alice = users.add(store, "alice", "pw")
+    rec = _promote(store, alice)
+    buy, sell = _trade_round_trip(store, rec)
+    assert ledger.commit(store, [buy]) == 1
+    assert ledger.commit(store, [buy]) == 0  # replayed candle: skipped, not traded twice
+    assert ledger.commit(store, [sell, buy]) == 1
+    assert ledger.commit(store, [sell]) == 0
+    tr = trades.list(store, alice)
+    assert list(tr.columns) == [*trades.TRADE_COLUMNS, "strategy_id"]
+    assert len(tr) == 1
+    row = tr.iloc[0]
+    assert row.entry_time == pd.Timestamp(T0, unit="ms", tz="UTC") and row.exit_price == 105.0 and row.pnl == 4.8
+    f = trades.fills(store, alice)
+    assert list(f["side"]) == ["buy", "sell"] and len(trades.fills(store, alice, limit=1)) == 1
+    assert list(trades.orders(store, alice)["reason"]) == ["entry", "exit"]
+    pos = trades.positions(store, alice)
+    assert len(pos) == 1 and pos.iloc[0]["size"] == 0.0 and pos.iloc[0]["cash"] == pytest.approx(1004.8)
+    eq = trades.equity(store, alice, rec.id)
+    assert list(eq) == [1000.0, 1004.8]
+    cp = ledger.load_checkpoints(store)[rec.id]
+    assert cp.last_open_time == T0 + 60_000 and cp.broker_state == {"pos": 0}
+    assert strategies.get(store, alice, rec.id).last_signal == "exit"
+
+
+def test_no_function_reaches_another_users_rows(store):
+    alice, bob = users.add(store, "alice", "pw"), users.add(store, "bob", "pw")
+    ra, rb = _promote(store, alice), _promote(store, bob, symbol="ETHUSDT")
+    for rec, price in ((ra, 100.0), (rb, 2000.0)):
+        ledger.commit(store, list(_trade_round_trip(store, rec, price=price)))
+    called: set[str] = set()
+
+    def scoped(mod, fn, *args, **kw):
+        called.add(f"{mod.__name__}.{fn}")
+        return getattr(mod, fn)(store, *args, **kw)
+
+    # Each user sees exactly their own rows.
+    for me, mine in ((alice, ra), (bob, rb)):
+        assert [r.id for r in scoped(strategies, "list", me)] == [mine.id]
+        for fn in ("list", "fills", "orders", "positions"):
+            df = scoped(trades, fn, me)
+            assert len(df) >= 1 and set(df["strategy_id"]) == {mine.id}, fn
+        assert len(scoped(trades, "equity", me, mine.id)) == 2
+        assert scoped(strategies, "find", me, "s1").id == mine.id
+    # Every id-taking function refuses the other user's strategy, as if it did not exist.
+    for me, theirs in ((alice, rb), (bob, ra)):
+        with pytest.raises(NotFound):
+            scoped(strategies, "get", me, theirs.id)
+        with pytest.raises(NotFound):
+            scoped(strategies, "set_active", me, theirs.id, False)
+        for fn in ("list", "fills", "orders"):
+            with pytest.raises(NotFound):
+                scoped(trades, fn, me, theirs.id)
+        with pytest.raises(NotFound):
+            scoped(trades, "equity", me, theirs.id)
+        with pytest.raises(NotFound):
+            scoped(strategies, "upsert", "mallory", name="s1", class_path="a:B", params={}, symbol="BTCUSDT",
+                   interval="1m")  # fmt: skip
+    assert strategies.get(store, alice, ra.id).active and strategies.get(store, bob, rb.id).active
+    # A hand-built User carrying someone else's id is refused too.
+    from kit.store import User
+
+    with pytest.raises(NotFound):
+        strategies.list(store, User(id=rb.user_id, name="alice", password_hash="x"))
+    # Upsert under one user never touches the other user's strategy of the same name.
+    _promote(store, alice)
+    assert strategies.get(store, bob, rb.id).version == 1
+    # Every public function of the scoped modules that takes a user was exercised above.
+    for mod in (strategies, trades):
+        for fn, obj in vars(mod).items():
+            public = inspect.isfunction(obj) and obj.__module__ == mod.__name__ and not fn.startswith("_")
+            if public and "user" in inspect.signature(obj).parameters:
+                assert f"{mod.__name__}.{fn}" in called, f"{mod.__name__}.{fn} not tested across users"
+
+
+def test_unknown_user_is_not_found(store):
+    calls = (
+        lambda: strategies.list(store, "ghost"),
+        lambda: trades.list(store, "ghost"),
+        lambda: trades.positions(store, "ghost"),
+        lambda: users.set_password(store, "ghost", "x"),
+    )
+    for call in calls:
+        with pytest.raises(NotFound, match="ghost"):
+            call()
+
+
+def test_events_heartbeats_and_admin_counts(store):
+    from kit.store.models import utcnow
+
+    alice = users.add(store, "alice", "pw")
+    rec = _promote(store, alice)
+    strategies.set_state_for_daemon(store, rec.id, "paused", failures=3, last_error="ValueError: x")
+    assert strategies.counts_for_admin(store) == [
+        {"user": "alice", "total": 1, "on": 1, "active": 0, "paused": 1, "error": 0}
+    ]
+    assert events.latest_heartbeat(store) is None
+    events.heartbeat(store, "host:1", utcnow(), {"candles": 3})
+    events.heartbeat(store, "host:1", utcnow(), {"candles": 4})
+    assert events.latest_heartbeat(store)["status"] == {"candles": 4}
+    events.record(store, "start", "daemon started")
+    events.record(store, "strategy_paused", "3 failures", level="warning", strategy_id=rec.id, user_id=alice.id)
+    assert [e["kind"] for e in events.recent(store)] == ["strategy_paused", "start"]
+    assert [e["kind"] for e in events.recent(store, min_level="warning")] == ["strategy_paused"]
+    with pytest.raises(ConfigError, match="state"):
+        strategies.set_state_for_daemon(store, rec.id, "sleepy")
+
+
+def test_default_store_is_sqlite_wal_under_data_dir(tmp_path, monkeypatch):
+    monkeypatch.setenv("KIT_DATA_DIR", str(tmp_path / "dd"))
+    s = Store()
+    assert s.dialect == "sqlite" and str(tmp_path / "dd" / "kit.db") in s.url
+    s.migrate()
+    with s.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() > 0
+    s.dispose()
+    with pytest.raises(ConfigError, match="url"):
+        Store("not a url at all")
+
+
+def test_migrations_match_the_models(store):
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    from sqlmodel import SQLModel
+
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
+    assert diff == []
+
+
+def test_upgrade_from_the_first_schema_keeps_data(db_url):
+    s = Store(db_url)
+    s.migrate("0001")
+    assert s.current_revision() == "0001"
+    with s.engine.begin() as conn:
+        conn.execute(sa.text("insert into users (name, password_hash, role, created_at) "
+                             "values ('old', 'h', 'viewer', '2026-01-01 00:00:00')"))  # fmt: skip
+        conn.execute(sa.text(
+            "insert into strategies (user_id, name, class_path, params, broker, symbol, interval, active, state, "
+            "failures, version, promoted_at, updated_at) values (1, 'legacy', 'a:B', '{}', '{}', 'BTCUSDT', '1m', "
+            "true, 'active', 0, 1, '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+        ))  # fmt: skip
+        cols = {c["name"] for c in sa.inspect(conn).get_columns("strategies")}
+        assert "last_signal" not in cols
+    s.migrate()
+    assert s.current_revision() == "0002"
+    rec = strategies.get(s, "old", 1)
+    assert rec.name == "legacy" and rec.last_signal is None
+    s.downgrade("0001")
+    s.migrate()
+    assert strategies.list(s, "old")[0].name == "legacy"
+    s.dispose()
