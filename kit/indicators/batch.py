@@ -1,0 +1,155 @@
+"""Batch indicators: TA-Lib names and argument order, NumPy or pandas in, same kind out.
+
+``rsi(close, 14)``, ``macd(close, 12, 26, 9)``, ``bbands(close, 20, 2.0)``,
+``atr(high, low, close, 14)``... Inputs come first in TA-Lib's order, then the periods as
+plain positional parameters (defaults are TA-Lib's). NumPy arrays in -> float64 arrays
+out; a pandas Series as first input -> Series out on the same index. Multi-output
+indicators return a NamedTuple in TA-Lib's output order (see :mod:`kit.indicators.results`).
+
+Warm-up: the first ``warmup`` outputs are NaN, the same positions as TA-Lib's. Where TA-Lib
+has the indicator the values equal TA-Lib's (tested to 1e-9 relative).
+
+NaN in the input: a bar with NaN in any input is skipped, exactly as the incremental
+``update`` skips it: its output is NaN and the indicator continues from the previous
+valid bar (TA-Lib instead lets NaN poison everything after it).
+
+Parameters are validated by constructing the incremental class, so both forms raise
+the same ``ValueError`` naming the bad parameter before any computing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from kit.indicators import incremental as inc
+from kit.indicators._jit import kernel
+from kit.indicators.results import BBandsResult, MACDResult
+
+ArrayLike = Any  # np.ndarray | pd.Series | sequence of floats
+
+
+def _as_array(a: Any) -> np.ndarray:
+    if hasattr(a, "to_numpy"):
+        a = a.to_numpy(dtype=np.float64, na_value=np.nan)
+    arr = np.ascontiguousarray(a, dtype=np.float64)
+    if arr.ndim != 1:
+        raise ValueError(f"inputs must be 1-D, got shape {arr.shape}")
+    return arr
+
+
+def run(name: str, inputs: Sequence[Any], n_out: int, params: Sequence[Any], extra: Sequence[np.ndarray] = ()) -> Any:
+    """Run kernel ``name`` over ``inputs``; returns one array or a list of ``n_out`` arrays (pandas-aware).
+
+    ``extra`` are non-float side inputs (e.g. int64 timestamps) passed after the float inputs.
+    """
+    first = inputs[0]
+    index = first.index if hasattr(first, "index") and hasattr(first, "to_numpy") else None
+    arrs = [_as_array(a) for a in inputs]
+    n = arrs[0].shape[0]
+    for a in (*arrs[1:], *extra):
+        if a.shape[0] != n:
+            raise ValueError(f"inputs must have the same length, got {n} and {a.shape[0]}")
+    fn = kernel(name)
+    bad = None
+    for a in arrs:
+        if np.isnan(a.sum()):  # cheap screen; the mask below is exact
+            m = np.isnan(a)
+            bad = m if bad is None else (bad | m)
+    if bad is not None and bad.any():
+        keep = ~bad
+        m_count = int(keep.sum())
+        outs = [np.full(m_count, np.nan) for _ in range(n_out)]
+        fn(*[a[keep] for a in arrs], *[e[keep] for e in extra], *outs, *params)
+        full = []
+        for o in outs:
+            f = np.full(n, np.nan)
+            f[keep] = o
+            full.append(f)
+        outs = full
+    else:
+        outs = [np.full(n, np.nan) for _ in range(n_out)]
+        fn(*arrs, *extra, *outs, *params)
+    if index is not None:
+        import pandas as pd
+
+        outs = [pd.Series(o, index=index, copy=False) for o in outs]
+    return outs[0] if n_out == 1 else outs
+
+
+def _named(series: list[Any], names: Sequence[str]) -> list[Any]:
+    for s, nm in zip(series, names, strict=True):
+        if hasattr(s, "name"):
+            s.name = nm
+    return series
+
+
+# --------------------------------------------------------------------------- moving averages
+
+
+def sma(close: ArrayLike, period: int = 30) -> Any:
+    """Simple moving average (TA-Lib SMA). Warm-up ``period - 1``."""
+    ind = inc.SMA(period)
+    return run("sma", (close,), 1, ind.params)
+
+
+def ema(close: ArrayLike, period: int = 30) -> Any:
+    """EMA, k = 2/(period+1), seeded with the SMA of the first ``period`` values (TA-Lib EMA)."""
+    ind = inc.EMA(period)
+    return run("ema", (close,), 1, ind.params)
+
+
+def wma(close: ArrayLike, period: int = 30) -> Any:
+    """Linearly weighted moving average (TA-Lib WMA). Warm-up ``period - 1``."""
+    ind = inc.WMA(period)
+    return run("wma", (close,), 1, ind.params)
+
+
+def dema(close: ArrayLike, period: int = 30) -> Any:
+    """Double EMA (TA-Lib DEMA). Warm-up ``2*(period-1)``."""
+    ind = inc.DEMA(period)
+    return run("dema", (close,), 1, ind.params)
+
+
+def tema(close: ArrayLike, period: int = 30) -> Any:
+    """Triple EMA (TA-Lib TEMA). Warm-up ``3*(period-1)``."""
+    ind = inc.TEMA(period)
+    return run("tema", (close,), 1, ind.params)
+
+
+# --------------------------------------------------------------------------- momentum
+
+
+def rsi(close: ArrayLike, period: int = 14) -> Any:
+    """RSI with Wilder smoothing (TA-Lib RSI). Warm-up ``period``."""
+    ind = inc.RSI(period)
+    return run("rsi", (close,), 1, ind.params)
+
+
+def macd(close: ArrayLike, fast: int = 12, slow: int = 26, signal: int = 9) -> MACDResult:
+    """MACD -> ``MACDResult(macd, signal, hist)`` (TA-Lib MACD). Warm-up ``slow + signal - 2``."""
+    ind = inc.MACD(fast, slow, signal)
+    return MACDResult(*_named(run("macd", (close,), 3, ind.params), MACDResult._fields))
+
+
+# --------------------------------------------------------------------------- volatility
+
+
+def bbands(close: ArrayLike, period: int = 5, nbdevup: float = 2.0, nbdevdn: float | None = None) -> BBandsResult:
+    """Bollinger Bands -> ``BBandsResult(upper, middle, lower)`` (TA-Lib BBANDS, SMA middle).
+
+    ``bbands(close, 20, 2.0)`` uses 2.0 for both bands; ``nbdevdn`` defaults to ``nbdevup``.
+    """
+    ind = inc.BBANDS(period, nbdevup, nbdevdn)
+    return BBandsResult(*_named(run("bbands", (close,), 3, ind.params), BBandsResult._fields))
+
+
+def atr(high: ArrayLike, low: ArrayLike, close: ArrayLike, period: int = 14) -> Any:
+    """Average true range, Wilder smoothing (TA-Lib ATR). Warm-up ``period``."""
+    ind = inc.ATR(period)
+    return run("atr", (high, low, close), 1, ind.params)
+
+
+__all__ = ["atr", "bbands", "dema", "ema", "macd", "rsi", "sma", "tema", "wma"]
