@@ -90,6 +90,7 @@ class Store:
 
     def migrate(self, revision: str = "head") -> None:
         """Upgrade the schema to ``revision`` (default the newest) with Alembic."""
+        logging.getLogger("alembic").setLevel(logging.WARNING)  # per-plugin/revision lines are noise in a CLI
         from alembic import command
 
         command.upgrade(self.alembic_config(), revision)
