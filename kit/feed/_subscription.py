@@ -1,0 +1,245 @@
+"""One consumer of one stream: a bounded queue that never blocks the feed.
+
+Two modes, chosen per subscription:
+
+``lossless`` (the default; the daemon)
+    Every event is queued in order. The queue is bounded by ``max_queue``; when it fills, the
+    forming updates in it are compacted away (each is superseded by its candle's closed event)
+    and, if it is still full, the subscription is *cut*: new events are no longer queued and
+    only the position of the last queued closed candle is remembered. When the consumer has
+    drained the queue it is *resynced*: the closed candles it missed are taken from the stream's
+    recent buffer or fetched over REST, then live events resume. A slow consumer therefore
+    loses forming updates, never a closed candle, and costs at most ``max_queue`` events of memory.
+
+``conflate`` (viewers: charts, notebooks)
+    Closed candles are queued; of the forming updates only the latest is kept (it replaces an
+    older one still waiting). When ``max_queue`` closed candles wait, the oldest is dropped
+    (counted in ``dropped``): a viewer wants the present, not a backlog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from kit.feed._events import GapEvent, KlineEvent
+
+if TYPE_CHECKING:
+    from kit.feed._stream import Stream
+
+MODES = ("lossless", "conflate")
+
+
+class Subscription:
+    """An async iterator over one stream's events; also an async context manager.
+
+    Made by :meth:`kit.feed.Feed.subscribe`. Leaving the ``async with`` block (or calling
+    :meth:`close`, which is synchronous and idempotent) unsubscribes; when the last subscriber
+    of a stream leaves, the feed sends ``UNSUBSCRIBE``.
+    """
+
+    __slots__ = (
+        "_closed_error",
+        "_cursor",
+        "_cut",
+        "_feed",
+        "_q",
+        "_seed",
+        "_seed_task",
+        "_started",
+        "_stream",
+        "_waiter",
+        "closed",
+        "dropped",
+        "gaps",
+        "history",
+        "interval",
+        "lossless",
+        "max_queue",
+        "mode",
+        "resyncs",
+        "symbol",
+    )
+
+    def __init__(
+        self, feed: Any, symbol: str, interval: str, *, history: int, mode: str, gaps: bool, max_queue: int
+    ) -> None:
+        self._feed = feed
+        self.symbol = symbol
+        self.interval = interval
+        self.history = history
+        self.mode = mode
+        self.lossless = mode == "lossless"
+        self.gaps = gaps
+        self.max_queue = max_queue
+        self._stream: Stream | None = None
+        self._q: deque[KlineEvent | GapEvent] = deque()
+        self._seed: deque[KlineEvent | GapEvent] = deque()
+        self._seed_task: asyncio.Task | None = None
+        self._waiter: asyncio.Future | None = None
+        # Open time of the last closed candle accepted (seeded or queued): where a resync resumes.
+        self._cursor: int | None = None
+        self._cut = False
+        self._started = False
+        self._closed_error: BaseException | None = None
+        self.closed = False
+        #: Events this subscription lost on purpose (conflate mode's dropped backlog).
+        self.dropped = 0
+        #: Times a lossless subscription was cut and resynced because its consumer lagged.
+        self.resyncs = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"Subscription({self.symbol} {self.interval}, mode={self.mode}, queued={len(self._q)}, "
+            f"closed={self.closed})"
+        )
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def start(self) -> Subscription:
+        """Attach to the feed (starting it on the running loop if needed). ``async with`` calls this."""
+        if not self._started:
+            self._started = True
+            await self._feed._attach(self)
+        return self
+
+    def close(self) -> None:
+        """Unsubscribe now. Safe to call twice, from a callback, or after the feed stopped."""
+        if self.closed:
+            return
+        self.closed = True
+        if self._seed_task is not None and not self._seed_task.done():
+            self._seed_task.cancel()
+        self._feed._detach(self)
+        self._wake()
+
+    async def __aenter__(self) -> Subscription:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    @property
+    def queued(self) -> int:
+        """Events waiting for the consumer."""
+        return len(self._seed) + len(self._q)
+
+    @property
+    def lagging(self) -> bool:
+        """True while a lossless subscription is cut off and waits to be resynced."""
+        return self._cut
+
+    # -- consumer side ---------------------------------------------------------------------------
+    async def __anext__(self) -> KlineEvent | GapEvent:
+        if not self._started:
+            await self.start()
+        while True:
+            if self._seed:
+                return self._seed.popleft()
+            task = self._seed_task
+            if task is not None:
+                if not task.done():
+                    await asyncio.wait((task,))
+                    continue
+                self._seed_task = None
+                exc = None if task.cancelled() else task.exception()
+                if exc is not None:
+                    self._closed_error = exc
+                    self.close()
+                continue
+            if self._q:
+                return self._q.popleft()
+            if self.closed:
+                if self._closed_error is not None:
+                    err, self._closed_error = self._closed_error, None
+                    raise err
+                raise StopAsyncIteration
+            if self._cut:
+                self._resync()
+                continue
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    def _resync(self) -> None:
+        """Re-attach a cut lossless subscription: missed closed candles first, then live."""
+        self._cut = False
+        self.resyncs += 1
+        stream = self._stream
+        if stream is None or self.closed:
+            return
+        self._seed_task = stream.seed_after(self, self._cursor)
+
+    # -- producer side (called by the Stream, on the loop, never awaits) ---------------------------
+    def _wake(self) -> None:
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def _put(self, ev: KlineEvent | GapEvent) -> None:
+        if self._cut or self.closed:
+            return
+        q = self._q
+        if ev.is_gap:
+            if not self.gaps:
+                return
+            q.append(ev)
+        elif self.lossless:
+            if len(q) >= self.max_queue:
+                self._overflow()
+                if self._cut:
+                    return
+            q.append(ev)
+            if ev.closed:
+                self._cursor = ev.candle.open_time
+        else:
+            if q and not q[-1].closed and not q[-1].is_gap:
+                q[-1] = ev  # the newer update (forming or closed) of the same candle supersedes it
+            else:
+                if len(q) >= self.max_queue:
+                    q.popleft()
+                    self.dropped += 1
+                q.append(ev)
+            if ev.closed:
+                self._cursor = ev.candle.open_time
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def _overflow(self) -> None:
+        q = self._q
+        kept: deque[KlineEvent | GapEvent] = deque(e for e in q if e.closed or e.is_gap)
+        last = q[-1]
+        if not last.closed and not last.is_gap:
+            kept.append(last)  # the latest forming update is still news
+        if len(kept) < self.max_queue * 3 // 4:
+            self._q = kept
+            return
+        # Still full of closed candles: stop queueing; _resync() refills from the cursor later.
+        self._q = kept
+        while self._q and not self._q[-1].closed and not self._q[-1].is_gap:
+            self._q.pop()
+        self._cut = True
+        self._feed._note_lagging(self)
+
+    def _fail(self, exc: BaseException) -> None:
+        """End the subscription with ``exc``, raised to the consumer once its queue is drained."""
+        if self.closed:
+            return
+        self._closed_error = exc
+        self.close()
+
+    def _seeded(self, events: list[KlineEvent | GapEvent]) -> None:
+        """Events to yield before the live queue (history, or a resync's missed candles)."""
+        for ev in events:
+            if ev.is_gap:
+                if self.gaps:
+                    self._seed.append(ev)
+            else:
+                self._seed.append(ev)
+        self._wake()
