@@ -48,8 +48,9 @@ class User(SQLModel, table=True):
 class StrategyRecord(SQLModel, table=True):
     """A promoted strategy: what the daemon runs. ``version`` bumps on every change the daemon must see.
 
-    ``active`` is the owner's switch; ``state`` is the daemon's verdict (active, paused after
-    repeated failures, error when it cannot even be built). ``broker`` holds the fill-model
+    ``active`` is the owner's switch; ``start_time`` (ms) is the first candle it may trade;
+    ``state`` is the daemon's verdict (active, paused after repeated failures, error when it
+    cannot even be built). ``broker`` holds the fill-model
     and sizing arguments (fees, slippage, size, init_cash) shared with ``kit.backtest.run``.
     """
 
@@ -68,6 +69,8 @@ class StrategyRecord(SQLModel, table=True):
     failures: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False))
     last_error: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
     last_signal: str | None = Field(default=None, sa_column=sa.Column(sa.String(32), nullable=True))
+    #: First candle (open time, ms) the daemon trades; earlier candles only warm the strategy up.
+    start_time: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, nullable=True))
     version: int = Field(default=1, sa_column=sa.Column(sa.Integer, nullable=False))
     promoted_at: datetime = Field(default_factory=utcnow, sa_column=sa.Column(sa.DateTime(), nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=sa.Column(sa.DateTime(), nullable=False))

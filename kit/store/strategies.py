@@ -8,6 +8,7 @@ The dashboard never calls them for a viewer.
 from __future__ import annotations
 
 import builtins
+from datetime import UTC
 from typing import Any
 
 import sqlalchemy as sa
@@ -83,9 +84,12 @@ def upsert(
     symbol: str,
     interval: str,
     broker: dict[str, Any] | None = None,
+    start_time: int | None = None,
 ) -> StrategyRecord:
     """Create ``user``'s strategy ``name``, or replace its definition and bump its version.
 
+    ``start_time`` (ms, default now) is the first candle open time a new strategy trades;
+    a re-promoted strategy keeps its ledger and position and only changes how it decides.
     Used by :func:`kit.promote`; validation of the class and parameters happens there.
     """
     uid = user_id(store, user)
@@ -100,6 +104,7 @@ def upsert(
             row = StrategyRecord(
                 user_id=uid, name=name, class_path=class_path, params=dict(params), broker=dict(broker or {}),
                 symbol=symbol, interval=interval, promoted_at=now, updated_at=now,
+                start_time=int(now.replace(tzinfo=UTC).timestamp() * 1000) if start_time is None else int(start_time),
             )  # fmt: skip
         else:
             row.class_path, row.params, row.broker = class_path, dict(params), dict(broker or {})
