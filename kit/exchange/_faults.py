@@ -1,0 +1,91 @@
+"""Fault injection: what a real exchange connection does on a bad day, on demand.
+
+Counted faults (``malformed``, ``duplicate``, ``reorder``) apply to the next ``n`` kline event
+frames of *every* WebSocket connection open when the fault is injected (control answers are
+never touched). ``stall`` freezes every connection's sending, pings included; events produced
+meanwhile wait in the connection's queue (and a queue that overflows disconnects, as usual).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from kit.exchange.simulator import ExchangeSimulator
+
+log = logging.getLogger("kit.exchange")
+
+#: Garbage frames cycled through by ``malformed``: not JSON, not an object, wrong types, NaN prices,
+#: a binary frame, and a kline missing its fields.
+GARBAGE: tuple[str | bytes, ...] = (
+    '{"e":"kline","E":17',
+    "[1,2,3]",
+    '{"e":"kline","E":"soon","s":42,"k":{"t":"x","T":null,"s":"BTCUSDT","i":"1m","o":1,"c":[],"h":{},'
+    '"l":true,"v":"abc","x":"maybe"}}',
+    '{"e":"kline","E":1,"s":"BTCUSDT","k":{"t":0,"T":59999,"s":"BTCUSDT","i":"1m","f":-1,"L":-1,'
+    '"o":"NaN","c":"NaN","h":"Infinity","l":"-1","v":"NaN","n":0,"x":true,"q":"0","V":"0","Q":"0","B":"0"}}',
+    b"\x00\xffnot text\x80",
+    '{"e":"kline","E":1,"s":"BTCUSDT"}',
+)
+
+
+class Faults:
+    """Fault injection for a running :class:`~kit.exchange.ExchangeSimulator` (``sim.faults``)."""
+
+    def __init__(self, sim: ExchangeSimulator) -> None:
+        self._sim = sim
+        self.stall_until = 0.0  # time.monotonic() deadline
+        self.injected: dict[str, int] = {"drop": 0, "stall": 0, "malformed": 0, "duplicate": 0, "reorder": 0}
+
+    def drop_all(self) -> int:
+        """Close every WebSocket connection abruptly (TCP abort, no close frame). Returns how many."""
+        conns = list(self._sim._conns)
+        for conn in conns:
+            conn.abort("fault: drop")
+        self.injected["drop"] += 1
+        log.warning("fault: dropped %d connections", len(conns))
+        return len(conns)
+
+    def stall(self, seconds: float) -> None:
+        """Send nothing at all (no events, no answers, no pings) for ``seconds`` of real time."""
+        if seconds < 0:
+            raise ValueError(f"seconds must be >= 0, got {seconds!r}")
+        self.stall_until = max(self.stall_until, time.monotonic() + seconds)
+        self.injected["stall"] += 1
+        log.warning("fault: stalling all connections for %.3f s", seconds)
+
+    def stalled_for(self) -> float:
+        """Real seconds left in the current stall (0 if none)."""
+        return max(0.0, self.stall_until - time.monotonic())
+
+    def malformed(self, n: int = 1, *, replace: bool = True) -> None:
+        """The next ``n`` event frames of each connection are garbage (cycling through :data:`GARBAGE`).
+
+        ``replace=True`` (default): the garbage takes the real event's place, so that event is lost
+        on this connection (a client must notice the hole and backfill). ``replace=False``: the
+        garbage frame is sent before the real event.
+        """
+        self._count("malformed", n)
+        for conn in self._sim._conns:
+            conn.malformed += n
+            conn.malformed_replace = replace
+
+    def duplicate(self, n: int = 1) -> None:
+        """Each of the next ``n`` event frames of each connection is sent twice."""
+        self._count("duplicate", n)
+        for conn in self._sim._conns:
+            conn.duplicate += n
+
+    def reorder(self, n: int = 1) -> None:
+        """The next ``n`` pairs of event frames of each connection are swapped (second one first)."""
+        self._count("reorder", n)
+        for conn in self._sim._conns:
+            conn.reorder += n
+
+    def _count(self, kind: str, n: int) -> None:
+        if not isinstance(n, int) or n < 0:
+            raise ValueError(f"n must be a non-negative integer, got {n!r}")
+        self.injected[kind] += n
+        log.warning("fault: %s x%d", kind, n)

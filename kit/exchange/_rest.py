@@ -1,0 +1,308 @@
+"""Binance's public REST market data on the simulator's port: klines, ping, time, exchangeInfo.
+
+Answered from the WebSocket server's ``process_request`` hook (plain HTTP GET, one request per
+TCP connection: ``Connection: close``). Request weight is counted per client IP over a sliding
+60 s window of real time; over ``weight_limit`` the answer is HTTP 429 with ``Retry-After``.
+Every answer carries ``X-MBX-USED-WEIGHT-1M``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import collections
+import email.utils
+import json
+import math
+import re
+import time
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qsl, urlsplit
+
+from websockets.datastructures import Headers
+from websockets.http11 import Response
+
+from kit.errors import KitError
+from kit.exchange import _wire
+from kit.market.intervals import INTERVALS
+
+if TYPE_CHECKING:
+    from kit.exchange.simulator import ExchangeSimulator
+
+WEIGHTS = {"/api/v3/klines": 2, "/api/v3/ping": 1, "/api/v3/time": 1, "/api/v3/exchangeInfo": 20}
+_INT_RE = re.compile(r"^[0-9]{1,20}$")
+_SYMBOL_RE = re.compile(r"^[A-Z0-9-_.]{1,20}$")
+_QUOTES = ("USDT", "USDC", "FDUSD", "TUSD", "BUSD", "DAI", "EUR", "TRY", "BRL", "BTC", "ETH", "BNB")
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Requests"}
+
+
+class BadRequest(Exception):
+    def __init__(self, code: int, msg: str, status: int = 400) -> None:
+        super().__init__(msg)
+        self.code, self.msg, self.status = code, msg, status
+
+
+class WeightMeter:
+    """Request weight per IP over the last 60 s of real time."""
+
+    def __init__(self, limit: int | None) -> None:
+        self.limit = limit
+        self._log: dict[str, collections.deque[tuple[float, int]]] = {}
+
+    def used(self, ip: str, now: float) -> int:
+        q = self._log.setdefault(ip, collections.deque())
+        while q and q[0][0] <= now - 60.0:
+            q.popleft()
+        return sum(w for _, w in q)
+
+    def take(self, ip: str, weight: int) -> tuple[bool, int, int]:
+        """(allowed, used weight after this request, seconds to wait if refused)."""
+        now = time.monotonic()
+        used = self.used(ip, now)
+        if self.limit is not None and used + weight > self.limit:
+            q = self._log[ip]
+            # Wait until enough weight has left the window for this request to fit.
+            need, freed, retry = used + weight - self.limit, 0, 60.0
+            for ts, w in q:
+                freed += w
+                if freed >= need:
+                    retry = ts + 60.0 - now
+                    break
+            return False, used, max(1, math.ceil(retry))
+        self._log[ip].append((now, weight))
+        return True, used + weight, 0
+
+
+def respond(status: int, body: bytes, used: int | None = None, extra: dict[str, str] | None = None) -> Response:
+    headers = Headers(
+        [
+            ("Date", email.utils.formatdate(usegmt=True)),
+            ("Connection", "close"),
+            ("Content-Type", "application/json;charset=UTF-8"),
+            ("Content-Length", str(len(body))),
+        ]
+    )
+    if used is not None:
+        headers["X-MBX-USED-WEIGHT-1M"] = str(used)
+    for k, v in (extra or {}).items():
+        headers[k] = v
+    return Response(status, _REASONS.get(status, "Error"), headers, body)
+
+
+def handle(sim: ExchangeSimulator, path: str, ip: str) -> Response:
+    """Answer one HTTP GET."""
+    sim._counters["http_requests"] += 1
+    url = urlsplit(path)
+    route = url.path.rstrip("/") or "/"
+    if route.startswith("/_sim"):
+        return _admin(sim, route, dict(parse_qsl(url.query)))
+    weight = WEIGHTS.get(route)
+    if weight is None:
+        return respond(404, _wire.rest_error(-1000, f"Unknown path {url.path!r}"))
+    ok, used, retry = sim._weights.take(ip, weight)
+    if not ok:
+        sim._counters["http_429"] += 1
+        msg = (
+            f"Too much request weight used; current limit is {sim.weight_limit} request weight per 1 MINUTE. "
+            "Please use WebSocket Streams for live updates to avoid polling the API."
+        )
+        return respond(429, _wire.rest_error(-1003, msg), used, {"Retry-After": str(retry)})
+    try:
+        params = _params(url.query)
+        if route == "/api/v3/klines":
+            body = _klines(sim, params)
+        elif route == "/api/v3/ping":
+            body = b"{}"
+        elif route == "/api/v3/time":
+            body = b'{"serverTime":%d}' % sim.now_ms()
+        else:
+            body = _exchange_info(sim, params)
+    except BadRequest as exc:
+        return respond(exc.status, _wire.rest_error(exc.code, exc.msg), used)
+    return respond(200, body, used)
+
+
+def _params(query: str) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for k, v in parse_qsl(query, keep_blank_values=True):
+        if k in out:
+            raise BadRequest(-1101, f"Duplicate values for parameter '{k}'.")
+        out[k] = v
+    return out
+
+
+def _mandatory(params: dict[str, str], name: str) -> str:
+    value = params.get(name, "")
+    if value == "":
+        raise BadRequest(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
+    return value
+
+
+def _int(params: dict[str, str], name: str) -> int | None:
+    value = params.get(name)
+    if value is None or value == "":
+        return None
+    if not _INT_RE.match(value):
+        raise BadRequest(-1100, f"Illegal characters found in parameter '{name}'; legal range is '^[0-9]{{1,20}}$'.")
+    return int(value)
+
+
+def _symbol(sim: ExchangeSimulator, value: str) -> str:
+    if not _SYMBOL_RE.match(value):
+        raise BadRequest(-1100, "Illegal characters found in parameter 'symbol'; legal range is '^[A-Z0-9-_.]{1,20}$'.")
+    if value not in sim.data.symbols:
+        raise BadRequest(-1121, "Invalid symbol.")
+    return value
+
+
+def _klines(sim: ExchangeSimulator, params: dict[str, str]) -> bytes:
+    symbol = _symbol(sim, _mandatory(params, "symbol"))
+    interval = _mandatory(params, "interval")
+    if interval not in INTERVALS:
+        raise BadRequest(-1120, "Invalid interval.")
+    start, end, limit = _int(params, "startTime"), _int(params, "endTime"), _int(params, "limit")
+    if limit is None:
+        limit = 500
+    if not 1 <= limit <= 1000:
+        raise BadRequest(-1130, "Invalid data sent for a parameter: 'limit' must be between 1 and 1000.")
+    if start is not None and end is not None and start > end:
+        raise BadRequest(-1023, "Start time is greater than end time.")
+    series = sim.data.series(symbol, interval)
+    if series is None:
+        raise BadRequest(-1120, "Invalid interval.")
+    now = sim.now_ms()
+    n_closed = series.closed_count(now)
+    lo = 0 if start is None else bisect.bisect_left(series.open, start)
+    hi = n_closed if end is None else min(n_closed, bisect.bisect_right(series.open, end))
+    rows: list[str] = []
+    forming = series.forming(now)
+    if forming is not None and (start is None or forming.t >= start) and (end is None or forming.t <= end):
+        tail = [_wire.rest_row(*forming)]
+    else:
+        tail = []
+    if start is None:
+        # The most recent `limit`, the forming candle (Binance's last element) included.
+        lo = max(lo, hi - (limit - len(tail)))
+        rows_idx = range(lo, hi) if hi > lo else range(0)
+    else:
+        rows_idx = range(lo, min(hi, lo + limit)) if hi > lo else range(0)
+        if len(rows_idx) >= limit:
+            tail = []
+    o, h, low, c, v, t, e = series.o, series.h, series.lo, series.c, series.v, series.open, series.end
+    rows = [_wire.rest_row(t[i], e[i], o[i], h[i], low[i], c[i], v[i]) for i in rows_idx]
+    rows.extend(tail)
+    return ("[" + ",".join(rows) + "]").encode()
+
+
+def _split(symbol: str) -> tuple[str, str]:
+    for q in _QUOTES:
+        if symbol.endswith(q) and len(symbol) > len(q):
+            return symbol[: -len(q)], q
+    return symbol[:-3], symbol[-3:]
+
+
+def _exchange_info(sim: ExchangeSimulator, params: dict[str, str]) -> bytes:
+    symbols = list(sim.data.symbols)
+    if "symbol" in params:
+        symbols = [_symbol(sim, params["symbol"])]
+    elif "symbols" in params:
+        try:
+            wanted = json.loads(params["symbols"])
+        except ValueError:
+            raise BadRequest(-1100, "Illegal characters found in parameter 'symbols'.") from None
+        if not isinstance(wanted, list):
+            raise BadRequest(-1100, "Illegal characters found in parameter 'symbols'.")
+        symbols = [_symbol(sim, str(s)) for s in wanted]
+    out = []
+    for s in symbols:
+        base, quote = _split(s)
+        out.append(
+            {
+                "symbol": s,
+                "status": "TRADING",
+                "baseAsset": base,
+                "baseAssetPrecision": 8,
+                "quoteAsset": quote,
+                "quotePrecision": 8,
+                "quoteAssetPrecision": 8,
+                "baseCommissionPrecision": 8,
+                "quoteCommissionPrecision": 8,
+                "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"],
+                "icebergAllowed": True,
+                "ocoAllowed": True,
+                "otoAllowed": True,
+                "quoteOrderQtyMarketAllowed": True,
+                "allowTrailingStop": True,
+                "cancelReplaceAllowed": True,
+                "isSpotTradingAllowed": True,
+                "isMarginTradingAllowed": False,
+                "filters": [
+                    {
+                        "filterType": "PRICE_FILTER",
+                        "minPrice": "0.00000001",
+                        "maxPrice": "1000000.00000000",
+                        "tickSize": "0.00000001",
+                    },
+                    {
+                        "filterType": "LOT_SIZE",
+                        "minQty": "0.00000001",
+                        "maxQty": "9000.00000000",
+                        "stepSize": "0.00000001",
+                    },
+                    {
+                        "filterType": "NOTIONAL",
+                        "minNotional": "5.00000000",
+                        "applyMinToMarket": True,
+                        "maxNotional": "9000000.00000000",
+                        "applyMaxToMarket": False,
+                        "avgPriceMins": 5,
+                    },
+                ],
+                "permissions": [],
+                "permissionSets": [["SPOT"]],
+                "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
+                "allowedSelfTradePreventionModes": ["EXPIRE_TAKER", "EXPIRE_MAKER", "EXPIRE_BOTH"],
+                # Not Binance: what this simulator can serve for the symbol.
+                "kitIntervals": list(sim.data.intervals(s)),
+            }
+        )
+    info = {
+        "timezone": "UTC",
+        "serverTime": sim.now_ms(),
+        "rateLimits": [
+            {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": sim.weight_limit or 0},
+        ],
+        "exchangeFilters": [],
+        "symbols": out,
+    }
+    return json.dumps(info, separators=(",", ":")).encode()
+
+
+def _admin(sim: ExchangeSimulator, route: str, q: dict[str, str]) -> Response:
+    """``/_sim/...``: control a simulator running as its own process (GET; see the CLI's help)."""
+    try:
+        if route == "/_sim/fault":
+            kind = q.get("kind", "")
+            n = int(q.get("n", "1"))
+            if kind == "drop":
+                sim.faults.drop_all()
+            elif kind == "stall":
+                sim.faults.stall(float(q.get("seconds", "5")))
+            elif kind == "malformed":
+                sim.faults.malformed(n, replace=q.get("replace", "true").lower() != "false")
+            elif kind == "duplicate":
+                sim.faults.duplicate(n)
+            elif kind == "reorder":
+                sim.faults.reorder(n)
+            else:
+                raise ValueError(f"unknown fault kind {kind!r}; expected drop, stall, malformed, duplicate, reorder")
+        elif route == "/_sim/pause":
+            sim.pause()
+        elif route == "/_sim/resume":
+            sim.resume()
+        elif route == "/_sim/speed":
+            sim.set_speed(q.get("x", ""))
+        elif route != "/_sim/stats":
+            return respond(404, _wire.rest_error(-1000, f"Unknown path {route!r}"))
+    except (ValueError, KitError) as exc:
+        return respond(400, _wire.rest_error(-1100, str(exc)))
+    return respond(200, json.dumps(sim.stats(), default=str).encode())

@@ -1,0 +1,61 @@
+"""``kit exchange``: serve the simulator until Ctrl-C."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    app.command("exchange")(exchange)
+
+
+def exchange(
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
+    port: int = typer.Option(9400, "--port", help="Port for REST and WebSocket (0 = any free port)."),
+    data: str = typer.Option(None, "--data", help="Folder or file of candle files (default KIT_REPLAY_DATA)."),
+    speed: str = typer.Option("600", "--speed", help="Simulated seconds per real second, or 'max'."),
+    start: str = typer.Option(
+        None, "--start", help="Simulated start: ISO time or ms (default: data start + 1000 candles)."
+    ),
+    weight_limit: int = typer.Option(6000, "--weight-limit", help="REST request weight per minute per IP."),
+    max_connection_age: float = typer.Option(
+        86400.0, "--max-connection-age", help="Real seconds before a WebSocket connection is dropped (Binance: 24 h)."
+    ),
+    update_every: float = typer.Option(2.0, "--update-every", help="Simulated seconds between forming updates."),
+    symbols: str = typer.Option(None, "--symbols", help="Comma-separated symbols to serve (default: all)."),
+) -> None:
+    """Replay candles over Binance's spot REST + WebSocket protocol on one port.
+
+    Admin endpoints (GET) for tests driving a separate process: /_sim/stats, /_sim/pause,
+    /_sim/resume, /_sim/speed?x=60, /_sim/fault?kind=drop|stall|malformed|duplicate|reorder
+    (&n=3, &seconds=5).
+    """
+    import asyncio
+    import logging
+
+    from kit.exchange.simulator import ExchangeSimulator
+    from kit.settings import Settings
+
+    start_value: int | str | None = start
+    if start is not None and start.isdigit():
+        start_value = int(start)
+    sim = ExchangeSimulator(
+        data=data or Settings.from_env().replay_data,
+        speed=speed,
+        start=start_value,
+        host=host,
+        port=port,
+        weight_limit=weight_limit,
+        max_connection_age=max_connection_age,
+        update_every=update_every,
+        symbols=[s.strip() for s in symbols.split(",") if s.strip()] if symbols else None,
+    )
+
+    async def main() -> None:
+        async with sim:
+            await asyncio.Event().wait()
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        logging.getLogger("kit.exchange").info("stopped")

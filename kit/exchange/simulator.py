@@ -1,0 +1,549 @@
+"""ExchangeSimulator: Binance's spot market data (REST + WebSocket on one port) replayed from candle files.
+
+Timing model
+------------
+- The simulated clock starts at ``start`` (default: the first candle's open time plus 1000
+  candles of the finest loaded interval, so ``/api/v3/klines`` has a full page of history).
+- At a finite ``speed`` the clock is real time x speed. A single dispatcher wakes at every
+  ``update_every`` boundary of simulated time (epoch-aligned, 2 s like Binance) and at candle
+  closes; for each subscribed stream it sends the final ``x:true`` event of every candle that
+  closed (``E`` = close_time + 1) and then one forming ``x:false`` event as of the latest boundary.
+  When real ticks are shorter than 5 ms (high speeds) forming updates are conflated: at most one
+  per stream per tick; final events are never skipped.
+- At ``speed="max"`` the clock jumps from one candle close to the next over the streams that
+  have subscribers, forming updates are skipped, and every event of one simulated instant is
+  queued (waiting for room: lossless backpressure) on every subscribed connection before the
+  clock moves on. With no subscribed stream the clock stands still (it waits for consumers), so
+  a harness may ``pause()``, subscribe everything, then ``resume()``.
+- REST never shows the future: ``/api/v3/klines`` returns candles with ``close_time < now`` plus,
+  as Binance does, the forming candle as the last element with its values as of now (a candle
+  forms once its open time is strictly in the past). ``/api/v3/time`` is the simulated clock.
+
+Real-time limits (as Binance, in real seconds regardless of speed): ping every ``ping_interval``
+and a drop without pong within ``pong_timeout``; more than ``max_incoming_per_s`` incoming messages
+in one second drops the connection (close 1008); ``max_connection_age`` closes it (1001);
+``max_streams`` per connection; the REST weight over a sliding 60 s window.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import math
+import time
+from collections.abc import Iterable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pandas as pd
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.http11 import Request, Response
+
+from kit.errors import ConfigError
+from kit.exchange import _rest, _wire
+from kit.exchange._clock import SimClock, parse_speed
+from kit.exchange._data import DataSpec, MarketData, Series, load
+from kit.exchange._faults import Faults
+from kit.exchange._ws import STREAM_RE, Connection
+
+log = logging.getLogger("kit.exchange")
+
+_MIN_TICK = 0.005  # s of real time between dispatcher wake-ups at most speeds
+_MAX_TICK = 0.25  # s; re-check the clock at least this often
+_HISTORY_CANDLES = 1000
+
+
+class _Stream:
+    """One subscribed stream: its series, its subscribers, and how far its events have gone."""
+
+    __slots__ = ("idx", "interval", "last_g", "name", "series", "subs", "symbol")
+
+    def __init__(self, name: str, symbol: str, interval: str, series: Series | None, now: int) -> None:
+        self.name, self.symbol, self.interval, self.series = name, symbol, interval, series
+        self.subs: dict[Connection, None] = {}
+        self.idx = series.closed_count(now) if series is not None else 0  # next candle to finalize
+        self.last_g = -1  # last forming boundary sent
+
+
+def _parse_start(start: object, data: MarketData) -> int:
+    if start is None:
+        t = data.first_open + _HISTORY_CANDLES * data.finest_step
+        return min(t, data.last_end)
+    if isinstance(start, bool):
+        raise ConfigError(f"start: expected ms, an ISO time or a Timestamp, got {start!r}")
+    if isinstance(start, (int, float)) and not isinstance(start, bool):
+        t = int(start)
+    else:
+        try:
+            ts = pd.Timestamp(start) if isinstance(start, (str, datetime, pd.Timestamp)) else None
+        except ValueError:
+            ts = None
+        if ts is None or ts is pd.NaT:
+            raise ConfigError(f"start: cannot read {start!r} as a time (try 2025-06-01T00:00Z or ms)")
+        ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+        t = int(ts.value // 1_000_000)
+    if not data.first_open <= t <= data.last_end:
+        fmt = _iso
+        raise ConfigError(f"start: {fmt(t)} is outside the data ({fmt(data.first_open)} to {fmt(data.last_end)})")
+    return t
+
+
+def _iso(ms: int) -> str:
+    return pd.Timestamp(ms, unit="ms", tz="UTC").strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+class ExchangeSimulator:
+    """A Binance-compatible spot exchange on loopback, replaying candle files on a simulated clock.
+
+    ``async with ExchangeSimulator(data=..., speed=600, port=0) as sim:`` serves REST on
+    ``sim.rest_url`` and WebSocket on ``sim.ws_url`` (the same port). See the module docstring
+    for the timing model and :class:`kit.exchange._faults.Faults` for ``sim.faults``.
+
+    Args:
+        data: a folder of candle files, a list of candle files, or ``{(symbol, interval): frame}``;
+            default ``Settings.replay_data`` (``data/sample``).
+        speed: simulated seconds per real second, or ``"max"``/``inf`` for lossless as-fast-as-consumed.
+        start: simulated start (ms, ISO string, Timestamp); default first open + 1000 finest candles.
+        weight_limit: REST request weight per 60 s per IP (None: unlimited).
+        max_connection_age: real seconds before a WebSocket connection is closed (Binance: 24 h).
+        ping_interval, pong_timeout: real seconds (pongs count against the incoming message limit).
+        update_every: simulated seconds between forming updates (0 disables them).
+        symbols: serve only these symbols.
+        send_queue: frames a connection may have queued before it is dropped as too slow.
+    """
+
+    def __init__(
+        self,
+        data: DataSpec | None = None,
+        speed: float | str = 600.0,
+        start: int | str | pd.Timestamp | None = None,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        weight_limit: int | None = 6000,
+        max_connection_age: float = 86400.0,
+        ping_interval: float = 20.0,
+        update_every: float = 2.0,
+        symbols: Iterable[str] | None = None,
+        *,
+        pong_timeout: float = 60.0,
+        max_streams: int = 1024,
+        max_incoming_per_s: int = 5,
+        send_queue: int = 10_000,
+    ) -> None:
+        if data is None:
+            from kit.settings import Settings
+
+            data = Settings.from_env().replay_data
+        try:
+            self._speed = parse_speed(speed)
+        except ValueError as exc:
+            raise ConfigError(f"speed: {exc}") from None
+        for name, value in (
+            ("max_connection_age", max_connection_age),
+            ("ping_interval", ping_interval),
+            ("pong_timeout", pong_timeout),
+        ):
+            if not isinstance(value, (int, float)) or not value > 0:
+                raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
+        if not isinstance(update_every, (int, float)) or update_every < 0:
+            raise ConfigError(f"update_every must be >= 0 simulated seconds, got {update_every!r}")
+        if weight_limit is not None and (not isinstance(weight_limit, int) or weight_limit < 1):
+            raise ConfigError(f"weight_limit must be a positive integer or None, got {weight_limit!r}")
+        for name, value in (
+            ("max_streams", max_streams),
+            ("max_incoming_per_s", max_incoming_per_s),
+            ("send_queue", send_queue),
+            ("port", port + 1),
+        ):
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if isinstance(data, (str, Path)) and not Path(data).exists():
+            raise ConfigError(f"data: {str(data)!r} does not exist")
+        self.data = load(data, symbols)
+        self.start_ms = _parse_start(start, self.data)
+        self.host, self._port = host, port
+        self.weight_limit = weight_limit
+        self.max_connection_age = float(max_connection_age)
+        self.ping_interval = float(ping_interval)
+        self.pong_timeout = float(pong_timeout)
+        self.update_ms = round(update_every * 1000)
+        self.max_streams = max_streams
+        self.max_incoming_per_s = max_incoming_per_s
+        self.send_queue = send_queue
+        self.clock = SimClock(self.start_ms, self._speed)
+        self.faults = Faults(self)
+        self._weights = _rest.WeightMeter(weight_limit)
+        self._conns: set[Connection] = set()
+        self._streams: dict[str, _Stream] = {}
+        self._server: Server | None = None
+        self._runner: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._dirty = True
+        self._heap: list[tuple[int, str, _Stream]] = []
+        self._processed = self.start_ms  # events due up to this simulated ms have been queued
+        self._ended = False
+        self._counters: dict[str, int] = dict.fromkeys(
+            (
+                "connections_total", "messages_sent", "messages_received", "events_final", "events_forming",
+                "http_requests", "http_429", "dropped_slow", "dropped_rate_limit", "dropped_lifetime",
+                "dropped_pong", "pings_sent", "pongs_received", "faulty_frames",
+            ),
+            0,
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def rest_url(self) -> str:
+        return f"http://{self.host}:{self._port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}:{self._port}"
+
+    async def start(self) -> ExchangeSimulator:
+        """Start serving (also done by ``async with``)."""
+        if self._server is not None:
+            return self
+        self._wake = asyncio.Event()
+        try:
+            self._server = await serve(
+                self._handler,
+                self.host,
+                self._port,
+                process_request=self._process_request,
+                ping_interval=None,  # our own pinger: stallable, counted
+                compression=None,
+                max_size=1 << 20,
+            )
+        except OSError as exc:
+            raise ConfigError(f"cannot listen on {self.host}:{self._port}: {exc.strerror or exc}") from None
+        self._port = self._server.sockets[0].getsockname()[1]
+        self.clock.jump(self.start_ms)  # the clock starts when serving starts, not at construction
+        self._runner = asyncio.create_task(self._run(), name="kit.exchange.dispatch")
+        d = self.data
+        log.info(
+            "exchange simulator on %s (ws %s): %s; data %s to %s; simulated clock starts %s at speed %s",
+            self.rest_url, self.ws_url,
+            ", ".join(f"{s} {d.base(s).interval}" for s in d.symbols),
+            _iso(d.first_open), _iso(d.last_end), _iso(self.start_ms),
+            "max" if self.clock.is_max else f"{self.clock.speed:g}",
+        )  # fmt: skip
+        return self
+
+    async def stop(self) -> None:
+        """Close every connection and stop serving."""
+        if self._runner is not None:
+            self._runner.cancel()
+            try:
+                await self._runner
+            except (asyncio.CancelledError, Exception):
+                pass
+            self._runner = None
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+            self._server = None
+            log.info("exchange simulator on port %d stopped", self._port)
+
+    async def __aenter__(self) -> ExchangeSimulator:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def serve_forever(self) -> None:
+        await self.start()
+        assert self._server is not None
+        await self._server.serve_forever()
+
+    # ------------------------------------------------------------------ clock control
+    def now_ms(self) -> int:
+        """The simulated clock (ms UTC)."""
+        return self.clock.now_ms()
+
+    def pause(self) -> None:
+        self.clock.pause()
+        self._wake.set()
+
+    def resume(self) -> None:
+        self.clock.resume()
+        self._wake.set()
+
+    def set_speed(self, speed: float | str) -> None:
+        try:
+            value = parse_speed(speed)
+        except ValueError as exc:
+            raise ConfigError(f"speed: {exc}") from None
+        if not self.clock.is_max and math.isinf(value):
+            self._catch_up()  # events due up to now go out before the clock starts jumping
+        self.clock.set_speed(value)
+        self._dirty = True
+        self._wake.set()
+
+    async def wait_until(self, ms: int | str | pd.Timestamp, timeout: float | None = None) -> None:
+        """Wait until the simulated clock has reached ``ms`` and every event due by then is queued."""
+        target = ms if isinstance(ms, int) else _parse_start(ms, self.data)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self._processed < target:
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"simulated clock at {self.now_ms()}, still before {target}")
+            c = self.clock
+            if c.is_max or c.paused:
+                await asyncio.sleep(0.002)
+            else:
+                await asyncio.sleep(min(0.05, max(0.002, (target - c.now_ms()) / c.speed / 1000.0)))
+
+    def stats(self) -> dict[str, Any]:
+        """Counters and state: connections, streams, messages sent/received, drops, faults, clock."""
+        out: dict[str, Any] = dict(self._counters)
+        out["messages_sent"] += sum(c.sent for c in self._conns)
+        out["messages_received"] += sum(c.received for c in self._conns)
+        out.update(
+            connections=len(self._conns),
+            streams=len(self._streams),
+            subscriptions=sum(len(c.streams) for c in self._conns),
+            queued=sum(c.queue.qsize() for c in self._conns),
+            now_ms=self.now_ms(),
+            speed="max" if self.clock.is_max else self.clock.speed,
+            paused=self.clock.paused,
+            faults=dict(self.faults.injected),
+        )
+        return out
+
+    # ------------------------------------------------------------------ HTTP + WS entry
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        ip = connection.remote_address[0] if connection.remote_address else "?"
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            return _rest.handle(self, request.path, ip)
+        try:
+            route = _ws_route(request.path, self.max_streams)
+        except ValueError as exc:
+            return _rest.respond(400, _wire.rest_error(-1100, str(exc)))
+        if route is None:
+            return _rest.respond(404, _wire.rest_error(-1000, f"Unknown path {request.path!r}"))
+        return None
+
+    async def _handler(self, ws: ServerConnection) -> None:
+        route = _ws_route(ws.request.path, self.max_streams) if ws.request else None
+        names, combined = route if route else ([], False)
+        conn = Connection(self, ws, combined)
+        self._conns.add(conn)
+        self._counters["connections_total"] += 1
+        log.info("conn %d (%s): open %s", conn.id, conn.peer, ws.request.path if ws.request else "?")
+        self._subscribe(conn, names)
+        tasks = [
+            asyncio.create_task(conn.writer()),
+            asyncio.create_task(conn.pinger()),
+            asyncio.create_task(conn.lifetime()),
+        ]
+        try:
+            async for raw in ws:
+                conn.received += 1
+                if conn.rate_limited():
+                    self._counters["dropped_rate_limit"] += 1
+                    log.warning(
+                        "conn %d (%s): more than %d incoming messages in 1 s, disconnecting",
+                        conn.id, conn.peer, self.max_incoming_per_s,
+                    )  # fmt: skip
+                    conn.closed = True
+                    await ws.close(1008, "Too many requests")
+                    break
+                conn.handle(raw)
+        except ConnectionClosed:
+            pass
+        finally:
+            conn.closed = True
+            for t in tasks:
+                t.cancel()
+            while not conn.queue.empty():  # unblock a max-speed put waiting for room
+                conn.queue.get_nowait()
+            self._unsubscribe(conn, list(conn.streams))
+            self._conns.discard(conn)
+            self._counters["messages_sent"] += conn.sent
+            self._counters["messages_received"] += conn.received
+            log.info("conn %d (%s): closed after %d frames sent", conn.id, conn.peer, conn.sent)
+
+    # ------------------------------------------------------------------ subscriptions
+    def _subscribe(self, conn: Connection, names: list[str]) -> None:
+        now = self.clock.now_ms()
+        for name in names:
+            st = self._streams.get(name)
+            if st is None:
+                m = STREAM_RE.match(name)
+                assert m is not None
+                symbol, interval = m.group(1).upper(), m.group(2)
+                series = self.data.series(symbol, interval)
+                if series is None:
+                    log.warning("stream %s: not served (symbols: %s); subscribed but silent", name, self.data.symbols)
+                st = self._streams[name] = _Stream(name, symbol, interval, series, now)
+            st.subs[conn] = None
+            conn.streams[name] = None
+        self._dirty = True
+        self._wake.set()
+
+    def _unsubscribe(self, conn: Connection, names: list[str]) -> None:
+        for name in names:
+            conn.streams.pop(name, None)
+            st = self._streams.get(name)
+            if st is not None:
+                st.subs.pop(conn, None)
+                if not st.subs:
+                    del self._streams[name]
+        self._dirty = True
+
+    # ------------------------------------------------------------------ dispatch
+    async def _run(self) -> None:
+        try:
+            while True:
+                self._wake.clear()
+                if self.clock.paused:
+                    await self._wake.wait()
+                elif self.clock.is_max:
+                    if not await self._run_max():
+                        await self._wake.wait()
+                else:
+                    timeout = self._tick()
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), timeout)
+                    except TimeoutError:
+                        pass
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("exchange simulator dispatcher failed")
+            raise
+
+    def _final(self, st: _Stream, i: int) -> str:
+        s = st.series
+        assert s is not None
+        body = _wire.kline_body(
+            st.symbol, st.interval, s.open[i], s.end[i], s.o[i], s.h[i], s.lo[i], s.c[i], s.v[i], True
+        )
+        return _wire.kline_event(st.symbol, s.end[i], body)
+
+    def _offer(self, st: _Stream, raw: str) -> None:
+        comb = None
+        for conn in st.subs:
+            if conn.combined:
+                if comb is None:
+                    comb = _wire.combined(st.name, raw)
+                conn.offer(comb)
+            else:
+                conn.offer(raw)
+
+    def _catch_up(self) -> None:
+        """Finite speed: queue the events due up to the clock's current time."""
+        self._tick()
+
+    def _tick(self) -> float:
+        """Queue every event due by now; return the real seconds until the next one is due."""
+        t = self.clock.now_ms()
+        u = self.update_ms
+        next_due = t + 3_600_000
+        counters = self._counters
+        for st in list(self._streams.values()):
+            s = st.series
+            if s is None:
+                continue
+            ends, i, n = s.end, st.idx, len(s.end)
+            while i < n and ends[i] <= t:
+                self._offer(st, self._final(st, i))
+                counters["events_final"] += 1
+                i += 1
+            st.idx = i
+            if i < n:
+                next_due = min(next_due, ends[i])
+            if u:
+                g = t - t % u
+                if g > st.last_g:
+                    st.last_g = g
+                    bar = s.forming(g)
+                    if bar is not None and bar.end > t:
+                        body = _wire.kline_body(st.symbol, st.interval, bar.t, bar.end, *bar[2:], False)
+                        self._offer(st, _wire.kline_event(st.symbol, g, body))
+                        counters["events_forming"] += 1
+                next_due = min(next_due, g + u)
+        self._processed = max(self._processed, t)
+        if t >= self.data.last_end and not self._ended:
+            self._ended = True
+            log.info("simulated clock passed the end of the data (%s): no more candles", _iso(self.data.last_end))
+        wait = (next_due - t) / self.clock.speed / 1000.0
+        return min(_MAX_TICK, max(_MIN_TICK, wait))
+
+    async def _run_max(self) -> bool:
+        """Max speed: step from candle close to candle close; False when nothing is left to send."""
+        heap = self._heap
+        if self._dirty:
+            self._dirty = False
+            heap.clear()
+            for st in self._streams.values():
+                s = st.series
+                if s is not None and st.idx < len(s.end):
+                    heap.append((s.end[st.idx], st.name, st))
+            heapq.heapify(heap)
+        if not heap:
+            self._processed = max(self._processed, self.clock.now_ms())
+            if self._streams and not self._ended:
+                self._ended = True
+                log.info("max-speed replay reached the end of the data of every subscribed stream")
+            return False
+        clock, counters = self.clock, self._counters
+        steps = 0
+        while heap and not self._dirty and clock.is_max and not clock.paused:
+            t = heap[0][0]
+            clock.jump(t)
+            while heap and heap[0][0] == t:
+                st = heapq.heappop(heap)[2]
+                if not st.subs:
+                    continue
+                i = st.idx
+                raw = self._final(st, i)
+                comb = None
+                for conn in list(st.subs):
+                    if conn.combined:
+                        if comb is None:
+                            comb = _wire.combined(st.name, raw)
+                        await conn.put(comb)
+                    else:
+                        await conn.put(raw)
+                counters["events_final"] += 1
+                st.idx = i + 1
+                s = st.series
+                assert s is not None
+                if i + 1 < len(s.end):
+                    heapq.heappush(heap, (s.end[i + 1], st.name, st))
+            self._processed = t
+            steps += 1
+            if steps % 32 == 0:
+                await asyncio.sleep(0)  # let writers, REST and control messages run
+        return True
+
+
+def _ws_route(path: str, max_streams: int) -> tuple[list[str], bool] | None:
+    """(stream names, combined) for a WebSocket path, None if not a stream path; ValueError if invalid."""
+    url = urlsplit(path)
+    p = url.path
+    if p in ("/ws", "/ws/"):
+        names, combined = [], False
+    elif p.startswith("/ws/"):
+        names, combined = [n for n in p[4:].split("/") if n], False
+    elif p in ("/stream", "/stream/"):
+        raw = parse_qs(url.query).get("streams", [""])[0]
+        names, combined = [n for n in raw.split("/") if n], True
+    else:
+        return None
+    for n in names:
+        if not STREAM_RE.match(n):
+            raise ValueError(f"Invalid stream name {n!r} (expected e.g. btcusdt@kline_1m)")
+    names = list(dict.fromkeys(names))
+    if len(names) > max_streams:
+        raise ValueError(f"Too many streams: {len(names)} > {max_streams} per connection")
+    return names, combined
