@@ -1,0 +1,17 @@
+"""Backtests and parameter sweeps on vectorbt, with the fill model shared with the paper broker.
+
+This is the only package (with :mod:`kit.plots`) that imports vectorbt, and only when a
+backtest actually runs.
+"""
+
+from kit.backtest._run import BacktestResult, from_signals, infer_freq, resolve_model, run, trades_from_portfolio
+
+__all__ = ["BacktestResult", "from_signals", "infer_freq", "resolve_model", "run", "sweep", "trades_from_portfolio"]
+
+
+def __getattr__(name: str):
+    if name == "sweep":
+        from kit.backtest._sweep import sweep
+
+        return sweep
+    raise AttributeError(f"module 'kit.backtest' has no attribute {name!r}")

@@ -1,0 +1,203 @@
+"""``kit.backtest.run``: one strategy over one candle frame, through vectorbt, with the shared fill model."""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from kit.broker import TRADE_COLUMNS, FillModel
+from kit.strategy import Signals, Strategy, check_frame
+
+
+def _vbt() -> Any:
+    import vectorbt as vbt  # heavy (5-7 s): only ever imported here and in kit.plots
+
+    return vbt
+
+
+def infer_freq(index: pd.DatetimeIndex) -> pd.Timedelta | None:
+    """The candle interval of a frame: the most common spacing of its rows (outages do not change it)."""
+    if len(index) < 2:
+        return None
+    d = np.diff(index.asi8)
+    vals, counts = np.unique(d, return_counts=True)
+    step = int(vals[np.argmax(counts)])
+    unit = index.unit if hasattr(index, "unit") else "ns"
+    return pd.Timedelta(step, unit=unit)
+
+
+def resolve_model(
+    model: FillModel | None = None,
+    *,
+    fees: float | None = None,
+    slippage: float | None = None,
+    size: float | None = None,
+    size_type: str | None = None,
+    init_cash: float | None = None,
+) -> FillModel:
+    """A :class:`FillModel` from a base model (default ``FillModel()``) and keyword overrides."""
+    base = model if model is not None else FillModel()
+    if not isinstance(base, FillModel):
+        raise TypeError(f"model must be a kit.broker.FillModel, got {type(base).__name__}")
+    return base.replace(fees=fees, slippage=slippage, size=size, size_type=size_type, init_cash=init_cash)
+
+
+def from_signals(
+    data: pd.DataFrame,
+    signals: Signals,
+    model: FillModel,
+    *,
+    stop_loss: float | None = None,
+    take_profit: float | None = None,
+    freq: Any = None,
+) -> Any:
+    """``vectorbt.Portfolio.from_signals`` with the fill model's settings (signals may be 2-D)."""
+    vbt = _vbt()
+    kw = model.vectorbt_kwargs(stop_loss, take_profit)
+    use_stops = bool(stop_loss) or bool(take_profit)
+    if not use_stops:
+        for k in [k for k in kw if "stop" in k or k == "sl_trail"]:
+            kw.pop(k)
+    if signals.short_entries is None:
+        sig_kw = {"entries": signals.entries, "exits": signals.exits, "direction": "longonly"}
+    else:
+        sig_kw = {
+            "entries": signals.entries,
+            "exits": signals.exits,
+            "short_entries": signals.short_entries,
+            "short_exits": signals.short_exits,
+        }
+    close = data["close"]
+    extra: dict[str, Any] = {}
+    if use_stops:
+        extra = {"open": data["open"], "high": data["high"], "low": data["low"]}
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", module="vectorbt")
+        return vbt.Portfolio.from_signals(close, **sig_kw, **extra, **kw, use_stops=use_stops, freq=freq)
+
+
+def trades_from_portfolio(pf: Any, index: pd.DatetimeIndex, column: Any = None) -> pd.DataFrame:
+    """Closed trades of one portfolio column as the ``.trades`` frame (open trades are left out)."""
+    rec = pf.exit_trades.values
+    if column is not None:
+        col_idx = list(pf.wrapper.columns).index(column)
+        rec = rec[rec["col"] == col_idx]
+    rec = rec[rec["status"] == 1]  # TradeStatus.Closed
+    idx = index.asi8 if index.unit == "ns" else index.as_unit("ns").asi8
+    entry = pd.to_datetime(idx[rec["entry_idx"]], utc=True)
+    exit_ = pd.to_datetime(idx[rec["exit_idx"]], utc=True)
+    df = pd.DataFrame(
+        {
+            "entry_time": entry.as_unit("ms") if hasattr(entry, "as_unit") else entry,
+            "exit_time": exit_.as_unit("ms") if hasattr(exit_, "as_unit") else exit_,
+            "side": np.where(rec["direction"] == 0, "long", "short").astype(object),
+            "size": rec["size"].astype(np.float64),
+            "entry_price": rec["entry_price"].astype(np.float64),
+            "exit_price": rec["exit_price"].astype(np.float64),
+            "pnl": rec["pnl"].astype(np.float64),
+            "fees": (rec["entry_fees"] + rec["exit_fees"]).astype(np.float64),
+        },
+        columns=list(TRADE_COLUMNS),
+    )
+    return df.reset_index(drop=True)
+
+
+class BacktestResult:
+    """The outcome of :func:`run`: the vectorbt Portfolio and kit's views of it.
+
+    ``.trades`` (closed trades, columns ``entry_time exit_time side size entry_price exit_price
+    pnl fees``; times are the open times of the candles whose close filled), ``.equity`` (value
+    per candle), ``.drawdown``, ``.stats()``, ``.signals``, ``.columns`` (the named columns the
+    rules saw, indicators included), ``.portfolio`` (the vectorbt object, for anything else).
+    """
+
+    def __init__(
+        self, strategy: Strategy, data: pd.DataFrame, model: FillModel, signals: Signals, columns: Any, pf: Any
+    ) -> None:
+        self.strategy = strategy
+        self.data = data
+        self.model = model
+        self.signals = signals
+        self.columns = columns
+        self.portfolio = pf
+        self._trades: pd.DataFrame | None = None
+
+    @property
+    def trades(self) -> pd.DataFrame:
+        if self._trades is None:
+            self._trades = trades_from_portfolio(self.portfolio, self.data.index)
+        return self._trades
+
+    @property
+    def equity(self) -> pd.Series:
+        """Portfolio value (cash + position at the close) per candle."""
+        return self.portfolio.value().rename("equity")
+
+    @property
+    def drawdown(self) -> pd.Series:
+        """Drawdown from the running peak of equity, as a negative fraction."""
+        return self.portfolio.drawdown().rename("drawdown")
+
+    @property
+    def open_position(self) -> float:
+        """Signed position left open at the end (base units)."""
+        return float(self.portfolio.assets().iloc[-1])
+
+    def stats(self, **kwargs: Any) -> pd.Series:
+        """vectorbt's summary statistics (total return, Sharpe, max drawdown, win rate, ...)."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module="vectorbt")
+            return self.portfolio.stats(**kwargs)
+
+    def indicator_frame(self) -> pd.DataFrame:
+        """The indicator columns the rules saw, as a frame on the data's index."""
+        names = [n for n in self.columns if n not in ("time", "open", "high", "low", "close", "volume")]
+        return pd.DataFrame({n: self.columns[n] for n in names}, index=self.data.index)
+
+    def __repr__(self) -> str:
+        tr = self.trades
+        ret = float(self.portfolio.total_return())
+        return (
+            f"<BacktestResult {self.strategy!r}: {len(self.data)} candles, {len(tr)} trades, total return {ret:+.2%}>"
+        )
+
+
+def run(
+    strategy: Strategy,
+    data: pd.DataFrame,
+    *,
+    fees: float | None = None,
+    slippage: float | None = None,
+    size: float | None = None,
+    size_type: str | None = None,
+    init_cash: float | None = None,
+    model: FillModel | None = None,
+) -> BacktestResult:
+    """Backtest ``strategy`` over a candle frame with the shared fill model.
+
+    Keyword arguments override fields of ``model`` (default :class:`kit.broker.FillModel`:
+    fees 0.1 %, no slippage, all available cash per entry, 10,000 starting cash). Indicators are
+    computed with kit's batch functions over the rows that exist (outages are missing rows);
+    signals decided on a candle fill at its close (see :mod:`kit.broker`).
+    """
+    if not isinstance(strategy, Strategy):
+        if isinstance(strategy, type) and issubclass(strategy, Strategy):
+            raise TypeError(f"run() needs a strategy instance: pass {strategy.__name__}() not {strategy.__name__}")
+        raise TypeError(f"run() needs a kit.strategy.Strategy instance, got {type(strategy).__name__}")
+    check_frame(data)
+    m = resolve_model(model, fees=fees, slippage=slippage, size=size, size_type=size_type, init_cash=init_cash)
+    cols = strategy.columns(data)
+    sig = strategy.evaluate(cols)
+    if sig.short_entries is not None and not m.reverses:
+        warnings.warn(
+            f"{type(strategy).__name__} trades short, and with size_type='percent' an opposite entry only "
+            "closes the position (vectorbt cannot reverse percent-sized positions); use size_type='value' "
+            "or 'amount' to reverse in one fill",
+            stacklevel=2,
+        )
+    sl, tp = strategy.stops
+    pf = from_signals(data, sig, m, stop_loss=sl, take_profit=tp, freq=infer_freq(data.index))
+    return BacktestResult(strategy, data, m, sig, cols, pf)

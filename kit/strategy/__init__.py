@@ -1,0 +1,26 @@
+"""Strategies: typed parameters, named indicators, and rules written once over columns.
+
+The same rule code runs over a whole frame in a backtest and on the last ``lookback``
+closed rows live (:meth:`Strategy.live`). See :class:`Strategy`.
+"""
+
+from kit.strategy._base import CANDLE_COLUMNS, Strategy
+from kit.strategy._columns import Columns
+from kit.strategy._frame import check_frame
+from kit.strategy._live import LiveEvaluator
+from kit.strategy._param import Param
+from kit.strategy._signals import Signal, Signals, crossed_above, crossed_below, shift
+
+__all__ = [
+    "CANDLE_COLUMNS",
+    "Columns",
+    "LiveEvaluator",
+    "Param",
+    "Signal",
+    "Signals",
+    "Strategy",
+    "check_frame",
+    "crossed_above",
+    "crossed_below",
+    "shift",
+]

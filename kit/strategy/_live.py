@@ -1,0 +1,115 @@
+"""Live evaluation: the same ``signals()`` code on the last ``lookback`` closed rows.
+
+Used by :mod:`kit.replay` and the daemon. No pandas on this path: a ring buffer of numpy
+rows, one ``signals()`` call on a ``lookback``-row window per closed candle. An evaluator
+holds only market state (the window), no account or user state, so one evaluator can
+serve every user running the same (class, params, symbol, interval).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from kit.strategy._columns import Columns
+from kit.strategy._signals import Signal
+
+if TYPE_CHECKING:
+    from kit.market import Candle
+    from kit.strategy._base import Strategy
+
+_PRICE = ("open", "high", "low", "close", "volume")
+
+
+def _value(v: Any, output: str | None) -> float:
+    if v is None:
+        return math.nan
+    if output is not None:
+        v = v[output] if isinstance(v, Mapping) else getattr(v, output)
+        if v is None:
+            return math.nan
+    return float(v)
+
+
+class LiveEvaluator:
+    """Evaluates one strategy on closed rows as they arrive.
+
+    ``on_row(row)`` takes an engine ``Row`` (``.candle``, ``.closed``, ``.values`` mapping
+    spec -> value) and returns this candle's :class:`Signal`, or ``None`` when no signal fired
+    (or the row is not closed, or is not newer than the last one seen). ``on_candle(candle,
+    values)`` is the same without a Row. Signals on row ``i`` equal the backtest's signals on
+    row ``i`` provided the evaluator saw the same rows with the same indicator values.
+    """
+
+    __slots__ = ("_buf", "_cols", "_last_time", "_lookback", "_n", "_names", "_pos", "_time", "strategy")
+
+    def __init__(self, strategy: Strategy) -> None:
+        self.strategy = strategy
+        self._lookback = int(strategy.lookback)
+        self._cols = list(strategy.columns_spec().items())  # name -> (spec, output)
+        self._names = (*_PRICE, *(name for name, _ in self._cols))
+        self._buf = np.full((len(self._names), 2 * self._lookback), np.nan)
+        self._time = np.zeros(2 * self._lookback, dtype=np.int64)
+        self._pos = 0  # next write column
+        self._n = 0  # rows seen
+        self._last_time = -(2**62)
+
+    @property
+    def rows_seen(self) -> int:
+        return self._n
+
+    @property
+    def last_time_ms(self) -> int | None:
+        """Open time of the last row evaluated (``None`` before the first)."""
+        return None if self._n == 0 else int(self._last_time)
+
+    def on_row(self, row: Any) -> Signal | None:
+        """Evaluate on an engine row; see the class docstring."""
+        if not row.closed:
+            return None
+        return self.on_candle(row.candle, row.values)
+
+    def on_candle(self, candle: Candle, values: Mapping[Any, Any]) -> Signal | None:
+        """Push one closed candle with its indicator values (spec -> value) and evaluate."""
+        t = int(candle[0])
+        if t <= self._last_time:
+            return None  # a duplicate or an old candle: never decide twice
+        self._push(t, candle, values)
+        sig = self.strategy.evaluate(self._window())
+        e, x = bool(sig.entries[-1]), bool(sig.exits[-1])
+        se = bool(sig.short_entries[-1]) if sig.short_entries is not None else False
+        sx = bool(sig.short_exits[-1]) if sig.short_exits is not None else False
+        if e or x or se or sx:
+            return Signal(t, e, x, se, sx)
+        return None
+
+    def _push(self, t: int, candle: Candle, values: Mapping[Any, Any]) -> None:
+        L = self._lookback
+        if self._pos == 2 * L:
+            # keep the newest L-1 rows at the front; amortised O(1) per row
+            self._buf[:, : L - 1] = self._buf[:, L + 1 :]
+            self._time[: L - 1] = self._time[L + 1 :]
+            self._pos = L - 1
+        col = self._buf[:, self._pos]
+        col[0], col[1], col[2], col[3], col[4] = candle[1], candle[2], candle[3], candle[4], candle[5]
+        for j, (_, (spec, output)) in enumerate(self._cols, start=5):
+            try:
+                v = values[spec]
+            except KeyError:
+                raise KeyError(f"row has no value for indicator {spec!r} that {self.strategy!r} needs") from None
+            col[j] = _value(v, output)
+        self._time[self._pos] = t
+        self._pos += 1
+        self._n += 1
+        self._last_time = t
+
+    def _window(self) -> Columns:
+        hi = self._pos
+        lo = max(0, hi - self._lookback)
+        w = self._buf[:, lo:hi]
+        d = Columns(zip(self._names, w, strict=True))
+        d["time"] = self._time[lo:hi]
+        return d

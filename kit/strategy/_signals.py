@@ -1,0 +1,66 @@
+"""What a strategy's rules return: boolean entry/exit columns, and the helpers that build them."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+
+class Signals(NamedTuple):
+    """Entry and exit columns of a strategy, one bool per row.
+
+    ``entries``/``exits`` are long signals; ``short_entries``/``short_exits`` are ``None`` for a
+    long-only strategy. A signal on row ``i`` is decided on candle ``i``'s close.
+    """
+
+    entries: np.ndarray
+    exits: np.ndarray
+    short_entries: np.ndarray | None = None
+    short_exits: np.ndarray | None = None
+
+
+class Signal(NamedTuple):
+    """The signal of one closed candle, as live evaluation returns it (``None`` when all are false)."""
+
+    time_ms: int
+    entry: bool = False
+    exit: bool = False
+    short_entry: bool = False
+    short_exit: bool = False
+
+    def any(self) -> bool:
+        return self.entry or self.exit or self.short_entry or self.short_exit
+
+
+def crossed_above(a: np.ndarray, b: np.ndarray | float) -> np.ndarray:
+    """True where ``a`` goes from ``<= b`` on the previous row to ``> b`` on this row.
+
+    Looks back one row, so a strategy using it needs ``lookback >= 2``. The first row is
+    False. NaNs (indicator warm-up) compare False, so no cross is reported during warm-up.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.broadcast_to(np.asarray(b, dtype=np.float64), a.shape)
+    out = np.zeros(a.shape, dtype=np.bool_)
+    if a.shape[0] > 1:
+        out[1:] = (a[1:] > b[1:]) & (a[:-1] <= b[:-1])
+    return out
+
+
+def crossed_below(a: np.ndarray, b: np.ndarray | float) -> np.ndarray:
+    """True where ``a`` goes from ``>= b`` on the previous row to ``< b`` on this row (see :func:`crossed_above`)."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.broadcast_to(np.asarray(b, dtype=np.float64), a.shape)
+    out = np.zeros(a.shape, dtype=np.bool_)
+    if a.shape[0] > 1:
+        out[1:] = (a[1:] < b[1:]) & (a[:-1] >= b[:-1])
+    return out
+
+
+def shift(a: np.ndarray, n: int = 1) -> np.ndarray:
+    """``a`` moved ``n`` rows later (the value ``n`` rows ago), NaN-filled at the start. Needs ``lookback > n``."""
+    a = np.asarray(a, dtype=np.float64)
+    out = np.full(a.shape, np.nan)
+    if n < a.shape[0]:
+        out[n:] = a[: a.shape[0] - n]
+    return out
