@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import operator
-from collections import deque
 from typing import Any, ClassVar
 
 NAN = math.nan
@@ -84,11 +83,7 @@ class Indicator:
         new = object.__new__(cls)
         for s in slots:
             v = getattr(self, s)
-            if isinstance(v, deque):
-                v = deque(v, v.maxlen)
-            elif isinstance(v, list):
-                v = list(v)
-            elif isinstance(v, Indicator):
+            if hasattr(v, "copy"):  # deques, lists, nested indicators and rolling helpers
                 v = v.copy()
             setattr(new, s, v)
         return new

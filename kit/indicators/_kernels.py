@@ -62,7 +62,15 @@ def wma(x, out, period):
         sub -= trailing
         s += x[i] * period
         out[i] = s / divider
-        s -= sub
+        if (i + 1) % period == 0:
+            sub = 0.0
+            s = 0.0
+            for j in range(period):
+                v = x[i - period + 1 + j]
+                sub += v
+                s += v * j
+        else:
+            s -= sub
 
 
 def dema(x, out, period):
@@ -156,18 +164,37 @@ def macd(x, out_m, out_s, out_h, fast, slow, signal):
 
 
 def bbands(x, up, mid, lo, period, nbdevup, nbdevdn):
+    n = x.shape[0]
+    if n == 0:
+        return
     t = 0.0
-    t2 = 0.0
-    for i in range(x.shape[0]):
+    k = x[0]
+    s1 = 0.0
+    s2 = 0.0
+    for i in range(n):
         v = x[i]
         t += v
-        t2 += v * v
+        d = v - k
+        s1 += d
+        s2 += d * d
         if i >= period - 1:
             old = x[i - period + 1]
             m = t / period
-            var = t2 / period - m * m
             t -= old
-            t2 -= old * old
+            m1 = s1 / period
+            var = s2 / period - m1 * m1
+            if (i + 1) % period == 0:
+                k = v
+                s1 = 0.0
+                s2 = 0.0
+                for j in range(i - period + 2, i + 1):
+                    d = x[j] - k
+                    s1 += d
+                    s2 += d * d
+            else:
+                d = old - k
+                s1 -= d
+                s2 -= d * d
             sd = math.sqrt(var) if var > 0.0 else 0.0
             up[i] = m + sd * nbdevup
             mid[i] = m
@@ -202,3 +229,393 @@ def atr(h, low, c, out, period):
     for i in range(period + 1, n):
         a = (a * (period - 1) + tr[i]) / period
         out[i] = a
+
+
+def natr(h, low, c, out, period):
+    atr(h, low, c, out, period)
+    for i in range(period, h.shape[0]):
+        out[i] = (out[i] / c[i]) * 100.0 if c[i] != 0.0 else 0.0
+
+
+def rolling_max(x, period, out):
+    """out[i] = max(x[i-period+1 .. i]) (partial windows at the start)."""
+    hi_idx = -1
+    hi = 0.0
+    for i in range(x.shape[0]):
+        start = i - period + 1
+        if hi_idx < start:
+            hi_idx = start if start > 0 else 0
+            hi = x[hi_idx]
+            for j in range(hi_idx + 1, i + 1):
+                if x[j] >= hi:
+                    hi = x[j]
+                    hi_idx = j
+        elif x[i] >= hi:
+            hi = x[i]
+            hi_idx = i
+        out[i] = hi
+
+
+def rolling_min(x, period, out):
+    lo_idx = -1
+    lo = 0.0
+    for i in range(x.shape[0]):
+        start = i - period + 1
+        if lo_idx < start:
+            lo_idx = start if start > 0 else 0
+            lo = x[lo_idx]
+            for j in range(lo_idx + 1, i + 1):
+                if x[j] <= lo:
+                    lo = x[j]
+                    lo_idx = j
+        elif x[i] <= lo:
+            lo = x[i]
+            lo_idx = i
+        out[i] = lo
+
+
+def _fast_k(h, low, c, fastk, fk):
+    n = h.shape[0]
+    hh = np.empty(n)
+    ll = np.empty(n)
+    rolling_max(h, fastk, hh)
+    rolling_min(low, fastk, ll)
+    for i in range(fastk - 1, n):
+        diff = (hh[i] - ll[i]) / 100.0
+        fk[i] = (c[i] - ll[i]) / diff if diff != 0.0 else 0.0
+
+
+def stoch(h, low, c, k_out, d_out, fastk, slowk, slowd):
+    n = h.shape[0]
+    if n < fastk:
+        return
+    fk = np.full(n, np.nan)
+    _fast_k(h, low, c, fastk, fk)
+    sk = np.full(n, np.nan)
+    sma(fk[fastk - 1 :], sk[fastk - 1 :], slowk)
+    s0 = fastk - 1 + slowk - 1
+    if s0 >= n:
+        return
+    sd = np.full(n, np.nan)
+    sma(sk[s0:], sd[s0:], slowd)
+    for i in range(s0 + slowd - 1, n):
+        k_out[i] = sk[i]
+        d_out[i] = sd[i]
+
+
+def stochrsi(x, k_out, d_out, period, fastk, fastd):
+    n = x.shape[0]
+    if n <= period:
+        return
+    r = np.full(n, np.nan)
+    rsi(x, r, period)
+    rr = r[period:]
+    m = rr.shape[0]
+    if m < fastk:
+        return
+    k = np.full(m, np.nan)
+    _fast_k(rr, rr, rr, fastk, k)
+    d = np.full(m, np.nan)
+    sma(k[fastk - 1 :], d[fastk - 1 :], fastd)
+    for i in range(fastk - 1 + fastd - 1, m):
+        k_out[period + i] = k[i]
+        d_out[period + i] = d[i]
+
+
+def willr(h, low, c, out, period):
+    n = h.shape[0]
+    hh = np.empty(n)
+    ll = np.empty(n)
+    rolling_max(h, period, hh)
+    rolling_min(low, period, ll)
+    for i in range(period - 1, n):
+        diff = (hh[i] - ll[i]) / -100.0
+        out[i] = (hh[i] - c[i]) / diff if diff != 0.0 else 0.0
+
+
+def donchian(h, low, up, mid, lo, period):
+    n = h.shape[0]
+    hh = np.empty(n)
+    ll = np.empty(n)
+    rolling_max(h, period, hh)
+    rolling_min(low, period, ll)
+    for i in range(period - 1, n):
+        up[i] = hh[i]
+        mid[i] = (hh[i] + ll[i]) / 2.0
+        lo[i] = ll[i]
+
+
+def cci(h, low, c, out, period):
+    buf = np.zeros(period)
+    idx = 0
+    for i in range(h.shape[0]):
+        tp = (h[i] + low[i] + c[i]) / 3
+        buf[idx] = tp
+        idx += 1
+        if idx == period:
+            idx = 0
+        if i >= period - 1:
+            avg = 0.0
+            for j in range(period):
+                avg += buf[j]
+            avg /= period
+            dev = 0.0
+            for j in range(period):
+                dev += abs(buf[j] - avg)
+            t = tp - avg
+            out[i] = t / (0.015 * (dev / period)) if (t != 0.0 and dev != 0.0) else 0.0
+
+
+def mfi(h, low, c, v, out, period):
+    n = h.shape[0]
+    if n == 0:
+        return
+    pos = np.zeros(period)
+    neg = np.zeros(period)
+    idx = 0
+    ps = 0.0
+    ns = 0.0
+    prev = (h[0] + low[0] + c[0]) / 3
+    for i in range(1, n):
+        tp = (h[i] + low[i] + c[i]) / 3
+        if i - 1 >= period:
+            ps -= pos[idx]
+            ns -= neg[idx]
+        d = tp - prev
+        prev = tp
+        mf = tp * v[i]
+        if d < 0:
+            neg[idx] = mf
+            ns += mf
+            pos[idx] = 0.0
+        elif d > 0:
+            pos[idx] = mf
+            ps += mf
+            neg[idx] = 0.0
+        else:
+            pos[idx] = 0.0
+            neg[idx] = 0.0
+        idx += 1
+        if idx == period:
+            idx = 0
+        if i >= period:
+            s = ps + ns
+            out[i] = 100.0 * (ps / s) if s != 0.0 else 0.0
+
+
+def roc(x, out, period):
+    for i in range(period, x.shape[0]):
+        old = x[i - period]
+        out[i] = ((x[i] / old) - 1.0) * 100.0 if old != 0.0 else 0.0
+
+
+def obv(c, v, out):
+    n = c.shape[0]
+    if n == 0:
+        return
+    o = v[0]
+    out[0] = o
+    for i in range(1, n):
+        if c[i] > c[i - 1]:
+            o += v[i]
+        elif c[i] < c[i - 1]:
+            o -= v[i]
+        out[i] = o
+
+
+def dmi(h, low, c, pdi, mdi, adx, period):
+    """+DI, -DI and ADX together (TA-Lib's PLUS_DI / MINUS_DI / ADX recurrences)."""
+    n = h.shape[0]
+    if n == 0:
+        return
+    ph = h[0]
+    pl = low[0]
+    pc = c[0]
+    pdm = 0.0
+    mdm = 0.0
+    tr = 0.0
+    sum_dx = 0.0
+    a = np.nan
+    for i in range(1, n):
+        diff_p = h[i] - ph
+        diff_m = pl - low[i]
+        ph = h[i]
+        pl = low[i]
+        r = h[i] - low[i]
+        v = abs(h[i] - pc)
+        if v > r:
+            r = v
+        v = abs(low[i] - pc)
+        if v > r:
+            r = v
+        pc = c[i]
+        if i < period:
+            if diff_m > 0 and diff_p < diff_m:
+                mdm += diff_m
+            elif diff_p > 0 and diff_p > diff_m:
+                pdm += diff_p
+            tr += r
+            continue
+        mdm -= mdm / period
+        pdm -= pdm / period
+        if diff_m > 0 and diff_p < diff_m:
+            mdm += diff_m
+        elif diff_p > 0 and diff_p > diff_m:
+            pdm += diff_p
+        tr = tr - tr / period + r
+        pdi[i] = 100.0 * (pdm / tr) if tr != 0.0 else 0.0
+        mdi[i] = 100.0 * (mdm / tr) if tr != 0.0 else 0.0
+        dx = np.nan
+        if tr != 0.0:
+            md = 100.0 * (mdm / tr)
+            pd_ = 100.0 * (pdm / tr)
+            s = md + pd_
+            if s != 0.0:
+                dx = 100.0 * (abs(md - pd_) / s)
+        if i < 2 * period:
+            if dx == dx:
+                sum_dx += dx
+            if i == 2 * period - 1:
+                a = sum_dx / period
+                adx[i] = a
+        else:
+            if dx == dx:
+                a = (a * (period - 1) + dx) / period
+            adx[i] = a
+
+
+def sar(h, low, out, acc, mx):
+    n = h.shape[0]
+    if n < 2:
+        return
+    if acc > mx:
+        acc = mx
+    af = acc
+    diff_m = low[0] - low[1]
+    diff_p = h[1] - h[0]
+    is_long = not (diff_m > 0 and diff_p < diff_m)
+    if is_long:
+        ep = h[1]
+        s = low[0]
+    else:
+        ep = low[1]
+        s = h[0]
+    new_l = low[1]
+    new_h = h[1]
+    for i in range(1, n):
+        prev_l = new_l
+        prev_h = new_h
+        new_l = low[i]
+        new_h = h[i]
+        if is_long:
+            if new_l <= s:
+                is_long = False
+                s = ep
+                if s < prev_h:
+                    s = prev_h
+                if s < new_h:
+                    s = new_h
+                out[i] = s
+                af = acc
+                ep = new_l
+                s = s + af * (ep - s)
+                if s < prev_h:
+                    s = prev_h
+                if s < new_h:
+                    s = new_h
+            else:
+                out[i] = s
+                if new_h > ep:
+                    ep = new_h
+                    af += acc
+                    if af > mx:
+                        af = mx
+                s = s + af * (ep - s)
+                if s > prev_l:
+                    s = prev_l
+                if s > new_l:
+                    s = new_l
+        elif new_h >= s:
+            is_long = True
+            s = ep
+            if s > prev_l:
+                s = prev_l
+            if s > new_l:
+                s = new_l
+            out[i] = s
+            af = acc
+            ep = new_h
+            s = s + af * (ep - s)
+            if s > prev_l:
+                s = prev_l
+            if s > new_l:
+                s = new_l
+        else:
+            out[i] = s
+            if new_l < ep:
+                ep = new_l
+                af += acc
+                if af > mx:
+                    af = mx
+            s = s + af * (ep - s)
+            if s < prev_h:
+                s = prev_h
+            if s < new_h:
+                s = new_h
+
+
+def vwap(h, low, c, v, t, out):
+    day = -(2**62)
+    pv = 0.0
+    vv = 0.0
+    for i in range(h.shape[0]):
+        d = t[i] // 86_400_000
+        if d != day:
+            day = d
+            pv = 0.0
+            vv = 0.0
+        pv += ((h[i] + low[i] + c[i]) / 3) * v[i]
+        vv += v[i]
+        if vv != 0.0:
+            out[i] = pv / vv
+
+
+def keltner(h, low, c, up, mid, lo, period, mult, atr_period):
+    n = h.shape[0]
+    e = np.full(n, np.nan)
+    a = np.full(n, np.nan)
+    ema_into(c, e, period, 0)
+    atr(h, low, c, a, atr_period)
+    for i in range(n):
+        if e[i] == e[i] and a[i] == a[i]:
+            w = mult * a[i]
+            up[i] = e[i] + w
+            mid[i] = e[i]
+            lo[i] = e[i] - w
+
+
+def supertrend(h, low, c, st, dirn, period, mult):
+    n = h.shape[0]
+    a = np.full(n, np.nan)
+    atr(h, low, c, a, period)
+    pu = np.nan
+    pl = np.nan
+    d = 0.0
+    for i in range(period, n):
+        hl2 = (h[i] + low[i]) / 2.0
+        w = mult * a[i]
+        up = hl2 + w
+        lo = hl2 - w
+        if pu != pu:
+            d = -1.0
+        else:
+            pc = c[i - 1]
+            if not (up < pu or pc > pu):
+                up = pu
+            if not (lo > pl or pc < pl):
+                lo = pl
+            d = (1.0 if c[i] > up else -1.0) if d < 0 else -1.0 if c[i] < lo else 1.0
+        pu = up
+        pl = lo
+        dirn[i] = d
+        st[i] = lo if d > 0 else up

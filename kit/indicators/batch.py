@@ -26,7 +26,14 @@ import numpy as np
 
 from kit.indicators import incremental as inc
 from kit.indicators._jit import kernel
-from kit.indicators.results import BBandsResult, MACDResult
+from kit.indicators.results import (
+    BBandsResult,
+    DonchianResult,
+    KeltnerResult,
+    MACDResult,
+    StochResult,
+    SuperTrendResult,
+)
 
 ArrayLike = Any  # np.ndarray | pd.Series | sequence of floats
 
@@ -152,4 +159,133 @@ def atr(high: ArrayLike, low: ArrayLike, close: ArrayLike, period: int = 14) -> 
     return run("atr", (high, low, close), 1, ind.params)
 
 
-__all__ = ["atr", "bbands", "dema", "ema", "macd", "rsi", "sma", "tema", "wma"]
+def natr(high: ArrayLike, low: ArrayLike, close: ArrayLike, period: int = 14) -> Any:
+    """Normalised ATR in percent of close (TA-Lib NATR). Warm-up ``period``."""
+    ind = inc.NATR(period)
+    return run("natr", (high, low, close), 1, ind.params)
+
+
+def stoch(
+    high: ArrayLike, low: ArrayLike, close: ArrayLike, fastk: int = 5, slowk: int = 3, slowd: int = 3
+) -> StochResult:
+    """Slow stochastic -> ``StochResult(k, d)`` (TA-Lib STOCH, SMA smoothing). Warm-up ``fastk+slowk+slowd-3``."""
+    ind = inc.STOCH(fastk, slowk, slowd)
+    return StochResult(*_named(run("stoch", (high, low, close), 2, ind.params), StochResult._fields))
+
+
+def stochrsi(close: ArrayLike, period: int = 14, fastk: int = 5, fastd: int = 3) -> StochResult:
+    """Stochastic RSI -> ``StochResult(k, d)`` (TA-Lib STOCHRSI's fastk, fastd). Warm-up ``period+fastk+fastd-2``."""
+    ind = inc.STOCHRSI(period, fastk, fastd)
+    return StochResult(*_named(run("stochrsi", (close,), 2, ind.params), StochResult._fields))
+
+
+def willr(high: ArrayLike, low: ArrayLike, close: ArrayLike, period: int = 14) -> Any:
+    """Williams %R in [-100, 0] (TA-Lib WILLR). Warm-up ``period - 1``."""
+    ind = inc.WILLR(period)
+    return run("willr", (high, low, close), 1, ind.params)
+
+
+def cci(high: ArrayLike, low: ArrayLike, close: ArrayLike, period: int = 14) -> Any:
+    """Commodity channel index (TA-Lib CCI). Warm-up ``period - 1``."""
+    ind = inc.CCI(period)
+    return run("cci", (high, low, close), 1, ind.params)
+
+
+def mfi(high: ArrayLike, low: ArrayLike, close: ArrayLike, volume: ArrayLike, period: int = 14) -> Any:
+    """Money flow index (TA-Lib MFI). Warm-up ``period``."""
+    ind = inc.MFI(period)
+    return run("mfi", (high, low, close, volume), 1, ind.params)
+
+
+def roc(close: ArrayLike, period: int = 10) -> Any:
+    """Rate of change in percent (TA-Lib ROC). Warm-up ``period``."""
+    ind = inc.ROC(period)
+    return run("roc", (close,), 1, ind.params)
+
+
+def obv(close: ArrayLike, volume: ArrayLike) -> Any:
+    """On-balance volume, starting at the first bar's volume (TA-Lib OBV). Warm-up 0."""
+    return run("obv", (close, volume), 1, ())
+
+
+def _dmi(which: int, high: ArrayLike, low: ArrayLike, close: ArrayLike, params: tuple[int]) -> Any:
+    outs = run("dmi", (high, low, close), 3, params)
+    return outs[which]
+
+
+def plus_di(high: ArrayLike, low: ArrayLike, close: ArrayLike, period: int = 14) -> Any:
+    """Plus directional indicator (TA-Lib PLUS_DI). Warm-up ``period``."""
+    return _dmi(0, high, low, close, inc.PLUS_DI(period).params)
+
+
+def minus_di(high: ArrayLike, low: ArrayLike, close: ArrayLike, period: int = 14) -> Any:
+    """Minus directional indicator (TA-Lib MINUS_DI). Warm-up ``period``."""
+    return _dmi(1, high, low, close, inc.MINUS_DI(period).params)
+
+
+def adx(high: ArrayLike, low: ArrayLike, close: ArrayLike, period: int = 14) -> Any:
+    """Average directional index (TA-Lib ADX). Warm-up ``2*period - 1``."""
+    return _dmi(2, high, low, close, inc.ADX(period).params)
+
+
+def sar(high: ArrayLike, low: ArrayLike, acceleration: float = 0.02, maximum: float = 0.2) -> Any:
+    """Parabolic SAR (TA-Lib SAR). Warm-up 1."""
+    ind = inc.SAR(acceleration, maximum)
+    return run("sar", (high, low), 1, (ind.acceleration, ind.maximum))
+
+
+def _open_time_ms(open_time: Any, first: Any) -> np.ndarray:
+    if open_time is None:
+        idx = getattr(first, "index", None)
+        if idx is None or not hasattr(idx, "as_unit"):
+            raise ValueError("open_time: pass bar open times (ms UTC) or Series with a DatetimeIndex")
+        return np.asarray(idx.as_unit("ms").asi8, dtype=np.int64)
+    if hasattr(open_time, "as_unit"):  # DatetimeIndex
+        return np.asarray(open_time.as_unit("ms").asi8, dtype=np.int64)
+    arr = np.asarray(open_time)
+    if np.issubdtype(arr.dtype, np.datetime64):
+        return arr.astype("datetime64[ms]").astype(np.int64)
+    if hasattr(open_time, "dt"):  # Series of datetimes
+        return np.asarray(open_time.dt.as_unit("ms").astype("int64"), dtype=np.int64)
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def vwap(
+    high: ArrayLike, low: ArrayLike, close: ArrayLike, volume: ArrayLike, open_time: ArrayLike | None = None
+) -> Any:
+    """VWAP anchored to the UTC day: sum(tp*volume)/sum(volume) since 00:00 UTC, tp = (h+l+c)/3.
+
+    ``open_time``: bar open times as int ms UTC (or datetime64 / DatetimeIndex); omitted, the
+    index of ``high`` (a Series on a DatetimeIndex, e.g. a candle frame column) is used.
+    NaN while the day's volume is 0. No TA-Lib equivalent. Warm-up 0.
+    """
+    t = _open_time_ms(open_time, high)
+    return run("vwap", (high, low, close, volume), 1, (), extra=(t,))
+
+
+def donchian(high: ArrayLike, low: ArrayLike, period: int = 20) -> DonchianResult:
+    """Donchian channel -> ``DonchianResult(upper, middle, lower)``; window includes the current bar."""
+    ind = inc.Donchian(period)
+    return DonchianResult(*_named(run("donchian", (high, low), 3, ind.params), DonchianResult._fields))
+
+
+def keltner(
+    high: ArrayLike, low: ArrayLike, close: ArrayLike, period: int = 20, multiplier: float = 2.0, atr_period: int = 10
+) -> KeltnerResult:
+    """Keltner channel -> ``KeltnerResult(upper, middle, lower)``: EMA(period) ± multiplier*ATR(atr_period)."""
+    ind = inc.Keltner(period, multiplier, atr_period)
+    return KeltnerResult(*_named(run("keltner", (high, low, close), 3, ind.params), KeltnerResult._fields))
+
+
+def supertrend(
+    high: ArrayLike, low: ArrayLike, close: ArrayLike, period: int = 10, multiplier: float = 3.0
+) -> SuperTrendResult:
+    """SuperTrend -> ``SuperTrendResult(supertrend, direction)`` (TradingView's convention; see SuperTrend)."""
+    ind = inc.SuperTrend(period, multiplier)
+    return SuperTrendResult(*_named(run("supertrend", (high, low, close), 2, ind.params), SuperTrendResult._fields))
+
+
+__all__ = [
+    "adx", "atr", "bbands", "cci", "dema", "donchian", "ema", "keltner", "macd", "mfi", "minus_di", "natr",
+    "obv", "plus_di", "roc", "rsi", "sar", "sma", "stoch", "stochrsi", "supertrend", "tema", "vwap", "willr", "wma",
+]  # fmt: skip

@@ -51,7 +51,7 @@ class SMA(Indicator):
     outputs = ("sma",)
 
     def __init__(self, period: int = 30) -> None:
-        p = check_int("period", period, 2)
+        p = check_int("period", period, 1)
         self.period = p
         self.params = (p,)
         self.warmup = p - 1
@@ -107,9 +107,13 @@ class EMA(Indicator):
 
 
 class WMA(Indicator):
-    """Linearly weighted moving average (TA-Lib ``WMA``, its running-sum recurrence). Warm-up ``period - 1``."""
+    """Linearly weighted moving average (TA-Lib ``WMA``). Warm-up ``period - 1``.
 
-    __slots__ = ("_buf", "_divider", "_sub", "_sum", "params", "period", "warmup")
+    TA-Lib's O(1) running-sum recurrence, with both sums recomputed from the window every
+    ``period`` bars so rounding cannot drift over long series (O(1) amortised).
+    """
+
+    __slots__ = ("_buf", "_divider", "_n", "_sub", "_sum", "params", "period", "warmup")
     outputs = ("wma",)
 
     def __init__(self, period: int = 30) -> None:
@@ -119,6 +123,7 @@ class WMA(Indicator):
         self.warmup = p - 1
         self._divider = float((p * (p + 1)) >> 1)
         self._buf: deque[float] = deque(maxlen=p)
+        self._n = 0
         self._sub = 0.0
         self._sum = 0.0
 
@@ -127,20 +132,29 @@ class WMA(Indicator):
             return NAN
         buf = self._buf
         p = self.period
-        n = len(buf)
-        if n < p - 1:
+        n = self._n + 1
+        self._n = n
+        if n < p:
             buf.append(x)
             self._sub += x
-            self._sum += x * (n + 1)
+            self._sum += x * n
             return NAN
         # TA-Lib: periodSub += x; periodSub -= trailing; periodSum += x*p; out; periodSum -= periodSub
-        trailing = buf[0] if n == p else 0.0
+        trailing = buf[0] if n > p else 0.0
         buf.append(x)
         sub = self._sub + x
         sub -= trailing
         s = self._sum + x * p
         out = s / self._divider
-        self._sum = s - sub
+        if n % p == 0:  # resync: exact sums over the window, weights 0..p-1 for the next bar
+            sub = 0.0
+            s = 0.0
+            for j, v in enumerate(buf):
+                sub += v
+                s += v * j
+            self._sum = s
+        else:
+            self._sum = s - sub
         self._sub = sub
         return out
 
@@ -352,11 +366,14 @@ class MACD(Indicator):
 class BBANDS(Indicator):
     """Bollinger Bands (TA-Lib ``BBANDS`` with an SMA): middle ± nbdev * population stddev.
 
-    The stddev is TA-Lib's running ``sqrt(E[x²] - E[x]²)`` (0 when that is not positive).
-    ``nbdevdn`` defaults to ``nbdevup``. Warm-up ``period - 1``.
+    The middle band is TA-Lib's running-sum SMA. The variance uses running sums of
+    ``x - K`` and ``(x - K)²`` with the shift ``K`` reset to a recent price and the sums
+    recomputed every ``period`` bars: well conditioned at any price level and drift-free
+    (O(1) amortised). 0 when the variance is not positive. ``nbdevdn`` defaults to
+    ``nbdevup``. Warm-up ``period - 1``.
     """
 
-    __slots__ = ("_buf", "_t", "_t2", "nbdevdn", "nbdevup", "params", "period", "warmup")
+    __slots__ = ("_buf", "_k", "_n", "_s1", "_s2", "_t", "nbdevdn", "nbdevup", "params", "period", "warmup")
     outputs = ("upper", "middle", "lower")
 
     def __init__(self, period: int = 5, nbdevup: float = 2.0, nbdevdn: float | None = None) -> None:
@@ -367,8 +384,11 @@ class BBANDS(Indicator):
         self.params = (p, up, dn)
         self.warmup = p - 1
         self._buf: deque[float] = deque(maxlen=p)
+        self._n = 0
         self._t = 0.0
-        self._t2 = 0.0
+        self._k = NAN
+        self._s1 = 0.0
+        self._s2 = 0.0
 
     def update(self, x: float) -> BBandsResult:
         if x != x:
@@ -376,17 +396,41 @@ class BBANDS(Indicator):
         buf = self._buf
         buf.append(x)
         t = self._t + x
-        t2 = self._t2 + x * x
+        k = self._k
+        if k != k:
+            k = self._k = x
+        d = x - k
+        s1 = self._s1 + d
+        s2 = self._s2 + d * d
         p = self.period
-        if len(buf) < p:
+        n = self._n + 1
+        self._n = n
+        if n < p:
             self._t = t
-            self._t2 = t2
+            self._s1 = s1
+            self._s2 = s2
             return _BB_NAN
         old = buf[0]
         self._t = t - old
-        self._t2 = t2 - old * old
         mid = t / p
-        var = t2 / p - mid * mid
+        m1 = s1 / p
+        var = s2 / p - m1 * m1
+        if n % p == 0:  # resync around the newest price, over the next window's first p-1 values
+            self._k = k = x
+            s1 = 0.0
+            s2 = 0.0
+            it = iter(buf)
+            next(it)
+            for v in it:
+                d = v - k
+                s1 += d
+                s2 += d * d
+        else:
+            d = old - k
+            s1 -= d
+            s2 -= d * d
+        self._s1 = s1
+        self._s2 = s2
         sd = _sqrt(var) if var > 0.0 else 0.0
         return BBandsResult(mid + sd * self.nbdevup, mid, mid - sd * self.nbdevdn)
 
@@ -452,4 +496,796 @@ class ATR(Indicator):
         return NAN
 
 
-__all__ = ["ATR", "BBANDS", "DEMA", "EMA", "MACD", "RSI", "SMA", "TEMA", "WMA"]
+class NATR(Indicator):
+    """Normalised ATR, ``ATR / close * 100`` (TA-Lib ``NATR``; 0 when close is 0). Warm-up ``period``."""
+
+    __slots__ = ("_atr", "params", "period", "warmup")
+    inputs = ("high", "low", "close")
+    outputs = ("natr",)
+
+    def __init__(self, period: int = 14) -> None:
+        self._atr = ATR(period)
+        self.period = self._atr.period
+        self.params = (self.period,)
+        self.warmup = self.period
+
+    def update(self, high: float, low: float, close: float) -> float:
+        a = self._atr.update(high, low, close)
+        if a != a:
+            return NAN
+        return (a / close) * 100.0 if close != 0.0 else 0.0
+
+
+# --------------------------------------------------------------------------- rolling extremes
+
+
+class _RollingMax:
+    """Maximum of the last ``period`` values (monotonic deque, amortised O(1))."""
+
+    __slots__ = ("_dq", "_t", "period")
+
+    def __init__(self, period: int) -> None:
+        self.period = period
+        self._dq: deque[tuple[int, float]] = deque()
+        self._t = 0
+
+    def push(self, v: float) -> float:
+        dq = self._dq
+        t = self._t
+        self._t = t + 1
+        while dq and dq[-1][1] <= v:
+            dq.pop()
+        dq.append((t, v))
+        if dq[0][0] <= t - self.period:
+            dq.popleft()
+        return dq[0][1]
+
+    def copy(self) -> _RollingMax:
+        new = _RollingMax(self.period)
+        new._dq = deque(self._dq)
+        new._t = self._t
+        return new
+
+
+class _RollingMin(_RollingMax):
+    """Minimum of the last ``period`` values."""
+
+    __slots__ = ()
+
+    def push(self, v: float) -> float:
+        dq = self._dq
+        t = self._t
+        self._t = t + 1
+        while dq and dq[-1][1] >= v:
+            dq.pop()
+        dq.append((t, v))
+        if dq[0][0] <= t - self.period:
+            dq.popleft()
+        return dq[0][1]
+
+    def copy(self) -> _RollingMin:
+        new = _RollingMin(self.period)
+        new._dq = deque(self._dq)
+        new._t = self._t
+        return new
+
+
+class STOCH(Indicator):
+    """Slow stochastic (TA-Lib ``STOCH`` with SMA smoothing) -> ``StochResult(k, d)``.
+
+    fast %K = 100 * (close - lowest low) / (highest high - lowest low) over ``fastk`` bars
+    (0 when the range is 0), slow %K = SMA(fast %K, ``slowk``), slow %D = SMA(slow %K, ``slowd``).
+    Warm-up ``fastk + slowk + slowd - 3``; both outputs start together, as in TA-Lib.
+    """
+
+    __slots__ = ("_d", "_hi", "_k", "_lo", "_n", "fastk", "params", "slowd", "slowk", "warmup")
+    inputs = ("high", "low", "close")
+    outputs = ("k", "d")
+
+    def __init__(self, fastk: int = 5, slowk: int = 3, slowd: int = 3) -> None:
+        fk = check_int("fastk", fastk, 1)
+        sk = check_int("slowk", slowk, 1)
+        sd = check_int("slowd", slowd, 1)
+        self.fastk, self.slowk, self.slowd = fk, sk, sd
+        self.params = (fk, sk, sd)
+        self.warmup = fk + sk + sd - 3
+        self._hi = _RollingMax(fk)
+        self._lo = _RollingMin(fk)
+        self._k = SMA(sk)
+        self._d = SMA(sd)
+        self._n = 0
+
+    def update(self, high: float, low: float, close: float) -> StochResult:
+        if high != high or low != low or close != close:
+            return _STOCH_NAN
+        hh = self._hi.push(high)
+        ll = self._lo.push(low)
+        n = self._n + 1
+        self._n = n
+        if n < self.fastk:
+            return _STOCH_NAN
+        diff = (hh - ll) / 100.0
+        fk = (close - ll) / diff if diff != 0.0 else 0.0
+        k = self._k.update(fk)
+        if k != k:
+            return _STOCH_NAN
+        d = self._d.update(k)
+        if d != d:
+            return _STOCH_NAN
+        return StochResult(k, d)
+
+
+class STOCHRSI(Indicator):
+    """Stochastic RSI (TA-Lib ``STOCHRSI``): fast stochastic of RSI(``period``) -> ``StochResult(k, d)``.
+
+    k = 100 * (rsi - min rsi) / (max rsi - min rsi) over ``fastk`` bars (0 when flat),
+    d = SMA(k, ``fastd``). Warm-up ``period + fastk + fastd - 2``.
+    """
+
+    __slots__ = ("_d", "_hi", "_lo", "_n", "_rsi", "fastd", "fastk", "params", "period", "warmup")
+    outputs = ("k", "d")
+
+    def __init__(self, period: int = 14, fastk: int = 5, fastd: int = 3) -> None:
+        self._rsi = RSI(period)
+        fk = check_int("fastk", fastk, 1)
+        fd = check_int("fastd", fastd, 1)
+        self.period, self.fastk, self.fastd = self._rsi.period, fk, fd
+        self.params = (self.period, fk, fd)
+        self.warmup = self.period + fk + fd - 2
+        self._hi = _RollingMax(fk)
+        self._lo = _RollingMin(fk)
+        self._d = SMA(fd)
+        self._n = 0
+
+    def update(self, x: float) -> StochResult:
+        r = self._rsi.update(x)
+        if r != r:
+            return _STOCH_NAN
+        hh = self._hi.push(r)
+        ll = self._lo.push(r)
+        n = self._n + 1
+        self._n = n
+        if n < self.fastk:
+            return _STOCH_NAN
+        diff = (hh - ll) / 100.0
+        k = (r - ll) / diff if diff != 0.0 else 0.0
+        d = self._d.update(k)
+        if d != d:
+            return _STOCH_NAN
+        return StochResult(k, d)
+
+
+class WILLR(Indicator):
+    """Williams %R (TA-Lib ``WILLR``): -100 * (highest - close) / (highest - lowest); 0 when flat."""
+
+    __slots__ = ("_hi", "_lo", "_n", "params", "period", "warmup")
+    inputs = ("high", "low", "close")
+    outputs = ("willr",)
+
+    def __init__(self, period: int = 14) -> None:
+        p = check_int("period", period, 2)
+        self.period = p
+        self.params = (p,)
+        self.warmup = p - 1
+        self._hi = _RollingMax(p)
+        self._lo = _RollingMin(p)
+        self._n = 0
+
+    def update(self, high: float, low: float, close: float) -> float:
+        if high != high or low != low or close != close:
+            return NAN
+        hh = self._hi.push(high)
+        ll = self._lo.push(low)
+        n = self._n + 1
+        self._n = n
+        if n < self.period:
+            return NAN
+        diff = (hh - ll) / -100.0
+        return (hh - close) / diff if diff != 0.0 else 0.0
+
+
+class Donchian(Indicator):
+    """Donchian channel (no TA-Lib equivalent) -> ``DonchianResult(upper, middle, lower)``.
+
+    upper = highest high and lower = lowest low of the last ``period`` bars *including* the
+    current one; middle = (upper + lower) / 2. Warm-up ``period - 1``. Inputs (high, low).
+    """
+
+    __slots__ = ("_hi", "_lo", "_n", "params", "period", "warmup")
+    inputs = ("high", "low")
+    outputs = ("upper", "middle", "lower")
+
+    def __init__(self, period: int = 20) -> None:
+        p = check_int("period", period, 1)
+        self.period = p
+        self.params = (p,)
+        self.warmup = p - 1
+        self._hi = _RollingMax(p)
+        self._lo = _RollingMin(p)
+        self._n = 0
+
+    def update(self, high: float, low: float) -> DonchianResult:
+        if high != high or low != low:
+            return _DON_NAN
+        hh = self._hi.push(high)
+        ll = self._lo.push(low)
+        n = self._n + 1
+        self._n = n
+        if n < self.period:
+            return _DON_NAN
+        return DonchianResult(hh, (hh + ll) / 2.0, ll)
+
+
+# --------------------------------------------------------------------------- other momentum
+
+
+class CCI(Indicator):
+    """Commodity channel index (TA-Lib ``CCI``) over the typical price (h+l+c)/3.
+
+    (tp - mean) / (0.015 * mean absolute deviation); 0 when either is 0. The mean and the
+    deviation are recomputed over a circular buffer in TA-Lib's order: O(period) per update.
+    Warm-up ``period - 1``.
+    """
+
+    __slots__ = ("_buf", "_i", "_n", "params", "period", "warmup")
+    inputs = ("high", "low", "close")
+    outputs = ("cci",)
+
+    def __init__(self, period: int = 14) -> None:
+        p = check_int("period", period, 2)
+        self.period = p
+        self.params = (p,)
+        self.warmup = p - 1
+        self._buf = [0.0] * p
+        self._i = 0
+        self._n = 0
+
+    def update(self, high: float, low: float, close: float) -> float:
+        if high != high or low != low or close != close:
+            return NAN
+        tp = (high + low + close) / 3
+        buf = self._buf
+        i = self._i
+        buf[i] = tp
+        p = self.period
+        self._i = i + 1 if i + 1 < p else 0
+        n = self._n
+        if n < p - 1:
+            self._n = n + 1
+            return NAN
+        avg = 0.0
+        for v in buf:
+            avg += v
+        avg /= p
+        dev = 0.0
+        for v in buf:
+            dev += abs(v - avg)
+        t = tp - avg
+        if t != 0.0 and dev != 0.0:
+            return t / (0.015 * (dev / p))
+        return 0.0
+
+
+class MFI(Indicator):
+    """Money flow index (TA-Lib ``MFI``) over typical price * volume; running sums like TA-Lib.
+
+    0 when there was no money flow in the window. Warm-up ``period``. Inputs (high, low, close, volume).
+    """
+
+    __slots__ = ("_i", "_n", "_neg", "_neg_sum", "_pos", "_pos_sum", "_prev", "params", "period", "warmup")
+    inputs = ("high", "low", "close", "volume")
+    outputs = ("mfi",)
+
+    def __init__(self, period: int = 14) -> None:
+        p = check_int("period", period, 2)
+        self.period = p
+        self.params = (p,)
+        self.warmup = p
+        self._pos = [0.0] * p
+        self._neg = [0.0] * p
+        self._i = 0
+        self._n = 0
+        self._prev = NAN
+        self._pos_sum = 0.0
+        self._neg_sum = 0.0
+
+    def update(self, high: float, low: float, close: float, volume: float) -> float:
+        if high != high or low != low or close != close or volume != volume:
+            return NAN
+        tp = (high + low + close) / 3
+        prev = self._prev
+        self._prev = tp
+        if prev != prev:
+            return NAN
+        i = self._i
+        p = self.period
+        n = self._n
+        pos_sum = self._pos_sum
+        neg_sum = self._neg_sum
+        if n >= p:
+            pos_sum -= self._pos[i]
+            neg_sum -= self._neg[i]
+        d = tp - prev
+        mf = tp * volume
+        if d < 0:
+            self._neg[i] = mf
+            neg_sum += mf
+            self._pos[i] = 0.0
+        elif d > 0:
+            self._pos[i] = mf
+            pos_sum += mf
+            self._neg[i] = 0.0
+        else:
+            self._pos[i] = 0.0
+            self._neg[i] = 0.0
+        self._i = i + 1 if i + 1 < p else 0
+        self._pos_sum = pos_sum
+        self._neg_sum = neg_sum
+        if n < p:
+            n += 1
+            self._n = n
+            if n < p:
+                return NAN
+        s = pos_sum + neg_sum
+        return 100.0 * (pos_sum / s) if s != 0.0 else 0.0
+
+
+class ROC(Indicator):
+    """Rate of change in percent, ``(x / x[-period] - 1) * 100`` (TA-Lib ``ROC``; 0 when x[-period] is 0)."""
+
+    __slots__ = ("_buf", "params", "period", "warmup")
+    outputs = ("roc",)
+
+    def __init__(self, period: int = 10) -> None:
+        p = check_int("period", period, 1)
+        self.period = p
+        self.params = (p,)
+        self.warmup = p
+        self._buf: deque[float] = deque(maxlen=p + 1)
+
+    def update(self, x: float) -> float:
+        if x != x:
+            return NAN
+        buf = self._buf
+        buf.append(x)
+        if len(buf) <= self.period:
+            return NAN
+        old = buf[0]
+        return ((x / old) - 1.0) * 100.0 if old != 0.0 else 0.0
+
+
+class OBV(Indicator):
+    """On-balance volume (TA-Lib ``OBV``): starts at the first bar's volume. Inputs (close, volume)."""
+
+    __slots__ = ("_obv", "_prev", "params", "warmup")
+    inputs = ("close", "volume")
+    outputs = ("obv",)
+
+    def __init__(self) -> None:
+        self.params = ()
+        self.warmup = 0
+        self._prev = NAN
+        self._obv = NAN
+
+    def update(self, close: float, volume: float) -> float:
+        if close != close or volume != volume:
+            return NAN
+        prev = self._prev
+        self._prev = close
+        if prev != prev:
+            self._obv = volume
+            return volume
+        obv = self._obv
+        if close > prev:
+            obv += volume
+        elif close < prev:
+            obv -= volume
+        self._obv = obv
+        return obv
+
+
+# --------------------------------------------------------------------------- directional movement
+
+
+class _DMBase(Indicator):
+    """Wilder's directional movement state shared by ADX, PLUS_DI and MINUS_DI (TA-Lib's recurrences)."""
+
+    __slots__ = ("_mdm", "_n", "_pc", "_pdm", "_ph", "_pl", "_tr", "params", "period", "warmup")
+    inputs = ("high", "low", "close")
+
+    def _init_dm(self, period: int) -> None:
+        p = check_int("period", period, 2)
+        self.period = p
+        self.params = (p,)
+        self._n = 0
+        self._ph = self._pl = self._pc = NAN
+        self._pdm = self._mdm = self._tr = 0.0
+
+    def _step(self, high: float, low: float, close: float) -> int:
+        """Advance DM/TR; return the bar number (0 for the first bar)."""
+        n = self._n
+        self._n = n + 1
+        if n == 0:
+            self._ph, self._pl, self._pc = high, low, close
+            return 0
+        p = self.period
+        diff_p = high - self._ph
+        diff_m = self._pl - low
+        self._ph = high
+        self._pl = low
+        pc = self._pc
+        self._pc = close
+        tr = high - low
+        v = abs(high - pc)
+        if v > tr:
+            tr = v
+        v = abs(low - pc)
+        if v > tr:
+            tr = v
+        pdm = self._pdm
+        mdm = self._mdm
+        if n < p:
+            if diff_m > 0 and diff_p < diff_m:
+                mdm += diff_m
+            elif diff_p > 0 and diff_p > diff_m:
+                pdm += diff_p
+            self._tr += tr
+        else:
+            mdm -= mdm / p
+            pdm -= pdm / p
+            if diff_m > 0 and diff_p < diff_m:
+                mdm += diff_m
+            elif diff_p > 0 and diff_p > diff_m:
+                pdm += diff_p
+            t = self._tr
+            self._tr = t - t / p + tr
+        self._pdm = pdm
+        self._mdm = mdm
+        return n
+
+
+class PLUS_DI(_DMBase):
+    """Plus directional indicator, Wilder smoothing (TA-Lib ``PLUS_DI``). Warm-up ``period``."""
+
+    __slots__ = ()
+    outputs = ("plus_di",)
+
+    def __init__(self, period: int = 14) -> None:
+        self._init_dm(period)
+        self.warmup = self.period
+
+    def update(self, high: float, low: float, close: float) -> float:
+        if high != high or low != low or close != close:
+            return NAN
+        if self._step(high, low, close) < self.period:
+            return NAN
+        tr = self._tr
+        return 100.0 * (self._pdm / tr) if tr != 0.0 else 0.0
+
+
+class MINUS_DI(_DMBase):
+    """Minus directional indicator, Wilder smoothing (TA-Lib ``MINUS_DI``). Warm-up ``period``."""
+
+    __slots__ = ()
+    outputs = ("minus_di",)
+
+    def __init__(self, period: int = 14) -> None:
+        self._init_dm(period)
+        self.warmup = self.period
+
+    def update(self, high: float, low: float, close: float) -> float:
+        if high != high or low != low or close != close:
+            return NAN
+        if self._step(high, low, close) < self.period:
+            return NAN
+        tr = self._tr
+        return 100.0 * (self._mdm / tr) if tr != 0.0 else 0.0
+
+
+class ADX(_DMBase):
+    """Average directional index (TA-Lib ``ADX``): Wilder-smoothed DX, first value the mean of ``period`` DX.
+
+    A bar whose true-range sum or DI sum is 0 leaves the ADX unchanged (TA-Lib). Warm-up ``2*period - 1``.
+    """
+
+    __slots__ = ("_adx", "_sum_dx")
+    outputs = ("adx",)
+
+    def __init__(self, period: int = 14) -> None:
+        self._init_dm(period)
+        self.warmup = 2 * self.period - 1
+        self._sum_dx = 0.0
+        self._adx = NAN
+
+    def update(self, high: float, low: float, close: float) -> float:
+        if high != high or low != low or close != close:
+            return NAN
+        n = self._step(high, low, close)
+        p = self.period
+        if n < p:
+            return NAN
+        tr = self._tr
+        dx = NAN
+        if tr != 0.0:
+            mdi = 100.0 * (self._mdm / tr)
+            pdi = 100.0 * (self._pdm / tr)
+            s = mdi + pdi
+            if s != 0.0:
+                dx = 100.0 * (abs(mdi - pdi) / s)
+        if n < 2 * p:
+            if dx == dx:
+                self._sum_dx += dx
+            if n < 2 * p - 1:
+                return NAN
+            a = self._adx = self._sum_dx / p
+            return a
+        a = self._adx
+        if dx == dx:
+            a = self._adx = (a * (p - 1) + dx) / p
+        return a
+
+
+class SAR(Indicator):
+    """Parabolic SAR (TA-Lib ``SAR``): ``acceleration`` step and cap ``maximum``. Warm-up 1. Inputs (high, low).
+
+    The first direction is short when the second bar has a positive minus-DM, else long (TA-Lib).
+    """
+
+    __slots__ = ("_af", "_ep", "_long", "_n", "_ph", "_pl", "_sar", "acceleration", "maximum", "params", "warmup")
+    inputs = ("high", "low")
+    outputs = ("sar",)
+
+    def __init__(self, acceleration: float = 0.02, maximum: float = 0.2) -> None:
+        acc = check_positive("acceleration", acceleration)
+        mx = check_positive("maximum", maximum)
+        self.params = (acc, mx)
+        if acc > mx:  # TA-Lib caps the step at the maximum
+            acc = mx
+        self.acceleration, self.maximum = acc, mx
+        self.warmup = 1
+        self._n = 0
+        self._af = acc
+        self._long = True
+        self._ep = self._sar = self._ph = self._pl = NAN
+
+    def update(self, high: float, low: float) -> float:
+        if high != high or low != low:
+            return NAN
+        n = self._n
+        if n == 0:
+            self._n = 1
+            self._ph, self._pl = high, low
+            return NAN
+        if n == 1:
+            self._n = 2
+            diff_m = self._pl - low
+            diff_p = high - self._ph
+            is_long = not (diff_m > 0 and diff_p < diff_m)
+            if is_long:
+                self._ep = high
+                self._sar = self._pl
+            else:
+                self._ep = low
+                self._sar = self._ph
+            self._long = is_long
+            prev_h, prev_l = high, low
+        else:
+            prev_h, prev_l = self._ph, self._pl
+        self._ph, self._pl = high, low
+        sar = self._sar
+        ep = self._ep
+        af = self._af
+        acc = self.acceleration
+        if self._long:
+            if low <= sar:
+                self._long = False
+                sar = ep
+                if sar < prev_h:
+                    sar = prev_h
+                if sar < high:
+                    sar = high
+                out = sar
+                af = acc
+                ep = low
+                sar = sar + af * (ep - sar)
+                if sar < prev_h:
+                    sar = prev_h
+                if sar < high:
+                    sar = high
+            else:
+                out = sar
+                if high > ep:
+                    ep = high
+                    af += acc
+                    if af > self.maximum:
+                        af = self.maximum
+                sar = sar + af * (ep - sar)
+                if sar > prev_l:
+                    sar = prev_l
+                if sar > low:
+                    sar = low
+        elif high >= sar:
+            self._long = True
+            sar = ep
+            if sar > prev_l:
+                sar = prev_l
+            if sar > low:
+                sar = low
+            out = sar
+            af = acc
+            ep = high
+            sar = sar + af * (ep - sar)
+            if sar > prev_l:
+                sar = prev_l
+            if sar > low:
+                sar = low
+        else:
+            out = sar
+            if low < ep:
+                ep = low
+                af += acc
+                if af > self.maximum:
+                    af = self.maximum
+            sar = sar + af * (ep - sar)
+            if sar < prev_h:
+                sar = prev_h
+            if sar < high:
+                sar = high
+        self._sar = sar
+        self._ep = ep
+        self._af = af
+        return out
+
+
+# --------------------------------------------------------------------------- no TA-Lib equivalent
+
+
+_DAY_MS = 86_400_000
+
+
+class VWAP(Indicator):
+    """Volume-weighted average price anchored to the UTC day (no TA-Lib equivalent).
+
+    Cumulative sum(tp * volume) / sum(volume) since the UTC midnight of ``open_time`` (ms),
+    tp = (high + low + close) / 3. NaN while the day's volume is still 0. Warm-up 0.
+    Inputs (high, low, close, volume, open_time).
+    """
+
+    __slots__ = ("_day", "_pv", "_v", "params", "warmup")
+    inputs = ("high", "low", "close", "volume", "open_time")
+    outputs = ("vwap",)
+
+    def __init__(self) -> None:
+        self.params = ()
+        self.warmup = 0
+        self._day = -(2**62)
+        self._pv = 0.0
+        self._v = 0.0
+
+    def update(self, high: float, low: float, close: float, volume: float, open_time: int) -> float:
+        if high != high or low != low or close != close or volume != volume:
+            return NAN
+        day = int(open_time) // _DAY_MS
+        if day != self._day:
+            self._day = day
+            pv = 0.0
+            v = 0.0
+        else:
+            pv = self._pv
+            v = self._v
+        pv += ((high + low + close) / 3) * volume
+        v += volume
+        self._pv = pv
+        self._v = v
+        return pv / v if v != 0.0 else NAN
+
+
+class Keltner(Indicator):
+    """Keltner channel (no TA-Lib equivalent; TradingView's defaults) -> ``KeltnerResult(upper, middle, lower)``.
+
+    middle = EMA(close, ``period``) (SMA-seeded like TA-Lib's EMA), upper/lower = middle ±
+    ``multiplier`` * ATR(``atr_period``) (Wilder, TA-Lib's ATR). Warm-up ``max(period - 1, atr_period)``.
+    """
+
+    __slots__ = ("_atr", "_ema", "atr_period", "multiplier", "params", "period", "warmup")
+    inputs = ("high", "low", "close")
+    outputs = ("upper", "middle", "lower")
+
+    def __init__(self, period: int = 20, multiplier: float = 2.0, atr_period: int = 10) -> None:
+        self._ema = EMA(check_int("period", period, 2))
+        m = check_positive("multiplier", multiplier)
+        self._atr = ATR(check_int("atr_period", atr_period, 1))
+        self.period, self.multiplier, self.atr_period = self._ema.period, m, self._atr.period
+        self.params = (self.period, m, self.atr_period)
+        self.warmup = max(self.period - 1, self.atr_period)
+
+    def update(self, high: float, low: float, close: float) -> KeltnerResult:
+        if high != high or low != low or close != close:
+            return _KC_NAN
+        mid = self._ema.update(close)
+        a = self._atr.update(high, low, close)
+        if mid != mid or a != a:
+            return _KC_NAN
+        w = self.multiplier * a
+        return KeltnerResult(mid + w, mid, mid - w)
+
+
+class SuperTrend(Indicator):
+    """SuperTrend (no TA-Lib equivalent; TradingView's ``ta.supertrend``) -> ``SuperTrendResult``.
+
+    Bands (h+l)/2 ± ``multiplier`` * ATR(``period``) (Wilder, TA-Lib's ATR), ratcheted: the
+    upper band only falls and the lower only rises unless the previous close crossed them.
+    The first defined bar starts down (line = upper band) as TradingView does; the direction
+    flips up when close > upper band and down when close < lower band. ``direction`` is
+    +1.0 up / -1.0 down. Warm-up ``period``.
+    """
+
+    __slots__ = ("_atr", "_dir", "_lower", "_pc", "_upper", "multiplier", "params", "period", "warmup")
+    inputs = ("high", "low", "close")
+    outputs = ("supertrend", "direction")
+
+    def __init__(self, period: int = 10, multiplier: float = 3.0) -> None:
+        self._atr = ATR(period)
+        m = check_positive("multiplier", multiplier)
+        self.period, self.multiplier = self._atr.period, m
+        self.params = (self.period, m)
+        self.warmup = self.period
+        self._pc = NAN
+        self._upper = self._lower = NAN
+        self._dir = 0.0
+
+    def update(self, high: float, low: float, close: float) -> SuperTrendResult:
+        if high != high or low != low or close != close:
+            return _ST_NAN
+        a = self._atr.update(high, low, close)
+        pc = self._pc
+        self._pc = close
+        if a != a:
+            return _ST_NAN
+        hl2 = (high + low) / 2.0
+        w = self.multiplier * a
+        up = hl2 + w
+        lo = hl2 - w
+        pu = self._upper
+        if pu != pu:
+            direction = -1.0
+        else:
+            pl = self._lower
+            if not (up < pu or pc > pu):
+                up = pu
+            if not (lo > pl or pc < pl):
+                lo = pl
+            direction = (1.0 if close > up else -1.0) if self._dir < 0 else -1.0 if close < lo else 1.0
+        self._upper = up
+        self._lower = lo
+        self._dir = direction
+        return SuperTrendResult(lo if direction > 0 else up, direction)
+
+
+__all__ = [
+    "ADX",
+    "ATR",
+    "BBANDS",
+    "CCI",
+    "DEMA",
+    "EMA",
+    "MACD",
+    "MFI",
+    "MINUS_DI",
+    "NATR",
+    "OBV",
+    "PLUS_DI",
+    "ROC",
+    "RSI",
+    "SAR",
+    "SMA",
+    "STOCH",
+    "STOCHRSI",
+    "TEMA",
+    "VWAP",
+    "WILLR",
+    "WMA",
+    "Donchian",
+    "Keltner",
+    "SuperTrend",
+]
