@@ -47,6 +47,7 @@ class Connection:
         self._closing = False
         self._next_id = 1
         self._attempts: deque[float] = deque()
+        self._sent_times: deque[float] = deque()  # control messages sent in the last second
         self.connected = False
         self.last_frame = time.monotonic()
         self.connected_at = 0.0
@@ -164,28 +165,41 @@ class Connection:
                 ws.transport.abort()  # a stalled peer may not answer a close handshake
                 return
 
+    def _pace_wait(self) -> float:
+        """Seconds to wait before the next control message keeps us under ``control_rate``/s."""
+        now = time.monotonic()
+        sent = self._sent_times
+        while sent and now - sent[0] >= 1.0:
+            sent.popleft()
+        if len(sent) < int(self.feed.control_rate):
+            return 0.0
+        return 1.0 - (now - sent[0]) + 0.01
+
+    async def _send_control(self, ws: ClientConnection, msg: dict) -> None:
+        while (wait := self._pace_wait()) > 0:
+            await asyncio.sleep(wait)
+        self._sent_times.append(time.monotonic())
+        await ws.send(json.dumps(msg))
+        self.feed._counts["control_sent"] += 1
+
     async def _sender(self, ws: ClientConnection) -> None:
         """Bring the socket's subscriptions in line with ``streams``, paced under 5 messages/s."""
-        interval = 1.0 / self.feed.control_rate
-        last = 0.0
         while True:
             await self._dirty.wait()
             self._dirty.clear()
             while True:
+                wait = self._pace_wait()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                    continue  # recompute: streams may have changed while waiting
                 add = [n for n in self.streams if n not in self._sent][:BATCH]
                 drop = [n for n in self._sent if n not in self.streams][:BATCH] if not add else []
                 if not add and not drop:
                     break
-                wait = last + interval - time.monotonic()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-                    continue  # recompute: streams may have changed while waiting
                 method, params = ("SUBSCRIBE", add) if add else ("UNSUBSCRIBE", drop)
                 msg = {"method": method, "params": params, "id": self._next_id}
                 self._next_id += 1
-                await ws.send(json.dumps(msg))
-                last = time.monotonic()
-                self.feed._counts["control_sent"] += 1
+                await self._send_control(ws, msg)
                 if add:
                     self._sent.update(add)
                 else:
@@ -202,8 +216,7 @@ class Connection:
         self.feed._pending[rid] = fut
         try:
             msg = {"method": method, "id": rid} | ({"params": params} if params is not None else {})
-            await ws.send(json.dumps(msg))
-            self.feed._counts["control_sent"] += 1
+            await self._send_control(ws, msg)
             return await asyncio.wait_for(fut, timeout)
         finally:
             self.feed._pending.pop(rid, None)

@@ -119,6 +119,7 @@ class Feed:
         self._streams: dict[str, Stream] = {}
         self._conns: list[Connection] = []
         self._pending: dict[int, asyncio.Future] = {}
+        self._symbols: set[str] | None = None
         self._counts: Counter[str] = Counter({k: 0 for k in _COUNTERS})
         self._loop: asyncio.AbstractEventLoop | None = None
         self._started_at = 0.0
@@ -217,7 +218,23 @@ class Feed:
             conn = self._conn_for_new_stream()
             stream.conn = conn
             conn.add(name)
+            # Binance accepts a SUBSCRIBE to any well-formed name and then stays silent: ask
+            # REST whether the symbol is listed, so a typo fails instead of waiting forever.
+            asyncio.get_running_loop().create_task(self._check_symbol(stream), name=f"kit-feed-check-{name}")
         stream.add(sub)
+
+    async def _check_symbol(self, stream: Stream) -> None:
+        try:
+            if self._symbols is None or stream.symbol not in self._symbols:
+                async with self._rest_sem:  # type: ignore[union-attr]
+                    self._symbols = await asyncio.to_thread(self.rest.symbols)
+        except Exception as exc:  # unreachable now: the stream keeps waiting and reconnecting
+            log.debug("could not check the symbol list", extra={"error": str(exc)})
+            return
+        if stream.symbol not in self._symbols:
+            err = ExchangeError(f"unknown symbol {stream.symbol!r}: the exchange at {self.rest_url} does not list it")
+            for sub in list(stream.subs):
+                sub._fail(err)
 
     def _detach(self, sub: Subscription) -> None:
         stream = sub._stream

@@ -147,11 +147,9 @@ class Stream:
         if len(have) >= sub.history or (len(self.recent) < (self.recent.maxlen or 0) and self._exhausted):
             sub._seeded(_last_n(list(self.recent), sub.history))
             return None
-        start = upto - (sub.history - 1) * self.step if self._fixed else upto
 
         async def fetch() -> None:
-            events = await self.feed._fetch_events(self, start, self._next(upto), lead_gap=False)
-            sub._seeded(_last_n(events, sub.history))
+            sub._seeded(_last_n(await self._fetch_last(sub.history, self._next(upto)), sub.history))
 
         return asyncio.get_running_loop().create_task(fetch(), name=f"kit-feed-history-{self.name}")
 
@@ -249,11 +247,7 @@ class Stream:
     async def _initial(self, t: int) -> None:
         """First update at open time ``t``: fetch the history subscribers want, then go live."""
         want = max((s.history for s in self.subs), default=0)
-        events: list[KlineEvent | GapEvent] = []
-        if want and self._fixed:
-            events = await self.feed._fetch_events(self, t - want * self.step, t, lead_gap=False)
-        elif want:
-            events = await self.feed._fetch_events(self, t - 31 * 86_400_000 * want, t, lead_gap=False)
+        events = await self._fetch_last(want, t) if want else []
         n_closed = sum(1 for e in events if not e.is_gap)
         self._exhausted = n_closed < want
         for ev in events:
@@ -272,6 +266,27 @@ class Stream:
             if ev.is_gap:
                 self.feed._note_gap(self, ev, live=False)
         self._replay_buffer()
+
+    async def _fetch_last(self, n: int, end: int) -> list[KlineEvent | GapEvent]:
+        """The last ``n`` closed candles before ``end`` (with the gaps among them) over REST.
+
+        The first window is ``n`` slots; an outage inside it makes the stream look further back
+        (doubling, a few times) so a strategy still gets ``n`` candles to warm up on.
+        """
+        span = n * (self.step or 31 * 86_400_000)
+        events = await self.feed._fetch_events(self, end - span, end, lead_gap=False)
+        lo = end - span
+        for _ in range(4):
+            have = sum(1 for e in events if not e.is_gap)
+            if have >= n:
+                break
+            span *= 2
+            first = next((e.candle.open_time for e in events if not e.is_gap), end)
+            more = await self.feed._fetch_events(self, lo - span, first, lead_gap=False)
+            lo -= span
+            if any(not e.is_gap for e in more):
+                events = more + events  # `more` ends with the gap up to `first`, if there is one
+        return events
 
     async def _backfill(self, start: int, end: int) -> None:
         """Closed candles in ``[start, end)`` were missed: fetch, deliver, report real gaps."""

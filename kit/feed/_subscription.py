@@ -104,7 +104,13 @@ class Subscription:
         return self
 
     def close(self) -> None:
-        """Unsubscribe now. Safe to call twice, from a callback, or after the feed stopped."""
+        """Unsubscribe now; events still queued are discarded. Idempotent, synchronous, safe from a
+        callback (e.g. Panel's ``on_session_destroyed``) or after the feed stopped."""
+        self._q.clear()
+        self._seed.clear()
+        self._end()
+
+    def _end(self) -> None:
         if self.closed:
             return
         self.closed = True
@@ -147,8 +153,7 @@ class Subscription:
                 self._seed_task = None
                 exc = None if task.cancelled() else task.exception()
                 if exc is not None:
-                    self._closed_error = exc
-                    self.close()
+                    self._fail(exc)
                 continue
             if self._q:
                 return self._q.popleft()
@@ -194,6 +199,7 @@ class Subscription:
                 self._overflow()
                 if self._cut:
                     return
+                q = self._q  # compacted into a new deque
             q.append(ev)
             if ev.closed:
                 self._cursor = ev.candle.open_time
@@ -232,7 +238,7 @@ class Subscription:
         if self.closed:
             return
         self._closed_error = exc
-        self.close()
+        self._end()  # what is queued is still delivered, then the error is raised
 
     def _seeded(self, events: list[KlineEvent | GapEvent]) -> None:
         """Events to yield before the live queue (history, or a resync's missed candles)."""
