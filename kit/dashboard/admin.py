@@ -1,0 +1,180 @@
+"""The admin page (``/ops``, admins only): feed, sessions, daemon, users, recent errors.
+
+Access is enforced per request by :func:`kit.dashboard.auth.authorize` (HTTP 403 for viewers);
+:class:`AdminView` checks the role again when it builds, so a misconfigured server shows nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+import panel as pn
+
+from kit.dashboard._style import CSS
+from kit.dashboard.hub import Hub
+from kit.settings import Settings
+
+log = logging.getLogger("kit.dashboard.admin")
+
+REFRESH_S = 5.0
+
+
+def _ago(seconds: float | None) -> str:
+    if seconds is None:
+        return "never"
+    if seconds < 120:
+        return f"{seconds:.0f} s ago"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min ago"
+    return f"{seconds / 3600:.1f} h ago"
+
+
+def _kv(d: dict[str, Any]) -> pd.DataFrame:
+    rows = []
+    for k, v in d.items():
+        if isinstance(v, float):
+            v = round(v, 3)
+        elif isinstance(v, dict | list):
+            v = json.dumps(v, default=str)[:200]
+        rows.append({"key": str(k), "value": str(v)})
+    return pd.DataFrame(rows, columns=["key", "value"])
+
+
+def _table(df: pd.DataFrame, name: str, height: int = 200) -> pn.widgets.Tabulator:
+    return pn.widgets.Tabulator(df, disabled=True, show_index=False, selectable=False, sizing_mode="stretch_width",
+                                height=height, name=name)  # fmt: skip
+
+
+class AdminView:
+    """Per admin session: refreshed every :data:`REFRESH_S` seconds while open."""
+
+    def __init__(self, store: Any, hub: Hub, settings: Settings, user: str) -> None:
+        self.store = store
+        self.hub = hub
+        self.settings = settings
+        self.user = user
+        self.status_url = f"http://127.0.0.1:{settings.status_port}/status"
+        self.daemon_badge = pn.pane.HTML("", stylesheets=[CSS])
+        self.hub_table = _table(_kv({}), "hub", 240)
+        self.streams_table = _table(pd.DataFrame(), "streams", 160)
+        self.feed_table = _table(_kv({}), "feed", 240)
+        self.sessions_table = _table(pd.DataFrame(), "sessions", 200)
+        self.daemon_table = _table(_kv({}), "daemon", 240)
+        self.users_table = _table(pd.DataFrame(), "users", 200)
+        self.events_table = _table(pd.DataFrame(), "events", 260)
+        section = lambda title: pn.pane.HTML(f"<h3 class='kit-h'>{title}</h3>", stylesheets=[CSS])  # noqa: E731
+        self.panel = pn.Column(
+            pn.Row(
+                pn.Column(section("Daemon"), self.daemon_badge, self.daemon_table, sizing_mode="stretch_width"),
+                pn.Column(section("Feed (this dashboard process)"), self.feed_table, sizing_mode="stretch_width"),
+                sizing_mode="stretch_width",
+            ),
+            pn.Row(
+                pn.Column(
+                    section("Dashboard streams"), self.streams_table, self.hub_table, sizing_mode="stretch_width"
+                ),
+                pn.Column(section("Sessions"), self.sessions_table, sizing_mode="stretch_width"),
+                sizing_mode="stretch_width",
+            ),
+            pn.Row(
+                pn.Column(section("Users and strategies"), self.users_table, sizing_mode="stretch_width"),
+                pn.Column(section("Recent errors and events"), self.events_table, sizing_mode="stretch_width"),
+                sizing_mode="stretch_width",
+            ),
+            sizing_mode="stretch_width",
+        )
+
+    async def refresh(self) -> None:
+        """Refresh every table (async: the daemon's status endpoint is fetched without blocking)."""
+        hub = self.hub.stats()
+        streams = hub.pop("streams")
+        feed = hub.pop("feed")
+        self.hub_table.value = _kv(hub)
+        self.streams_table.value = pd.DataFrame(streams)
+        self.feed_table.value = _kv(feed or {"feed": "not started (no session has opened a chart yet)"})
+        now = time.time()
+        self.sessions_table.value = pd.DataFrame(
+            [
+                {
+                    "user": s.user,
+                    "page": s.page,
+                    "opened": _ago(now - s.opened),
+                    "stream": s.stream,
+                    "updates": s.updates,
+                }
+                for s in self.hub.sessions.values()
+            ],
+            columns=["user", "page", "opened", "stream", "updates"],
+        )
+        await self._refresh_daemon()
+        self._refresh_store()
+
+    async def _refresh_daemon(self) -> None:
+        from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+
+        status: dict[str, Any] = {}
+        ok = False
+        try:
+            resp = await AsyncHTTPClient().fetch(self.status_url, request_timeout=2.0, connect_timeout=1.0)
+            status = json.loads(resp.body)
+            ok = True
+        except (OSError, HTTPClientError, ValueError) as exc:
+            status = {"status endpoint": self.status_url, "error": str(exc)}
+        hb = None
+        try:
+            from kit.store import events
+
+            hb = events.latest_heartbeat(self.store)
+        except Exception as exc:
+            status["heartbeat error"] = str(exc)
+        if hb is not None:
+            t = hb["time"]
+            if isinstance(t, datetime) and t.tzinfo is None:
+                t = t.replace(tzinfo=UTC)
+            age = (datetime.now(UTC) - t).total_seconds() if isinstance(t, datetime) else None
+            status = {"last heartbeat": f"{_ago(age)} ({hb['daemon_id']})", **status}
+        else:
+            status = {"last heartbeat": "none recorded", **status}
+        color, word = ("#16a34a", "running") if ok else ("#dc2626", "unreachable")
+        self.daemon_badge.object = (
+            f"<span class='kit-badge' style='background:{color}'>daemon {word}</span> <small>{self.status_url}</small>"
+        )
+        self.daemon_table.value = _kv(status)
+
+    def _refresh_store(self) -> None:
+        from kit.store import events, strategies, users
+
+        try:
+            counts = {c["user"]: c for c in strategies.counts_for_admin(self.store)}
+            rows = []
+            for u in users.list(self.store):
+                c = counts.get(u.name, {})
+                rows.append({"user": u.name, "role": u.role, "strategies": c.get("total", 0), "on": c.get("on", 0),
+                             "active": c.get("active", 0), "paused": c.get("paused", 0),
+                             "error": c.get("error", 0)})  # fmt: skip
+            self.users_table.value = pd.DataFrame(rows)
+            ev = events.recent(self.store, 40)
+        except Exception as exc:
+            log.warning("admin refresh failed: %s", exc)
+            ev = []
+            self.hub.record_error(f"admin: {exc}")
+        rows = [
+            {"time": str(e["time"])[:19], "level": e["level"], "kind": e["kind"], "message": e["message"][:160]}
+            for e in ev
+        ]
+        rows += [
+            {
+                "time": datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d %H:%M:%S"),
+                "level": "error",
+                "kind": "dashboard",
+                "message": m[:160],
+            }
+            for t, m in self.hub.errors
+        ]
+        rows.sort(key=lambda r: r["time"], reverse=True)
+        self.events_table.value = pd.DataFrame(rows, columns=["time", "level", "kind", "message"])

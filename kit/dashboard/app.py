@@ -1,0 +1,149 @@
+"""What the served scripts call: :func:`setup` (``--setup``), :func:`dashboard` and :func:`admin_page`.
+
+``apps/dashboard.py`` and ``apps/ops.py`` are one line each; everything with a callback lives
+here, in an imported module, because Bokeh clears a served script's globals when the session
+that ran it ends. Each page builds a :class:`Session` that owns the session's hub subscription
+and periodic refresh, and is closed by ``pn.state.on_session_destroyed``.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+import panel as pn
+
+from kit.dashboard._style import CSS
+from kit.dashboard.auth import authorize, get_store, user_role
+from kit.dashboard.hub import Hub, SessionInfo, get_hub
+from kit.settings import Settings
+
+log = logging.getLogger("kit.dashboard")
+
+
+def setup() -> None:
+    """Process-wide set-up for ``panel serve --setup apps/setup.py``: authorisation, store, hub.
+
+    Runs once per server process before any request: installs :func:`~kit.dashboard.auth.authorize`
+    as ``pn.config.authorize_callback`` (admin pages 403 for viewers), migrates the database and
+    creates the hub (the feed itself connects when the first session opens a chart).
+    """
+    pn.config.authorize_callback = authorize
+    pn.config.global_css = [*pn.config.global_css, CSS]
+    get_store()
+    get_hub()
+    log.info("dashboard process ready")
+
+
+class Session:
+    """One browser session: the views it built, its hub registration and periodic refresh."""
+
+    def __init__(self, hub: Hub, user: str, page: str) -> None:
+        self.hub = hub
+        self.info = SessionInfo(sid=uuid.uuid4().hex[:12], user=user, page=page)
+        self.views: list[Any] = []
+        self.callbacks: list[Any] = []
+        self.closed = False
+        hub.open_session(self.info)
+
+    def close(self, session_context: Any) -> None:
+        """``on_session_destroyed``: unsubscribe and stop refreshing; nothing of the session stays."""
+        if self.closed:
+            return
+        self.closed = True
+        for cb in self.callbacks:
+            try:
+                cb.stop()
+            except Exception:
+                pass
+        for view in self.views:
+            try:
+                view.close()
+            except Exception:
+                log.exception("closing a view failed")
+        self.views.clear()
+        self.callbacks.clear()
+        self.hub.close_session(self.info.sid)
+
+
+def _header(settings: Settings, user: str, *, admin: bool, page: str) -> pn.viewable.Viewable:
+    from kit.dashboard.market import source_badge
+
+    links = []
+    if page != "dashboard":
+        links.append('<a href="./dashboard">Dashboard</a>')
+    if admin and page != "ops":
+        links.append('<a href="./ops">Admin</a>')
+    links.append('<a href="./logout">Log out</a>')
+    return pn.pane.HTML(
+        f'<div class="kit-bar"><span class="kit-brand">kit</span>{source_badge(settings)}'
+        f'<span class="kit-user">signed in as <b>{user}</b>{"".join(links)}</span></div>',
+        sizing_mode="stretch_width",
+        stylesheets=[CSS],
+    )
+
+
+def _denied(message: str) -> pn.viewable.Viewable:
+    return pn.pane.HTML(f"<h2>403</h2><p>{message}</p>", stylesheets=[CSS])
+
+
+def dashboard() -> pn.viewable.Viewable:
+    """The main page: Market and My strategies, for the logged-in user (``pn.state.user``)."""
+    from kit.dashboard.market import MarketView
+    from kit.dashboard.mine import REFRESH_S, StrategiesView
+
+    pn.extension("tabulator", notifications=False)
+    user = pn.state.user
+    role = user_role(user)
+    if role is None:
+        return _denied("Log in first.")
+    settings = Settings.from_env()
+    hub = get_hub()
+    doc = pn.state.curdoc
+    args = getattr(getattr(doc, "session_context", None), "request", None)
+    qs = getattr(args, "arguments", {}) or {}
+    symbol = (qs.get("symbol") or [b""])[0].decode() or None
+    interval = (qs.get("interval") or [b"1m"])[0].decode() or "1m"
+    session = Session(hub, user, "dashboard")
+    market = MarketView(hub, settings, doc, symbol=symbol, interval=interval if interval in ("1m", "5m", "15m", "1h")
+                        else "1m")  # fmt: skip
+    session.views.append(market)
+    market.start()
+    session.info.stream = f"{market.symbol}@{market.interval}"
+
+    def count(_bar: Any, _inner: Any = market.chart.on_bar) -> None:
+        session.info.updates += 1
+        _inner(_bar)
+
+    market.chart.on_bar = count
+    mine = StrategiesView(get_store(), user, hub, market)
+    mine.refresh()
+    market.on_stream_change.append(mine.update_markers)
+    market.on_stream_change.append(lambda: setattr(session.info, "stream", f"{market.symbol}@{market.interval}"))
+    session.callbacks.append(pn.state.add_periodic_callback(mine.refresh, period=int(REFRESH_S * 1000)))
+    pn.state.on_session_destroyed(session.close)
+    tabs = pn.Tabs(("Market", market.panel), ("My strategies", mine.panel), dynamic=False,
+                   sizing_mode="stretch_width")  # fmt: skip
+    return pn.Column(_header(settings, user, admin=role == "admin", page="dashboard"), tabs,
+                     sizing_mode="stretch_width")  # fmt: skip
+
+
+def admin_page() -> pn.viewable.Viewable:
+    """The admin page (``/ops``): only for admins (the request was already authorised; checked again)."""
+    from kit.dashboard.admin import REFRESH_S, AdminView
+
+    pn.extension("tabulator", notifications=False)
+    user = pn.state.user
+    if user_role(user) != "admin":
+        return _denied("The admin page is for administrators only.")
+    settings = Settings.from_env()
+    hub = get_hub()
+    session = Session(hub, user, "ops")
+    view = AdminView(get_store(), hub, settings, user)
+    session.callbacks.append(pn.state.add_periodic_callback(view.refresh, period=int(REFRESH_S * 1000)))
+    doc = pn.state.curdoc
+    if doc is not None:
+        doc.add_next_tick_callback(view.refresh)
+    pn.state.on_session_destroyed(session.close)
+    return pn.Column(_header(settings, user, admin=True, page="ops"), view.panel, sizing_mode="stretch_width")

@@ -1,0 +1,426 @@
+"""The process-wide hub: one feed and one indicator engine shared by every dashboard session.
+
+A ``panel serve`` process holds one :class:`Hub` (:func:`get_hub`). For each stream
+``(symbol, interval)`` that at least one session shows, the hub keeps **one** subscription
+(through the indicator engine when it is available, so overlays are computed once per process,
+else straight on the feed), a ring buffer of recent bars, and the set of session listeners. A
+session attaches a listener when it opens (getting the buffer as its initial history) and
+detaches it when it closes; a stream nobody watches is closed after a short grace period, so
+nothing outlives its sessions.
+
+Fan-out never blocks the feed: :meth:`Listener.push` only records the bar and schedules one
+flush on the session's document; a slow browser gets fewer, coalesced updates, never a queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol
+
+from kit.market.intervals import interval_ms
+
+log = logging.getLogger("kit.dashboard.hub")
+
+#: Bars a chart shows (the hub may keep more to compute the 24 h change).
+CHART_BARS = 300
+#: Longest history the hub asks the feed for per stream.
+MAX_HISTORY = 1500
+#: Seconds a stream lives on after its last session leaves (a page reload reuses it).
+GRACE_S = 10.0
+_DAY_MS = 86_400_000
+
+
+class Overlay(NamedTuple):
+    """An indicator a user may draw over the price: a label, the spec's name and parameters."""
+
+    label: str
+    name: str
+    params: tuple[Any, ...]
+
+
+#: The overlay menu. Every stream computes all of them once (in the shared engine); each session
+#: draws the ones its user ticks.
+OVERLAYS: tuple[Overlay, ...] = (
+    Overlay("EMA 20", "ema", (20,)),
+    Overlay("EMA 50", "ema", (50,)),
+    Overlay("SMA 20", "sma", (20,)),
+    Overlay("Bollinger 20", "bbands", (20, 2.0)),
+)
+
+
+def overlay_column(label: str, output: str | None = None) -> str:
+    """The chart column holding an overlay's (output's) values, e.g. ``ov_ema_20`` / ``ov_bollinger_20_upper``."""
+    base = "ov_" + label.lower().replace(" ", "_")
+    return f"{base}_{output}" if output else base
+
+
+class Bar(NamedTuple):
+    """One candle as the dashboard sees it: OHLCV, whether it closed, overlay values, receive time."""
+
+    open_time: int
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    closed: bool
+    values: dict[str, float]
+    recv_ms: float
+
+
+class Listener(Protocol):
+    """What a session attaches to a stream. ``push`` runs on the server loop and must not block."""
+
+    def push(self, bar: Bar) -> None: ...
+
+
+@dataclass
+class SessionInfo:
+    """One open dashboard session, for the admin page."""
+
+    sid: str
+    user: str
+    page: str
+    opened: float = field(default_factory=time.time)
+    stream: str = ""
+    updates: int = 0
+
+
+class _Stream:
+    def __init__(self, symbol: str, interval: str) -> None:
+        self.symbol = symbol
+        self.interval = interval
+        step = interval_ms(interval)
+        self.history = max(CHART_BARS, min(MAX_HISTORY, _DAY_MS // step + 1))
+        self.bars: deque[Bar] = deque(maxlen=self.history)
+        self.forming: Bar | None = None
+        self.listeners: set[Listener] = set()
+        self.task: asyncio.Task[None] | None = None
+        self.stop_handle: asyncio.TimerHandle | None = None
+        self.events = 0
+        self.last_event = 0.0
+        self.errors = 0
+        self.source = ""
+
+    @property
+    def key(self) -> str:
+        return f"{self.symbol}@{self.interval}"
+
+
+class Hub:
+    """One per ``panel serve`` process (see :func:`get_hub`); all methods run on the server's loop.
+
+    ``feed_factory`` returns the process's :class:`kit.feed.Feed` (default
+    :func:`kit.feed.shared_feed`); ``engine_factory`` its indicator engine (default: one
+    :class:`kit.engine.IndicatorEngine` over that feed, when the engine layer is installed).
+    """
+
+    def __init__(
+        self,
+        feed_factory: Callable[[], Any] | None = None,
+        engine_factory: Callable[[Any], Any] | None = None,
+        *,
+        overlays: tuple[Overlay, ...] = OVERLAYS,
+        grace_s: float = GRACE_S,
+    ) -> None:
+        if grace_s < 0:
+            raise ValueError(f"grace_s must be >= 0, got {grace_s!r}")
+        self._feed_factory = feed_factory
+        self._engine_factory = engine_factory
+        self.overlays = overlays
+        self.grace_s = grace_s
+        self._streams: dict[tuple[str, str], _Stream] = {}
+        self._feed: Any = None
+        self._engine: Any = None
+        self._specs: list[tuple[Overlay, Any]] | None = None
+        self.sessions: dict[str, SessionInfo] = {}
+        self.errors: deque[tuple[float, str]] = deque(maxlen=50)
+        self.started = time.time()
+        self.sessions_opened = 0
+        self.sessions_closed = 0
+
+    # -- the shared feed and engine -------------------------------------------------------------
+    @property
+    def feed(self) -> Any:
+        if self._feed is None:
+            if self._feed_factory is not None:
+                self._feed = self._feed_factory()
+            else:
+                from kit.feed import shared_feed
+
+                self._feed = shared_feed()
+        return self._feed
+
+    @property
+    def engine(self) -> Any:
+        """The shared indicator engine, or None when the engine layer is not installed."""
+        if self._engine is None:
+            if self._engine_factory is not None:
+                self._engine = self._engine_factory(self.feed)
+            else:
+                try:
+                    from kit.engine import IndicatorEngine
+                except ImportError:
+                    return None
+                self._engine = IndicatorEngine(self.feed)
+        return self._engine
+
+    def specs(self) -> list[tuple[Overlay, Any]]:
+        """The overlay menu as indicator specs (overlays whose indicator does not exist are left out)."""
+        if self._specs is None:
+            out = []
+            try:
+                from kit.indicators import spec as make_spec
+            except ImportError:
+                make_spec = None
+            if make_spec is not None:
+                for ov in self.overlays:
+                    try:
+                        out.append((ov, make_spec(ov.name, *ov.params)))
+                    except Exception as exc:  # an indicator the engine does not offer: skip it
+                        log.warning("overlay %s unavailable: %s", ov.label, exc)
+            self._specs = out
+        return self._specs
+
+    def overlay_columns(self) -> dict[str, list[str]]:
+        """Overlay label -> the chart columns it draws (one per output)."""
+        cols: dict[str, list[str]] = {}
+        for ov, sp in self.specs():
+            outputs = list(getattr(sp, "outputs", ()) or ())
+            cols[ov.label] = (
+                [overlay_column(ov.label, o) for o in outputs] if len(outputs) > 1 else [overlay_column(ov.label)]
+            )
+        return cols
+
+    # -- sessions ------------------------------------------------------------------------------
+    def attach(self, symbol: str, interval: str, listener: Listener) -> list[Bar]:
+        """Register ``listener`` on a stream (starting it if needed); return its recent bars, oldest first."""
+        key = (symbol, interval)
+        st = self._streams.get(key)
+        if st is None:
+            st = self._streams[key] = _Stream(symbol, interval)
+        if st.stop_handle is not None:
+            st.stop_handle.cancel()
+            st.stop_handle = None
+        st.listeners.add(listener)
+        if st.task is None or st.task.done():
+            st.task = asyncio.get_running_loop().create_task(self._run(st), name=f"kit-dashboard-{st.key}")
+        snap = list(st.bars)[-CHART_BARS:]
+        if st.forming is not None:
+            snap.append(st.forming)
+        return snap
+
+    def detach(self, symbol: str, interval: str, listener: Listener) -> None:
+        """Unregister ``listener``; a stream left without listeners stops after ``grace_s``."""
+        st = self._streams.get((symbol, interval))
+        if st is None:
+            return
+        st.listeners.discard(listener)
+        if not st.listeners and st.stop_handle is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self._stop(st)
+                return
+            st.stop_handle = loop.call_later(self.grace_s, self._stop, st)
+
+    def _stop(self, st: _Stream) -> None:
+        st.stop_handle = None
+        if st.listeners:
+            return
+        if st.task is not None:
+            st.task.cancel()
+        self._streams.pop((st.symbol, st.interval), None)
+
+    def reference_close(self, symbol: str, interval: str) -> tuple[float, float] | None:
+        """(close 24 h before the last bar, hours actually covered) for the 24 h change, or None."""
+        st = self._streams.get((symbol, interval))
+        if st is None or not st.bars:
+            return None
+        last = st.forming or st.bars[-1]
+        target = last.open_time - _DAY_MS
+        first = st.bars[0]
+        if first.open_time > target:
+            return first.close, (last.open_time - first.open_time) / 3_600_000
+        # bars are sorted: bisect on open_time
+        lo, hi = 0, len(st.bars) - 1
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if st.bars[mid].open_time <= target:
+                lo = mid
+            else:
+                hi = mid - 1
+        return st.bars[lo].close, 24.0
+
+    def last_price(self, symbol: str) -> float | None:
+        """The newest close of ``symbol`` on any stream the hub holds, or None."""
+        best: Bar | None = None
+        for (sym, _), st in self._streams.items():
+            if sym != symbol:
+                continue
+            bar = st.forming or (st.bars[-1] if st.bars else None)
+            if bar is not None and (best is None or bar.recv_ms > best.recv_ms):
+                best = bar
+        return None if best is None else best.close
+
+    def open_session(self, info: SessionInfo) -> None:
+        self.sessions[info.sid] = info
+        self.sessions_opened += 1
+
+    def close_session(self, sid: str) -> None:
+        if self.sessions.pop(sid, None) is not None:
+            self.sessions_closed += 1
+
+    def record_error(self, message: str) -> None:
+        self.errors.append((time.time(), message))
+
+    # -- the stream loop -----------------------------------------------------------------------
+    async def _run(self, st: _Stream) -> None:
+        backoff = 1.0
+        while True:
+            try:
+                await self._consume(st)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                st.errors += 1
+                msg = f"stream {st.key}: {type(exc).__name__}: {exc}"
+                log.warning(msg)
+                self.record_error(msg)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+
+    async def _consume(self, st: _Stream) -> None:
+        engine = self.engine if self.specs() else None
+        if engine is not None:
+            st.source = "engine"
+            specs = [sp for _, sp in self.specs()]
+            labels = {sp: ov for ov, sp in self.specs()}
+            async with engine.subscribe(st.symbol, st.interval, specs=specs, history=st.history, forming=True) as sub:
+                async for row in sub:
+                    self._on(st, row.candle, bool(row.closed), _flatten(row.values, labels))
+        else:
+            st.source = "feed"
+            async with self.feed.subscribe(st.symbol, st.interval, history=st.history, mode="conflate") as sub:
+                async for ev in sub:
+                    candle = getattr(ev, "candle", None)
+                    if candle is None:  # a gap event: nothing to draw
+                        continue
+                    self._on(st, candle, bool(ev.closed), {})
+
+    def _on(self, st: _Stream, c: Any, closed: bool, values: dict[str, float]) -> None:
+        bar = Bar(int(c.open_time), c.open, c.high, c.low, c.close, c.volume, closed, values, time.time() * 1000.0)
+        st.events += 1
+        st.last_event = time.time()
+        if closed:
+            if st.bars and st.bars[-1].open_time >= bar.open_time:
+                if st.bars[-1].open_time == bar.open_time:
+                    st.bars[-1] = bar
+                else:
+                    return  # out of order: the feed promises this never happens
+            else:
+                st.bars.append(bar)
+            if st.forming is not None and st.forming.open_time <= bar.open_time:
+                st.forming = None
+        else:
+            if st.bars and bar.open_time <= st.bars[-1].open_time:
+                return
+            st.forming = bar
+        for listener in tuple(st.listeners):
+            try:
+                listener.push(bar)
+            except Exception as exc:  # one broken session must not starve the others
+                self.record_error(f"listener on {st.key}: {type(exc).__name__}: {exc}")
+
+    # -- admin --------------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """Hub and feed figures for the admin page (everything here is cheap to compute)."""
+        feed_stats: dict[str, Any] = {}
+        if self._feed is not None:
+            try:
+                feed_stats = dict(self._feed.stats())
+            except Exception as exc:
+                feed_stats = {"error": str(exc)}
+        return {
+            "uptime_s": time.time() - self.started,
+            "sessions": len(self.sessions),
+            "sessions_opened": self.sessions_opened,
+            "sessions_closed": self.sessions_closed,
+            "streams": [
+                {
+                    "stream": st.key,
+                    "source": st.source,
+                    "listeners": len(st.listeners),
+                    "bars": len(st.bars),
+                    "events": st.events,
+                    "errors": st.errors,
+                    "last_event_age_s": (time.time() - st.last_event) if st.last_event else None,
+                }
+                for st in self._streams.values()
+            ],
+            "feed": feed_stats,
+        }
+
+
+def _flatten(values: Any, labels: dict[Any, Overlay]) -> dict[str, float]:
+    """Engine row values (keyed by spec; a multi-output value is a mapping or a tuple) -> chart columns."""
+    out: dict[str, float] = {}
+    if not values:
+        return out
+    for sp, v in dict(values).items():
+        ov = labels.get(sp)
+        if ov is None:
+            continue
+        if isinstance(v, dict):
+            for name, x in v.items():
+                out[overlay_column(ov.label, name)] = _num(x)
+        elif isinstance(v, tuple | list):
+            outputs = list(getattr(sp, "outputs", ()) or ()) or [str(i) for i in range(len(v))]
+            for name, x in zip(outputs, v, strict=False):
+                out[overlay_column(ov.label, name)] = _num(x)
+        elif hasattr(v, "_asdict"):
+            for name, x in v._asdict().items():
+                out[overlay_column(ov.label, name)] = _num(x)
+        else:
+            out[overlay_column(ov.label)] = _num(v)
+    return out
+
+
+def _num(x: Any) -> float:
+    try:
+        f = float(x)
+    except (TypeError, ValueError):
+        return math.nan
+    return f
+
+
+_hub_lock = threading.Lock()
+_hub: Hub | None = None
+
+
+def get_hub() -> Hub:
+    """The process's hub (created on first use; ``panel serve`` runs one per process)."""
+    global _hub
+    with _hub_lock:
+        if _hub is None:
+            _hub = Hub()
+        return _hub
+
+
+def reset_hub() -> None:
+    """Forget the process's hub (tests that start several servers in one process)."""
+    global _hub
+    with _hub_lock:
+        if _hub is not None:
+            for st in list(_hub._streams.values()):
+                if st.task is not None:
+                    st.task.cancel()
+        _hub = None

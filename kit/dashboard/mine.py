@@ -1,0 +1,214 @@
+"""The My strategies tab: the logged-in user's strategies, switches, trades and equity.
+
+Every query goes through :mod:`kit.store` with the session's user name (taken on the server
+from the login cookie, never from the browser), so another user's rows never leave the server.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import pandas as pd
+import panel as pn
+from bokeh.models import ColumnDataSource, DatetimeTickFormatter, NumeralTickFormatter
+from bokeh.plotting import figure
+
+from kit.dashboard._style import CSS
+from kit.dashboard.hub import Hub
+from kit.dashboard.market import MarketView
+
+log = logging.getLogger("kit.dashboard.mine")
+
+#: Seconds between refreshes from the database (the daemon writes at most once per closed candle).
+REFRESH_S = 3.0
+STRATEGY_COLUMNS = ["id", "name", "strategy", "symbol", "interval", "switch", "state", "last signal", "position",
+                    "entry price", "trades", "realised P&L", "unrealised P&L", "error"]  # fmt: skip
+TRADE_COLUMNS = ["strategy", "side", "size", "entry_time", "entry_price", "exit_time", "exit_price", "pnl", "fees"]
+
+
+class StrategiesView:
+    """Per session: one user's strategies (with activate/deactivate), trades table, equity curve."""
+
+    def __init__(self, store: Any, user: str, hub: Hub, market: MarketView | None = None) -> None:
+        if not user:
+            raise ValueError("user must be the logged-in user's name")
+        self.store = store
+        self.user = user
+        self.hub = hub
+        self.market = market
+        self._records: list[Any] = []
+        self._last_key: Any = None
+        self.strategies = pn.widgets.Tabulator(
+            pd.DataFrame(columns=STRATEGY_COLUMNS), disabled=True, show_index=False, selectable=False,
+            sizing_mode="stretch_width", height=190, name="strategies",
+        )  # fmt: skip
+        self.choice = pn.widgets.Select(name="Strategy", options={}, width=260)
+        self.activate = pn.widgets.Button(name="Activate", button_type="success", width=110)
+        self.deactivate = pn.widgets.Button(name="Deactivate", button_type="warning", width=110)
+        self.message = pn.pane.HTML("", min_width=300, stylesheets=[CSS])
+        self.activate.on_click(lambda _e: self._switch(True))
+        self.deactivate.on_click(lambda _e: self._switch(False))
+        self.choice.param.watch(lambda _e: self._load_equity(), "value")
+        self.trades = pn.widgets.Tabulator(
+            pd.DataFrame(columns=TRADE_COLUMNS), disabled=True, show_index=False, selectable=False,
+            sizing_mode="stretch_width", height=260, pagination="local", page_size=8, name="trades",
+        )  # fmt: skip
+        self.equity_source = ColumnDataSource(data={"time": [], "equity": []}, name="equity")
+        fig = figure(x_axis_type="datetime", height=240, sizing_mode="stretch_width", tools="xpan,xwheel_zoom,reset",
+                     toolbar_location="right", title="Equity (realised)")  # fmt: skip
+        fig.step("time", "equity", source=self.equity_source, mode="after", line_width=2, color="#0f766e")
+        fig.yaxis.formatter = NumeralTickFormatter(format="0,0")
+        fig.xaxis.formatter = DatetimeTickFormatter(hours="%d %b %H:%M", days="%d %b")
+        self.equity_fig = fig
+        self.empty = pn.pane.HTML("", visible=False, stylesheets=[CSS])
+        self.panel = pn.Column(
+            pn.pane.HTML(f"<h3 class='kit-h'>Strategies of {self.user}</h3>", stylesheets=[CSS]),
+            self.empty,
+            self.strategies,
+            pn.Row(self.choice, self.activate, self.deactivate, self.message),
+            pn.Row(
+                pn.Column(
+                    pn.pane.HTML("<h4 class='kit-h'>Trades</h4>", stylesheets=[CSS]),
+                    self.trades,
+                    sizing_mode="stretch_width",
+                ),
+                pn.Column(pn.pane.Bokeh(fig, sizing_mode="stretch_width"), sizing_mode="stretch_width"),
+                sizing_mode="stretch_width",
+            ),
+            sizing_mode="stretch_width",
+        )
+
+    # -- refresh ------------------------------------------------------------------------------
+    def refresh(self) -> None:
+        """Reload from the store; widgets change only when the data did."""
+        from kit.store import strategies, trades
+
+        try:
+            recs = strategies.list(self.store, self.user)
+            tr = trades.list(self.store, self.user)
+            pos = trades.positions(self.store, self.user)
+            fills = trades.fills(self.store, self.user, limit=400)
+        except Exception as exc:
+            log.warning("refresh failed for %s: %s", self.user, exc)
+            self.message.object = f"<span class='kit-err'>Could not read the database: {exc}</span>"
+            return
+        prices = {r.symbol: self.hub.last_price(r.symbol) for r in recs}
+        self._records = recs
+        names = {r.id: r.name for r in recs}
+        frame = _strategy_frame(recs, tr, pos, prices)
+        if not frame.equals(self.strategies.value):
+            self.strategies.value = frame
+        tframe = _trade_frame(tr, names)
+        if not tframe.equals(self.trades.value):
+            self.trades.value = tframe
+        opts = {f"#{r.id} {r.name} ({r.symbol} {r.interval})": r.id for r in recs}
+        if opts != self.choice.options:
+            current = self.choice.value
+            self.choice.options = opts
+            if current in opts.values():
+                self.choice.value = current
+        key = (len(tr), self.choice.value)
+        if key != self._last_key:
+            self._last_key = key
+            self._load_equity()
+        self.empty.object = (
+            "<p>No strategies yet. Promote one from a notebook: "
+            "<code>kit.promote(MyStrategy(...), user=..., symbol=..., interval=...)</code>.</p>"
+        )
+        self.empty.visible = not recs
+        self.update_markers(fills)
+
+    def update_markers(self, fills: pd.DataFrame | None = None) -> None:
+        """This user's fills on the market chart's symbol, as buy/sell triangles."""
+        if self.market is None:
+            return
+        if fills is None:
+            from kit.store import trades
+
+            fills = trades.fills(self.store, self.user, limit=400)
+        symbols = {r.id: r.symbol for r in self._records}
+        rows = []
+        for f in fills.itertuples(index=False):
+            if symbols.get(f.strategy_id) != self.market.symbol:
+                continue
+            rows.append({
+                "time": int(pd.Timestamp(f.time).value // 1_000_000),
+                "price": f.price,
+                "buy": str(f.side).lower() in ("buy", "long"),
+                "label": f"#{f.strategy_id} {f.side} {f.size:g}",
+            })  # fmt: skip
+        self.market.chart.set_trades(rows)
+
+    def _load_equity(self) -> None:
+        from kit.store import trades
+
+        sid = self.choice.value
+        if sid is None:
+            self.equity_source.data = {"time": [], "equity": []}
+            return
+        try:
+            eq = trades.equity(self.store, self.user, sid)
+        except Exception as exc:
+            self.message.object = f"<span class='kit-err'>{exc}</span>"
+            return
+        t = [float(x) for x in (eq.index.as_unit("ms").asi8)]
+        self.equity_source.data = {"time": t, "equity": eq.to_numpy(dtype="float64").tolist()}
+
+    def _switch(self, active: bool) -> None:
+        from kit.store import strategies
+
+        sid = self.choice.value
+        if sid is None:
+            self.message.object = "<span class='kit-err'>Pick a strategy first.</span>"
+            return
+        try:
+            rec = strategies.set_active(self.store, self.user, sid, active)
+        except Exception as exc:  # NotFound for someone else's id, like a missing one
+            self.message.object = f"<span class='kit-err'>{exc}</span>"
+            return
+        word = "activated" if active else "deactivated"
+        self.message.object = f"<span class='kit-ok'>#{rec.id} {rec.name} {word}.</span>"
+        self._last_key = None
+        self.refresh()
+
+
+def _short(class_path: str) -> str:
+    return class_path.rsplit(".", 1)[-1].rsplit(":", 1)[-1]
+
+
+def _unrealised(size: float, entry: float | None, price: float | None) -> float:
+    if not size or entry is None or price is None or math.isnan(price):
+        return math.nan
+    return size * (price - entry)
+
+
+def _strategy_frame(recs: list[Any], tr: pd.DataFrame, pos: pd.DataFrame, prices: dict[str, float | None]) -> Any:
+    rows = []
+    for r in recs:
+        mine = tr[tr["strategy_id"] == r.id] if len(tr) else tr
+        p = pos[pos["strategy_id"] == r.id] if len(pos) else pos
+        size = float(p["size"].iloc[0]) if len(p) else 0.0
+        entry = float(p["entry_price"].iloc[0]) if len(p) and pd.notna(p["entry_price"].iloc[0]) else None
+        rows.append({
+            "id": r.id, "name": r.name, "strategy": _short(r.class_path), "symbol": r.symbol, "interval": r.interval,
+            "switch": "on" if r.active else "off", "state": r.state, "last signal": r.last_signal or "",
+            "position": "flat" if not size else f"{'long' if size > 0 else 'short'} {abs(size):g}",
+            "entry price": entry if entry is not None else math.nan, "trades": len(mine),
+            "realised P&L": round(float(mine["pnl"].sum()), 2) if len(mine) else 0.0,
+            "unrealised P&L": round(_unrealised(size, entry, prices.get(r.symbol)), 2),
+            "error": (r.last_error or "")[:120] if r.state != "active" else "",
+        })  # fmt: skip
+    return pd.DataFrame(rows, columns=STRATEGY_COLUMNS)
+
+
+def _trade_frame(tr: pd.DataFrame, names: dict[int, str]) -> Any:
+    if not len(tr):
+        return pd.DataFrame(columns=TRADE_COLUMNS)
+    df = tr.copy()
+    df["strategy"] = [f"#{i} {names.get(i, '')}" for i in df["strategy_id"]]
+    for c in ("entry_time", "exit_time"):
+        df[c] = pd.to_datetime(df[c], utc=True).dt.strftime("%Y-%m-%d %H:%M")
+    df = df.iloc[::-1]  # newest first
+    return df[TRADE_COLUMNS].round({"pnl": 2, "fees": 4, "entry_price": 2, "exit_price": 2})

@@ -1,0 +1,351 @@
+"""``kit up``: the simulator, the daemon and the dashboard together, stopped together.
+
+Each part runs as its own child process (its own process group, output in
+``<data_dir>/logs/<name>.log``), so one crash is reported with its log tail and the others are
+stopped cleanly; Ctrl-C (SIGINT) or SIGTERM stops the dashboard, then the daemon, then the
+simulator, each with SIGTERM and a grace period before SIGKILL.
+
+On first run it creates the demo user ``demo`` (password ``KIT_DEMO_PASSWORD``, else generated
+and kept in ``<data_dir>/secrets/demo_password``) and promotes two example strategies for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from kit.errors import ConfigError, KitError
+from kit.settings import Settings
+
+DEMO_USER = "demo"
+STOP_GRACE_S = 10.0
+READY_TIMEOUT_S = 90.0
+
+
+@dataclass
+class Child:
+    """One supervised process."""
+
+    name: str
+    cmd: list[str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    _log: Any = field(default=None, repr=False)
+
+    def tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join("    " + s for s in text[-lines:])
+
+
+class Supervisor:
+    """Starts children in order and stops them in reverse order."""
+
+    def __init__(self, log_dir: Path, out: TextIO = sys.stdout) -> None:
+        self.log_dir = log_dir
+        self.out = out
+        self.children: list[Child] = []
+        log_dir.mkdir(parents=True, exist_ok=True)
+
+    def start(self, name: str, cmd: list[str], env: dict[str, str]) -> Child:
+        child = Child(name, cmd, self.log_dir / f"{name}.log")
+        child._log = open(child.log_path, "ab")  # noqa: SIM115 - closed in stop_all
+        child.proc = subprocess.Popen(
+            cmd, env=env, stdout=child._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C reaches kit up only; it stops the children in order
+        )  # fmt: skip
+        self.children.append(child)
+        return child
+
+    def dead(self) -> Child | None:
+        for c in self.children:
+            if c.proc is not None and c.proc.poll() is not None:
+                return c
+        return None
+
+    def stop_all(self, grace_s: float = STOP_GRACE_S) -> None:
+        for c in reversed(self.children):
+            p = c.proc
+            if p is None or p.poll() is not None:
+                continue
+            with contextlib.suppress(ProcessLookupError):
+                p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(p.pid, signal.SIGKILL)
+                p.wait(5)
+        for c in self.children:
+            if c._log is not None:
+                c._log.close()
+                c._log = None
+
+
+def port_free(host: str, port: int) -> bool:
+    """Whether ``host:port`` can be bound now (a listening server there makes it False)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host if host not in ("localhost",) else "127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _require_port(host: str, port: int, what: str, hint: str) -> None:
+    if not port_free(host, port):
+        raise ConfigError(f"port {port} ({what}) is already in use on {host}: {hint}")
+
+
+def _url_port(url: str, default: int) -> int:
+    hostport = url.split("://", 1)[-1].split("/", 1)[0]
+    if ":" in hostport:
+        try:
+            return int(hostport.rsplit(":", 1)[1])
+        except ValueError:
+            raise ConfigError(f"bad port in URL {url!r}") from None
+    return default
+
+
+def wait_http(url: str, child: Child, timeout: float = READY_TIMEOUT_S) -> None:
+    """Wait until ``url`` answers any HTTP status; fail with the child's log tail if it dies first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child.proc is not None and child.proc.poll() is not None:
+            raise KitError(f"{child.name} exited with code {child.proc.returncode}; its log:\n{child.tail()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except urllib.error.HTTPError:
+            return
+        except (urllib.error.URLError, OSError):
+            time.sleep(0.3)
+    raise KitError(f"{child.name} did not answer at {url} within {timeout:.0f} s; its log:\n{child.tail()}")
+
+
+def wait_port(host: str, port: int, child: Child, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child.proc is not None and child.proc.poll() is not None:
+            raise KitError(f"{child.name} exited with code {child.proc.returncode}; its log:\n{child.tail()}")
+        with socket.socket() as s:
+            s.settimeout(1)
+            if s.connect_ex((host, port)) == 0:
+                return
+        time.sleep(0.2)
+    raise KitError(f"{child.name} did not listen on {host}:{port} within {timeout:.0f} s; its log:\n{child.tail()}")
+
+
+# -- the demo user ---------------------------------------------------------------------------
+def ensure_demo_user(settings: Settings, store: Any) -> tuple[str | None, bool]:
+    """Create ``demo`` if missing. Returns (password if known, created now)."""
+    from kit.dashboard.serve import secrets_dir
+    from kit.store import users
+
+    pw_file = secrets_dir(settings) / "demo_password"
+    if users.get(store, DEMO_USER) is not None:
+        if settings.demo_password:
+            return settings.demo_password, False
+        return (pw_file.read_text().strip() if pw_file.is_file() else None), False
+    if settings.demo_password:
+        password = settings.demo_password
+    else:
+        import secrets
+
+        password = secrets.token_urlsafe(9)
+        fd = os.open(pw_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(password + "\n")
+    users.add(store, DEMO_USER, password, role="admin")
+    return password, True
+
+
+def demo_strategies() -> list[tuple[Any, str, str]]:
+    """The two example strategies promoted for ``demo``: (strategy, symbol, interval)."""
+    from kit.strategies import EmaCross, RsiReversion
+
+    return [(RsiReversion(), "BTCUSDT", "1m"), (EmaCross(), "ETHUSDT", "1m")]
+
+
+def promote_demo_strategies(store: Any) -> list[str]:
+    """Promote the examples for ``demo`` unless it already has strategies; returns what was done."""
+    from kit.store import strategies
+
+    if strategies.list(store, DEMO_USER):
+        return []
+    import kit
+
+    done = []
+    for strat, symbol, interval in demo_strategies():
+        kit.promote(strat, user=DEMO_USER, symbol=symbol, interval=interval)
+        done.append(f"{type(strat).__name__} on {symbol} {interval}")
+    return done
+
+
+# -- the commands ----------------------------------------------------------------------------
+def _kit_env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        KIT_DATA_DIR=str(settings.data_dir), KIT_DATABASE_URL=settings.database_url,
+        KIT_EXCHANGE_URL=settings.exchange_url, KIT_EXCHANGE_WS_URL=settings.exchange_ws_url,
+        KIT_STATUS_PORT=str(settings.status_port), KIT_REPLAY_DATA=settings.replay_data,
+    )  # fmt: skip
+    env.setdefault("NUMBA_CACHE_DIR", str(settings.data_dir / "cache" / "numba"))
+    return env
+
+
+def _say(out: TextIO, text: str) -> None:
+    print(text, file=out, flush=True)
+
+
+class _Stop(Exception):
+    pass
+
+
+def run_up(port: int | None = None, host: str = "127.0.0.1", speed: float = 60.0, out: TextIO = sys.stdout) -> int:
+    """``kit up``. Returns the exit code (0 after Ctrl-C, 1 when a part crashed)."""
+    from kit.dashboard.serve import panel_command, panel_env
+    from kit.store import Store
+
+    settings = Settings.from_env()
+    port = settings.dashboard_port if port is None else port
+    if speed <= 0:
+        raise ConfigError(f"--speed must be > 0, got {speed}")
+    sim = settings.is_simulator
+    ex_port = _url_port(settings.exchange_url, 443)
+    _require_port(host, port, "dashboard", "another kit up or panel serve is running; stop it or use --port")
+    if sim:
+        _require_port("127.0.0.1", ex_port, "simulator",
+                      "another kit up or kit exchange is running; stop it or set KIT_EXCHANGE_URL")  # fmt: skip
+    has_daemon = importlib.util.find_spec("kit.daemon.cli") is not None
+    if has_daemon:
+        _require_port("127.0.0.1", settings.status_port, "daemon status",
+                      "another kit daemon is running; stop it or set KIT_STATUS_PORT")  # fmt: skip
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(settings.database_url)
+    store.migrate()
+    password, created = ensure_demo_user(settings, store)
+
+    stop = {"sig": None}
+
+    def _on_signal(signum: int, _frame: Any) -> None:
+        stop["sig"] = signum
+        raise _Stop
+
+    old = {s: signal.signal(s, _on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    sup = Supervisor(settings.data_dir / "logs", out)
+    env = _kit_env(settings)
+    kit_cmd = [sys.executable, "-m", "kit"]
+    try:
+        if sim:
+            _say(out, f"starting the simulator on 127.0.0.1:{ex_port} (replaying {settings.replay_data}, {speed:g}x)")
+            simc = sup.start("simulator", [*kit_cmd, "exchange", "--port", str(ex_port), "--speed", f"{speed:g}"], env)
+            wait_port("127.0.0.1", ex_port, simc)
+        else:
+            _say(out, f"live exchange configured: {settings.exchange_url} (no simulator)")
+        _say(out, f"starting the dashboard on {host}:{port}")
+        dash = sup.start("dashboard", panel_command(port, address=host), panel_env(settings, env))
+        promoted: list[str] = []
+        if created or not _has_strategies(store):
+            _say(out, "promoting the demo user's example strategies (first run: a short backtest each)...")
+            try:
+                promoted = promote_demo_strategies(store)
+            except Exception as exc:  # the demo must not keep the rest from starting
+                _say(out, f"warning: could not promote the example strategies: {type(exc).__name__}: {exc}")
+        if has_daemon:
+            _say(out, f"starting the daemon (status on 127.0.0.1:{settings.status_port})")
+            sup.start("daemon", [*kit_cmd, "daemon", "--status-port", str(settings.status_port)], env)
+        else:
+            _say(out, "warning: kit daemon is not available in this build; strategies will not trade")
+        shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+        url = f"http://{shown}:{port}/"
+        wait_http(url + "login", dash)
+        badge = (
+            f"REPLAY (simulator at {settings.exchange_url}, {speed:g}x)" if sim else f"LIVE ({settings.exchange_url})"
+        )
+        lines = [
+            "",
+            "kit is up",
+            f"  dashboard   {url}",
+            f"  data        {badge}",
+            f"  login       user {DEMO_USER}, password "
+            + (password if password else "(set on first run; KIT_DEMO_PASSWORD or `kit users` to reset)"),
+        ]
+        if promoted:
+            lines.append(f"  strategies  {'; '.join(promoted)}")
+        if has_daemon:
+            lines.append(f"  daemon      http://127.0.0.1:{settings.status_port}/status")
+        lines += [f"  logs        {sup.log_dir}", "Press Ctrl-C to stop everything.", ""]
+        _say(out, "\n".join(lines))
+        while True:
+            dead = sup.dead()
+            if dead is not None:
+                _say(out, f"error: {dead.name} exited with code {dead.proc.returncode}; its log:\n{dead.tail()}")
+                return 1
+            time.sleep(0.5)
+    except _Stop:
+        _say(out, "\nstopping...")
+        return 0
+    except KitError as exc:
+        _say(out, f"error: {exc}")
+        return 1
+    finally:
+        try:
+            sup.stop_all()
+        except _Stop:
+            sup.stop_all(grace_s=1.0)
+        for s, h in old.items():
+            signal.signal(s, h)
+        store.dispose()
+        if stop["sig"] is not None or sup.children:
+            _say(out, "stopped.")
+
+
+def _has_strategies(store: Any) -> bool:
+    from kit.store import strategies
+
+    try:
+        return bool(strategies.list(store, DEMO_USER))
+    except Exception:
+        return False
+
+
+def run_dashboard(port: int | None = None, host: str = "127.0.0.1") -> int:
+    """``kit dashboard``: ``panel serve`` in the foreground; returns its exit code."""
+    from kit.dashboard.serve import panel_command, panel_env
+    from kit.store import Store
+
+    settings = Settings.from_env()
+    port = settings.dashboard_port if port is None else port
+    _require_port(host, port, "dashboard", "another kit up or panel serve is running; stop it or use --port")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(settings.database_url)
+    store.migrate()
+    store.dispose()
+    print(f"dashboard: http://{host}:{port}/  (data: {'REPLAY' if settings.is_simulator else 'LIVE'} "
+          f"from {settings.exchange_url})", flush=True)  # fmt: skip
+    proc = subprocess.Popen(panel_command(port, address=host), env=panel_env(settings, _kit_env(settings)))
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.send_signal(signal.SIGINT)
+        try:
+            return proc.wait(STOP_GRACE_S) and 0
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            return 1
