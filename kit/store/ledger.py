@@ -67,34 +67,74 @@ def ensure_checkpoint(
         return cp
 
 
-def commit(store: Store, writes: builtins.list[CandleWrite]) -> int:
-    """Write ``writes`` in one transaction; returns how many were applied.
+def commit(
+    store: Store,
+    writes: builtins.list[CandleWrite],
+    advance: builtins.list[tuple[int, builtins.list[int]]] | None = None,
+) -> int:
+    """Write ``writes`` and ``advance`` in one transaction; returns how many writes were applied.
 
-    If the batch hits a replayed candle, it is retried one strategy at a time and the
-    replayed ones are skipped (their checkpoint is already at or past the candle).
+    ``advance`` is ``[(open_time, [strategy_id, ...]), ...]``: strategies that processed that
+    candle with nothing to record but the checkpoint (the common case), moved forward with
+    one statement per candle instead of one per strategy.
+
+    If the batch hits a replayed candle, the writes are retried one strategy at a time and
+    the replayed ones are skipped (their checkpoint is already at or past the candle).
     """
-    if not writes:
+    if not writes and not advance:
         return 0
+    # Strictly in candle order: a checkpoint only moves forward, so a later candle's advance
+    # must never overtake an earlier candle's write (whose broker state would be dropped).
+    times = sorted({w.open_time for w in writes} | {t for t, _ in advance or []})
+    by_time: dict[int, builtins.list[CandleWrite]] = {}
+    for w in writes:
+        by_time.setdefault(w.open_time, []).append(w)
+    adv: dict[int, builtins.list[int]] = {}
+    for t, ids in advance or []:
+        adv.setdefault(t, []).extend(ids)
     try:
         with store.begin() as conn:
-            _write(conn, writes)
+            for t in times:
+                _advance(conn, t, adv.get(t, []))
+                _write(conn, by_time.get(t, []))
         return len(writes)
     except sa.exc.IntegrityError:
         pass
     applied = 0
-    for w in writes:
+    for t in times:
         with store.begin() as conn:
-            last = conn.execute(
-                sa.select(Checkpoint.last_open_time).where(Checkpoint.strategy_id == w.strategy_id)
-            ).scalar_one_or_none()
-            if last is not None and last >= w.open_time:
-                continue
-            _write(conn, [w])
-            applied += 1
+            _advance(conn, t, adv.get(t, []))
+        for w in by_time.get(t, []):
+            with store.begin() as conn:
+                last = conn.execute(
+                    sa.select(Checkpoint.last_open_time).where(Checkpoint.strategy_id == w.strategy_id)
+                ).scalar_one_or_none()
+                if last is not None and last >= w.open_time:
+                    continue
+                _write(conn, [w])
+                applied += 1
     return applied
 
 
+_ADVANCE_CHUNK = 5000
+
+
+def _advance(conn: sa.Connection, t: int, ids: builtins.list[int]) -> None:
+    cp = Checkpoint.__table__
+    now = utcnow()
+    if ids:
+        for i in range(0, len(ids), _ADVANCE_CHUNK):
+            chunk = ids[i : i + _ADVANCE_CHUNK]
+            conn.execute(
+                cp.update()
+                .where(cp.c.strategy_id.in_(chunk), cp.c.last_open_time < t)
+                .values(last_open_time=t, updated_at=now)
+            )
+
+
 def _write(conn: sa.Connection, writes: builtins.list[CandleWrite]) -> None:
+    if not writes:
+        return
     now = utcnow()
     cp = Checkpoint.__table__
     plain = [{"b_sid": w.strategy_id, "b_t": w.open_time, "b_v": w.version} for w in writes if w.broker_state is None]

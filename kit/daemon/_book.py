@@ -1,0 +1,263 @@
+"""The daemon's synchronous core: every running strategy, grouped, stepped one closed candle at a time.
+
+No I/O here: :meth:`Book.on_candle` turns one closed candle of one stream into the ledger
+writes for it (:class:`kit.store.ledger.CandleWrite` plus checkpoint advances), which the
+daemon's writer commits in one transaction. The benchmark drives this class directly.
+
+Grouping: strategies with the same (class, params, symbol, interval) decide identically,
+so one :class:`Group` evaluates them once per candle and each :class:`Member` (one user's
+strategy row) executes the shared signal through its own :class:`kit.broker.PaperBroker`.
+
+Missed-candle policy (after downtime or a crash): every closed candle after a member's
+checkpoint is replayed through its evaluator and broker in order, filling at that candle's
+close exactly as the backtest does; candles at or before the checkpoint only warm the
+evaluator up. So the ledger after any number of crashes equals an uninterrupted run, which
+equals ``kit.backtest.run`` on the same candles. Candles older than ``max_backfill`` or
+before the strategy's ``start_time`` are never traded. A strategy (re)activated while the
+daemon runs starts at the next candle: switching a strategy off and on does not back-trade.
+
+Failures: a group whose evaluation raises, returns something other than a Signal or None,
+or takes longer than ``eval_timeout`` counts a failure for each member (its signal is
+dropped for that candle; stops still run); ``max_failures`` consecutive failures pause the
+members (state ``paused``, visible in the dashboard and ``/status``); a member whose class
+cannot be loaded is in state ``error``. Other strategies are never affected.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from kit.broker import BrokerState, FillModel, PaperBroker
+from kit.daemon._market import StreamState
+from kit.market.intervals import interval_ms
+from kit.store.ledger import CandleWrite
+from kit.strategy import Signal, Strategy
+
+log = logging.getLogger("kit.daemon")
+
+
+@dataclass(slots=True)
+class Member:
+    """One user's running strategy: its broker and how far it got."""
+
+    id: int
+    user_id: int
+    version: int
+    name: str
+    key: tuple[Any, ...]
+    broker: PaperBroker
+    checkpoint: int  # open time of the last candle committed (or queued for commit)
+    failures: int = 0
+    trades: int = 0
+    fills: int = 0
+    last_signal: str | None = None
+
+
+@dataclass(slots=True)
+class Group:
+    """Identical strategies on one stream: one evaluator, many members."""
+
+    key: tuple[Any, ...]
+    strategy: Strategy
+    evaluator: Any
+    members: dict[int, Member] = field(default_factory=dict)
+    evaluations: int = 0
+    failures: int = 0
+    eval_seconds: float = 0.0
+
+
+@dataclass(slots=True)
+class Failure:
+    """A group's failed evaluation; the daemon records it and pauses members at the limit."""
+
+    group: Group
+    error: str
+    paused: list[Member]
+
+
+@dataclass(slots=True)
+class CandleResult:
+    writes: list[CandleWrite]
+    advance: list[int]
+    failures: list[Failure]
+    open_time: int
+
+
+class Stream:
+    """One (symbol, interval): market state and the groups evaluated on it."""
+
+    def __init__(self, symbol: str, interval: str, *, keep: int) -> None:
+        self.symbol, self.interval = symbol, interval
+        self.market = StreamState(symbol, interval, keep=keep)
+        self.groups: dict[tuple[Any, ...], Group] = {}
+        self.candles = 0
+        self.last_close_ms: int | None = None
+
+    @property
+    def members(self) -> int:
+        return sum(len(g.members) for g in self.groups.values())
+
+    def specs(self) -> set[Any]:
+        return {s for g in self.groups.values() for s in g.strategy.specs}
+
+
+def _signal_name(sig: Signal) -> str:
+    for name in ("entry", "exit", "short_entry", "short_exit"):
+        if getattr(sig, name):
+            return name
+    return "none"
+
+
+class Book:
+    """Every running strategy by stream. Not thread-safe: the daemon's event loop owns it."""
+
+    def __init__(self, *, max_failures: int = 3, eval_timeout: float = 1.0, keep: int = 1000) -> None:
+        self.max_failures = max_failures
+        self.eval_timeout = eval_timeout
+        self.keep = keep
+        self.streams: dict[tuple[str, str], Stream] = {}
+        self.members: dict[int, Member] = {}
+        self._where: dict[int, tuple[tuple[str, str], tuple[Any, ...]]] = {}
+
+    # ----- membership ------------------------------------------------------------------------
+
+    def add(self, rec: Any, checkpoint: int, broker_state: dict[str, Any]) -> Member:
+        """Start running strategy record ``rec`` from ``checkpoint`` with the saved broker state.
+
+        Raises ``ValueError``/``TypeError`` (class not importable, bad params): the caller marks
+        the record ``error``.
+        """
+        self.remove(rec.id)
+        strategy = Strategy.from_dict({"path": rec.class_path, "params": rec.params})
+        model = FillModel(**rec.broker) if rec.broker else FillModel()
+        state = BrokerState.from_dict(dict(broker_state)) if broker_state else BrokerState(cash=model.init_cash)
+        state.last_time_ms = checkpoint  # the checkpoint is the authority on what was processed
+        sl, tp = strategy.stops
+        broker = PaperBroker(model, state, stop_loss=sl, take_profit=tp)
+        skey = (rec.symbol, rec.interval)
+        stream = self.streams.get(skey)
+        if stream is None:
+            stream = self.streams[skey] = Stream(rec.symbol, rec.interval, keep=self.keep)
+        key = strategy.key
+        group = stream.groups.get(key)
+        if group is None:
+            stream.market.ensure(strategy.specs)
+            group = stream.groups[key] = Group(key, strategy, strategy.live())
+            # Warm a group born mid-stream from the rows the stream remembers.
+            for candle, values in list(stream.market.rows)[-strategy.lookback :]:
+                try:
+                    group.evaluator.on_candle(candle, values)
+                except Exception:
+                    break
+        if stream.market.last_time is not None:
+            checkpoint = max(checkpoint, stream.market.last_time)  # joined mid-run: from the next candle
+            broker.state.last_time_ms = checkpoint
+        m = Member(rec.id, rec.user_id, rec.version, rec.name, key, broker, checkpoint)
+        group.members[rec.id] = m
+        self.members[rec.id] = m
+        self._where[rec.id] = (skey, key)
+        return m
+
+    def remove(self, strategy_id: int) -> Member | None:
+        """Stop running a strategy (its broker state stays in the database)."""
+        where = self._where.pop(strategy_id, None)
+        m = self.members.pop(strategy_id, None)
+        if where is None:
+            return m
+        skey, key = where
+        stream = self.streams[skey]
+        group = stream.groups.get(key)
+        if group is not None:
+            group.members.pop(strategy_id, None)
+            if not group.members:
+                del stream.groups[key]
+                stream.market.drop_unused(stream.specs())
+        if not stream.groups:
+            del self.streams[skey]
+        return m
+
+    # ----- the hot path ----------------------------------------------------------------------
+
+    def on_candle(self, symbol: str, interval: str, candle: Any) -> CandleResult | None:
+        """Process one closed candle of a stream; None if the stream is unknown or the candle old."""
+        stream = self.streams.get((symbol, interval))
+        if stream is None:
+            return None
+        values = stream.market.update(candle)
+        if values is None:
+            return None
+        t = int(candle[0])
+        stream.candles += 1
+        stream.last_close_ms = t + interval_ms(interval)
+        writes: list[CandleWrite] = []
+        advance: list[int] = []
+        failures: list[Failure] = []
+        for group in list(stream.groups.values()):
+            sig, error = self._evaluate(group, candle, values)
+            if error is not None:
+                failures.append(self._fail(group, error))
+            for m in list(group.members.values()):
+                if t <= m.checkpoint:
+                    continue  # already processed before a restart: warm-up only
+                fills = m.broker.on_bar(candle, sig)
+                m.checkpoint = t
+                if error is None:
+                    m.failures = 0
+                if not fills and sig is None:
+                    advance.append(m.id)
+                    continue
+                writes.append(self._write(m, t, candle, fills, sig))
+        return CandleResult(writes, advance, failures, t)
+
+    def _evaluate(self, group: Group, candle: Any, values: dict[Any, Any]) -> tuple[Signal | None, str | None]:
+        t0 = time.perf_counter()
+        try:
+            sig = group.evaluator.on_candle(candle, values)
+        except Exception as exc:
+            return None, f"{type(exc).__name__}: {exc}"
+        finally:
+            dt = time.perf_counter() - t0
+            group.evaluations += 1
+            group.eval_seconds += dt
+        if sig is not None and not isinstance(sig, Signal):
+            return None, f"returned {type(sig).__name__}, not a Signal"
+        if dt > self.eval_timeout:
+            return None, f"too slow: {dt:.3f} s > {self.eval_timeout} s"
+        return sig, None
+
+    def _fail(self, group: Group, error: str) -> Failure:
+        group.failures += 1
+        paused = []
+        for m in group.members.values():
+            m.failures += 1
+            if m.failures >= self.max_failures:
+                paused.append(m)
+        return Failure(group, error, paused)
+
+    def _write(self, m: Member, t: int, candle: Any, fills: list[Any], sig: Signal | None) -> CandleWrite:
+        st = m.broker.state
+        w = CandleWrite(m.id, m.user_id, t, m.version)
+        if sig is not None:
+            m.last_signal = w.last_signal = _signal_name(sig)
+        if fills:
+            w.broker_state = st.to_dict()
+            for seq, f in enumerate(fills):
+                w.orders.append({"seq": seq, "side": f.side, "size": f.qty, "reason": f.reason})
+                w.fills.append({"seq": seq, "side": f.side, "size": f.qty, "price": f.price, "fee": f.fee})
+            for seq, tr in enumerate(m.broker.new_trades):
+                w.trades.append({"seq": seq, **tr._asdict()})
+            m.fills += len(fills)
+            m.trades += len(m.broker.new_trades)
+            ep = st.entry_price
+            w.position = {
+                "size": st.position,
+                "entry_price": None if ep is None or math.isnan(ep) else ep,
+                "entry_time": st.entry_time if st.position != 0 else None,
+                "cash": st.cash,
+                "equity": st.cash + st.position * float(candle[4]),
+            }
+        return w

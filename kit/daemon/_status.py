@@ -1,0 +1,119 @@
+"""The daemon's HTTP status server: plain asyncio, GET only, four endpoints.
+
+* ``/health``  200 while the process and its event loop are alive.
+* ``/ready``   200 when the feed is connected and the database reachable, else 503.
+* ``/status``  JSON: uptime, streams, strategies by user and state, analyses, trades, feed stats.
+* ``/metrics`` Prometheus text exposition format (version 0.0.4).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+log = logging.getLogger("kit.daemon.status")
+
+_REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 400: "Bad Request", 503: "Service Unavailable"}
+
+
+class StatusServer:
+    """Serves the callbacks' answers. ``status()`` -> dict, ``ready()`` -> bool, ``metrics()`` -> str."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        *,
+        status: Callable[[], dict[str, Any]],
+        ready: Callable[[], bool],
+        metrics: Callable[[], str],
+    ) -> None:
+        self.host, self.port = host, port
+        self._status, self._ready, self._metrics = status, ready, metrics
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        """Listen; returns the bound port (useful with port 0)."""
+        self._server = await asyncio.start_server(self._handle, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.port
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            try:
+                await asyncio.wait_for(self._server.wait_closed(), 2.0)
+            except TimeoutError:
+                pass
+            self._server = None
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)
+            parts = head.split(b"\r\n", 1)[0].decode("latin-1").split()
+            if len(parts) != 3:
+                await self._send(writer, 400, "text/plain", "bad request\n")
+                return
+            method, target = parts[0], parts[1].split("?", 1)[0]
+            if method not in ("GET", "HEAD"):
+                await self._send(writer, 405, "text/plain", "GET only\n")
+                return
+            if target == "/health":
+                await self._send(writer, 200, "application/json", '{"status": "ok"}\n')
+            elif target == "/ready":
+                ok = self._ready()
+                await self._send(writer, 200 if ok else 503, "application/json", json.dumps({"ready": ok}) + "\n")
+            elif target == "/status":
+                body = json.dumps(self._status(), default=str, indent=1) + "\n"
+                await self._send(writer, 200, "application/json", body)
+            elif target == "/metrics":
+                await self._send(writer, 200, "text/plain; version=0.0.4; charset=utf-8", self._metrics())
+            else:
+                await self._send(writer, 404, "text/plain", "not found: try /health /ready /status /metrics\n")
+        except (asyncio.IncompleteReadError, TimeoutError, ConnectionError, asyncio.LimitOverrunError):
+            pass
+        except Exception:
+            log.exception("status request failed")
+            try:
+                await self._send(writer, 500, "text/plain", "internal error\n")
+            except Exception:
+                pass
+        finally:
+            writer.close()
+
+    @staticmethod
+    async def _send(writer: asyncio.StreamWriter, code: int, ctype: str, body: str) -> None:
+        data = body.encode()
+        head = (
+            f"HTTP/1.1 {code} {_REASONS.get(code, 'Error')}\r\nContent-Type: {ctype}\r\n"
+            f"Content-Length: {len(data)}\r\nConnection: close\r\nCache-Control: no-store\r\n\r\n"
+        )
+        writer.write(head.encode() + data)
+        await writer.drain()
+
+
+def prometheus(metrics: list[tuple[str, str, str, list[tuple[dict[str, str], float]]]]) -> str:
+    """Render ``[(name, type, help, [(labels, value), ...]), ...]`` in the text exposition format."""
+    out = []
+    for name, kind, help_, samples in metrics:
+        out.append(f"# HELP {name} {help_}")
+        out.append(f"# TYPE {name} {kind}")
+        for labels, value in samples:
+            lab = ",".join(f'{k}="{_esc(str(v))}"' for k, v in labels.items())
+            out.append(f"{name}{{{lab}}} {_num(value)}" if lab else f"{name} {_num(value)}")
+    return "\n".join(out) + "\n"
+
+
+def _esc(s: str) -> str:
+    return s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _num(v: float) -> str:
+    if v != v:
+        return "NaN"
+    if v in (float("inf"), float("-inf")):
+        return "+Inf" if v > 0 else "-Inf"
+    return repr(float(v)) if isinstance(v, float) else str(v)
