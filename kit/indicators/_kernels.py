@@ -15,6 +15,9 @@ import math
 
 import numpy as np
 
+#: TA-Lib's relative dead-zone (TA_IS_ZERO_SCALED): |v| <= EPS * scale counts as zero
+EPS = 1e-14
+
 
 def sma(x, out, period):
     total = 0.0
@@ -281,8 +284,8 @@ def _fast_k(h, low, c, fastk, fk):
     rolling_max(h, fastk, hh)
     rolling_min(low, fastk, ll)
     for i in range(fastk - 1, n):
-        diff = (hh[i] - ll[i]) / 100.0
-        fk[i] = (c[i] - ll[i]) / diff if diff != 0.0 else 0.0
+        rng = hh[i] - ll[i]
+        fk[i] = 0.0 if abs(rng) <= EPS * (abs(hh[i]) + abs(ll[i])) else ((c[i] - ll[i]) / rng) * 100.0
 
 
 def stoch(h, low, c, k_out, d_out, fastk, slowk, slowd):
@@ -329,8 +332,12 @@ def willr(h, low, c, out, period):
     rolling_max(h, period, hh)
     rolling_min(low, period, ll)
     for i in range(period - 1, n):
-        diff = (hh[i] - ll[i]) / -100.0
-        out[i] = (hh[i] - c[i]) / diff if diff != 0.0 else 0.0
+        rng = hh[i] - ll[i]
+        if abs(rng) <= EPS * (abs(hh[i]) + abs(ll[i])):
+            out[i] = 0.0
+        else:
+            r = ((hh[i] - c[i]) / rng) * -100.0
+            out[i] = 0.0 if r > 0.0 else (-100.0 if r < -100.0 else r)
 
 
 def donchian(h, low, up, mid, lo, period):
@@ -362,8 +369,10 @@ def cci(h, low, c, out, period):
             dev = 0.0
             for j in range(period):
                 dev += abs(buf[j] - avg)
+            dev /= period
             t = tp - avg
-            out[i] = t / (0.015 * (dev / period)) if (t != 0.0 and dev != 0.0) else 0.0
+            zero = EPS * abs(avg)
+            out[i] = 0.0 if (abs(t) <= zero or abs(dev) <= zero) else t / (0.015 * dev)
 
 
 def mfi(h, low, c, v, out, period):
@@ -375,32 +384,42 @@ def mfi(h, low, c, v, out, period):
     idx = 0
     ps = 0.0
     ns = 0.0
-    prev = (h[0] + low[0] + c[0]) / 3
+    null = 0
+    prev = (h[0] + low[0] + c[0]) / 3.0
     for i in range(1, n):
-        tp = (h[i] + low[i] + c[i]) / 3
+        tp = (h[i] + low[i] + c[i]) / 3.0
         if i - 1 >= period:
             ps -= pos[idx]
             ns -= neg[idx]
         d = tp - prev
+        mf = 0.0 if abs(d) <= EPS * (abs(tp) + abs(prev)) else tp * v[i]
         prev = tp
-        mf = tp * v[i]
-        if d < 0:
+        if d < 0.0:
+            pos[idx] = 0.0
             neg[idx] = mf
             ns += mf
-            pos[idx] = 0.0
-        elif d > 0:
-            pos[idx] = mf
-            ps += mf
-            neg[idx] = 0.0
         else:
-            pos[idx] = 0.0
+            pos[idx] = mf
             neg[idx] = 0.0
+            ps += mf
+        if mf == 0.0:
+            null += 1
+            if null >= period:
+                null = period
+                ps = 0.0
+                ns = 0.0
+        else:
+            null = 0
         idx += 1
         if idx == period:
             idx = 0
         if i >= period:
-            s = ps + ns
-            out[i] = 100.0 * (ps / s) if s != 0.0 else 0.0
+            total = ps + ns
+            if total <= 0.0:
+                out[i] = 0.0
+            else:
+                pc = 0.0 if ps < 0.0 else (total if ps > total else ps)
+                out[i] = 100.0 * (pc / total)
 
 
 def roc(x, out, period):

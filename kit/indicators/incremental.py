@@ -33,6 +33,8 @@ from kit.indicators.results import (
 )
 
 _sqrt = math.sqrt
+#: TA-Lib's relative dead-zone (TA_IS_ZERO_SCALED): |v| <= 1e-14 * scale counts as zero
+_EPS = 1e-14
 _MACD_NAN = MACDResult(NAN, NAN, NAN)
 _BB_NAN = BBandsResult(NAN, NAN, NAN)
 _STOCH_NAN = StochResult(NAN, NAN)
@@ -497,14 +499,17 @@ class ATR(Indicator):
 
 
 class NATR(Indicator):
-    """Normalised ATR, ``ATR / close * 100`` (TA-Lib ``NATR``; 0 when close is 0). Warm-up ``period``."""
+    """Normalised ATR, ``ATR / close * 100`` (TA-Lib ``NATR``; 0 when close is 0). Warm-up ``period``.
+
+    ``period`` >= 2: TA-Lib's NATR(1) returns the raw true range, not a percentage.
+    """
 
     __slots__ = ("_atr", "params", "period", "warmup")
     inputs = ("high", "low", "close")
     outputs = ("natr",)
 
     def __init__(self, period: int = 14) -> None:
-        self._atr = ATR(period)
+        self._atr = ATR(check_int("period", period, 2))
         self.period = self._atr.period
         self.params = (self.period,)
         self.warmup = self.period
@@ -604,8 +609,8 @@ class STOCH(Indicator):
         self._n = n
         if n < self.fastk:
             return _STOCH_NAN
-        diff = (hh - ll) / 100.0
-        fk = (close - ll) / diff if diff != 0.0 else 0.0
+        rng = hh - ll
+        fk = 0.0 if abs(rng) <= _EPS * (abs(hh) + abs(ll)) else ((close - ll) / rng) * 100.0
         k = self._k.update(fk)
         if k != k:
             return _STOCH_NAN
@@ -647,8 +652,8 @@ class STOCHRSI(Indicator):
         self._n = n
         if n < self.fastk:
             return _STOCH_NAN
-        diff = (hh - ll) / 100.0
-        k = (r - ll) / diff if diff != 0.0 else 0.0
+        rng = hh - ll
+        k = 0.0 if abs(rng) <= _EPS * (abs(hh) + abs(ll)) else ((r - ll) / rng) * 100.0
         d = self._d.update(k)
         if d != d:
             return _STOCH_NAN
@@ -680,8 +685,11 @@ class WILLR(Indicator):
         self._n = n
         if n < self.period:
             return NAN
-        diff = (hh - ll) / -100.0
-        return (hh - close) / diff if diff != 0.0 else 0.0
+        rng = hh - ll
+        if abs(rng) <= _EPS * (abs(hh) + abs(ll)):
+            return 0.0
+        r = ((hh - close) / rng) * -100.0
+        return 0.0 if r > 0.0 else (-100.0 if r < -100.0 else r)
 
 
 class Donchian(Indicator):
@@ -760,19 +768,24 @@ class CCI(Indicator):
         dev = 0.0
         for v in buf:
             dev += abs(v - avg)
+        dev /= p
         t = tp - avg
-        if t != 0.0 and dev != 0.0:
-            return t / (0.015 * (dev / p))
-        return 0.0
+        zero = _EPS * abs(avg)
+        if abs(t) <= zero or abs(dev) <= zero:
+            return 0.0
+        return t / (0.015 * dev)
 
 
 class MFI(Indicator):
-    """Money flow index (TA-Lib ``MFI``) over typical price * volume; running sums like TA-Lib.
+    """Money flow index (TA-Lib ``MFI``) over typical price * volume, with TA-Lib's running sums.
 
-    0 when there was no money flow in the window. Warm-up ``period``. Inputs (high, low, close, volume).
+    A bar whose typical price moved by less than 1e-14 of its level counts as no movement;
+    after ``period`` bars without money flow the sums are reset to exactly 0; the result is
+    clamped to [0, 100] and is 0 for a window without money flow (TA-Lib). Warm-up ``period``.
+    Inputs (high, low, close, volume).
     """
 
-    __slots__ = ("_i", "_n", "_neg", "_neg_sum", "_pos", "_pos_sum", "_prev", "params", "period", "warmup")
+    __slots__ = ("_i", "_n", "_neg", "_neg_sum", "_null", "_pos", "_pos_sum", "_prev", "params", "period", "warmup")
     inputs = ("high", "low", "close", "volume")
     outputs = ("mfi",)
 
@@ -785,6 +798,7 @@ class MFI(Indicator):
         self._neg = [0.0] * p
         self._i = 0
         self._n = 0
+        self._null = 0
         self._prev = NAN
         self._pos_sum = 0.0
         self._neg_sum = 0.0
@@ -792,7 +806,7 @@ class MFI(Indicator):
     def update(self, high: float, low: float, close: float, volume: float) -> float:
         if high != high or low != low or close != close or volume != volume:
             return NAN
-        tp = (high + low + close) / 3
+        tp = (high + low + close) / 3.0
         prev = self._prev
         self._prev = tp
         if prev != prev:
@@ -800,34 +814,43 @@ class MFI(Indicator):
         i = self._i
         p = self.period
         n = self._n
-        pos_sum = self._pos_sum
-        neg_sum = self._neg_sum
+        ps = self._pos_sum
+        ns = self._neg_sum
         if n >= p:
-            pos_sum -= self._pos[i]
-            neg_sum -= self._neg[i]
+            ps -= self._pos[i]
+            ns -= self._neg[i]
         d = tp - prev
-        mf = tp * volume
-        if d < 0:
+        mf = 0.0 if abs(d) <= _EPS * (abs(tp) + abs(prev)) else tp * volume
+        if d < 0.0:
+            self._pos[i] = 0.0
             self._neg[i] = mf
-            neg_sum += mf
-            self._pos[i] = 0.0
-        elif d > 0:
-            self._pos[i] = mf
-            pos_sum += mf
-            self._neg[i] = 0.0
+            ns += mf
         else:
-            self._pos[i] = 0.0
+            self._pos[i] = mf
             self._neg[i] = 0.0
+            ps += mf
+        if mf == 0.0:
+            null = self._null + 1
+            if null >= p:
+                null = p
+                ps = 0.0
+                ns = 0.0
+            self._null = null
+        else:
+            self._null = 0
         self._i = i + 1 if i + 1 < p else 0
-        self._pos_sum = pos_sum
-        self._neg_sum = neg_sum
+        self._pos_sum = ps
+        self._neg_sum = ns
         if n < p:
             n += 1
             self._n = n
             if n < p:
                 return NAN
-        s = pos_sum + neg_sum
-        return 100.0 * (pos_sum / s) if s != 0.0 else 0.0
+        total = ps + ns
+        if total <= 0.0:
+            return 0.0
+        pc = 0.0 if ps < 0.0 else (total if ps > total else ps)
+        return 100.0 * (pc / total)
 
 
 class ROC(Indicator):

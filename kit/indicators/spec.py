@@ -16,7 +16,6 @@ and ``spec("bbands", 20, 2.0, 2.0)`` are the same spec, and bad ones raise ``Val
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -143,12 +142,11 @@ class IndicatorSpec:
 
 
 def _column(frame: Any, name: str) -> np.ndarray:
-    if name == "open_time":
-        if isinstance(frame, Mapping) and "open_time" in frame:
-            return np.asarray(frame["open_time"], dtype=np.int64)
-        from kit.market.files import to_ms
-
-        return to_ms(frame.index)
+    if name == "open_time":  # the candle frame's DatetimeIndex, else an "open_time" column/key (ms)
+        idx = getattr(frame, "index", None)
+        if hasattr(idx, "as_unit"):
+            return np.asarray(idx.as_unit("ms").asi8, dtype=np.int64)
+        return np.asarray(frame["open_time"], dtype=np.int64)
     return np.asarray(frame[name], dtype=np.float64)
 
 
