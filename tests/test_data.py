@@ -1,0 +1,116 @@
+"""kit.data.load: local files, aggregation, REST through the simulator, the cache and its gaps, errors."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from kit.data import gaps, load
+from kit.errors import ConfigError, DataError, ExchangeError, KitError
+from kit.exchange import ExchangeSimulator
+from kit.market.aggregate import resample
+from kit.market.files import read_candles
+from tests.fixtures.feed import OUTAGE_END, OUTAGE_START, sample_slice
+
+MS = 1_000_000
+
+
+def _ms(ts: str | pd.Timestamp) -> int:
+    return int(pd.Timestamp(ts, tz="UTC").value // MS) if isinstance(ts, str) else int(ts.value // MS)
+
+
+def _check_frame(df: pd.DataFrame) -> None:
+    assert isinstance(df.index, pd.DatetimeIndex) and str(df.index.tz) == "UTC"
+    assert df.index.name == "open_time"
+    assert list(df.columns) == ["open", "high", "low", "close", "volume"]
+    assert all(str(t) == "float64" for t in df.dtypes)
+    assert df.index.is_monotonic_increasing and df.index.is_unique
+
+
+def test_offline_from_the_sample_files(sample_dir):
+    df = load("BTCUSDT", "1m", "2025-06-01", "2025-06-02", progress=False, offline=True)
+    _check_frame(df)
+    want = sample_slice("BTCUSDT", "2025-06-01", "2025-06-02")
+    assert len(df) == 1440
+    pd.testing.assert_frame_equal(df, want, check_index_type=False, check_freq=False, check_exact=True)
+
+
+def test_coarser_interval_is_aggregated_from_finer_local_data(sample_dir):
+    df = load("BTCUSDT", "1h", "2025-06-01 00:30", "2025-06-03", progress=False, offline=True)
+    _check_frame(df)
+    want = resample(sample_slice("BTCUSDT", "2025-06-01 01:00", "2025-06-03"), "1m", "1h")
+    assert df.index[0] == pd.Timestamp("2025-06-01 01:00", tz="UTC"), "start is the first open >= start"
+    assert len(df) == 47
+    pd.testing.assert_frame_equal(df, want, check_index_type=False, check_freq=False)
+
+
+def test_a_file_of_the_exact_interval_keeps_its_real_gap(sample_dir):
+    df = load("ETHUSDT", "1h", "2023-03-01", "2023-12-01", progress=False, offline=True)
+    _check_frame(df)
+    src = read_candles(sample_dir / "ETHUSDT_1h_20230101_20240110.csv.gz").loc["2023-03-01":"2023-11-30 23:00"]
+    pd.testing.assert_frame_equal(df, src, check_index_type=False, check_freq=False)
+    assert len(gaps(df, "1h")) == 1
+
+
+@pytest.fixture
+def no_local_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    empty = tmp_path / "nofiles"
+    empty.mkdir()
+    monkeypatch.setenv("KIT_REPLAY_DATA", str(empty))
+
+
+async def test_rest_fetch_caches_candles_and_remembers_real_gaps(outage_1m, no_local_files, tmp_path):
+    src = outage_1m[("BTCUSDT", "1m")]
+    start, end = "2023-03-24 10:00", "2023-03-24 15:00"
+    async with ExchangeSimulator(data=outage_1m, speed=1.0, start="2023-03-24 15:30") as sim:
+        df = await asyncio.to_thread(load, "BTCUSDT", "1m", start, end, progress=False, rest_url=sim.rest_url)
+        requests_first = sim.stats()["http_requests"]
+        # Beyond the exchange's clock: only closed candles come back, the forming one does not.
+        tail = await asyncio.to_thread(
+            load, "BTCUSDT", "1m", "2023-03-24 15:00", "2023-03-24 17:00", progress=False, rest_url=sim.rest_url
+        )
+        url = sim.rest_url
+    _check_frame(df)
+    want = src.loc[pd.Timestamp(start, tz="UTC") : pd.Timestamp(end, tz="UTC") - pd.Timedelta("1min")]
+    pd.testing.assert_frame_equal(df, want, check_index_type=False, check_freq=False)
+    assert gaps(df, "1m") == [(_ms(OUTAGE_START), _ms(OUTAGE_END))]
+    assert requests_first >= 2  # server time + at least one page (300 candles - 80 missing)
+    assert tail.index[-1] == pd.Timestamp("2023-03-24 15:29", tz="UTC") and len(tail) == 30
+    cache = tmp_path / "kitdata" / "cache" / "BTCUSDT"
+    assert (cache / "1m.parquet").exists() and (cache / "1m.json").exists()
+
+    # The exchange is gone: the cached range (outage included) still loads, nothing refetched.
+    again = await asyncio.to_thread(load, "BTCUSDT", "1m", start, end, progress=False, rest_url=url)
+    pd.testing.assert_frame_equal(again, df)
+    # 1h from the cached 1m: the outage hour has no candle at all, the partial hours keep theirs.
+    hourly = await asyncio.to_thread(load, "BTCUSDT", "1h", start, end, progress=False, rest_url=url)
+    assert list(hourly.index.hour) == [10, 11, 12, 14]
+    pd.testing.assert_frame_equal(hourly, resample(want, "1m", "1h"), check_index_type=False, check_freq=False)
+    # Outside the cache, with the exchange gone: a one-line error.
+    with pytest.raises(ExchangeError, match="cannot reach"):
+        await asyncio.to_thread(load, "BTCUSDT", "1m", "2023-03-24 09:00", end, progress=False, rest_url=url)
+
+
+async def test_unknown_symbol_on_the_exchange(outage_1m, no_local_files):
+    async with ExchangeSimulator(data=outage_1m, speed=1.0, start="2023-03-24 15:30") as sim:
+        with pytest.raises(DataError, match="unknown symbol 'DOGEUSDT'"):
+            await asyncio.to_thread(
+                load, "DOGEUSDT", "1m", "2023-03-24 10:00", "2023-03-24 11:00", progress=False, rest_url=sim.rest_url
+            )
+
+
+def test_argument_errors_are_kit_errors(free_port, no_local_files):
+    with pytest.raises(ConfigError, match="unknown interval"):
+        load("BTCUSDT", "7m", "2025-06-01", "2025-06-02")
+    with pytest.raises(ConfigError, match="must be before"):
+        load("BTCUSDT", "1m", "2025-06-02", "2025-06-01")
+    with pytest.raises(ConfigError, match="not a date"):
+        load("BTCUSDT", "1m", "yesterday-ish", "2025-06-01")
+    with pytest.raises(ConfigError, match="invalid symbol"):
+        load("BTC/USDT", "1m", "2025-06-01", "2025-06-02")
+    with pytest.raises(ExchangeError, match="cannot reach") as err:
+        load("BTCUSDT", "1m", "2025-06-01", "2025-06-02", progress=False, rest_url=f"http://127.0.0.1:{free_port}")
+    assert isinstance(err.value, KitError) and "\n" not in str(err.value)
