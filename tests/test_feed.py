@@ -355,3 +355,27 @@ def test_feed_runs_inside_a_tornado_ioloop(btc_eth_1m):
     finally:
         loop.close()
     assert_exactly_once_in_order(got, btc_eth_1m[("ETHUSDT", "1m")])
+
+
+async def test_watch_calls_back_for_every_event(btc_eth_1m):
+    """The callback form (notebook cells, Panel sessions): same candles, no async for."""
+    got: list[tuple] = []
+    done = asyncio.Event()
+
+    def on_event(ev) -> None:
+        if ev.closed:
+            got.append(tuple(ev.candle))
+            if ev.candle.open_time >= START_MS + 20 * MIN:
+                done.set()
+        if len(got) == 3:
+            raise RuntimeError("a failing callback must not stop the watch")
+
+    async with (
+        ExchangeSimulator(data=btc_eth_1m, speed=SPEED, start=START) as sim,
+        make_feed(sim) as feed,
+    ):
+        sub = feed.watch("ETHUSDT", "1m", on_event, history=5, mode="conflate")
+        await asyncio.wait_for(done.wait(), 30)
+        sub.close()
+        await eventually(lambda: feed.stats()["streams"] == 0, what="watch closed")
+    assert_exactly_once_in_order(got, btc_eth_1m[("ETHUSDT", "1m")])

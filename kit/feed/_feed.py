@@ -7,6 +7,7 @@ import logging
 import time
 import weakref
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 from kit.errors import ConfigError, ExchangeError
@@ -120,6 +121,7 @@ class Feed:
         self._conns: list[Connection] = []
         self._pending: dict[int, asyncio.Future] = {}
         self._symbols: set[str] | None = None
+        self._watchers: set[asyncio.Task] = set()
         self._counts: Counter[str] = Counter({k: 0 for k in _COUNTERS})
         self._loop: asyncio.AbstractEventLoop | None = None
         self._started_at = 0.0
@@ -208,6 +210,39 @@ class Feed:
         if mq < 16:
             raise ConfigError(f"max_queue must be >= 16, got {max_queue!r}")
         return Subscription(self, symbol, interval, history=history, mode=mode, gaps=bool(gaps), max_queue=mq)
+
+    def watch(
+        self,
+        symbol: str,
+        interval: str,
+        callback: Callable[[KlineEvent | GapEvent], object],
+        **kwargs: Any,
+    ) -> Subscription:
+        """Call ``callback(event)`` for every event, from a task on the running loop; no ``async for``.
+
+        For notebook cells and Panel sessions: ``sub = feed.watch("BTCUSDT", "1m", on_event,
+        history=200, mode="conflate")`` then ``sub.close()`` (e.g. in ``on_session_destroyed``).
+        ``kwargs`` are :meth:`subscribe`'s. A callback that raises is logged and keeps receiving;
+        a coroutine function's result is awaited before the next event is taken.
+        """
+        sub = self.subscribe(symbol, interval, **kwargs)
+
+        async def pump() -> None:
+            async with sub:
+                async for ev in sub:
+                    try:
+                        result = callback(ev)
+                        if asyncio.iscoroutine(result):
+                            await result
+                    except Exception:
+                        log.exception("a feed watch callback failed", extra={"stream": stream_name(symbol, interval)})
+
+        task = asyncio.get_running_loop().create_task(
+            pump(), name=f"kit-feed-watch-{stream_name(sub.symbol, interval)}"
+        )
+        self._watchers.add(task)
+        task.add_done_callback(self._watchers.discard)
+        return sub
 
     async def _attach(self, sub: Subscription) -> None:
         await self.start()
@@ -477,11 +512,26 @@ def shared_feed(**kwargs: Any) -> Feed:
     """The process-wide :class:`Feed` of the running event loop (created on first use).
 
     For notebooks and the Panel server: every cell or session that calls this shares one
-    exchange connection. Must be called from inside the loop (a coroutine or a loop callback).
+    exchange connection. Call it from the loop (a coroutine, a loop callback, a Jupyter cell);
+    called outside any loop it returns a feed that binds to the first loop that starts it.
     Keyword arguments apply only when the feed is first created.
     """
-    loop = asyncio.get_running_loop()
+    try:
+        loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        loop = None
+    if loop is None:
+        # Called outside a loop (a plain notebook cell on an old kernel, a module import): one
+        # feed that binds to the first loop it is started on.
+        global _unbound
+        if _unbound is None or (_unbound._loop is not None and not _unbound._loop.is_running()):
+            _unbound = Feed(**kwargs)
+        return _unbound
     feed = _shared.get(loop)
     if feed is None:
-        feed = _shared[loop] = Feed(**kwargs)
+        feed = _unbound if _unbound is not None and _unbound._loop is loop else Feed(**kwargs)
+        _shared[loop] = feed
     return feed
+
+
+_unbound: Feed | None = None
