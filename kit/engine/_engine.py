@@ -1,0 +1,368 @@
+"""IndicatorEngine: one upstream subscription and one indicator state per (symbol, interval)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+from kit.engine._state import Row, StreamState, as_spec
+from kit.indicators import IndicatorSpec
+from kit.market.intervals import validate_interval, validate_symbol
+
+log = logging.getLogger("kit.engine")
+
+
+class EngineSubscription:
+    """One subscriber of one stream: ``async with`` to join, ``async for row in sub`` to read.
+
+    ``history`` (set on entering) holds the last ``history`` closed rows, its specs warmed; the
+    rows yielded next continue from there without a gap. Forming rows (``closed=False``) are
+    yielded only with ``forming=True``; of those only the latest waits in the queue.
+    """
+
+    __slots__ = (
+        "_engine",
+        "_error",
+        "_q",
+        "_started",
+        "_stream",
+        "_waiter",
+        "closed",
+        "dropped",
+        "forming",
+        "history",
+        "history_size",
+        "interval",
+        "max_queue",
+        "specs",
+        "symbol",
+    )
+
+    def __init__(
+        self,
+        engine: IndicatorEngine,
+        symbol: str,
+        interval: str,
+        specs: tuple[IndicatorSpec, ...],
+        history: int,
+        forming: bool,
+        max_queue: int,
+    ) -> None:
+        self._engine = engine
+        self.symbol = symbol
+        self.interval = interval
+        self.specs = specs
+        self.history_size = history
+        self.forming = forming
+        self.max_queue = max_queue
+        #: the last ``history`` closed rows at the moment of joining
+        self.history: list[Row] = []
+        self.closed = False
+        #: closed rows dropped because the consumer let ``max_queue`` of them pile up
+        self.dropped = 0
+        self._q: deque[Row] = deque()
+        self._waiter: asyncio.Future | None = None
+        self._stream: _LiveStream | None = None
+        self._started = False
+        self._error: BaseException | None = None
+
+    def __repr__(self) -> str:
+        return f"EngineSubscription({self.symbol} {self.interval}, specs={len(self.specs)}, closed={self.closed})"
+
+    async def start(self) -> EngineSubscription:
+        if not self._started:
+            self._started = True
+            await self._engine._attach(self)
+        return self
+
+    async def __aenter__(self) -> EngineSubscription:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Leave the stream (synchronous, idempotent): specs nobody else uses are dropped, and the
+        upstream subscription is closed when this was the stream's last subscriber."""
+        if self.closed:
+            return
+        self.closed = True
+        self._q.clear()
+        self._engine._detach(self)
+        self._wake()
+
+    def add(self, *specs: IndicatorSpec | str) -> None:
+        """Also follow ``specs`` from now on; new ones are warmed from the stream's kept rows (and
+        appear in the ``values`` of ``history`` rows too)."""
+        if self._stream is None or self.closed:
+            raise RuntimeError("add() needs an active subscription (inside `async with`)")
+        new = [s for s in (as_spec(x) for x in specs) if s not in self.specs]
+        self._stream.state.add_specs(new)
+        self.specs = (*self.specs, *new)
+
+    def __aiter__(self) -> EngineSubscription:
+        return self
+
+    async def __anext__(self) -> Row:
+        if not self._started:
+            await self.start()
+        while True:
+            if self._q:
+                return self._q.popleft()
+            if self._error is not None:
+                err, self._error = self._error, None
+                raise err
+            if self.closed:
+                raise StopAsyncIteration
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+
+    # producer side (the stream task; never awaits)
+    def _put(self, row: Row) -> None:
+        q = self._q
+        if q and not q[-1].closed:
+            q.pop()  # a waiting forming row is superseded by any newer row of the stream
+        elif row.closed and len(q) >= self.max_queue:
+            q.popleft()
+            self.dropped += 1
+        q.append(row)
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def _wake(self) -> None:
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def _fail(self, exc: BaseException) -> None:
+        if not self.closed:
+            self._error = exc
+            self.closed = True
+            self._wake()
+
+
+class _LiveStream:
+    """A StreamState fed by one upstream subscription; fans rows out to its subscribers."""
+
+    def __init__(self, engine: IndicatorEngine, symbol: str, interval: str, upstream_history: int) -> None:
+        self.engine = engine
+        self.state = StreamState(symbol, interval, keep=max(engine.keep, upstream_history))
+        self.subs: list[EngineSubscription] = []
+        self.pending = 0  # subscribers waiting for the stream to be ready
+        self.forming_subs = 0
+        self.ready = asyncio.Event()
+        self.error: BaseException | None = None
+        self.ended = False  # the source ran out (a finite replay)
+        self.rows_published = 0
+        self.upstream_history = upstream_history
+        self.task = asyncio.get_running_loop().create_task(self._run(), name=f"kit-engine-{symbol}-{interval}")
+
+    async def _run(self) -> None:
+        st = self.state
+        try:
+            async with self.engine.feed.subscribe(
+                st.symbol, st.interval, history=self.upstream_history, mode="lossless"
+            ) as up:
+                seen = 0
+                async for ev in up:
+                    if getattr(ev, "is_gap", False):
+                        continue
+                    if ev.closed:
+                        row = st.on_closed(ev.candle)
+                        if row is not None:
+                            seen += 1
+                            if self.subs:
+                                self.rows_published += 1
+                                for sub in self.subs:
+                                    sub._put(row)
+                    elif self.forming_subs and self.ready.is_set():
+                        row = st.on_forming(ev.candle)
+                        self.rows_published += 1
+                        for sub in self.subs:
+                            if sub.forming:
+                                sub._put(row)
+                    # Ready once the upstream history is in: caught up with what the source has
+                    # queued (a Feed's ``queued``), or as many closed candles as were asked for.
+                    if not self.ready.is_set() and (seen >= self.upstream_history or getattr(up, "queued", 0) == 0):
+                        self.ready.set()
+            raise EOFError(f"the source of {st.symbol} {st.interval} ended")
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            if isinstance(exc, EOFError):
+                self.ended = True
+                log.debug("engine stream source ended", extra={"stream": f"{st.symbol} {st.interval}"})
+                for sub in list(self.subs):
+                    sub.closed = True
+                    sub._wake()
+            else:
+                self.error = exc
+                for sub in list(self.subs):
+                    sub._fail(exc)
+            self.ready.set()
+            self.engine._drop_stream(self)
+
+
+class IndicatorEngine:
+    """Indicators computed once per stream, shared by every subscriber.
+
+    Args:
+        feed: the candle source: anything with ``feed.subscribe(symbol, interval, history=N,
+            mode="lossless")`` returning an async context manager that yields events with
+            ``.candle`` (a :class:`~kit.market.Candle`), ``.closed`` and optionally ``.is_gap``
+            -- i.e. :class:`kit.feed.Feed` (live exchange, simulator, replay).
+        keep: closed rows each stream remembers at least (warm-up of specs added later, and the
+            upstream history asked for when a stream opens).
+        max_queue: closed rows a slow subscriber may leave waiting before the oldest is dropped.
+
+    Per (symbol, interval) the engine holds one upstream subscription and one incremental
+    state per unique spec any subscriber asked for; each closed candle updates each spec once
+    and one :class:`Row` goes to every subscriber. Forming candles are peeked (no state
+    change) only while a subscriber asked for ``forming=True``. Gap events are skipped: the
+    indicators continue over a real outage as the batch functions do over a frame with
+    missing rows. Nothing here is specific to live data.
+    """
+
+    def __init__(self, feed: Any, *, keep: int = 1000, max_queue: int = 10_000) -> None:
+        if not hasattr(feed, "subscribe"):
+            raise ValueError(f"feed must have a subscribe() method (a kit.feed.Feed), got {feed!r}")
+        if int(keep) < 1:
+            raise ValueError(f"keep must be >= 1, got {keep!r}")
+        if int(max_queue) < 1:
+            raise ValueError(f"max_queue must be >= 1, got {max_queue!r}")
+        self.feed = feed
+        self.keep = int(keep)
+        self.max_queue = int(max_queue)
+        self._streams: dict[tuple[str, str], _LiveStream] = {}
+
+    def __repr__(self) -> str:
+        return f"IndicatorEngine(streams={len(self._streams)})"
+
+    def subscribe(
+        self,
+        symbol: str,
+        interval: str,
+        specs: Iterable[IndicatorSpec | str] = (),
+        *,
+        history: int = 0,
+        forming: bool = False,
+    ) -> EngineSubscription:
+        """Rows of ``symbol``'s ``interval`` stream with ``specs`` (specs or keys like ``"rsi(14)"``).
+
+        ``history``: closed rows handed over on entering (``sub.history``); ``forming``: also
+        yield rows for forming candles (values peeked, ``closed=False``).
+        """
+        sym = validate_symbol(symbol)
+        itv = validate_interval(interval)
+        if not isinstance(history, int) or isinstance(history, bool) or history < 0:
+            raise ValueError(f"history must be an int >= 0, got {history!r}")
+        seen: dict[IndicatorSpec, None] = {}
+        for s in specs:
+            seen[as_spec(s)] = None
+        return EngineSubscription(self, sym, itv, tuple(seen), history, bool(forming), self.max_queue)
+
+    async def _attach(self, sub: EngineSubscription) -> None:
+        key = (sub.symbol, sub.interval)
+        warm = max((s.warmup for s in sub.specs), default=0)
+        need = sub.history_size + warm + 1
+        stream = self._streams.get(key)
+        if stream is None:
+            stream = self._streams[key] = _LiveStream(self, sub.symbol, sub.interval, max(self.keep, need))
+        stream.state.ensure_capacity(need)
+        stream.pending += 1
+        try:
+            await stream.ready.wait()
+        finally:
+            stream.pending -= 1
+        if stream.error is not None:
+            if not stream.subs and not stream.pending:
+                self._drop_stream(stream)
+            raise stream.error
+        if sub.closed:  # closed while waiting
+            self._maybe_drop(stream)
+            return
+        # From here to the end nothing awaits: history and live rows meet without a gap.
+        stream.state.add_specs(sub.specs)
+        sub.history = stream.state.history(sub.history_size)
+        if stream.ended:  # a finite source already ran out: history only
+            stream.state.remove_specs(sub.specs)
+            sub.closed = True
+            return
+        sub._stream = stream
+        stream.subs.append(sub)
+        if sub.forming:
+            stream.forming_subs += 1
+
+    def _detach(self, sub: EngineSubscription) -> None:
+        stream = sub._stream
+        if stream is None:
+            return
+        sub._stream = None
+        if sub in stream.subs:
+            stream.subs.remove(sub)
+            if sub.forming:
+                stream.forming_subs -= 1
+            stream.state.remove_specs(sub.specs)
+        self._maybe_drop(stream)
+
+    def _maybe_drop(self, stream: _LiveStream) -> None:
+        if not stream.subs and not stream.pending:
+            self._drop_stream(stream)
+            if not stream.task.done():
+                stream.task.cancel()
+
+    def _drop_stream(self, stream: _LiveStream) -> None:
+        key = (stream.state.symbol, stream.state.interval)
+        if self._streams.get(key) is stream:
+            del self._streams[key]
+
+    def state(self, symbol: str, interval: str) -> StreamState | None:
+        """The live :class:`StreamState` of a stream (None if nobody subscribes to it)."""
+        s = self._streams.get((validate_symbol(symbol), validate_interval(interval)))
+        return s.state if s is not None else None
+
+    async def close(self) -> None:
+        """End every subscription and upstream subscription."""
+        for stream in list(self._streams.values()):
+            for sub in list(stream.subs):
+                sub.close()
+            stream.task.cancel()
+            try:
+                await stream.task
+            except BaseException:
+                pass
+        self._streams.clear()
+
+    async def __aenter__(self) -> IndicatorEngine:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def stats(self) -> dict[str, Any]:
+        """Streams, unique specs per stream, subscribers and indicator updates."""
+        per = {}
+        for (sym, itv), s in self._streams.items():
+            per[f"{sym} {itv}"] = {
+                "specs": len(s.state.slots),
+                "subscribers": len(s.subs),
+                "forming_subscribers": s.forming_subs,
+                "candles": s.state.candles,
+                "updates": s.state.updates,
+                "rows_published": s.rows_published,
+                "kept_rows": len(s.state.rows),
+            }
+        return {
+            "streams": len(self._streams),
+            "subscribers": sum(v["subscribers"] for v in per.values()),
+            "unique_specs": sum(v["specs"] for v in per.values()),
+            "updates": sum(v["updates"] for v in per.values()),
+            "per_stream": per,
+        }
