@@ -305,6 +305,8 @@ class Hub:
             specs = [sp for _, sp in self.specs()]
             labels = {sp: ov for ov, sp in self.specs()}
             async with engine.subscribe(st.symbol, st.interval, specs=specs, history=st.history, forming=True) as sub:
+                for row in getattr(sub, "history", ()):  # the engine hands history over on entering
+                    self._on(st, row.candle, True, _flatten(row.values, labels))
                 async for row in sub:
                     self._on(st, row.candle, bool(row.closed), _flatten(row.values, labels))
         else:
@@ -349,8 +351,15 @@ class Hub:
                 feed_stats = dict(self._feed.stats())
             except Exception as exc:
                 feed_stats = {"error": str(exc)}
+        engine_stats: dict[str, Any] = {}
+        if self._engine is not None:
+            try:
+                engine_stats = {k: v for k, v in self._engine.stats().items() if k != "per_stream"}
+            except Exception as exc:
+                engine_stats = {"error": str(exc)}
         return {
             "uptime_s": time.time() - self.started,
+            "engine": engine_stats,
             "sessions": len(self.sessions),
             "sessions_opened": self.sessions_opened,
             "sessions_closed": self.sessions_closed,

@@ -68,15 +68,9 @@ class StrategiesView:
             self.empty,
             self.strategies,
             pn.Row(self.choice, self.activate, self.deactivate, self.message),
-            pn.Row(
-                pn.Column(
-                    pn.pane.HTML("<h4 class='kit-h'>Trades</h4>", stylesheets=[CSS]),
-                    self.trades,
-                    sizing_mode="stretch_width",
-                ),
-                pn.Column(pn.pane.Bokeh(fig, sizing_mode="stretch_width"), sizing_mode="stretch_width"),
-                sizing_mode="stretch_width",
-            ),
+            pn.pane.HTML("<h4 class='kit-h'>Trades</h4>", stylesheets=[CSS]),
+            self.trades,
+            pn.pane.Bokeh(fig, sizing_mode="stretch_width"),
             sizing_mode="stretch_width",
         )
 
@@ -109,6 +103,8 @@ class StrategiesView:
             self.choice.options = opts
             if current in opts.values():
                 self.choice.value = current
+            elif opts:
+                self.choice.value = next(iter(opts.values()))
         key = (len(tr), self.choice.value)
         if key != self._last_key:
             self._last_key = key
@@ -154,6 +150,9 @@ class StrategiesView:
             self.message.object = f"<span class='kit-err'>{exc}</span>"
             return
         t = [float(x) for x in (eq.index.as_unit("ms").asi8)]
+        if len(t) > 1 and t[0] > t[1]:
+            # promoted "now" but trading replayed (older) candles: start the curve at the first trade
+            t[0] = t[1]
         self.equity_source.data = {"time": t, "equity": eq.to_numpy(dtype="float64").tolist()}
 
     def _switch(self, active: bool) -> None:
@@ -211,4 +210,4 @@ def _trade_frame(tr: pd.DataFrame, names: dict[int, str]) -> Any:
     for c in ("entry_time", "exit_time"):
         df[c] = pd.to_datetime(df[c], utc=True).dt.strftime("%Y-%m-%d %H:%M")
     df = df.iloc[::-1]  # newest first
-    return df[TRADE_COLUMNS].round({"pnl": 2, "fees": 4, "entry_price": 2, "exit_price": 2})
+    return df[TRADE_COLUMNS].round({"pnl": 2, "fees": 4})

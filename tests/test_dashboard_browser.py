@@ -1,0 +1,166 @@
+"""The dashboard in a real browser: Debian's Chromium via Playwright against a real ``panel serve``.
+
+One module-scoped stack (simulator + SQLite store + dashboard subprocess, see
+``tests/fixtures/dashboard.py``); each test opens its own browser context. Screenshots of every
+page go to ``tests/artifacts/``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import urllib.parse
+
+import pytest
+
+from tests.fixtures.dashboard import STRATEGIES, USERS, doc_json, login, user_prices, wait_for_bokeh
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def _others(user: str) -> list[str]:
+    return [s for u, strats in STRATEGIES.items() if u != user for s, _, _ in strats]
+
+
+def test_wrong_password_lands_on_login_with_error(dashboard_stack, chromium, artifacts):
+    page = login(chromium, dashboard_stack.base_url, "alice", password="not-her-password")
+    try:
+        assert urllib.parse.urlparse(page.url).path == "/login"
+        assert "error=" in page.url
+        page.get_by_role("alert").wait_for()
+        assert "Invalid username or password" in page.get_by_role("alert").inner_text()
+        page.screenshot(path=str(artifacts / "login_error.png"))
+        # an unknown user is refused the same way
+        page2 = login(chromium, dashboard_stack.base_url, "mallory", password="whatever")
+        assert "error=" in page2.url
+        page2.context.close()
+        # and without a login cookie the dashboard redirects to the login page
+        page.goto(f"{dashboard_stack.base_url}/dashboard")
+        assert urllib.parse.urlparse(page.url).path == "/login"
+        page.screenshot(path=str(artifacts / "login.png"))
+    finally:
+        page.context.close()
+
+
+@pytest.mark.parametrize("user", ["alice", "bob"])
+def test_each_user_sees_only_their_strategies_and_trades(dashboard_stack, chromium, artifacts, user):
+    page = login(chromium, dashboard_stack.base_url, user)
+    try:
+        wait_for_bokeh(page)
+        page.get_by_text("My strategies", exact=True).click()
+        mine = [s for s, _, _ in STRATEGIES[user]]
+        for name in mine:
+            # in the strategies table and, as "#id name", in the trades table
+            page.get_by_text(name, exact=True).first.wait_for()
+            sid = dashboard_stack.ids[user][name]
+            page.get_by_text(f"#{sid} {name}", exact=True).first.wait_for()
+        page.get_by_text(f"Strategies of {user}").wait_for()
+        page.screenshot(path=str(artifacts / f"my_strategies_{user}.png"), full_page=True)
+        sent = doc_json(page)
+        for name in mine:
+            assert name in sent
+        for other in _others(user):
+            assert other not in sent, f"{other} (someone else's strategy) reached {user}'s browser"
+        # fills and trades: this user's prices were sent, nobody else's
+        for p in user_prices(user):
+            assert repr(p) in sent, f"{user}'s price {p} missing"
+        for other in USERS:
+            if other != user:
+                for p in user_prices(other):
+                    assert repr(p) not in sent, f"{other}'s price {p} reached {user}'s browser"
+        # trade markers on the chart: this user's fills on the chart's symbol (BTCUSDT)
+        n_markers = page.evaluate("() => Bokeh.documents[0].get_model_by_name('trade_markers').data.time.length")
+        btc_fills = sum(
+            2 * len(trades) + (1 if name == "alice-rsi" else 0)
+            for name, symbol, trades in STRATEGIES[user]
+            if symbol == "BTCUSDT"
+        )
+        assert n_markers == btc_fills
+    finally:
+        page.context.close()
+
+
+def test_chart_receives_new_candles(dashboard_stack, chromium, artifacts):
+    page = login(chromium, dashboard_stack.base_url, "bob")
+    try:
+        wait_for_bokeh(page)
+        js = "() => { const s = Bokeh.documents[0].get_model_by_name('candles'); return [s.data.open_time.length, s.data.open_time[s.data.open_time.length - 1]]; }"  # noqa: E501
+        n0, t0 = page.evaluate(js)
+        assert n0 > 0
+        # the simulator closes one 1m candle per second: new rows stream in
+        page.wait_for_function(
+            f"() => Bokeh.documents[0].get_model_by_name('candles').data.open_time.length > {n0}", timeout=60_000
+        )
+        n1, t1 = page.evaluate(js)
+        assert n1 > n0 and t1 > t0
+        # the open times are consecutive minutes: closed candles and rollover patched, nothing duplicated
+        times = page.evaluate("() => Array.from(Bokeh.documents[0].get_model_by_name('candles').data.open_time)")
+        assert all(b - a == 60_000 for a, b in itertools.pairwise(times))
+        page.get_by_text("REPLAY").first.wait_for()
+        page.screenshot(path=str(artifacts / "market.png"))
+    finally:
+        page.context.close()
+
+
+def test_activate_and_deactivate_own_strategy(dashboard_stack, chromium):
+    from kit.store import strategies
+
+    page = login(chromium, dashboard_stack.base_url, "alice")
+    store = dashboard_stack.store()
+    try:
+        wait_for_bokeh(page)
+        page.get_by_text("My strategies", exact=True).click()
+        sid = dashboard_stack.ids["alice"]["alice-rsi"]
+        page.get_by_role("combobox").first.select_option(label=f"#{sid} alice-rsi (BTCUSDT 1m)")
+        page.get_by_role("button", name="Deactivate", exact=True).click()
+        page.get_by_text(f"#{sid} alice-rsi deactivated.").wait_for()
+        assert strategies.get(store, "alice", sid).active is False
+        page.get_by_role("button", name="Activate", exact=True).click()
+        page.get_by_text(f"#{sid} alice-rsi activated.").wait_for()
+        assert strategies.get(store, "alice", sid).active is True
+    finally:
+        store.dispose()
+        page.context.close()
+
+
+@pytest.mark.parametrize("path", ["/ops", "/admin"])
+def test_admin_pages_denied_to_a_viewer(dashboard_stack, chromium, artifacts, path):
+    page = login(chromium, dashboard_stack.base_url, "alice")
+    try:
+        resp = page.goto(dashboard_stack.base_url + path)
+        assert resp is not None and resp.status == 403
+        page.screenshot(path=str(artifacts / f"admin_denied{path.replace('/', '_')}.png"))
+    finally:
+        page.context.close()
+
+
+def test_admin_page_shown_to_an_admin(dashboard_stack, chromium, artifacts):
+    viewer = login(chromium, dashboard_stack.base_url, "bob")  # a live session the admin should see
+    page = login(chromium, dashboard_stack.base_url, "root")
+    try:
+        wait_for_bokeh(viewer)
+        resp = page.goto(dashboard_stack.base_url + "/ops")
+        assert resp is not None and resp.status == 200
+        for title in ("Daemon", "Feed (this dashboard process)", "Sessions", "Users and strategies"):
+            page.get_by_text(title, exact=True).wait_for()
+        page.get_by_text("daemon unreachable").wait_for()  # no daemon in this stack, and it says so
+        page.get_by_text("BTCUSDT@1m").first.wait_for()  # the hub's stream and the viewer's session
+        for name in USERS:
+            page.get_by_text(name, exact=True).first.wait_for()
+        page.screenshot(path=str(artifacts / "admin.png"), full_page=True)
+        # Panel's own admin page is open to admins
+        resp = page.goto(dashboard_stack.base_url + "/admin")
+        assert resp is not None and resp.status == 200
+    finally:
+        viewer.context.close()
+        page.context.close()
+
+
+def test_logout_ends_the_session(dashboard_stack, chromium):
+    page = login(chromium, dashboard_stack.base_url, "bob")
+    try:
+        wait_for_bokeh(page)
+        page.goto(dashboard_stack.base_url + "/logout")
+        page.goto(dashboard_stack.base_url + "/dashboard")
+        assert urllib.parse.urlparse(page.url).path == "/login"
+    finally:
+        page.context.close()
