@@ -357,17 +357,21 @@ class Feed:
         _log_bad("unexpected frame", raw)
 
     # -- REST ------------------------------------------------------------------------------------
-    async def _fetch_events(self, stream: Stream, start: int, end: int, *, lead_gap: bool) -> list[Any]:
+    async def _fetch_events(
+        self, stream: Stream, start: int, end: int, *, lead_gap: bool, settle: bool = True
+    ) -> list[Any]:
         """Closed candles with ``start <= open_time < end`` as events, plus GapEvents for holes.
 
         Retries transient failures forever (the exchange may be restarting); a 4xx answer
         (unknown symbol...) raises :class:`ExchangeError`. A hole at the start counts only if
         ``lead_gap`` (a backfill from a known candle); history windows start at an arbitrary time.
+        ``settle``: ``end`` is the live edge, where REST may lag the WebSocket by a moment, so a
+        hole at the end is checked twice before it is believed.
         """
         if start >= end:
             return []
         candles = await self._rest_range(stream, start, end)
-        if candles and candles[-1].open_time < _prev_open(end, stream) and len(candles) < 1000:
+        if settle and (not candles or candles[-1].open_time < _prev_open(end, stream)):
             # A trailing hole might be REST lagging the WebSocket by a moment: look once more.
             await asyncio.sleep(0.5)
             candles = await self._rest_range(stream, start, end)

@@ -101,6 +101,8 @@ class Stream:
         """Register ``sub``: it gets every update after the current cursor, history before it."""
         need = max(sub.history, RECENT_MIN)
         if need > (self.recent.maxlen or 0):
+            if len(self.recent) == self.recent.maxlen:
+                self._exhausted = False  # it has dropped old events: no longer "everything REST had"
             self.recent = deque(self.recent, maxlen=need)
         self.subs.append(sub)
         sub._stream = self
@@ -130,8 +132,8 @@ class Stream:
             return None if after is None or after < upto else []
         first = rec[0]
         first_t = first.start_ms if first.is_gap else first.candle.open_time
-        if after is not None and first_t > after and len(rec) == rec.maxlen:
-            return None  # older candles fell out of the buffer
+        if after is not None and first_t > self._next(after):
+            return None  # the buffer does not reach back to the candle after `after`
         out = []
         for ev in rec:
             t = ev.start_ms if ev.is_gap else ev.candle.open_time
@@ -190,8 +192,9 @@ class Stream:
                 ev = KlineEvent(self.symbol, self.interval, candle, True)
                 self.recent.append(ev)
             else:
-                if event_ms < self._last_event_ms and self.forming is not None and self.forming.candle[0] == t:
-                    self.feed._counts["out_of_order"] += 1
+                if 0 < event_ms <= self._last_event_ms and self.forming is not None and self.forming.candle[0] == t:
+                    # An older (reordered) or repeated (duplicated) update of the forming candle.
+                    self.feed._counts["out_of_order" if event_ms < self._last_event_ms else "duplicates"] += 1
                     return
                 ev = KlineEvent(self.symbol, self.interval, candle, False)
                 self.forming = ev
@@ -282,7 +285,7 @@ class Stream:
                 break
             span *= 2
             first = next((e.candle.open_time for e in events if not e.is_gap), end)
-            more = await self.feed._fetch_events(self, lo - span, first, lead_gap=False)
+            more = await self.feed._fetch_events(self, lo - span, first, lead_gap=False, settle=False)
             lo -= span
             if any(not e.is_gap for e in more):
                 events = more + events  # `more` ends with the gap up to `first`, if there is one
