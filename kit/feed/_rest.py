@@ -208,7 +208,9 @@ class RestClient:
         """Every candle with ``start_ms <= open_time < end_ms``, paging 1000 per request.
 
         ``on_page(n_candles, reached_ms)`` is called after each page (progress bars).
-        The result is sorted and unique by open time.
+        The result is sorted and unique by open time. Like Binance, the exchange includes its
+        forming candle when the range reaches its clock: callers that want closed candles only
+        end the range at the forming candle's open time (the feed and :func:`kit.data.load` do).
         """
         validate_interval(interval)
         out: list[Candle] = []
