@@ -29,7 +29,7 @@ async def test_raw_stream_forming_updates_then_final_equal_to_the_file(simulator
     frame = small_frames(sample_frames)[("BTCUSDT", "1m")]
     t = [int(x) for x in to_ms(frame.index)]
     sim = await simulator(start=t[1000] + 1000, speed=600, paused=True)
-    async with connect(f"{sim.ws_url}/ws/btcusdt@kline_1m") as ws:
+    async with connect(f"{sim.ws_url}/ws/btcusdt@kline_1m", max_queue=None) as ws:
         sim.resume()
         events = []
         while True:
@@ -69,7 +69,7 @@ async def test_combined_stream_wraps_events_and_aggregates(simulator, sample_fra
     t = [int(x) for x in to_ms(btc.index)]
     start = t[1000] + 4 * MIN + 58_000  # 2 s before a 5m close
     sim = await simulator(start=start, speed=60, paused=True)
-    async with connect(f"{sim.ws_url}/stream?streams=btcusdt@kline_5m/ethusdt@kline_1m") as ws:
+    async with connect(f"{sim.ws_url}/stream?streams=btcusdt@kline_5m/ethusdt@kline_1m", max_queue=None) as ws:
         sim.resume()
         finals = {}
         while len(finals) < 2:

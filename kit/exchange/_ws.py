@@ -54,7 +54,10 @@ class Connection:
         self.ws = ws
         self.combined = combined
         self.streams: dict[str, None] = {}  # ordered set of stream names
-        self.queue: asyncio.Queue[tuple[int, str | bytes]] = asyncio.Queue(sim.send_queue)
+        # Unbounded on purpose: control answers always fit; events are bounded by `capacity` below.
+        self.queue: asyncio.Queue[tuple[int, str | bytes]] = asyncio.Queue()
+        self.capacity = sim.send_queue
+        self._room = asyncio.Event()
         self.closed = False
         self.opened = time.monotonic()
         self.peer = ws.remote_address[0] if ws.remote_address else "?"
@@ -71,23 +74,23 @@ class Connection:
         """Queue an event without waiting (finite speed); a full queue disconnects the slow client."""
         if self.closed:
             return
-        try:
-            self.queue.put_nowait((_EVENT, frame))
-        except asyncio.QueueFull:
+        if self.queue.qsize() >= self.capacity:
             self.sim._counters["dropped_slow"] += 1
-            self.abort(f"slow consumer: {self.queue.maxsize} frames queued")
+            self.abort(f"slow consumer: {self.capacity} frames queued")
+            return
+        self.queue.put_nowait((_EVENT, frame))
 
     async def put(self, frame: str) -> None:
         """Queue an event, waiting for room (max speed: lossless backpressure)."""
+        while not self.closed and self.queue.qsize() >= self.capacity:
+            self._room.clear()
+            await self._room.wait()
         if not self.closed:
-            await self.queue.put((_EVENT, frame))
+            self.queue.put_nowait((_EVENT, frame))
 
     def answer(self, text: str) -> None:
         if not self.closed:
-            try:
-                self.queue.put_nowait((_CONTROL, text))
-            except asyncio.QueueFull:
-                self.abort("slow consumer: control answer does not fit")
+            self.queue.put_nowait((_CONTROL, text))
 
     def _faulted(self, frame: str) -> list[str | bytes]:
         out: list[str | bytes] = [frame]
@@ -115,6 +118,8 @@ class Connection:
         try:
             while True:
                 kind, frame = await self.queue.get()
+                if not self._room.is_set() and self.queue.qsize() <= self.capacity // 2:
+                    self._room.set()
                 wait = faults.stalled_for()
                 if wait:
                     await asyncio.sleep(wait)
@@ -164,6 +169,7 @@ class Connection:
         if not self.closed:
             log.warning("conn %d (%s): disconnected: %s", self.id, self.peer, why)
         self.closed = True
+        self._room.set()
         transport = self.ws.transport
         if transport is not None:
             transport.abort()

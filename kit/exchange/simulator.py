@@ -31,6 +31,7 @@ import asyncio
 import heapq
 import logging
 import math
+import socket
 import time
 from collections.abc import Iterable
 from datetime import datetime
@@ -55,6 +56,9 @@ log = logging.getLogger("kit.exchange")
 _MIN_TICK = 0.005  # s of real time between dispatcher wake-ups at most speeds
 _MAX_TICK = 0.25  # s; re-check the clock at least this often
 _HISTORY_CANDLES = 1000
+# Kernel send buffer per WebSocket connection: small enough that a client's lag shows up in our
+# queue (where a stuck client gets dropped) instead of hiding megabytes in the kernel.
+_SOCKET_SEND_BUFFER = 256 * 1024
 
 
 class _Stream:
@@ -334,6 +338,9 @@ class ExchangeSimulator:
     async def _handler(self, ws: ServerConnection) -> None:
         route = _ws_route(ws.request.path, self.max_streams) if ws.request else None
         names, combined = route if route else ([], False)
+        sock = ws.transport.get_extra_info("socket") if ws.transport else None
+        if sock is not None:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SOCKET_SEND_BUFFER)
         conn = Connection(self, ws, combined)
         self._conns.add(conn)
         self._counters["connections_total"] += 1
@@ -361,10 +368,9 @@ class ExchangeSimulator:
             pass
         finally:
             conn.closed = True
+            conn._room.set()  # unblock a max-speed put waiting for room
             for t in tasks:
                 t.cancel()
-            while not conn.queue.empty():  # unblock a max-speed put waiting for room
-                conn.queue.get_nowait()
             self._unsubscribe(conn, list(conn.streams))
             self._conns.discard(conn)
             self._counters["messages_sent"] += conn.sent

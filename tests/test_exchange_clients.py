@@ -1,0 +1,99 @@
+"""Real clients against the simulator: ccxt's binance, and the ``kit exchange`` command line."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pandas as pd
+
+from kit.market.files import to_ms
+from tests.fixtures.exchange import small_frames
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+async def test_ccxt_fetch_ohlcv_returns_the_file_candles(simulator, sample_frames):
+    import ccxt.async_support as ccxt
+
+    frame = small_frames(sample_frames)[("BTCUSDT", "1m")]
+    sim = await simulator(paused=True, start=int(to_ms(frame.index)[2500]))
+    api = sim.rest_url + "/api/v3"
+    exchange = ccxt.binance(
+        {
+            "urls": {"api": {"public": api, "private": api, "v1": sim.rest_url + "/api/v1"}},
+            "options": {"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False},
+        }
+    )
+    try:
+        markets = await exchange.load_markets()
+        assert {"BTC/USDT", "ETH/USDT"} <= set(markets)
+        since = int(to_ms(frame.index)[100])
+        rows = await exchange.fetch_ohlcv("BTC/USDT", "1m", since=since, limit=1000)
+        hours = await exchange.fetch_ohlcv("ETH/USDT", "1h", since=0, limit=10)
+    finally:
+        await exchange.close()
+    want = frame.iloc[100:1100]
+    assert [r[0] for r in rows] == [int(x) for x in to_ms(want.index)]
+    assert [r[1:] for r in rows] == want[["open", "high", "low", "close", "volume"]].to_numpy().tolist()
+    assert len(hours) == 10 and hours[0][0] == int(to_ms(frame.index)[0])
+
+
+def test_cli_bad_arguments_are_one_line_errors(tmp_path):
+    cases = [
+        (("--data", str(tmp_path / "nowhere")), "data"),
+        (("--data", str(tmp_path)), "no candle files"),
+        (("--speed", "fast"), "speed"),
+        (("--start", "1990-01-01"), "start"),
+    ]
+    procs = [  # in parallel: each process pays kit's start-up time
+        subprocess.Popen(
+            [sys.executable, "-m", "kit", "exchange", *args, "--port", "0"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        for args, _ in cases
+    ]
+    for proc, (args, words) in zip(procs, cases, strict=True):
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 2, (args, err)
+        lines = err.strip().splitlines()
+        assert lines[-1].startswith("error: ") and words in lines[-1], (args, err)
+        assert "Traceback" not in err, args
+
+
+def test_cli_serves_logs_its_url_and_stops_on_ctrl_c(free_port, sample_dir):
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kit", "exchange", "--port", str(free_port), "--data", str(sample_dir),
+         "--speed", "60", "--start", "2025-06-01T00:00:00Z", "--symbols", "BTCUSDT"],
+        stderr=subprocess.PIPE, text=True, cwd=ROOT,
+    )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{free_port}/api/v3/time"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=5) as r:
+                    body = r.read()
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, "simulator did not come up"
+                time.sleep(0.2)
+        assert int(pd.Timestamp("2025-06-01", tz="UTC").value // 1e6) <= int(body.split(b":")[1].rstrip(b"}"))
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert f"http://127.0.0.1:{free_port}" in err
+    assert (
+        "2025-06-01 00:00:00Z" in err and "BTCUSDT 1m" in err and "ETHUSDT" not in err.split("exchange simulator on")[1]
+    )
+    assert "Traceback" not in err
