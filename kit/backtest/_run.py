@@ -29,6 +29,19 @@ def infer_freq(index: pd.DatetimeIndex) -> pd.Timedelta | None:
     return pd.Timedelta(step, unit=unit)
 
 
+def vbt_frame(data: pd.DataFrame) -> pd.DataFrame:
+    """``data`` with a tz-naive (UTC) index for vectorbt.
+
+    vectorbt compares index arrays on every wrap; a tz-aware index converts to an object array
+    of Timestamps each time (seconds per call at 100k rows), a naive one is a plain datetime64 view.
+    """
+    idx = data.index
+    if isinstance(idx, pd.DatetimeIndex) and idx.tz is not None:
+        data = data.copy(deep=False)
+        data.index = idx.tz_convert("UTC").tz_localize(None)
+    return data
+
+
 def resolve_model(
     model: FillModel | None = None,
     *,
@@ -70,6 +83,7 @@ def from_signals(
             "short_entries": signals.short_entries,
             "short_exits": signals.short_exits,
         }
+    data = vbt_frame(data)
     close = data["close"]
     extra: dict[str, Any] = {}
     if use_stops:
@@ -134,12 +148,17 @@ class BacktestResult:
     @property
     def equity(self) -> pd.Series:
         """Portfolio value (cash + position at the close) per candle."""
-        return self.portfolio.value().rename("equity")
+        return self._on_index(self.portfolio.value()).rename("equity")
 
     @property
     def drawdown(self) -> pd.Series:
         """Drawdown from the running peak of equity, as a negative fraction."""
-        return self.portfolio.drawdown().rename("drawdown")
+        return self._on_index(self.portfolio.drawdown()).rename("drawdown")
+
+    def _on_index(self, s: pd.Series) -> pd.Series:
+        s = s.copy()
+        s.index = self.data.index
+        return s
 
     @property
     def open_position(self) -> float:

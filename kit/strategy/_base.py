@@ -237,20 +237,26 @@ class Strategy:
         w = [int(getattr(s, "warmup", 0) or 0) for s in self.specs]
         return max(w, default=0) + self.lookback
 
-    def columns(self, data: pd.DataFrame, cache: dict[Any, Any] | None = None) -> Columns:
+    def columns(
+        self, data: pd.DataFrame, cache: dict[Any, Any] | None = None, *, base: Columns | None = None
+    ) -> Columns:
         """The named columns the rules see, computed over a whole candle frame with batch indicators.
 
-        ``cache`` (spec -> batch output) lets a sweep compute each unique spec once.
+        ``cache`` (spec -> batch output) lets a sweep compute each unique spec once; ``base`` (the
+        candle columns of an earlier call on the same, already checked, frame) skips re-checking.
         """
-        check_frame(data)
-        d = Columns(
-            time=open_times_ms(data.index),
-            open=data["open"].to_numpy(dtype=np.float64),
-            high=data["high"].to_numpy(dtype=np.float64),
-            low=data["low"].to_numpy(dtype=np.float64),
-            close=data["close"].to_numpy(dtype=np.float64),
-            volume=data["volume"].to_numpy(dtype=np.float64),
-        )
+        if base is None:
+            check_frame(data)
+            d = Columns(
+                time=open_times_ms(data.index),
+                open=data["open"].to_numpy(dtype=np.float64),
+                high=data["high"].to_numpy(dtype=np.float64),
+                low=data["low"].to_numpy(dtype=np.float64),
+                close=data["close"].to_numpy(dtype=np.float64),
+                volume=data["volume"].to_numpy(dtype=np.float64),
+            )
+        else:
+            d = Columns({c: base[c] for c in CANDLE_COLUMNS})
         cache = {} if cache is None else cache
         for name, (spec, output) in self.columns_spec().items():
             if spec not in cache:

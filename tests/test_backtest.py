@@ -1,0 +1,161 @@
+"""kit.backtest: run() and sweep() on vectorbt, and the paper broker equal to vectorbt fill by fill."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import kit.backtest as bt
+from kit.broker import FillModel, simulate, trades_frame
+from kit.errors import ConfigError, DataError
+from kit.market.files import read_candles
+from kit.strategies import BollingerBreakout, EmaCross, RsiReversion
+from kit.strategy import Signals
+
+COLUMNS = ["entry_time", "exit_time", "side", "size", "entry_price", "exit_price", "pnl", "fees"]
+
+
+@pytest.fixture(scope="module")
+def frame(shared_data_dir) -> pd.DataFrame:
+    # 1h candles over a stretch with real exchange outages
+    df = read_candles(shared_data_dir / "BTCUSDT_1h_20170817_20240421.csv.gz")
+    return df.iloc[:8000]
+
+
+def assert_same_trades(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    assert len(a) == len(b)
+    assert (a["entry_time"].to_numpy() == b["entry_time"].to_numpy()).all()
+    assert (a["exit_time"].to_numpy() == b["exit_time"].to_numpy()).all()
+    assert (a["side"].to_numpy() == b["side"].to_numpy()).all()
+    for c in ("entry_price", "exit_price", "size"):
+        np.testing.assert_allclose(a[c].to_numpy(), b[c].to_numpy(), rtol=1e-9, atol=0)
+    np.testing.assert_allclose(a["pnl"].to_numpy(), b["pnl"].to_numpy(), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(a["fees"].to_numpy(), b["fees"].to_numpy(), rtol=0, atol=1e-6)
+
+
+MODELS = [
+    FillModel(),
+    FillModel(fees=0.002, slippage=0.001, size=0.5),
+    FillModel(size=2000.0, size_type="value", slippage=0.0005),
+    FillModel(size=0.05, size_type="amount", fees=0.0),
+]
+
+
+@pytest.mark.parametrize("model", MODELS, ids=lambda m: f"{m.size_type}-{m.size}")
+@pytest.mark.parametrize("shorts", [False, True])
+@pytest.mark.parametrize(("sl", "tp"), [(None, None), (0.01, 0.02)])
+def test_paper_broker_equals_vectorbt(frame, model, shorts, sl, tp):
+    rng = np.random.default_rng(hash((model.size_type, shorts, sl)) % 2**32)
+    n = len(frame)
+    e, x = rng.random(n) < 0.03, rng.random(n) < 0.03
+    se, sx = (rng.random(n) < 0.03, rng.random(n) < 0.03) if shorts else (None, None)
+    pf = bt.from_signals(frame, Signals(e, x, se, sx), model, stop_loss=sl, take_profit=tp)
+    want = bt.trades_from_portfolio(pf, frame.index)
+    t = frame.index.as_unit("ms").asi8
+    ohlc = frame[["open", "high", "low", "close"]].to_numpy()
+    fills, trades, broker = simulate(model, t, ohlc, e, x, se, sx, stop_loss=sl, take_profit=tp)
+    got = trades_frame(trades)
+    assert len(want) > 50
+    assert_same_trades(want, got)
+    # and the account: orders, final cash and position
+    orders = pf.orders.values
+    assert len(orders) == len(fills)
+    np.testing.assert_allclose(orders["price"], [f.price for f in fills], rtol=1e-12)
+    np.testing.assert_allclose(orders["size"], [f.qty for f in fills], rtol=1e-9)
+    assert broker.state.cash == pytest.approx(float(pf.cash().iloc[-1]), rel=1e-9, abs=1e-6)
+    assert broker.state.position == pytest.approx(float(pf.assets().iloc[-1]), rel=1e-9, abs=1e-12)
+    assert broker.equity(ohlc[-1, 3]) == pytest.approx(float(pf.value().iloc[-1]), rel=1e-9)
+
+
+@pytest.mark.parametrize(
+    "strategy",
+    [RsiReversion(), EmaCross(fast=8, slow=30), BollingerBreakout(stop_loss=0.03, take_profit=0.06)],
+    ids=repr,
+)
+def test_run_returns_trades_equity_and_stats(frame, strategy):
+    res = bt.run(strategy, frame, fees=0.001, slippage=0.0002)
+    tr = res.trades
+    assert list(tr.columns) == COLUMNS
+    assert len(tr) > 5
+    assert set(tr["side"]) == {"long"}
+    assert (tr["exit_time"] > tr["entry_time"]).all()
+    assert str(tr["entry_time"].dt.tz) == "UTC"
+    assert res.equity.index.equals(frame.index) and res.equity.iloc[0] == pytest.approx(10_000)
+    assert res.drawdown.max() <= 0
+    st = res.stats()
+    assert st["Total Closed Trades"] == len(tr)
+    # entries happen only on candles where the strategy signalled
+    sig_times = set(frame.index[res.signals.entries])
+    assert set(tr["entry_time"]) <= sig_times
+    # P&L adds up to the change in equity when the last position is closed
+    if res.open_position == 0:
+        assert tr["pnl"].sum() == pytest.approx(res.equity.iloc[-1] - 10_000, rel=1e-9)
+        assert tr["fees"].sum() == pytest.approx(st["Total Fees Paid"], rel=1e-9)
+    assert "indicator" not in repr(res) and "trades" in repr(res)
+
+
+def test_run_with_shorts_and_value_sizing(frame):
+    res = bt.run(EmaCross(fast=8, slow=30, short=True), frame, size=1000.0, size_type="value")
+    assert set(res.trades["side"]) == {"long", "short"}
+    with pytest.warns(UserWarning, match="percent"):
+        bt.run(EmaCross(fast=8, slow=30, short=True), frame)
+
+
+def test_run_bad_input(frame):
+    with pytest.raises(TypeError, match="instance"):
+        bt.run(EmaCross, frame)  # type: ignore[arg-type]
+    with pytest.raises(DataError, match="close"):
+        bt.run(EmaCross(), frame.drop(columns=["close"]))
+    with pytest.raises(DataError, match="empty"):
+        bt.run(EmaCross(), frame.iloc[:0])
+    with pytest.raises(ValueError, match="fees"):
+        bt.run(EmaCross(), frame, fees=-1)
+    with pytest.raises(ValueError, match="size_type"):
+        bt.run(EmaCross(), frame, size_type="lots")
+
+
+def test_sweep_rows_equal_single_runs_and_chunking_does_not_matter(frame):
+    grid = {"fast": [5, 10, 30], "slow": [20, 40], "stop_loss": [0.0, 0.05]}
+    table = bt.sweep(EmaCross, frame, grid, progress=False)
+    assert table.attrs["skipped"] == 2  # fast=30 >= slow=20
+    assert len(table) == 10
+    assert {"fast", "slow", "stop_loss", "total_return", "sharpe", "max_drawdown", "trades", "win_rate"} <= set(table)
+    small = bt.sweep(EmaCross, frame, grid, progress=False, chunk_size=3)
+    pd.testing.assert_frame_equal(table, small)
+    for _, row in table.iloc[[0, 5, 9]].iterrows():
+        s = EmaCross(fast=int(row.fast), slow=int(row.slow), stop_loss=float(row.stop_loss))
+        res = bt.run(s, frame)
+        st = res.stats()
+        assert row.total_return == pytest.approx(st["Total Return [%]"] / 100, rel=1e-9, abs=1e-12)
+        assert row.max_drawdown == pytest.approx(-st["Max Drawdown [%]"] / 100, rel=1e-9)
+        assert row.sharpe == pytest.approx(st["Sharpe Ratio"], rel=1e-7)
+        assert row.trades == st["Total Closed Trades"]
+        assert row.win_rate == pytest.approx(st["Win Rate [%]"] / 100, rel=1e-9)
+
+
+def test_sweep_list_of_dicts_shorts_and_errors(frame):
+    table = bt.sweep(
+        RsiReversion,
+        frame,
+        [{"period": 7}, {"period": 14, "short": True}],
+        size=500.0,
+        size_type="value",
+        progress=False,
+    )
+    assert list(table["period"]) == [7, 14] and (table["trades"] > 0).all()
+    with pytest.raises(ConfigError, match="nope"):
+        bt.sweep(RsiReversion, frame, {"nope": [1]}, progress=False)
+    with pytest.raises(ConfigError, match="no valid"):
+        bt.sweep(EmaCross, frame, {"fast": [50], "slow": [20]}, progress=False)
+    with pytest.raises(ValueError, match="fast"):
+        bt.sweep(EmaCross, frame, {"fast": [50], "slow": [20]}, progress=False, skip_invalid=False)
+
+
+def test_import_kit_does_not_import_vectorbt():
+    code = "import sys, kit, kit.backtest; print('vectorbt' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "False"

@@ -1,0 +1,177 @@
+"""kit.broker: the fill model's rules, the paper broker's state machine, and restarts from its state."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from kit.broker import BrokerState, Fill, FillModel, PaperBroker, simulate, trades_frame
+from kit.market import Candle
+from kit.strategy import Signal
+
+
+def C(i: int, o: float, h: float, low: float, c: float) -> Candle:
+    return Candle(i * 60_000, o, h, low, c, 1.0)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"fees": -0.1}, "fees"),
+        ({"fees": 1.0}, "fees"),
+        ({"slippage": 2}, "slippage"),
+        ({"init_cash": 0}, "init_cash"),
+        ({"size": 1.5}, "size"),
+        ({"size": 0, "size_type": "value"}, "size"),
+        ({"size_type": "lots"}, "size_type"),
+        ({"fees": float("nan")}, "fees"),
+        ({"fees": True}, "fees"),
+    ],
+)
+def test_fill_model_validates(kwargs, needle):
+    with pytest.raises(ValueError, match=needle):
+        FillModel(**kwargs)
+
+
+def test_vectorbt_kwargs_are_plain_and_complete():
+    kw = FillModel(fees=0.002, slippage=0.001, size=500, size_type="value").vectorbt_kwargs(0.05, None)
+    assert kw["fees"] == 0.002 and kw["slippage"] == 0.001 and kw["size_type"] == "value"
+    assert kw["upon_opposite_entry"] == "reverse" and kw["accumulate"] is False
+    assert kw["sl_stop"] == 0.05 and math.isnan(kw["tp_stop"])
+    assert FillModel().vectorbt_kwargs()["upon_opposite_entry"] == "close"
+    assert all(isinstance(v, bool | int | float | str) for v in kw.values())
+
+
+def test_percent_entry_and_exit_follow_the_documented_formulas():
+    fees, slip = 0.001, 0.0005
+    m = FillModel(fees=fees, slippage=slip, size=1.0, size_type="percent", init_cash=1000.0)
+    b = PaperBroker(m)
+    assert b.on_bar(C(0, 10, 10, 10, 10)) == []
+    [buy] = b.on_bar(C(1, 10, 11, 9, 10.5), Signal(60_000, entry=True))
+    price_in = 10.5 * (1 + slip)
+    qty = 1000.0 / (1 + fees) / price_in
+    assert buy.side == "buy" and buy.reason == "entry" and buy.time_ms == 60_000
+    assert buy.price == pytest.approx(price_in, rel=1e-15)
+    assert buy.qty == pytest.approx(qty, rel=1e-12)
+    assert buy.fee == pytest.approx(buy.qty * buy.price * fees, rel=1e-9)
+    assert b.side == "long" and b.state.cash == pytest.approx(0.0, abs=1e-9)
+    assert b.on_bar(C(2, 10, 13, 10, 12), Signal(120_000, entry=True)) == []  # no pyramiding
+    [sell] = b.on_bar(C(3, 12, 12, 11, 11.75), Signal(180_000, exit=True))
+    price_out = 11.75 * (1 - slip)
+    assert sell.side == "sell" and sell.reason == "exit"
+    assert sell.price == pytest.approx(price_out, rel=1e-15) and sell.qty == buy.qty
+    [trade] = b.trades
+    assert trade == b.new_trades[0]
+    assert trade.side == "long" and trade.entry_time == 60_000 and trade.exit_time == 180_000
+    assert trade.pnl == pytest.approx((price_out - price_in) * qty - buy.fee - sell.fee, rel=1e-9)
+    assert trade.fees == pytest.approx(buy.fee + sell.fee, rel=1e-12)
+    assert b.side == "flat"
+    assert b.equity(11.75) == pytest.approx(1000.0 + trade.pnl, rel=1e-12)
+    assert b.on_bar(C(4, 12, 12, 11, 11), Signal(240_000, exit=True)) == []  # exit while flat: ignored
+
+
+def test_value_sizing_reverses_in_one_fill_and_splits_fees():
+    m = FillModel(fees=0.01, size=100.0, size_type="value", init_cash=1000.0)
+    b = PaperBroker(m)
+    [f1] = b.on_bar(C(0, 10, 10, 10, 10), Signal(0, entry=True))
+    assert f1.qty == pytest.approx(10.0)
+    [f2] = b.on_bar(C(1, 20, 20, 20, 20), Signal(60_000, exit=True, short_entry=True))
+    assert f2.side == "sell" and f2.reason == "reverse"
+    assert f2.qty == pytest.approx(10.0 + 100.0 / 20)
+    assert b.side == "short" and b.state.position == pytest.approx(-5.0)
+    [t] = b.trades
+    close_fee = f2.fee * 10.0 / f2.qty
+    assert t.pnl == pytest.approx((20 - 10) * 10.0 - f1.fee - close_fee)
+    [f3] = b.on_bar(C(2, 16, 16, 16, 16), Signal(120_000, short_exit=True))
+    assert f3.side == "buy" and f3.qty == pytest.approx(5.0)
+    assert b.trades[-1].side == "short"
+    assert b.trades[-1].pnl == pytest.approx((20 - 16) * 5.0 - (f2.fee - close_fee) - f3.fee)
+
+
+def test_percent_sizing_closes_on_an_opposite_entry():
+    b = PaperBroker(FillModel(fees=0.0))
+    b.on_bar(C(0, 10, 10, 10, 10), Signal(0, entry=True))
+    [f] = b.on_bar(C(1, 11, 11, 11, 11), Signal(60_000, short_entry=True))
+    assert f.reason == "exit" and b.side == "flat"
+
+
+def test_conflicting_signals_cancel():
+    b = PaperBroker(FillModel())
+    assert b.on_bar(C(0, 10, 10, 10, 10), Signal(0, entry=True, exit=True)) == []
+    assert b.on_bar(C(1, 10, 10, 10, 10), Signal(60_000, entry=True, short_entry=True)) == []
+    assert b.side == "flat"
+
+
+def test_stops_fill_at_the_stop_price_or_the_gapped_open():
+    m = FillModel(fees=0.0)
+    b = PaperBroker(m, stop_loss=0.1, take_profit=0.2)
+    b.on_bar(C(0, 100, 100, 100, 100), Signal(0, entry=True))
+    assert b.on_bar(C(1, 100, 105, 95, 101)) == []  # inside both
+    [f] = b.on_bar(C(2, 100, 101, 85, 90), Signal(120_000, entry=True))  # range reaches 90: stop
+    assert f.reason == "stop_loss" and f.price == pytest.approx(90.0) and b.side == "flat"
+    # the signal on the stop candle is not acted on
+    assert b.side == "flat"
+    b.on_bar(C(3, 100, 100, 100, 100), Signal(180_000, entry=True))
+    [g] = b.on_bar(C(4, 130, 131, 125, 126))  # opens beyond the take-profit: fills at the open
+    assert g.reason == "take_profit" and g.price == 130
+
+
+def _random_run(n=3000, seed=0, **model):
+    rng = np.random.default_rng(seed)
+    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))
+    o = np.r_[close[0], close[:-1]]
+    hi = np.maximum(o, close) * (1 + rng.uniform(0, 0.005, n))
+    lo = np.minimum(o, close) * (1 - rng.uniform(0, 0.005, n))
+    ohlc = np.column_stack([o, hi, lo, close])
+    t = np.arange(n, dtype=np.int64) * 60_000
+    sig = [rng.random(n) < 0.03 for _ in range(4)]
+    return t, ohlc, sig
+
+
+@pytest.mark.parametrize("model", [FillModel(), FillModel(size=300, size_type="value", slippage=0.001)])
+def test_restart_from_serialised_state_continues_identically(model):
+    t, ohlc, (e, x, se, sx) = _random_run()
+    fills, trades, _ = simulate(model, t, ohlc, e, x, se, sx, stop_loss=0.02, take_profit=0.03)
+    assert len(trades) > 20
+
+    def drive(broker, lo, hi):
+        out = []
+        for i in range(lo, hi):
+            s = Signal(int(t[i]), bool(e[i]), bool(x[i]), bool(se[i]), bool(sx[i]))
+            out += broker.on_bar((int(t[i]), *ohlc[i]), s if s.any() else None)
+        return out
+
+    got: list[Fill] = []
+    got_trades = []
+    broker = PaperBroker(model, stop_loss=0.02, take_profit=0.03)
+    for lo, hi in [(0, 700), (700, 701), (701, 2200), (2200, len(t))]:
+        got += drive(broker, lo, hi)
+        got_trades += broker.trades
+        # a "process restart": only the JSON state survives
+        state = json.loads(json.dumps(broker.state.to_dict()))
+        broker = PaperBroker(model, BrokerState.from_dict(state), stop_loss=0.02, take_profit=0.03)
+        # replaying the last candle after a restart never trades twice
+        assert drive(broker, hi - 1, hi) == []
+    assert got == fills
+    assert got_trades == trades
+
+
+def test_state_rejects_unknown_fields_and_reports_side():
+    with pytest.raises(ValueError, match="bogus"):
+        BrokerState.from_dict({"cash": 1.0, "bogus": 2})
+    s = BrokerState(cash=5.0)
+    assert s.side == "flat" and s.free_cash == 5.0 and s.entry_price is None
+
+
+def test_trades_frame_columns():
+    t, ohlc, (e, x, _, _) = _random_run(n=500, seed=4)
+    _, trades, _ = simulate(FillModel(), t, ohlc, e, x)
+    df = trades_frame(trades)
+    assert list(df.columns) == ["entry_time", "exit_time", "side", "size", "entry_price", "exit_price", "pnl", "fees"]
+    assert len(df) == len(trades) > 0
+    assert str(df["entry_time"].dt.tz) == "UTC"
+    assert (df["exit_time"] >= df["entry_time"]).all()
+    assert trades_frame([]).empty
