@@ -77,25 +77,55 @@ def wma(x, out, period):
 
 
 def dema(x, out, period):
+    """One pass with both EMAs' state in registers (no temporaries)."""
     n = x.shape[0]
-    e1 = np.full(n, np.nan)
-    e2 = np.full(n, np.nan)
-    f1 = ema_into(x, e1, period, 0)
-    f2 = ema_into(e1, e2, period, f1)
-    for i in range(f2, n):
-        out[i] = (2.0 * e1[i]) - e2[i]
+    k = 2.0 / (period + 1)
+    m = period - 1
+    s1 = 0.0
+    s2 = 0.0
+    e1 = 0.0
+    e2 = 0.0
+    for i in range(n):
+        v = x[i]
+        if i < m:
+            s1 += v
+            continue
+        e1 = (s1 + v) / period if i == m else (v - e1) * k + e1
+        j = i - m
+        if j < m:
+            s2 += e1
+            continue
+        e2 = (s2 + e1) / period if j == m else (e1 - e2) * k + e2
+        out[i] = (2.0 * e1) - e2
 
 
 def tema(x, out, period):
     n = x.shape[0]
-    e1 = np.full(n, np.nan)
-    e2 = np.full(n, np.nan)
-    e3 = np.full(n, np.nan)
-    f1 = ema_into(x, e1, period, 0)
-    f2 = ema_into(e1, e2, period, f1)
-    f3 = ema_into(e2, e3, period, f2)
-    for i in range(f3, n):
-        out[i] = (3.0 * e1[i]) - (3.0 * e2[i]) + e3[i]
+    k = 2.0 / (period + 1)
+    m = period - 1
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    e1 = 0.0
+    e2 = 0.0
+    e3 = 0.0
+    for i in range(n):
+        v = x[i]
+        if i < m:
+            s1 += v
+            continue
+        e1 = (s1 + v) / period if i == m else (v - e1) * k + e1
+        j = i - m
+        if j < m:
+            s2 += e1
+            continue
+        e2 = (s2 + e1) / period if j == m else (e1 - e2) * k + e2
+        q = j - m
+        if q < m:
+            s3 += e2
+            continue
+        e3 = (s3 + e2) / period if q == m else (e2 - e3) * k + e3
+        out[i] = (3.0 * e1) - (3.0 * e2) + e3
 
 
 def rsi(x, out, period):
@@ -114,16 +144,16 @@ def rsi(x, out, period):
     loss /= period
     s = gain + loss
     out[period] = 100.0 * (gain / s) if s != 0.0 else 0.0
+    c1 = (period - 1) / period
+    c2 = 1.0 / period
     for i in range(period + 1, n):
         d = x[i] - x[i - 1]
-        gain = gain * (period - 1)
-        loss = loss * (period - 1)
         if d < 0:
-            loss -= d
+            gain = gain * c1
+            loss = loss * c1 - d * c2
         else:
-            gain += d
-        gain /= period
-        loss /= period
+            gain = gain * c1 + d * c2
+            loss = loss * c1
         s = gain + loss
         out[i] = 100.0 * (gain / s) if s != 0.0 else 0.0
 
@@ -222,15 +252,31 @@ def atr(h, low, c, out, period):
     n = h.shape[0]
     if n <= period:
         return
-    tr = np.empty(n)
-    true_range(h, low, c, tr)
     s = 0.0
     for i in range(1, period + 1):
-        s += tr[i]
+        pc = c[i - 1]
+        r = h[i] - low[i]
+        v = abs(pc - h[i])
+        if v > r:
+            r = v
+        v = abs(pc - low[i])
+        if v > r:
+            r = v
+        s += r
     a = s / period
     out[period] = a
+    c1 = (period - 1) / period
+    c2 = 1.0 / period
     for i in range(period + 1, n):
-        a = (a * (period - 1) + tr[i]) / period
+        pc = c[i - 1]
+        r = h[i] - low[i]
+        v = abs(pc - h[i])
+        if v > r:
+            r = v
+        v = abs(pc - low[i])
+        if v > r:
+            r = v
+        a = a * c1 + r * c2
         out[i] = a
 
 
@@ -240,49 +286,52 @@ def natr(h, low, c, out, period):
         out[i] = (out[i] / c[i]) * 100.0 if c[i] != 0.0 else 0.0
 
 
-def rolling_max(x, period, out):
-    """out[i] = max(x[i-period+1 .. i]) (partial windows at the start)."""
-    hi_idx = -1
-    hi = 0.0
-    for i in range(x.shape[0]):
-        start = i - period + 1
-        if hi_idx < start:
-            hi_idx = start if start > 0 else 0
-            hi = x[hi_idx]
-            for j in range(hi_idx + 1, i + 1):
-                if x[j] >= hi:
-                    hi = x[j]
-                    hi_idx = j
-        elif x[i] >= hi:
-            hi = x[i]
-            hi_idx = i
-        out[i] = hi
+def rolling_max_min(hi, lo, period, hh, ll):
+    """hh[i] = max(hi[i-period+1 .. i]) and ll[i] = min(lo[...]) for i >= period - 1.
 
-
-def rolling_min(x, period, out):
-    lo_idx = -1
-    lo = 0.0
-    for i in range(x.shape[0]):
-        start = i - period + 1
-        if lo_idx < start:
-            lo_idx = start if start > 0 else 0
-            lo = x[lo_idx]
-            for j in range(lo_idx + 1, i + 1):
-                if x[j] <= lo:
-                    lo = x[j]
-                    lo_idx = j
-        elif x[i] <= lo:
-            lo = x[i]
-            lo_idx = i
-        out[i] = lo
+    Van Herk / Gil-Werman: suffix extrema of the older block, prefix extrema of the newer
+    one; O(1) per bar whatever the data (TA-Lib 0.8 uses the same scan).
+    """
+    n = hi.shape[0]
+    if n < period:
+        return
+    suf_h = np.empty(n)
+    suf_l = np.empty(n)
+    sh = 0.0
+    sl = 0.0
+    for i in range(n - 1, -1, -1):
+        if i == n - 1 or (i + 1) % period == 0:
+            sh = hi[i]
+            sl = lo[i]
+        else:
+            if hi[i] > sh:
+                sh = hi[i]
+            if lo[i] < sl:
+                sl = lo[i]
+        suf_h[i] = sh
+        suf_l[i] = sl
+    ph = 0.0
+    pl = 0.0
+    for i in range(n):
+        if i % period == 0:
+            ph = hi[i]
+            pl = lo[i]
+        else:
+            if hi[i] > ph:
+                ph = hi[i]
+            if lo[i] < pl:
+                pl = lo[i]
+        if i >= period - 1:
+            j = i - period + 1
+            hh[i] = suf_h[j] if suf_h[j] > ph else ph
+            ll[i] = suf_l[j] if suf_l[j] < pl else pl
 
 
 def _fast_k(h, low, c, fastk, fk):
     n = h.shape[0]
     hh = np.empty(n)
     ll = np.empty(n)
-    rolling_max(h, fastk, hh)
-    rolling_min(low, fastk, ll)
+    rolling_max_min(h, low, fastk, hh, ll)
     for i in range(fastk - 1, n):
         rng = hh[i] - ll[i]
         fk[i] = 0.0 if abs(rng) <= EPS * (abs(hh[i]) + abs(ll[i])) else ((c[i] - ll[i]) / rng) * 100.0
@@ -329,8 +378,7 @@ def willr(h, low, c, out, period):
     n = h.shape[0]
     hh = np.empty(n)
     ll = np.empty(n)
-    rolling_max(h, period, hh)
-    rolling_min(low, period, ll)
+    rolling_max_min(h, low, period, hh, ll)
     for i in range(period - 1, n):
         rng = hh[i] - ll[i]
         if abs(rng) <= EPS * (abs(hh[i]) + abs(ll[i])):
@@ -344,8 +392,7 @@ def donchian(h, low, up, mid, lo, period):
     n = h.shape[0]
     hh = np.empty(n)
     ll = np.empty(n)
-    rolling_max(h, period, hh)
-    rolling_min(low, period, ll)
+    rolling_max_min(h, low, period, hh, ll)
     for i in range(period - 1, n):
         up[i] = hh[i]
         mid[i] = (hh[i] + ll[i]) / 2.0
@@ -455,6 +502,8 @@ def dmi(h, low, c, pdi, mdi, adx, period):
     tr = 0.0
     sum_dx = 0.0
     a = np.nan
+    c1 = (period - 1) / period
+    c2 = 1.0 / period
     for i in range(1, n):
         diff_p = h[i] - ph
         diff_m = pl - low[i]
@@ -475,13 +524,13 @@ def dmi(h, low, c, pdi, mdi, adx, period):
                 pdm += diff_p
             tr += r
             continue
-        mdm -= mdm / period
-        pdm -= pdm / period
+        mdm *= c1
+        pdm *= c1
         if diff_m > 0 and diff_p < diff_m:
             mdm += diff_m
         elif diff_p > 0 and diff_p > diff_m:
             pdm += diff_p
-        tr = tr - tr / period + r
+        tr = tr * c1 + r
         pdi[i] = 100.0 * (pdm / tr) if tr != 0.0 else 0.0
         mdi[i] = 100.0 * (mdm / tr) if tr != 0.0 else 0.0
         dx = np.nan
@@ -499,7 +548,7 @@ def dmi(h, low, c, pdi, mdi, adx, period):
                 adx[i] = a
         else:
             if dx == dx:
-                a = (a * (period - 1) + dx) / period
+                a = a * c1 + dx * c2
             adx[i] = a
 
 
@@ -595,8 +644,7 @@ def vwap(h, low, c, v, t, out):
             vv = 0.0
         pv += ((h[i] + low[i] + c[i]) / 3) * v[i]
         vv += v[i]
-        if vv != 0.0:
-            out[i] = pv / vv
+        out[i] = pv / vv if vv != 0.0 else np.nan
 
 
 def keltner(h, low, c, up, mid, lo, period, mult, atr_period):

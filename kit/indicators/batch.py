@@ -47,8 +47,20 @@ def _as_array(a: Any) -> np.ndarray:
     return arr
 
 
-def run(name: str, inputs: Sequence[Any], n_out: int, params: Sequence[Any], extra: Sequence[np.ndarray] = ()) -> Any:
-    """Run kernel ``name`` over ``inputs``; returns one array or a list of ``n_out`` arrays (pandas-aware).
+def _outs(m: int, warmups: Sequence[int]) -> list[np.ndarray]:
+    # Kernels write every position from their warm-up on; only the NaN prefix needs filling.
+    outs = []
+    for w in warmups:
+        o = np.empty(m)
+        o[: min(w, m)] = np.nan
+        outs.append(o)
+    return outs
+
+
+def run(
+    name: str, inputs: Sequence[Any], params: Sequence[Any], warmups: Sequence[int], extra: Sequence[np.ndarray] = ()
+) -> Any:
+    """Run kernel ``name`` over ``inputs``; one array, or a list of arrays (one per warm-up), pandas-aware.
 
     ``extra`` are non-float side inputs (e.g. int64 timestamps) passed after the float inputs.
     """
@@ -67,8 +79,7 @@ def run(name: str, inputs: Sequence[Any], n_out: int, params: Sequence[Any], ext
             bad = m if bad is None else (bad | m)
     if bad is not None and bad.any():
         keep = ~bad
-        m_count = int(keep.sum())
-        outs = [np.full(m_count, np.nan) for _ in range(n_out)]
+        outs = _outs(int(keep.sum()), warmups)
         fn(*[a[keep] for a in arrs], *[e[keep] for e in extra], *outs, *params)
         full = []
         for o in outs:
@@ -77,13 +88,13 @@ def run(name: str, inputs: Sequence[Any], n_out: int, params: Sequence[Any], ext
             full.append(f)
         outs = full
     else:
-        outs = [np.full(n, np.nan) for _ in range(n_out)]
+        outs = _outs(n, warmups)
         fn(*arrs, *extra, *outs, *params)
     if index is not None:
         import pandas as pd
 
         outs = [pd.Series(o, index=index, copy=False) for o in outs]
-    return outs[0] if n_out == 1 else outs
+    return outs[0] if len(outs) == 1 else outs
 
 
 def _named(series: list[Any], names: Sequence[str]) -> list[Any]:
@@ -99,31 +110,31 @@ def _named(series: list[Any], names: Sequence[str]) -> list[Any]:
 def sma(close: ArrayLike, period: int = 30) -> Any:
     """Simple moving average (TA-Lib SMA). Warm-up ``period - 1``."""
     ind = inc.SMA(period)
-    return run("sma", (close,), 1, ind.params)
+    return run("sma", (close,), ind.params, (ind.warmup,))
 
 
 def ema(close: ArrayLike, period: int = 30) -> Any:
     """EMA, k = 2/(period+1), seeded with the SMA of the first ``period`` values (TA-Lib EMA)."""
     ind = inc.EMA(period)
-    return run("ema", (close,), 1, ind.params)
+    return run("ema", (close,), ind.params, (ind.warmup,))
 
 
 def wma(close: ArrayLike, period: int = 30) -> Any:
     """Linearly weighted moving average (TA-Lib WMA). Warm-up ``period - 1``."""
     ind = inc.WMA(period)
-    return run("wma", (close,), 1, ind.params)
+    return run("wma", (close,), ind.params, (ind.warmup,))
 
 
 def dema(close: ArrayLike, period: int = 30) -> Any:
     """Double EMA (TA-Lib DEMA). Warm-up ``2*(period-1)``."""
     ind = inc.DEMA(period)
-    return run("dema", (close,), 1, ind.params)
+    return run("dema", (close,), ind.params, (ind.warmup,))
 
 
 def tema(close: ArrayLike, period: int = 30) -> Any:
     """Triple EMA (TA-Lib TEMA). Warm-up ``3*(period-1)``."""
     ind = inc.TEMA(period)
-    return run("tema", (close,), 1, ind.params)
+    return run("tema", (close,), ind.params, (ind.warmup,))
 
 
 # --------------------------------------------------------------------------- momentum
@@ -132,13 +143,13 @@ def tema(close: ArrayLike, period: int = 30) -> Any:
 def rsi(close: ArrayLike, period: int = 14) -> Any:
     """RSI with Wilder smoothing (TA-Lib RSI). Warm-up ``period``."""
     ind = inc.RSI(period)
-    return run("rsi", (close,), 1, ind.params)
+    return run("rsi", (close,), ind.params, (ind.warmup,))
 
 
 def macd(close: ArrayLike, fast: int = 12, slow: int = 26, signal: int = 9) -> MACDResult:
     """MACD -> ``MACDResult(macd, signal, hist)`` (TA-Lib MACD). Warm-up ``slow + signal - 2``."""
     ind = inc.MACD(fast, slow, signal)
-    return MACDResult(*_named(run("macd", (close,), 3, ind.params), MACDResult._fields))
+    return MACDResult(*_named(run("macd", (close,), ind.params, (ind.warmup,) * 3), MACDResult._fields))
 
 
 # --------------------------------------------------------------------------- volatility
@@ -150,19 +161,19 @@ def bbands(close: ArrayLike, period: int = 5, nbdevup: float = 2.0, nbdevdn: flo
     ``bbands(close, 20, 2.0)`` uses 2.0 for both bands; ``nbdevdn`` defaults to ``nbdevup``.
     """
     ind = inc.BBANDS(period, nbdevup, nbdevdn)
-    return BBandsResult(*_named(run("bbands", (close,), 3, ind.params), BBandsResult._fields))
+    return BBandsResult(*_named(run("bbands", (close,), ind.params, (ind.warmup,) * 3), BBandsResult._fields))
 
 
 def atr(high: ArrayLike, low: ArrayLike, close: ArrayLike, period: int = 14) -> Any:
     """Average true range, Wilder smoothing (TA-Lib ATR). Warm-up ``period``."""
     ind = inc.ATR(period)
-    return run("atr", (high, low, close), 1, ind.params)
+    return run("atr", (high, low, close), ind.params, (ind.warmup,))
 
 
 def natr(high: ArrayLike, low: ArrayLike, close: ArrayLike, period: int = 14) -> Any:
     """Normalised ATR in percent of close (TA-Lib NATR). Warm-up ``period``."""
     ind = inc.NATR(period)
-    return run("natr", (high, low, close), 1, ind.params)
+    return run("natr", (high, low, close), ind.params, (ind.warmup,))
 
 
 def stoch(
@@ -170,46 +181,47 @@ def stoch(
 ) -> StochResult:
     """Slow stochastic -> ``StochResult(k, d)`` (TA-Lib STOCH, SMA smoothing). Warm-up ``fastk+slowk+slowd-3``."""
     ind = inc.STOCH(fastk, slowk, slowd)
-    return StochResult(*_named(run("stoch", (high, low, close), 2, ind.params), StochResult._fields))
+    return StochResult(*_named(run("stoch", (high, low, close), ind.params, (ind.warmup,) * 2), StochResult._fields))
 
 
 def stochrsi(close: ArrayLike, period: int = 14, fastk: int = 5, fastd: int = 3) -> StochResult:
     """Stochastic RSI -> ``StochResult(k, d)`` (TA-Lib STOCHRSI's fastk, fastd). Warm-up ``period+fastk+fastd-2``."""
     ind = inc.STOCHRSI(period, fastk, fastd)
-    return StochResult(*_named(run("stochrsi", (close,), 2, ind.params), StochResult._fields))
+    return StochResult(*_named(run("stochrsi", (close,), ind.params, (ind.warmup,) * 2), StochResult._fields))
 
 
 def willr(high: ArrayLike, low: ArrayLike, close: ArrayLike, period: int = 14) -> Any:
     """Williams %R in [-100, 0] (TA-Lib WILLR). Warm-up ``period - 1``."""
     ind = inc.WILLR(period)
-    return run("willr", (high, low, close), 1, ind.params)
+    return run("willr", (high, low, close), ind.params, (ind.warmup,))
 
 
 def cci(high: ArrayLike, low: ArrayLike, close: ArrayLike, period: int = 14) -> Any:
     """Commodity channel index (TA-Lib CCI). Warm-up ``period - 1``."""
     ind = inc.CCI(period)
-    return run("cci", (high, low, close), 1, ind.params)
+    return run("cci", (high, low, close), ind.params, (ind.warmup,))
 
 
 def mfi(high: ArrayLike, low: ArrayLike, close: ArrayLike, volume: ArrayLike, period: int = 14) -> Any:
     """Money flow index (TA-Lib MFI). Warm-up ``period``."""
     ind = inc.MFI(period)
-    return run("mfi", (high, low, close, volume), 1, ind.params)
+    return run("mfi", (high, low, close, volume), ind.params, (ind.warmup,))
 
 
 def roc(close: ArrayLike, period: int = 10) -> Any:
     """Rate of change in percent (TA-Lib ROC). Warm-up ``period``."""
     ind = inc.ROC(period)
-    return run("roc", (close,), 1, ind.params)
+    return run("roc", (close,), ind.params, (ind.warmup,))
 
 
 def obv(close: ArrayLike, volume: ArrayLike) -> Any:
     """On-balance volume, starting at the first bar's volume (TA-Lib OBV). Warm-up 0."""
-    return run("obv", (close, volume), 1, ())
+    return run("obv", (close, volume), (), (0,))
 
 
 def _dmi(which: int, high: ArrayLike, low: ArrayLike, close: ArrayLike, params: tuple[int]) -> Any:
-    outs = run("dmi", (high, low, close), 3, params)
+    p = params[0]
+    outs = run("dmi", (high, low, close), params, (p, p, 2 * p - 1))
     return outs[which]
 
 
@@ -231,7 +243,7 @@ def adx(high: ArrayLike, low: ArrayLike, close: ArrayLike, period: int = 14) -> 
 def sar(high: ArrayLike, low: ArrayLike, acceleration: float = 0.02, maximum: float = 0.2) -> Any:
     """Parabolic SAR (TA-Lib SAR). Warm-up 1."""
     ind = inc.SAR(acceleration, maximum)
-    return run("sar", (high, low), 1, (ind.acceleration, ind.maximum))
+    return run("sar", (high, low), (ind.acceleration, ind.maximum), (ind.warmup,))
 
 
 def _open_time_ms(open_time: Any, first: Any) -> np.ndarray:
@@ -260,13 +272,13 @@ def vwap(
     NaN while the day's volume is 0. No TA-Lib equivalent. Warm-up 0.
     """
     t = _open_time_ms(open_time, high)
-    return run("vwap", (high, low, close, volume), 1, (), extra=(t,))
+    return run("vwap", (high, low, close, volume), (), (0,), extra=(t,))
 
 
 def donchian(high: ArrayLike, low: ArrayLike, period: int = 20) -> DonchianResult:
     """Donchian channel -> ``DonchianResult(upper, middle, lower)``; window includes the current bar."""
     ind = inc.Donchian(period)
-    return DonchianResult(*_named(run("donchian", (high, low), 3, ind.params), DonchianResult._fields))
+    return DonchianResult(*_named(run("donchian", (high, low), ind.params, (ind.warmup,) * 3), DonchianResult._fields))
 
 
 def keltner(
@@ -274,7 +286,9 @@ def keltner(
 ) -> KeltnerResult:
     """Keltner channel -> ``KeltnerResult(upper, middle, lower)``: EMA(period) ± multiplier*ATR(atr_period)."""
     ind = inc.Keltner(period, multiplier, atr_period)
-    return KeltnerResult(*_named(run("keltner", (high, low, close), 3, ind.params), KeltnerResult._fields))
+    return KeltnerResult(
+        *_named(run("keltner", (high, low, close), ind.params, (ind.warmup,) * 3), KeltnerResult._fields)
+    )
 
 
 def supertrend(
@@ -282,7 +296,9 @@ def supertrend(
 ) -> SuperTrendResult:
     """SuperTrend -> ``SuperTrendResult(supertrend, direction)`` (TradingView's convention; see SuperTrend)."""
     ind = inc.SuperTrend(period, multiplier)
-    return SuperTrendResult(*_named(run("supertrend", (high, low, close), 2, ind.params), SuperTrendResult._fields))
+    return SuperTrendResult(
+        *_named(run("supertrend", (high, low, close), ind.params, (ind.warmup,) * 2), SuperTrendResult._fields)
+    )
 
 
 __all__ = [

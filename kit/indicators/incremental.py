@@ -224,10 +224,12 @@ class RSI(Indicator):
     """Relative strength index with Wilder smoothing (TA-Lib ``RSI``). Warm-up ``period``.
 
     The first value averages the first ``period`` changes; then gain and loss are smoothed as
-    ``(prev*(period-1) + x)/period``. 0 when there was neither gain nor loss (TA-Lib's convention).
+    ``prev*(period-1)/period + x/period`` (TA-Lib's ``(prev*(period-1) + x)/period`` with the
+    division hoisted out of the recurrence: equal to within rounding, several times faster in
+    the batch loop). 0 when there was neither gain nor loss (TA-Lib's convention).
     """
 
-    __slots__ = ("_gain", "_loss", "_n", "_prev", "params", "period", "warmup")
+    __slots__ = ("_c1", "_c2", "_gain", "_loss", "_n", "_prev", "params", "period", "warmup")
     outputs = ("rsi",)
 
     def __init__(self, period: int = 14) -> None:
@@ -235,6 +237,8 @@ class RSI(Indicator):
         self.period = p
         self.params = (p,)
         self.warmup = p
+        self._c1 = (p - 1) / p
+        self._c2 = 1.0 / p
         self._prev = NAN
         self._n = 0
         self._gain = 0.0
@@ -248,17 +252,16 @@ class RSI(Indicator):
         if prev != prev:
             return NAN
         d = x - prev
-        p = self.period
         n = self._n
+        p = self.period
         if n >= p:
-            gain = self._gain * (p - 1)
-            loss = self._loss * (p - 1)
+            c1 = self._c1
             if d < 0:
-                loss -= d
+                gain = self._gain * c1
+                loss = self._loss * c1 - d * self._c2
             else:
-                gain += d
-            gain /= p
-            loss /= p
+                gain = self._gain * c1 + d * self._c2
+                loss = self._loss * c1
         else:
             gain = self._gain
             loss = self._loss
@@ -451,10 +454,11 @@ def _true_range(h: float, low: float, pc: float) -> float:
 class ATR(Indicator):
     """Average true range with Wilder smoothing, seeded with the SMA of the first ``period`` true ranges.
 
+    Smoothing ``atr*(period-1)/period + tr/period`` (TA-Lib's recurrence, division hoisted).
     The first bar has no true range (no previous close). Warm-up ``period`` (TA-Lib ``ATR``).
     """
 
-    __slots__ = ("_atr", "_n", "_pc", "_sum", "params", "period", "warmup")
+    __slots__ = ("_atr", "_c1", "_c2", "_n", "_pc", "_sum", "params", "period", "warmup")
     inputs = ("high", "low", "close")
     outputs = ("atr",)
 
@@ -463,6 +467,8 @@ class ATR(Indicator):
         self.period = p
         self.params = (p,)
         self.warmup = p
+        self._c1 = (p - 1) / p
+        self._c2 = 1.0 / p
         self._pc = NAN
         self._n = 0
         self._sum = 0.0
@@ -485,7 +491,7 @@ class ATR(Indicator):
         a = self._atr
         p = self.period
         if a == a:
-            a = (a * (p - 1) + tr) / p
+            a = a * self._c1 + tr * self._c2
             self._atr = a
             return a
         s = self._sum + tr
@@ -913,13 +919,15 @@ class OBV(Indicator):
 class _DMBase(Indicator):
     """Wilder's directional movement state shared by ADX, PLUS_DI and MINUS_DI (TA-Lib's recurrences)."""
 
-    __slots__ = ("_mdm", "_n", "_pc", "_pdm", "_ph", "_pl", "_tr", "params", "period", "warmup")
+    __slots__ = ("_c1", "_c2", "_mdm", "_n", "_pc", "_pdm", "_ph", "_pl", "_tr", "params", "period", "warmup")
     inputs = ("high", "low", "close")
 
     def _init_dm(self, period: int) -> None:
         p = check_int("period", period, 2)
         self.period = p
         self.params = (p,)
+        self._c1 = (p - 1) / p  # Wilder: x - x/p == x*(p-1)/p, division hoisted out of the recurrence
+        self._c2 = 1.0 / p
         self._n = 0
         self._ph = self._pl = self._pc = NAN
         self._pdm = self._mdm = self._tr = 0.0
@@ -954,14 +962,14 @@ class _DMBase(Indicator):
                 pdm += diff_p
             self._tr += tr
         else:
-            mdm -= mdm / p
-            pdm -= pdm / p
+            c1 = self._c1
+            mdm *= c1
+            pdm *= c1
             if diff_m > 0 and diff_p < diff_m:
                 mdm += diff_m
             elif diff_p > 0 and diff_p > diff_m:
                 pdm += diff_p
-            t = self._tr
-            self._tr = t - t / p + tr
+            self._tr = self._tr * c1 + tr
         self._pdm = pdm
         self._mdm = mdm
         return n
@@ -1044,7 +1052,7 @@ class ADX(_DMBase):
             return a
         a = self._adx
         if dx == dx:
-            a = self._adx = (a * (p - 1) + dx) / p
+            a = self._adx = a * self._c1 + dx * self._c2
         return a
 
 
