@@ -59,16 +59,16 @@ def test_cli_errors_are_one_line():
         assert p.stderr.strip().count("\n") == 0 and needle in p.stderr and "Traceback" not in p.stderr
 
 
-def test_backfill_unreachable_exchange_is_one_line(free_port, tmp_path):
+def test_unreachable_exchange_is_one_line(free_port, tmp_path):
     env = os.environ | {"KIT_EXCHANGE_URL": f"http://127.0.0.1:{free_port}", "KIT_REPLAY_DATA": str(tmp_path)}
-    p = subprocess.run(
-        [*KIT, "backfill", "BTCUSDT", "1m", "--start", "2025-06-01", "--end", "2025-06-02"],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-    )
-    assert p.returncode == 2 and "cannot reach the exchange" in p.stderr and "Traceback" not in p.stderr
+    for args in (
+        ["backfill", "BTCUSDT", "1m", "--start", "2025-06-01", "--end", "2025-06-02"],
+        ["feed", "BTCUSDT", "1m"],
+    ):
+        p = subprocess.run([*KIT, *args], capture_output=True, text=True, timeout=60, env=env)
+        assert p.returncode == 2, (args, p.stderr)
+        assert "cannot reach the exchange" in p.stderr and "Traceback" not in p.stderr
+        assert p.stderr.strip().count("\n") == 0
 
 
 async def test_backfill_fetches_and_reports(outage_1m, tmp_path):

@@ -255,7 +255,9 @@ class Feed:
             conn.add(name)
             # Binance accepts a SUBSCRIBE to any well-formed name and then stays silent: ask
             # REST whether the symbol is listed, so a typo fails instead of waiting forever.
-            asyncio.get_running_loop().create_task(self._check_symbol(stream), name=f"kit-feed-check-{name}")
+            task = asyncio.get_running_loop().create_task(self._check_symbol(stream), name=f"kit-feed-check-{name}")
+            self._watchers.add(task)  # the loop holds tasks weakly
+            task.add_done_callback(self._watchers.discard)
         stream.add(sub)
 
     async def _check_symbol(self, stream: Stream) -> None:

@@ -37,6 +37,7 @@ def feed(
     if history < 0 or count < 0:
         raise ConfigError("--history and --count must be >= 0")
     f = Feed(ws_url, rest_url)
+    _check_reachable(f)
 
     async def one(sym: str, done: asyncio.Event, seen: list[int]) -> None:
         async with f.subscribe(sym, interval, history=history, gaps=True) as sub:
@@ -83,3 +84,16 @@ def format_event(ev: object) -> str:
         f"{ts(c.open_time)} {ev.symbol} {ev.interval} o={c.open:.8g} h={c.high:.8g} l={c.low:.8g} "  # type: ignore[attr-defined]
         f"c={c.close:.8g} v={c.volume:.8g} {state}"
     )
+
+
+def _check_reachable(f: object) -> None:
+    """Fail with one line if nothing answers at the REST URL (the feed itself would retry forever)."""
+    from kit.errors import ExchangeError
+
+    try:
+        f.rest.server_time()  # type: ignore[attr-defined]
+    except ExchangeError as exc:
+        hint = (
+            " (start the simulator with `kit exchange`)" if "127.0.0.1" in str(exc) or "localhost" in str(exc) else ""
+        )
+        raise ExchangeError(f"{exc}{hint}") from None
