@@ -23,7 +23,6 @@ import time
 from typing import Any
 
 from jinja2 import Template
-from panel.auth import BasicLoginHandler
 
 log = logging.getLogger("kit.dashboard.auth")
 
@@ -66,37 +65,56 @@ button:hover{background:#115e59}
 )
 
 
-class KitLoginHandler(BasicLoginHandler):
-    """Panel's login form, checking passwords against :mod:`kit.store`'s users table.
+def _make_login_handler() -> type:
+    # Built on first access (module __getattr__), not at import: ``panel.auth`` loads this module
+    # through its entry point while it is itself still importing, so importing it here at module
+    # level would be circular.
+    from panel.auth import BasicLoginHandler
 
-    ``get`` renders kit's self-contained login page; ``post`` (Panel's) calls :meth:`_validate`
-    and sets the signed ``user`` cookie, or redirects to ``/login?error=...``.
-    """
+    if "_KitLoginHandler" in globals():  # importing panel.auth just built it (via the entry point)
+        return globals()["_KitLoginHandler"]
 
-    def get(self) -> None:
-        # Panel's get(), rendering kit's template (the provider overwrites ``_login_template``).
-        from panel.auth import _validate_next_url, state
+    class KitLoginHandler(BasicLoginHandler):  # type: ignore[misc,valid-type]
+        """Panel's login form, checking passwords against :mod:`kit.store`'s users table.
 
-        errormessage = self.get_argument("error", "")
-        next_url = _validate_next_url(self.get_argument("next", state.base_url))
-        if next_url:
-            self.set_cookie("next_url", next_url)
-        self.write(LOGIN_TEMPLATE.render(login_endpoint=self._login_endpoint, errormessage=errormessage))
+        ``get`` renders kit's self-contained login page; ``post`` (Panel's) calls :meth:`_validate`
+        and sets the signed ``user`` cookie, or redirects to ``/login?error=...``.
+        """
 
-    def _validate(self, username: str, password: str) -> bool:
-        if not username or not password or len(password) > 1024:
-            return False
-        from kit.store import users
+        def get(self) -> None:
+            # Panel's get(), rendering kit's template (the provider overwrites ``_login_template``).
+            from panel.auth import _validate_next_url, state
 
-        try:
-            ok = users.authenticate(get_store(), username, password) is not None
-        except Exception:  # the database being down must not crash the login page
-            log.exception("login check failed for %r", username)
-            return False
-        log.info("login %s", "accepted" if ok else "refused", extra={"user": username})
-        if ok:
-            forget_role(username)
-        return ok
+            errormessage = self.get_argument("error", "")
+            next_url = _validate_next_url(self.get_argument("next", state.base_url))
+            if next_url:
+                self.set_cookie("next_url", next_url)
+            self.write(LOGIN_TEMPLATE.render(login_endpoint=self._login_endpoint, errormessage=errormessage))
+
+        def _validate(self, username: str, password: str) -> bool:
+            if not username or not password or len(password) > 1024:
+                return False
+            from kit.store import users
+
+            try:
+                ok = users.authenticate(get_store(), username, password) is not None
+            except Exception:  # the database being down must not crash the login page
+                log.exception("login check failed for %r", username)
+                return False
+            log.info("login %s", "accepted" if ok else "refused", extra={"user": username})
+            if ok:
+                forget_role(username)
+            return ok
+
+    return KitLoginHandler
+
+
+def __getattr__(name: str) -> Any:
+    if name == "KitLoginHandler":
+        cls = globals().get("_KitLoginHandler") or _make_login_handler()
+        globals()["_KitLoginHandler"] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 _store_lock = threading.Lock()
@@ -115,6 +133,16 @@ def get_store() -> Any:
             store.migrate()
             _store = store
         return _store
+
+
+def reset_store() -> None:
+    """Forget the process's store and cached roles (tests that switch databases)."""
+    global _store
+    with _store_lock:
+        if _store is not None:
+            _store.dispose()
+        _store = None
+    _roles.clear()
 
 
 _ROLE_TTL_S = 5.0

@@ -59,8 +59,11 @@ def apps_dir() -> Path:
 
 
 def panel_command(port: int, *, address: str = "127.0.0.1", admin: bool = True,
-                  allow_origin: list[str] | None = None) -> list[str]:  # fmt: skip
-    """``panel serve`` for the dashboard (``/dashboard``, also at ``/``) and the admin page (``/ops``)."""
+                  allow_origin: list[str] | None = None, extra: list[str] | None = None) -> list[str]:  # fmt: skip
+    """``panel serve`` for the dashboard (``/dashboard``, also at ``/``) and the admin page (``/ops``).
+
+    ``extra``: more ``panel serve`` options, e.g. ``["--unused-session-lifetime", "1000"]``.
+    """
     if not 0 <= port < 65536:
         raise ConfigError(f"port must be 0-65535, got {port}")
     apps = apps_dir()
@@ -80,7 +83,7 @@ def panel_command(port: int, *, address: str = "127.0.0.1", admin: bool = True,
         origins.append("*")  # port 0: the port is only known after binding (tests)
     for o in origins:
         cmd += ["--allow-websocket-origin", o]
-    return cmd
+    return cmd + list(extra or [])
 
 
 def panel_env(settings: Settings, base: dict[str, str] | None = None) -> dict[str, str]:

@@ -181,8 +181,12 @@ def demo_strategies() -> list[tuple[Any, str, str]]:
     return [(RsiReversion(), "BTCUSDT", "1m"), (EmaCross(), "ETHUSDT", "1m")]
 
 
-def promote_demo_strategies(store: Any) -> list[str]:
-    """Promote the examples for ``demo`` unless it already has strategies; returns what was done."""
+def promote_demo_strategies(store: Any, start: int | None = None) -> list[str]:
+    """Promote the examples for ``demo`` unless it already has strategies; returns what was done.
+
+    ``start``: first candle they may trade (ms). With the simulator this is its simulated clock,
+    since the replayed candles are older than the wall clock.
+    """
     from kit.store import strategies
 
     if strategies.list(store, DEMO_USER):
@@ -191,9 +195,17 @@ def promote_demo_strategies(store: Any) -> list[str]:
 
     done = []
     for strat, symbol, interval in demo_strategies():
-        kit.promote(strat, user=DEMO_USER, symbol=symbol, interval=interval)
+        kit.promote(strat, user=DEMO_USER, symbol=symbol, interval=interval, start=start, store=store)
         done.append(f"{type(strat).__name__} on {symbol} {interval}")
     return done
+
+
+def exchange_time(rest_url: str) -> int:
+    """The exchange's clock (ms): Binance's ``/api/v3/time``; the simulator answers with its simulated time."""
+    import json
+
+    with urllib.request.urlopen(f"{rest_url}/api/v3/time", timeout=5) as resp:
+        return int(json.loads(resp.read())["serverTime"])
 
 
 # -- the commands ----------------------------------------------------------------------------
@@ -254,7 +266,17 @@ def run_up(port: int | None = None, host: str = "127.0.0.1", speed: float = 60.0
     try:
         if sim:
             _say(out, f"starting the simulator on 127.0.0.1:{ex_port} (replaying {settings.replay_data}, {speed:g}x)")
-            simc = sup.start("simulator", [*kit_cmd, "exchange", "--port", str(ex_port), "--speed", f"{speed:g}"], env)
+            sim_cmd = [
+                *kit_cmd,
+                "exchange",
+                "--port",
+                str(ex_port),
+                "--speed",
+                f"{speed:g}",
+                "--update-every",
+                f"{max(2.0, speed / 4):g}",
+            ]  # ~4 forming updates per second
+            simc = sup.start("simulator", sim_cmd, env)
             wait_port("127.0.0.1", ex_port, simc)
         else:
             _say(out, f"live exchange configured: {settings.exchange_url} (no simulator)")
@@ -264,7 +286,7 @@ def run_up(port: int | None = None, host: str = "127.0.0.1", speed: float = 60.0
         if created or not _has_strategies(store):
             _say(out, "promoting the demo user's example strategies (first run: a short backtest each)...")
             try:
-                promoted = promote_demo_strategies(store)
+                promoted = promote_demo_strategies(store, exchange_time(settings.exchange_url) if sim else None)
             except Exception as exc:  # the demo must not keep the rest from starting
                 _say(out, f"warning: could not promote the example strategies: {type(exc).__name__}: {exc}")
         if has_daemon:

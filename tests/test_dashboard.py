@@ -1,0 +1,316 @@
+"""The dashboard's parts without a browser: hub over the real feed and engine, chart updates,
+authorisation against a real store, cookie secret, the demo user and the serve command."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+import os
+import socket
+import stat
+
+import pytest
+from bokeh.document import Document
+
+from kit.dashboard.chart import CandleChart
+from kit.dashboard.hub import CHART_BARS, OVERLAYS, Bar, Hub, overlay_column
+from kit.errors import ConfigError
+from kit.settings import Settings
+
+MINUTE = 60_000
+
+
+class Collect:
+    """A session-side listener: records what the hub pushes (the consumer, not a stand-in for kit)."""
+
+    def __init__(self) -> None:
+        self.bars: list[Bar] = []
+
+    def push(self, bar: Bar) -> None:
+        self.bars.append(bar)
+
+    def closed(self) -> list[Bar]:
+        return [b for b in self.bars if b.closed]
+
+
+async def _until(cond, timeout: float = 30.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not cond():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.05)
+
+
+async def test_hub_shares_one_stream_fans_out_and_leaks_nothing(simulator, sample_frames):
+    from kit.feed import Feed
+    from kit.market.files import to_ms
+
+    frame = sample_frames[("BTCUSDT", "1m")]
+    ms = to_ms(frame.index)
+    start = int(ms[300])
+    sim = await simulator(speed=600, start=start, update_every=20)
+    feed = Feed(ws_url=sim.ws_url, rest_url=sim.rest_url)
+    hub = Hub(feed_factory=lambda: feed, grace_s=0.2)
+    a, b = Collect(), Collect()
+    assert hub.attach("BTCUSDT", "1m", a) == []  # the stream starts with the first listener
+    await _until(lambda: len(a.closed()) >= 300 + 3)
+    snap = hub.attach("BTCUSDT", "1m", b)  # the second gets the shared buffer as its history
+    assert len(snap) >= 300
+    await _until(lambda: len(b.closed()) >= 2)
+
+    # history + live: every closed candle once, in order, equal to the data
+    closed = a.closed()
+    times = [c.open_time for c in closed]
+    assert all(y - x == MINUTE for x, y in itertools.pairwise(times))
+    i_last = int((ms == times[-1]).nonzero()[0][0])
+    assert closed[-1].close == frame["close"].iloc[i_last]
+    # forming updates arrive between closes, for the candle after the last closed one
+    forming = [x for x in a.bars if not x.closed]
+    assert forming and all(f.open_time > times[0] for f in forming)
+    # overlays come from the shared engine: EMA 20 after warm-up equals the batch EMA
+    from kit.indicators import ema
+
+    col = overlay_column("EMA 20")
+    closes = frame["close"].to_numpy()
+    want = ema(closes[: i_last + 1], 20)[-1]
+    assert math.isclose(closed[-1].values[col], want, rel_tol=1e-9)
+    assert {"ov_bollinger_20_upper", "ov_bollinger_20_lower"} <= set(closed[-1].values)
+    # one engine stream and one feed stream for two listeners
+    st = hub.stats()
+    assert [s["listeners"] for s in st["streams"]] == [2]
+    assert st["feed"]["streams"] == 1
+    assert hub.last_price("BTCUSDT") is not None
+
+    hub.detach("BTCUSDT", "1m", a)
+    hub.detach("BTCUSDT", "1m", b)
+    await _until(lambda: not hub.stats()["streams"])
+    await _until(lambda: feed.stats()["streams"] == 0)
+    n = len(a.bars)
+    await asyncio.sleep(0.3)
+    assert len(a.bars) == n  # a detached listener hears nothing more
+    await feed.stop()
+
+
+async def test_hub_reattach_within_grace_keeps_the_stream(simulator):
+    from kit.feed import Feed
+
+    sim = await simulator(speed=600)
+    feed = Feed(ws_url=sim.ws_url, rest_url=sim.rest_url)
+    hub = Hub(feed_factory=lambda: feed, grace_s=5.0)
+    a = Collect()
+    hub.attach("ETHUSDT", "1m", a)
+    await _until(lambda: len(a.closed()) > 5)
+    hub.detach("ETHUSDT", "1m", a)
+    b = Collect()
+    snap = hub.attach("ETHUSDT", "1m", b)  # a page reload: same stream, buffer intact
+    assert len(snap) >= 5
+    assert hub.stats()["streams"][0]["listeners"] == 1
+    hub.detach("ETHUSDT", "1m", b)
+    await feed.stop()
+
+
+def _bar(t: int, close: float, closed: bool, recv: float = 0.0) -> Bar:
+    return Bar(t, close - 1, close + 2, close - 2, close, 1.5, closed, {"ov_ema_20": close - 0.5}, recv)
+
+
+def test_chart_patches_the_forming_candle_and_streams_new_ones():
+    chart = CandleChart(None, "1m", {"EMA 20": ["ov_ema_20"]})
+    chart.reset([_bar(i * MINUTE, 100.0 + i, True) for i in range(10)])
+    src = chart.source
+    assert len(src.data["open_time"]) == 10
+    # forming updates of the next candle: one new row, then patched in place
+    for k in range(5):
+        chart.push(_bar(10 * MINUTE, 200.0 + k, False))
+    chart.flush()  # coalesced: five pushes, one flush
+    assert chart.updates == 1
+    assert len(src.data["open_time"]) == 11
+    assert src.data["close"][-1] == 204.0
+    chart.push(_bar(10 * MINUTE, 205.5, False))
+    chart.flush()
+    assert len(src.data["open_time"]) == 11 and src.data["close"][-1] == 205.5
+    # it closes, and the next one starts
+    chart.push(_bar(10 * MINUTE, 206.0, True))
+    chart.push(_bar(11 * MINUTE, 207.0, False))
+    chart.flush()
+    assert list(src.data["open_time"][-2:]) == [10 * MINUTE, 11 * MINUTE]
+    assert src.data["close"][-2] == 206.0 and src.data["ov_ema_20"][-2] == 205.5
+    assert src.data["color"][-1] in ("#16a34a", "#dc2626")
+    # an old candle arriving late changes nothing
+    chart.push(_bar(3 * MINUTE, 1.0, True))
+    chart.flush()
+    assert src.data["close"][3] == 103.0
+
+
+def test_chart_rolls_over_at_chart_bars():
+    chart = CandleChart(None, "1m", {})
+    chart.reset([_bar(i * MINUTE, 100.0, True) for i in range(CHART_BARS)])
+    for i in range(CHART_BARS, CHART_BARS + 25):
+        chart.push(_bar(i * MINUTE, 100.0, True))
+        chart.flush()
+    t = list(chart.source.data["open_time"])
+    assert len(t) == CHART_BARS
+    assert t[0] == 25 * MINUTE and t[-1] == (CHART_BARS + 24) * MINUTE
+
+
+def test_chart_under_a_document_flushes_on_its_next_tick():
+    doc = Document()
+    chart = CandleChart(doc, "1m", {})
+    doc.add_root(chart.layout)
+    chart.reset([_bar(0, 100.0, True)])
+    chart.push(_bar(MINUTE, 101.0, False))
+    chart.push(_bar(MINUTE, 102.0, False))
+    callbacks = list(doc.session_callbacks)
+    assert len(callbacks) == 1  # one flush scheduled for both pushes
+    callbacks[0].callback()
+    assert list(chart.source.data["close"]) == [100.0, 102.0]
+    chart.close()
+    chart.push(_bar(2 * MINUTE, 103.0, False))
+    assert len(chart.source.data["close"]) == 2  # a closed session takes nothing more
+
+
+def test_trade_markers_only_inside_the_window():
+    chart = CandleChart(None, "1m", {})
+    chart.reset([_bar(i * MINUTE, 100.0, True) for i in range(10, 20)])
+    chart.set_trades([
+        {"time": 5 * MINUTE, "price": 99.0, "buy": True},
+        {"time": 12 * MINUTE, "price": 100.5, "buy": True, "label": "entry"},
+        {"time": 15 * MINUTE, "price": 101.5, "buy": False, "label": "exit"},
+    ])  # fmt: skip
+    d = chart.trades.data
+    assert list(d["time"]) == [12 * MINUTE, 15 * MINUTE]
+    assert list(d["marker"]) == ["triangle", "inverted_triangle"]
+
+
+# -- authorisation against a real store -------------------------------------------------------
+@pytest.fixture
+def users_db(tmp_path, monkeypatch):
+    from kit.dashboard import auth
+    from kit.store import Store, users
+
+    url = f"sqlite:///{tmp_path / 'auth.db'}"
+    monkeypatch.setenv("KIT_DATABASE_URL", url)
+    auth.reset_store()
+    store = Store(url)
+    store.migrate()
+    users.add(store, "vera", "vera-password", role="viewer")
+    users.add(store, "adam", "adam-password", role="admin")
+    yield store
+    store.dispose()
+    auth.reset_store()
+
+
+@pytest.mark.parametrize(
+    ("user", "path", "allowed"),
+    [
+        ("vera", "/dashboard", True),
+        ("vera", "/", True),
+        ("vera", "/ops", False),
+        ("vera", "/admin", False),
+        ("vera", "/admin/", False),
+        ("vera", "/ops/anything", False),
+        ("vera", "/opsx", True),
+        ("adam", "/ops", True),
+        ("adam", "/admin", True),
+        ("adam", "/dashboard", True),
+        ("nobody", "/dashboard", False),
+        (None, "/dashboard", False),
+    ],
+)
+def test_authorize(users_db, user, path, allowed):
+    from kit.dashboard.auth import authorize
+
+    assert authorize({"user": user} if user else None, path) is allowed
+
+
+def test_login_validation_uses_the_hashed_passwords(users_db):
+    from kit.dashboard.auth import KitLoginHandler
+
+    check = KitLoginHandler._validate
+    assert check(None, "vera", "vera-password") is True
+    assert check(None, "vera", "adam-password") is False
+    assert check(None, "vera", "") is False
+    assert check(None, "nobody", "vera-password") is False
+    assert check(None, "", "") is False
+
+
+def test_login_page_is_self_contained_and_escapes_the_error():
+    from kit.dashboard.auth import LOGIN_TEMPLATE
+
+    html = LOGIN_TEMPLATE.render(login_endpoint="/login", errormessage="<script>x</script>")
+    assert 'name="username"' in html and 'name="password"' in html
+    assert "<script>x</script>" not in html and "&lt;script&gt;" in html
+    assert "http" not in html.split("<body>")[0]  # no CDN: renders offline
+
+
+# -- serving -----------------------------------------------------------------------------------
+def test_cookie_secret_is_generated_once_private_and_overridable(tmp_path):
+    from kit.dashboard.serve import cookie_secret
+
+    s = Settings.from_env({"KIT_DATA_DIR": str(tmp_path)})
+    first = cookie_secret(s)
+    assert len(first) >= 32 and cookie_secret(s) == first
+    path = tmp_path / "secrets" / "cookie_secret"
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    env = Settings.from_env({"KIT_DATA_DIR": str(tmp_path), "KIT_COOKIE_SECRET": "x" * 40})
+    assert cookie_secret(env) == "x" * 40
+    with pytest.raises(ConfigError, match="KIT_COOKIE_SECRET"):
+        cookie_secret(Settings.from_env({"KIT_DATA_DIR": str(tmp_path), "KIT_COOKIE_SECRET": "short"}))
+
+
+def test_panel_command_keeps_the_secret_off_the_command_line(tmp_path):
+    from kit.dashboard.serve import panel_command, panel_env
+
+    cmd = panel_command(5999)
+    assert cmd[1:4] == ["-m", "panel", "serve"]
+    assert cmd[cmd.index("--oauth-provider") + 1] == "kit"
+    assert "--setup" in cmd and "--cookie-secret" not in cmd
+    assert "127.0.0.1:5999" in cmd and "localhost:5999" in cmd
+    s = Settings.from_env({"KIT_DATA_DIR": str(tmp_path)})
+    env = panel_env(s, {"PANEL_OAUTH_PROVIDER": "github"})
+    assert env["PANEL_COOKIE_SECRET"] and "PANEL_OAUTH_PROVIDER" not in env
+    with pytest.raises(ConfigError, match="port"):
+        panel_command(70000)
+
+
+def test_demo_user_is_created_once(tmp_path):
+    from kit.dashboard.up import ensure_demo_user
+    from kit.store import Store, users
+
+    s = Settings.from_env({"KIT_DATA_DIR": str(tmp_path)})
+    store = Store(f"sqlite:///{tmp_path / 'kit.db'}")
+    store.migrate()
+    pw, created = ensure_demo_user(s, store)
+    assert created and pw and len(pw) >= 10
+    assert users.authenticate(store, "demo", pw) is not None
+    assert stat.S_IMODE(os.stat(tmp_path / "secrets" / "demo_password").st_mode) == 0o600
+    assert ensure_demo_user(s, store) == (pw, False)  # second run: same password, nothing new
+    store.dispose()
+
+    s2 = Settings.from_env({"KIT_DATA_DIR": str(tmp_path / "b"), "KIT_DEMO_PASSWORD": "demo-pass-from-env"})
+    (tmp_path / "b").mkdir()
+    store2 = Store(f"sqlite:///{tmp_path / 'b' / 'kit.db'}")
+    store2.migrate()
+    assert ensure_demo_user(s2, store2) == ("demo-pass-from-env", True)
+    assert users.authenticate(store2, "demo", "demo-pass-from-env") is not None
+    store2.dispose()
+
+
+def test_port_free_sees_a_listening_server():
+    from kit.dashboard.up import port_free
+
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen()
+        port = srv.getsockname()[1]
+        assert port_free("127.0.0.1", port) is False
+    assert port_free("127.0.0.1", port) is True
+
+
+def test_overlay_menu_resolves_to_indicator_specs():
+    hub = Hub(feed_factory=lambda: None)
+    labels = [ov.label for ov, _ in hub.specs()]
+    assert labels == [ov.label for ov in OVERLAYS]
+    cols = hub.overlay_columns()
+    assert cols["EMA 20"] == ["ov_ema_20"]
+    assert cols["Bollinger 20"] == ["ov_bollinger_20_upper", "ov_bollinger_20_middle", "ov_bollinger_20_lower"]
