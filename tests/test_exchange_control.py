@@ -219,3 +219,16 @@ async def test_server_pings_and_drops_a_client_that_never_pongs(simulator):
     assert ops and ops[0] == 0x9  # it was pinged, did not answer, and was cut off
     assert sim.stats()["dropped_pong"] == 1
     assert sim.stats()["pongs_received"] >= 3
+
+
+async def test_connection_attempts_are_limited_per_ip(simulator):
+    sim = await simulator(paused=True, max_connects=2)
+    for _ in range(2):
+        async with connect(f"{sim.ws_url}/ws", max_queue=None):
+            pass
+    with pytest.raises(InvalidStatus) as info:
+        async with connect(f"{sim.ws_url}/ws", max_queue=None):
+            pass
+    assert info.value.response.status_code == 429
+    assert 1 <= int(info.value.response.headers["Retry-After"]) <= 300
+    assert sim.stats()["refused_connects"] == 1

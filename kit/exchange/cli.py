@@ -17,7 +17,7 @@ def exchange(
     start: str = typer.Option(
         None, "--start", help="Simulated start: ISO time or ms (default: data start + 1000 candles)."
     ),
-    weight_limit: int = typer.Option(6000, "--weight-limit", help="REST request weight per minute per IP."),
+    weight_limit: int = typer.Option(6000, "--weight-limit", help="REST request weight per minute per IP (0: none)."),
     max_connection_age: float = typer.Option(
         86400.0, "--max-connection-age", help="Real seconds before a WebSocket connection is dropped (Binance: 24 h)."
     ),
@@ -45,7 +45,7 @@ def exchange(
         start=start_value,
         host=host,
         port=port,
-        weight_limit=weight_limit,
+        weight_limit=weight_limit or None,
         max_connection_age=max_connection_age,
         update_every=update_every,
         symbols=[s.strip() for s in symbols.split(",") if s.strip()] if symbols else None,

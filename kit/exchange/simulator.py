@@ -22,15 +22,18 @@ Timing model
 Real-time limits (as Binance, in real seconds regardless of speed): ping every ``ping_interval``
 and a drop without pong within ``pong_timeout``; more than ``max_incoming_per_s`` incoming messages
 in one second drops the connection (close 1008); ``max_connection_age`` closes it (1001);
-``max_streams`` per connection; the REST weight over a sliding 60 s window.
+``max_streams`` per connection; ``max_connects`` handshakes per IP per 5 minutes (else HTTP 429);
+the REST weight over a sliding 60 s window.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import heapq
 import logging
 import math
+import numbers
 import socket
 import time
 from collections.abc import Iterable
@@ -73,26 +76,33 @@ class _Stream:
         self.last_g = -1  # last forming boundary sent
 
 
+def to_ms(value: object, name: str = "start") -> int:
+    """A time given as ms (int), an ISO string, a datetime or a pandas Timestamp, as ms UTC."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{name}: expected ms, an ISO time or a Timestamp, got {value!r}")
+    if isinstance(value, numbers.Integral):
+        return int(value)
+    if isinstance(value, numbers.Real) and math.isfinite(float(value)):
+        return int(value)
+    ts = None
+    if isinstance(value, (str, datetime, pd.Timestamp)):
+        try:
+            ts = pd.Timestamp(value)
+        except ValueError:
+            ts = None
+    if ts is None or ts is pd.NaT:
+        raise ConfigError(f"{name}: cannot read {value!r} as a time (try 2025-06-01T00:00Z or ms)")
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return int(ts.value // 1_000_000)
+
+
 def _parse_start(start: object, data: MarketData) -> int:
     if start is None:
         t = data.first_open + _HISTORY_CANDLES * data.finest_step
         return min(t, data.last_end)
-    if isinstance(start, bool):
-        raise ConfigError(f"start: expected ms, an ISO time or a Timestamp, got {start!r}")
-    if isinstance(start, (int, float)) and not isinstance(start, bool):
-        t = int(start)
-    else:
-        try:
-            ts = pd.Timestamp(start) if isinstance(start, (str, datetime, pd.Timestamp)) else None
-        except ValueError:
-            ts = None
-        if ts is None or ts is pd.NaT:
-            raise ConfigError(f"start: cannot read {start!r} as a time (try 2025-06-01T00:00Z or ms)")
-        ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-        t = int(ts.value // 1_000_000)
+    t = to_ms(start)
     if not data.first_open <= t <= data.last_end:
-        fmt = _iso
-        raise ConfigError(f"start: {fmt(t)} is outside the data ({fmt(data.first_open)} to {fmt(data.last_end)})")
+        raise ConfigError(f"start: {_iso(t)} is outside the data ({_iso(data.first_open)} to {_iso(data.last_end)})")
     return t
 
 
@@ -118,6 +128,8 @@ class ExchangeSimulator:
         update_every: simulated seconds between forming updates (0 disables them).
         symbols: serve only these symbols.
         send_queue: frames a connection may have queued before it is dropped as too slow.
+        max_connects: WebSocket connection attempts per IP per 5 minutes of real time (Binance: 300);
+            beyond it the handshake is refused with HTTP 429 and ``Retry-After``. None: unlimited.
     """
 
     def __init__(
@@ -137,6 +149,7 @@ class ExchangeSimulator:
         max_streams: int = 1024,
         max_incoming_per_s: int = 5,
         send_queue: int = 10_000,
+        max_connects: int | None = 300,
     ) -> None:
         if data is None:
             from kit.settings import Settings
@@ -178,6 +191,10 @@ class ExchangeSimulator:
         self.max_streams = max_streams
         self.max_incoming_per_s = max_incoming_per_s
         self.send_queue = send_queue
+        if max_connects is not None and (not isinstance(max_connects, int) or max_connects < 1):
+            raise ConfigError(f"max_connects must be a positive integer or None, got {max_connects!r}")
+        self.max_connects = max_connects
+        self._attempts: dict[str, collections.deque[float]] = {}
         self.clock = SimClock(self.start_ms, self._speed)
         self.faults = Faults(self)
         self._weights = _rest.WeightMeter(weight_limit)
@@ -194,7 +211,7 @@ class ExchangeSimulator:
             (
                 "connections_total", "messages_sent", "messages_received", "events_final", "events_forming",
                 "http_requests", "http_429", "dropped_slow", "dropped_rate_limit", "dropped_lifetime",
-                "dropped_pong", "pings_sent", "pongs_received", "faulty_frames",
+                "dropped_pong", "pings_sent", "pongs_received", "faulty_frames", "refused_connects",
             ),
             0,
         )  # fmt: skip
@@ -294,7 +311,7 @@ class ExchangeSimulator:
 
     async def wait_until(self, ms: int | str | pd.Timestamp, timeout: float | None = None) -> None:
         """Wait until the simulated clock has reached ``ms`` and every event due by then is queued."""
-        target = ms if isinstance(ms, int) else _parse_start(ms, self.data)
+        target = to_ms(ms, "ms")
         deadline = None if timeout is None else time.monotonic() + timeout
         while self._processed < target:
             if deadline is not None and time.monotonic() > deadline:
@@ -327,6 +344,18 @@ class ExchangeSimulator:
         ip = connection.remote_address[0] if connection.remote_address else "?"
         if request.headers.get("Upgrade", "").lower() != "websocket":
             return _rest.handle(self, request.path, ip)
+        if self.max_connects is not None:
+            now = time.monotonic()
+            attempts = self._attempts.setdefault(ip, collections.deque())
+            while attempts and attempts[0] <= now - 300.0:
+                attempts.popleft()
+            if len(attempts) >= self.max_connects:
+                self._counters["refused_connects"] += 1
+                retry = max(1, math.ceil(attempts[0] + 300.0 - now))
+                log.warning("%s: more than %d connection attempts in 5 minutes, refusing", ip, self.max_connects)
+                msg = f"Too many connection attempts: limit is {self.max_connects} per 5 minutes."
+                return _rest.respond(429, _wire.rest_error(-1003, msg), extra={"Retry-After": str(retry)})
+            attempts.append(now)
         try:
             route = _ws_route(request.path, self.max_streams)
         except ValueError as exc:
