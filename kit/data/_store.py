@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
+from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -108,8 +110,16 @@ class _Cache:
         return frame[list(COLUMNS)].astype("float64")
 
     def add(self, frame: pd.DataFrame, covered: list[Range]) -> None:
-        """Merge ``frame`` (rows inside ``covered``) into the cache, atomically."""
+        """Merge ``frame`` (rows inside ``covered``) into the cache, atomically.
+
+        Rows are written before the index that vouches for them, each by rename, under a lock
+        file so two processes backfilling the same series do not lose each other's rows.
+        """
         self.dir.mkdir(parents=True, exist_ok=True)
+        with _locked(self.dir / f".{self.path.stem}.lock"):
+            self._add(frame, covered)
+
+    def _add(self, frame: pd.DataFrame, covered: list[Range]) -> None:
         old = self.read()
         both = pd.concat([old, frame]) if len(old) else frame
         both = both[~both.index.duplicated(keep="last")].sort_index()
@@ -119,6 +129,21 @@ class _Cache:
         meta_tmp = self.meta.with_suffix(".json.tmp")
         meta_tmp.write_text(json.dumps({"covered": [list(r) for r in merge(self.covered() + covered)]}))
         os.replace(meta_tmp, self.meta)
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks; writes stay atomic, merges may race
+        yield
+        return
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 _file_memo: dict[tuple[str, float], pd.DataFrame] = {}
