@@ -183,20 +183,17 @@ def test_trade_markers_only_inside_the_window():
 
 
 # -- authorisation against a real store -------------------------------------------------------
-@pytest.fixture
-def users_db(tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def users_db(tmp_path_factory):
     from kit.dashboard import auth
     from kit.store import Store, users
 
-    url = f"sqlite:///{tmp_path / 'auth.db'}"
-    monkeypatch.setenv("KIT_DATABASE_URL", url)
-    auth.reset_store()
-    store = Store(url)
+    store = Store(f"sqlite:///{tmp_path_factory.mktemp('auth') / 'auth.db'}")
     store.migrate()
     users.add(store, "vera", "vera-password", role="viewer")
     users.add(store, "adam", "adam-password", role="admin")
+    auth.set_store(store)
     yield store
-    store.dispose()
     auth.reset_store()
 
 

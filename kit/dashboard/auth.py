@@ -135,6 +135,14 @@ def get_store() -> Any:
         return _store
 
 
+def set_store(store: Any) -> None:
+    """Use ``store`` as the process's store (a server embedding the dashboard, and tests)."""
+    global _store
+    with _store_lock:
+        _store = store
+    _roles.clear()
+
+
 def reset_store() -> None:
     """Forget the process's store and cached roles (tests that switch databases)."""
     global _store
