@@ -358,3 +358,27 @@ async def test_engine_over_feed_and_simulator(btc_eth_1m):
 def test_key_round_trip_used_by_engine_callers():
     assert parse_spec("macd(12,26,9)") == spec("macd")
     assert read_candles  # the real-data reader is what the fixtures use
+
+
+async def test_slow_subscriber_skips_ahead_and_cancelled_reader_is_harmless(btc):
+    src = ListSource(btc, start=50)
+    engine = IndicatorEngine(src, max_queue=10)
+    async with (
+        engine.subscribe("BTCUSDT", "1m", specs=["ema(5)"]) as slow,
+        engine.subscribe("BTCUSDT", "1m", specs=["ema(5)"]) as fast,
+        engine.subscribe("BTCUSDT", "1m", specs=["ema(5)"]) as idle,
+    ):
+        waiter = asyncio.create_task(anext(idle))  # blocks on the shared wake-up, then is cancelled
+        await asyncio.sleep(0)
+        got = await take(fast, 40)
+        waiter.cancel()
+        got += await take(fast, 5)  # the others are not disturbed by the cancellation
+        opens = [r.candle.open_time for r in got]
+        assert opens == list(range(opens[0], opens[0] + MIN * len(opens), MIN))
+        assert slow.queued <= 20
+        first = await anext(slow)
+        assert slow.dropped > 0
+        assert first.candle.open_time > btc[50].open_time  # skipped ahead, then contiguous again
+        nxt = await anext(slow)
+        assert nxt.candle.open_time == first.candle.open_time + MIN
+        assert engine.stats()["per_stream"]["BTCUSDT 1m"]["log_rows"] < 20

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
@@ -20,23 +19,25 @@ class EngineSubscription:
 
     ``history`` (set on entering) holds the last ``history`` closed rows, its specs warmed; the
     rows yielded next continue from there without a gap. Forming rows (``closed=False``) are
-    yielded only with ``forming=True``; of those only the latest waits in the queue.
+    yielded only with ``forming=True``, and only the latest one (a viewer wants the present).
+
+    Subscribers do not have queues of their own: each reads the stream's shared log of closed
+    rows at its own cursor, so publishing a row costs the same for 1 or 10,000 subscribers. A
+    subscriber more than ``max_queue`` rows behind skips ahead (counted in ``dropped``).
     """
 
     __slots__ = (
+        "_cursor",
         "_engine",
-        "_error",
-        "_q",
+        "_forming_seen",
         "_started",
         "_stream",
-        "_waiter",
         "closed",
         "dropped",
         "forming",
         "history",
         "history_size",
         "interval",
-        "max_queue",
         "specs",
         "symbol",
     )
@@ -49,7 +50,6 @@ class EngineSubscription:
         specs: tuple[IndicatorSpec, ...],
         history: int,
         forming: bool,
-        max_queue: int,
     ) -> None:
         self._engine = engine
         self.symbol = symbol
@@ -57,17 +57,15 @@ class EngineSubscription:
         self.specs = specs
         self.history_size = history
         self.forming = forming
-        self.max_queue = max_queue
         #: the last ``history`` closed rows at the moment of joining
         self.history: list[Row] = []
         self.closed = False
-        #: closed rows dropped because the consumer let ``max_queue`` of them pile up
+        #: closed rows skipped because this subscriber fell more than ``max_queue`` rows behind
         self.dropped = 0
-        self._q: deque[Row] = deque()
-        self._waiter: asyncio.Future | None = None
         self._stream: _LiveStream | None = None
+        self._cursor = 0
+        self._forming_seen = -1
         self._started = False
-        self._error: BaseException | None = None
 
     def __repr__(self) -> str:
         return f"EngineSubscription({self.symbol} {self.interval}, specs={len(self.specs)}, closed={self.closed})"
@@ -90,9 +88,7 @@ class EngineSubscription:
         if self.closed:
             return
         self.closed = True
-        self._q.clear()
         self._engine._detach(self)
-        self._wake()
 
     def add(self, *specs: IndicatorSpec | str) -> None:
         """Also follow ``specs`` from now on; new ones are warmed from the stream's kept rows (and
@@ -103,6 +99,12 @@ class EngineSubscription:
         self._stream.state.add_specs(new)
         self.specs = (*self.specs, *new)
 
+    @property
+    def queued(self) -> int:
+        """Closed rows waiting to be read (at most what the stream still keeps for laggards)."""
+        st = self._stream
+        return 0 if st is None else max(0, st.base + len(st.log) - max(self._cursor, st.base))
+
     def __aiter__(self) -> EngineSubscription:
         return self
 
@@ -110,46 +112,34 @@ class EngineSubscription:
         if not self._started:
             await self.start()
         while True:
-            if self._q:
-                return self._q.popleft()
-            if self._error is not None:
-                err, self._error = self._error, None
-                raise err
-            if self.closed:
+            st = self._stream
+            if st is None or self.closed:
                 raise StopAsyncIteration
-            self._waiter = asyncio.get_running_loop().create_future()
-            try:
-                await self._waiter
-            finally:
-                self._waiter = None
-
-    # producer side (the stream task; never awaits)
-    def _put(self, row: Row) -> None:
-        q = self._q
-        if q and not q[-1].closed:
-            q.pop()  # a waiting forming row is superseded by any newer row of the stream
-        elif row.closed and len(q) >= self.max_queue:
-            q.popleft()
-            self.dropped += 1
-        q.append(row)
-        w = self._waiter
-        if w is not None and not w.done():
-            w.set_result(None)
-
-    def _wake(self) -> None:
-        w = self._waiter
-        if w is not None and not w.done():
-            w.set_result(None)
-
-    def _fail(self, exc: BaseException) -> None:
-        if not self.closed:
-            self._error = exc
-            self.closed = True
-            self._wake()
+            log = st.log
+            base = st.base
+            c = self._cursor
+            if c < base + len(log):
+                if c < base:
+                    self.dropped += base - c
+                    c = base
+                self._cursor = c + 1
+                return log[c - base]
+            if self.forming and st.forming is not None and st.forming_seq != self._forming_seen:
+                self._forming_seen = st.forming_seq
+                return st.forming
+            if st.error is not None:
+                raise st.error
+            if st.ended:
+                raise StopAsyncIteration
+            fut = st.waiter
+            if fut is None:
+                fut = st.waiter = asyncio.get_running_loop().create_future()
+            # shield: cancelling one subscriber's task must not cancel the future others await
+            await asyncio.shield(fut)
 
 
 class _LiveStream:
-    """A StreamState fed by one upstream subscription; fans rows out to its subscribers."""
+    """A StreamState fed by one upstream subscription; publishes rows to a log all subscribers read."""
 
     def __init__(self, engine: IndicatorEngine, symbol: str, interval: str, upstream_history: int) -> None:
         self.engine = engine
@@ -160,9 +150,34 @@ class _LiveStream:
         self.ready = asyncio.Event()
         self.error: BaseException | None = None
         self.ended = False  # the source ran out (a finite replay)
+        #: closed rows published; ``log[i]`` has sequence number ``base + i``
+        self.log: list[Row] = []
+        self.base = 0
+        self.forming: Row | None = None
+        self.forming_seq = 0
+        self.waiter: asyncio.Future | None = None
         self.rows_published = 0
         self.upstream_history = upstream_history
         self.task = asyncio.get_running_loop().create_task(self._run(), name=f"kit-engine-{symbol}-{interval}")
+
+    def _wake(self) -> None:
+        w = self.waiter
+        if w is not None:
+            self.waiter = None
+            if not w.done():
+                w.set_result(None)
+
+    def _publish(self, row: Row) -> None:
+        log = self.log
+        log.append(row)
+        limit = self.engine.max_queue
+        if len(log) >= 2 * limit:  # amortised trim: keep the last max_queue rows for laggards
+            cut = len(log) - limit
+            del log[:cut]
+            self.base += cut
+        self.forming = None  # superseded by its candle's closed row
+        self.rows_published += 1
+        self._wake()
 
     async def _run(self) -> None:
         st = self.state
@@ -179,35 +194,27 @@ class _LiveStream:
                         if row is not None:
                             seen += 1
                             if self.subs:
-                                self.rows_published += 1
-                                for sub in self.subs:
-                                    sub._put(row)
+                                self._publish(row)
                     elif self.forming_subs and self.ready.is_set():
-                        row = st.on_forming(ev.candle)
+                        self.forming = st.on_forming(ev.candle)
+                        self.forming_seq += 1
                         self.rows_published += 1
-                        for sub in self.subs:
-                            if sub.forming:
-                                sub._put(row)
+                        self._wake()
                     # Ready once the upstream history is in: caught up with what the source has
                     # queued (a Feed's ``queued``), or as many closed candles as were asked for.
                     if not self.ready.is_set() and (seen >= self.upstream_history or getattr(up, "queued", 0) == 0):
                         self.ready.set()
-            raise EOFError(f"the source of {st.symbol} {st.interval} ended")
+            self.ended = True
+            log.debug("engine stream source ended", extra={"stream": f"{st.symbol} {st.interval}"})
         except asyncio.CancelledError:
             raise
-        except BaseException as exc:
-            if isinstance(exc, EOFError):
-                self.ended = True
-                log.debug("engine stream source ended", extra={"stream": f"{st.symbol} {st.interval}"})
-                for sub in list(self.subs):
-                    sub.closed = True
-                    sub._wake()
-            else:
-                self.error = exc
-                for sub in list(self.subs):
-                    sub._fail(exc)
+        except Exception as exc:  # handed to every subscriber
+            self.error = exc
+        finally:
             self.ready.set()
-            self.engine._drop_stream(self)
+            self._wake()
+            if self.ended or self.error is not None:
+                self.engine._drop_stream(self)
 
 
 class IndicatorEngine:
@@ -220,7 +227,8 @@ class IndicatorEngine:
             -- i.e. :class:`kit.feed.Feed` (live exchange, simulator, replay).
         keep: closed rows each stream remembers at least (warm-up of specs added later, and the
             upstream history asked for when a stream opens).
-        max_queue: closed rows a slow subscriber may leave waiting before the oldest is dropped.
+        max_queue: closed rows a slow subscriber may fall behind before it skips ahead (the
+            stream keeps at most twice this many published rows).
 
     Per (symbol, interval) the engine holds one upstream subscription and one incremental
     state per unique spec any subscriber asked for; each closed candle updates each spec once
@@ -230,7 +238,7 @@ class IndicatorEngine:
     missing rows. Nothing here is specific to live data.
     """
 
-    def __init__(self, feed: Any, *, keep: int = 1000, max_queue: int = 10_000) -> None:
+    def __init__(self, feed: Any, *, keep: int = 1000, max_queue: int = 1000) -> None:
         if not hasattr(feed, "subscribe"):
             raise ValueError(f"feed must have a subscribe() method (a kit.feed.Feed), got {feed!r}")
         if int(keep) < 1:
@@ -266,7 +274,7 @@ class IndicatorEngine:
         seen: dict[IndicatorSpec, None] = {}
         for s in specs:
             seen[as_spec(s)] = None
-        return EngineSubscription(self, sym, itv, tuple(seen), history, bool(forming), self.max_queue)
+        return EngineSubscription(self, sym, itv, tuple(seen), history, bool(forming))
 
     async def _attach(self, sub: EngineSubscription) -> None:
         key = (sub.symbol, sub.interval)
@@ -291,11 +299,11 @@ class IndicatorEngine:
         # From here to the end nothing awaits: history and live rows meet without a gap.
         stream.state.add_specs(sub.specs)
         sub.history = stream.state.history(sub.history_size)
+        sub._stream = stream
+        sub._cursor = stream.base + len(stream.log)
         if stream.ended:  # a finite source already ran out: history only
             stream.state.remove_specs(sub.specs)
-            sub.closed = True
             return
-        sub._stream = stream
         stream.subs.append(sub)
         if sub.forming:
             stream.forming_subs += 1
@@ -304,12 +312,12 @@ class IndicatorEngine:
         stream = sub._stream
         if stream is None:
             return
-        sub._stream = None
         if sub in stream.subs:
             stream.subs.remove(sub)
             if sub.forming:
                 stream.forming_subs -= 1
             stream.state.remove_specs(sub.specs)
+        stream._wake()  # a task of this subscriber blocked in __anext__ sees it closed
         self._maybe_drop(stream)
 
     def _maybe_drop(self, stream: _LiveStream) -> None:
@@ -334,6 +342,7 @@ class IndicatorEngine:
             for sub in list(stream.subs):
                 sub.close()
             stream.task.cancel()
+            stream._wake()
             try:
                 await stream.task
             except BaseException:
@@ -357,6 +366,7 @@ class IndicatorEngine:
                 "candles": s.state.candles,
                 "updates": s.state.updates,
                 "rows_published": s.rows_published,
+                "log_rows": len(s.log),
                 "kept_rows": len(s.state.rows),
             }
         return {
