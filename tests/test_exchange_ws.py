@@ -117,3 +117,47 @@ async def test_max_speed_is_lossless_and_ordered_across_streams(simulator, sampl
         assert [v[4] for v in values] == pytest.approx(want["volume"].tolist(), rel=1e-12), name
     # The clock stopped at the end of the data; REST agrees nothing is left to come.
     assert sim.now_ms() == int(to_ms(btc.index)[-1]) + MIN
+
+
+async def test_real_outage_stays_an_outage_on_the_wire(simulator, shared_data_dir):
+    from kit.market.files import read_candles
+
+    m1 = read_candles(shared_data_dir / "BTCUSDT_1m_20230316_20230501.csv.gz")["2023-03-24 10:00":"2023-03-24 15:59"]
+    sim = await simulator(data={("BTCUSDT", "1m"): m1}, speed="max", start="2023-03-24 12:00", paused=True)
+    streams = ["btcusdt@kline_1m", "btcusdt@kline_5m", "btcusdt@kline_1h"]
+    async with connect(f"{sim.ws_url}/stream?streams={'/'.join(streams)}", max_queue=None) as ws:
+        sim.resume()
+        await sim.wait_until("2023-03-24 16:00", timeout=30)
+        got = []
+        while sim.stats()["queued"] or len(got) < sim.stats()["events_final"]:
+            got.append(json.loads(await asyncio.wait_for(ws.recv(), 10)))
+
+    def opens(name: str) -> list[str]:
+        return [
+            pd.Timestamp(m["data"]["k"]["t"], unit="ms", tz="UTC").strftime("%H:%M") for m in got if m["stream"] == name
+        ]
+
+    minutes = opens("btcusdt@kline_1m")
+    assert minutes[:40] == [f"12:{m:02d}" for m in range(40)]
+    assert minutes[40] == "14:00" and len(minutes) == 40 + 120  # 12:40-13:59 never happened
+    fives = opens("btcusdt@kline_5m")
+    assert fives[7:10] == ["12:35", "14:00", "14:05"]
+    assert opens("btcusdt@kline_1h") == ["12:00", "14:00", "15:00"]  # no 13:00 candle
+    first_hour = next(m["data"]["k"] for m in got if m["stream"] == "btcusdt@kline_1h")
+    assert float(first_hour["v"]) == pytest.approx(m1["2023-03-24 12:00":"2023-03-24 12:39"].volume.sum(), rel=1e-12)
+
+
+async def test_switching_to_max_speed_mid_run_loses_nothing(simulator, sample_frames):
+    frame = small_frames(sample_frames)[("BTCUSDT", "1m")]
+    t = [int(x) for x in to_ms(frame.index)]
+    sim = await simulator(speed=3000, update_every=0)
+    async with connect(f"{sim.ws_url}/ws/btcusdt@kline_1m", max_queue=None) as ws:
+        got = [await recv_json(ws), await recv_json(ws)]
+        sim.set_speed("max")
+        while got[-1]["k"]["t"] != t[-1]:
+            got.append(await recv_json(ws))
+    opens = [g["k"]["t"] for g in got]
+    assert opens == t[t.index(opens[0]) :]
+    assert all(g["k"]["x"] for g in got)
+    sim.set_speed(600)  # and back: the clock runs again from where max speed left it
+    assert sim.stats()["speed"] == 600 and sim.now_ms() >= t[-1] + MIN
