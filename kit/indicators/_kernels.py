@@ -289,42 +289,43 @@ def natr(h, low, c, out, period):
 def rolling_max_min(hi, lo, period, hh, ll):
     """hh[i] = max(hi[i-period+1 .. i]) and ll[i] = min(lo[...]) for i >= period - 1.
 
-    Van Herk / Gil-Werman: suffix extrema of the older block, prefix extrema of the newer
-    one; O(1) per bar whatever the data (TA-Lib 0.8 uses the same scan).
+    Van Herk / Gil-Werman, block by block (TA-Lib 0.8 uses the same scan): the suffix extrema
+    of one block (in a ``period``-sized buffer) combined with the running prefix extrema of
+    the next; O(1) per bar whatever the data, two reads of the input.
     """
     n = hi.shape[0]
-    if n < period:
-        return
-    suf_h = np.empty(n)
-    suf_l = np.empty(n)
-    sh = 0.0
-    sl = 0.0
-    for i in range(n - 1, -1, -1):
-        if i == n - 1 or (i + 1) % period == 0:
-            sh = hi[i]
-            sl = lo[i]
-        else:
+    p = period
+    suf_h = np.empty(p)
+    suf_l = np.empty(p)
+    for start in range(0, n, p):
+        end = min(start + p, n)
+        sh = hi[end - 1]
+        sl = lo[end - 1]
+        for i in range(end - 1, start - 1, -1):
             if hi[i] > sh:
                 sh = hi[i]
             if lo[i] < sl:
                 sl = lo[i]
-        suf_h[i] = sh
-        suf_l[i] = sl
-    ph = 0.0
-    pl = 0.0
-    for i in range(n):
-        if i % period == 0:
-            ph = hi[i]
-            pl = lo[i]
-        else:
-            if hi[i] > ph:
+            suf_h[i - start] = sh
+            suf_l[i - start] = sl
+        if end - start < p:
+            break
+        hh[end - 1] = suf_h[0]  # a window that is exactly this block
+        ll[end - 1] = suf_l[0]
+        ph = 0.0
+        pl = 0.0
+        for m in range(p - 1):  # windows ending inside the next block
+            i = end + m
+            if i >= n:
+                break
+            if m == 0 or hi[i] > ph:
                 ph = hi[i]
-            if lo[i] < pl:
+            if m == 0 or lo[i] < pl:
                 pl = lo[i]
-        if i >= period - 1:
-            j = i - period + 1
-            hh[i] = suf_h[j] if suf_h[j] > ph else ph
-            ll[i] = suf_l[j] if suf_l[j] < pl else pl
+            x = suf_h[m + 1]
+            hh[i] = x if x > ph else ph
+            x = suf_l[m + 1]
+            ll[i] = x if x < pl else pl
 
 
 def _fast_k(h, low, c, fastk, fk):
