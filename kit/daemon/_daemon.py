@@ -170,12 +170,12 @@ class Daemon:
 
     # ----- the database, with waiting and retrying -------------------------------------------
 
-    async def _db(self, fn: Any, *args: Any) -> Any:
-        """Run ``fn(*args)`` in a thread; while the database is unavailable, wait and retry forever."""
+    async def _db(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn(*args, **kwargs)`` in a thread; while the database is unavailable, wait and retry forever."""
         delay = 0.2
         while True:
             try:
-                out = await asyncio.to_thread(fn, *args)
+                out = await asyncio.to_thread(fn, *args, **kwargs)
                 if not self._db_ok:
                     if self._db_waits:
                         log.warning("database reachable again")
@@ -274,7 +274,8 @@ class Daemon:
                 continue
             carry = old if old is not None and (rec.symbol, rec.interval) == self._stream_of(sid) else None
             await self._start_member(rec, None, now, carry=carry)
-            log.info("strategy started", extra={"strategy_id": sid, "version": rec.version, "name": rec.name})
+            if sid in self.book.members:
+                log.info("strategy started", extra={"strategy_id": sid, "version": rec.version, "strategy": rec.name})
         for skey in list(self.book.streams):
             self._ensure_stream(skey, now)
         for skey in [k for k in self._streams if k not in self.book.streams]:

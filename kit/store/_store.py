@@ -65,16 +65,22 @@ class Store:
             # pysqlite's own transaction handling defers BEGIN; emit it ourselves so that
             # a write transaction takes its lock up front (BEGIN IMMEDIATE) when asked.
             sa.event.listen(self.engine, "begin", _sqlite_begin)
+        # Writers take SQLite's write lock when they begin (BEGIN IMMEDIATE), so a transaction
+        # that reads and then writes waits for the daemon instead of failing with "locked".
+        self._write_engine = self.engine.execution_options(kit_write=True)
 
     def __repr__(self) -> str:
         return f"Store({_mask(self.url)!r})"
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A SQLModel session that commits on success and rolls back on error."""
+    def session(self, *, write: bool = False) -> Iterator[Session]:
+        """A SQLModel session that commits on success and rolls back on error.
+
+        ``write=True`` for a transaction that writes: on SQLite it takes the write lock up front.
+        """
         from sqlmodel import Session as SMSession
 
-        with SMSession(self.engine, expire_on_commit=False) as s:
+        with SMSession(self._write_engine if write else self.engine, expire_on_commit=False) as s:
             try:
                 yield s
                 s.commit()
@@ -84,8 +90,8 @@ class Store:
 
     @contextmanager
     def begin(self) -> Iterator[sa.Connection]:
-        """A Core connection inside one transaction (the daemon's hot path)."""
-        with self.engine.begin() as conn:
+        """A Core connection inside one write transaction (the daemon's hot path)."""
+        with self._write_engine.begin() as conn:
             yield conn
 
     def migrate(self, revision: str = "head") -> None:
@@ -138,4 +144,4 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(conn: sa.Connection) -> None:
-    conn.exec_driver_sql("BEGIN")
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("kit_write") else "BEGIN")

@@ -54,7 +54,7 @@ def ensure_checkpoint(
     """
     from sqlmodel import select
 
-    with store.session() as s:
+    with store.session(write=True) as s:
         cp = s.exec(select(Checkpoint).where(Checkpoint.strategy_id == rec.id)).first()
         if cp is not None:
             return cp

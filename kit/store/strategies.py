@@ -66,7 +66,7 @@ def _set_active(store: Store, sid: int, active: bool, uid: int | None, uname: st
     cond = [StrategyRecord.id == sid]
     if uid is not None:
         cond.append(StrategyRecord.user_id == uid)
-    with store.session() as s:
+    with store.session(write=True) as s:
         n = s.execute(sa.update(StrategyRecord).where(*cond).values(**values)).rowcount
         if not n:
             who = f" for user {uname!r}" if uname else ""
@@ -98,7 +98,7 @@ def upsert(
     if not name or len(name) > 128:
         raise ConfigError(f"name must be 1-128 characters, got {name!r}")
     now = utcnow()
-    with store.session() as s:
+    with store.session(write=True) as s:
         row = s.exec(select(StrategyRecord).where(StrategyRecord.user_id == uid, StrategyRecord.name == name)).first()
         if row is None:
             row = StrategyRecord(

@@ -45,7 +45,7 @@ def add(store: Store, name: str, password: str, role: str = "viewer") -> User:
         raise ConfigError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
     user = User(name=name, password_hash=hash_password(password), role=role)
     try:
-        with store.session() as s:
+        with store.session(write=True) as s:
             s.add(user)
             s.flush()
             s.refresh(user)
@@ -72,7 +72,7 @@ def set_password(store: Store, user: User | str, password: str) -> None:
     """Replace ``user``'s password."""
     name = user.name if isinstance(user, User) else user
     h = hash_password(password)
-    with store.session() as s:
+    with store.session(write=True) as s:
         n = s.execute(sa.update(User).where(User.name == name).values(password_hash=h)).rowcount
     if not n:
         raise NotFound(f"unknown user {name!r}")
