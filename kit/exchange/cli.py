@@ -26,9 +26,8 @@ def exchange(
 ) -> None:
     """Replay candles over Binance's spot REST + WebSocket protocol on one port.
 
-    Admin endpoints (GET) for tests driving a separate process: /_sim/stats, /_sim/pause,
-    /_sim/resume, /_sim/speed?x=60, /_sim/fault?kind=drop|stall|malformed|duplicate|reorder
-    (&n=3, &seconds=5).
+    Admin endpoints (plain GET, for tests driving a separate process): /_sim/stats /_sim/pause
+    /_sim/resume /_sim/speed?x=60 /_sim/fault?kind=drop|stall|malformed|duplicate|reorder&n=3&seconds=5
     """
     import asyncio
     import logging

@@ -255,7 +255,8 @@ class ExchangeSimulator:
             self.rest_url, self.ws_url,
             ", ".join(f"{s} {d.base(s).interval}" for s in d.symbols),
             _iso(d.first_open), _iso(d.last_end), _iso(self.start_ms),
-            "max" if self.clock.is_max else f"{self.clock.speed:g}",
+            "max (the clock moves only while a stream has subscribers)" if self.clock.is_max
+            else f"{self.clock.speed:g}",
         )  # fmt: skip
         return self
 
@@ -330,6 +331,7 @@ class ExchangeSimulator:
         out.update(
             connections=len(self._conns),
             streams=len(self._streams),
+            subscribers={name: len(st.subs) for name, st in self._streams.items()},
             subscriptions=sum(len(c.streams) for c in self._conns),
             queued=sum(c.queue.qsize() for c in self._conns),
             now_ms=self.now_ms(),
