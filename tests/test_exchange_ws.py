@@ -28,7 +28,7 @@ def _row(frame: pd.DataFrame, t: int) -> list[float]:
 async def test_raw_stream_forming_updates_then_final_equal_to_the_file(simulator, sample_frames):
     frame = small_frames(sample_frames)[("BTCUSDT", "1m")]
     t = [int(x) for x in to_ms(frame.index)]
-    sim = await simulator(start=t[1000] + 1000, speed=600, paused=True)
+    sim = await simulator(start=t[1000] + 1000, speed=600, paused=True, max_update_rate=None)
     async with connect(f"{sim.ws_url}/ws/btcusdt@kline_1m", max_queue=None) as ws:
         sim.resume()
         events = []
@@ -61,6 +61,24 @@ async def test_raw_stream_forming_updates_then_final_equal_to_the_file(simulator
         last_v, last_e = fv, ev["E"]
     # Then the next candle forms.
     assert nxt["k"]["t"] == t[1001] and nxt["k"]["x"] is False
+
+
+async def test_forming_updates_are_capped_per_real_second(simulator, sample_frames):
+    frame = small_frames(sample_frames)[("BTCUSDT", "1m")]
+    t = [int(x) for x in to_ms(frame.index)]
+    # Speed 60: a 1m candle lasts 1 s of real time; 2 s boundaries would be 30 updates, the cap is 10/s.
+    sim = await simulator(start=t[1000], speed=60, paused=True, max_update_rate=10)
+    async with connect(f"{sim.ws_url}/ws/btcusdt@kline_1m", max_queue=None) as ws:
+        sim.resume()
+        forming = []
+        while True:
+            ev = await recv_json(ws)
+            if ev["k"]["x"]:
+                break
+            forming.append(ev)
+    assert 1 <= len(forming) <= 11
+    assert all(ev["E"] % 2000 == 0 for ev in forming)  # still on Binance's 2 s boundaries
+    assert sorted({ev["E"] for ev in forming}) == [ev["E"] for ev in forming]
 
 
 async def test_combined_stream_wraps_events_and_aggregates(simulator, sample_frames):

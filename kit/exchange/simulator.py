@@ -8,8 +8,9 @@ Timing model
   ``update_every`` boundary of simulated time (epoch-aligned, 2 s like Binance) and at candle
   closes; for each subscribed stream it sends the final ``x:true`` event of every candle that
   closed (``E`` = close_time + 1) and then one forming ``x:false`` event as of the latest boundary.
-  When real ticks are shorter than 5 ms (high speeds) forming updates are conflated: at most one
-  per stream per tick; final events are never skipped.
+  Forming updates are conflated (the latest boundary wins) to at most ``max_update_rate`` per
+  stream per real second (default 20; at speed 600 the 2 s cadence would be 300/s); final events
+  are never skipped.
 - At ``speed="max"`` the clock jumps from one candle close to the next over the streams that
   have subscribers, forming updates are skipped, and every event of one simulated instant is
   queued (waiting for room: lossless backpressure) on every subscribed connection before the
@@ -128,6 +129,7 @@ class ExchangeSimulator:
         update_every: simulated seconds between forming updates (0 disables them).
         symbols: serve only these symbols.
         send_queue: frames a connection may have queued before it is dropped as too slow.
+        max_update_rate: forming updates per stream per real second at most (None: every boundary).
         max_connects: WebSocket connection attempts per IP per 5 minutes of real time (Binance: 300);
             beyond it the handshake is refused with HTTP 429 and ``Retry-After``. None: unlimited.
     """
@@ -150,6 +152,7 @@ class ExchangeSimulator:
         max_incoming_per_s: int = 5,
         send_queue: int = 10_000,
         max_connects: int | None = 300,
+        max_update_rate: float | None = 20.0,
     ) -> None:
         if data is None:
             from kit.settings import Settings
@@ -194,6 +197,10 @@ class ExchangeSimulator:
         if max_connects is not None and (not isinstance(max_connects, int) or max_connects < 1):
             raise ConfigError(f"max_connects must be a positive integer or None, got {max_connects!r}")
         self.max_connects = max_connects
+        if max_update_rate is not None and (not isinstance(max_update_rate, (int, float)) or max_update_rate <= 0):
+            raise ConfigError(f"max_update_rate must be a positive number or None, got {max_update_rate!r}")
+        self._forming_gap = 0.0 if max_update_rate is None else 1.0 / max_update_rate
+        self._last_forming = 0.0
         self._attempts: dict[str, collections.deque[float]] = {}
         self.clock = SimClock(self.start_ms, self._speed)
         self.faults = Faults(self)
@@ -484,7 +491,14 @@ class ExchangeSimulator:
         """Queue every event due by now; return the real seconds until the next one is due."""
         t = self.clock.now_ms()
         u = self.update_ms
-        next_due = t + 3_600_000
+        real = time.monotonic()
+        # Forming updates: on update_every boundaries, but at most max_update_rate per second of
+        # real time (at speed 600 Binance's 2 s cadence would be 300 updates/s per stream).
+        forming = bool(u) and real - self._last_forming >= self._forming_gap
+        if forming:
+            self._last_forming = real
+        next_final = t + 3_600_000
+        next_form = t + 3_600_000
         counters = self._counters
         for st in list(self._streams.values()):
             s = st.series
@@ -497,22 +511,25 @@ class ExchangeSimulator:
                 i += 1
             st.idx = i
             if i < n:
-                next_due = min(next_due, ends[i])
+                next_final = min(next_final, ends[i])
             if u:
                 g = t - t % u
-                if g > st.last_g:
+                if forming and g > st.last_g:
                     st.last_g = g
                     bar = s.forming(g)
                     if bar is not None and bar.end > t:
                         body = _wire.kline_body(st.symbol, st.interval, bar.t, bar.end, *bar[2:], False)
                         self._offer(st, _wire.kline_event(st.symbol, g, body))
                         counters["events_forming"] += 1
-                next_due = min(next_due, g + u)
+                next_form = min(next_form, g + u)
         self._processed = max(self._processed, t)
         if t >= self.data.last_end and not self._ended:
             self._ended = True
             log.info("simulated clock passed the end of the data (%s): no more candles", _iso(self.data.last_end))
-        wait = (next_due - t) / self.clock.speed / 1000.0
+        speed = self.clock.speed
+        wait = (next_final - t) / speed / 1000.0
+        if u:
+            wait = min(wait, max((next_form - t) / speed / 1000.0, self._last_forming + self._forming_gap - real))
         return min(_MAX_TICK, max(_MIN_TICK, wait))
 
     async def _run_max(self) -> bool:
