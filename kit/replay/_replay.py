@@ -171,7 +171,9 @@ async def replay_async(
     t0 = time.perf_counter()
     sim = ExchangeSimulator(data={(sym, itv): base}, speed="max", start=first, port=0, weight_limit=None)
     async with sim, Feed(sim.ws_url, sim.rest_url) as feed:
-        engine = IndicatorEngine(feed, keep=n + 10)
+        # remember every row (indicators warm from the first candle) and never let the harness
+        # be skipped ahead as a laggard: a replay must see every closed candle
+        engine = IndicatorEngine(feed, keep=n + 10, max_queue=n + 10)
         try:
             sub = engine.subscribe(sym, itv, specs=list(specs), history=n)
             async with sub:
@@ -193,8 +195,11 @@ async def replay_async(
         finally:
             await engine.close()
     elapsed = time.perf_counter() - t0
-    if seen != n:
-        raise DataError(f"replay saw {seen} closed candles of {n}: the live path lost or added candles")
+    dropped = sub.dropped
+    if seen != n or dropped:
+        raise DataError(
+            f"replay saw {seen} closed candles of {n} ({dropped} dropped): the live path lost or added candles"
+        )
     return ReplayRun(results, sym, itv, seen, elapsed)
 
 

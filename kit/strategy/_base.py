@@ -280,7 +280,7 @@ class Strategy:
             if arr is None:
                 out.append(None)
                 continue
-            a = np.asarray(arr)
+            a = arr if type(arr) is np.ndarray else np.asarray(arr)
             if a.shape != (n,):
                 raise TypeError(f"{type(self).__name__}.signals().{field} has shape {a.shape}, expected ({n},)")
             if a.dtype != np.bool_:

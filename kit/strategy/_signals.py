@@ -40,20 +40,30 @@ def crossed_above(a: np.ndarray, b: np.ndarray | float) -> np.ndarray:
     False. NaNs (indicator warm-up) compare False, so no cross is reported during warm-up.
     """
     a = np.asarray(a, dtype=np.float64)
-    b = np.broadcast_to(np.asarray(b, dtype=np.float64), a.shape)
-    out = np.zeros(a.shape, dtype=np.bool_)
-    if a.shape[0] > 1:
-        out[1:] = (a[1:] > b[1:]) & (a[:-1] <= b[:-1])
+    n = a.shape[0]
+    out = np.zeros(n, dtype=np.bool_)
+    if n > 1:
+        if np.ndim(b) == 0:
+            b = float(b)
+            out[1:] = (a[1:] > b) & (a[:-1] <= b)
+        else:
+            b = np.asarray(b, dtype=np.float64)
+            out[1:] = (a[1:] > b[1:]) & (a[:-1] <= b[:-1])
     return out
 
 
 def crossed_below(a: np.ndarray, b: np.ndarray | float) -> np.ndarray:
     """True where ``a`` goes from ``>= b`` on the previous row to ``< b`` on this row (see :func:`crossed_above`)."""
     a = np.asarray(a, dtype=np.float64)
-    b = np.broadcast_to(np.asarray(b, dtype=np.float64), a.shape)
-    out = np.zeros(a.shape, dtype=np.bool_)
-    if a.shape[0] > 1:
-        out[1:] = (a[1:] < b[1:]) & (a[:-1] >= b[:-1])
+    n = a.shape[0]
+    out = np.zeros(n, dtype=np.bool_)
+    if n > 1:
+        if np.ndim(b) == 0:
+            b = float(b)
+            out[1:] = (a[1:] < b) & (a[:-1] >= b)
+        else:
+            b = np.asarray(b, dtype=np.float64)
+            out[1:] = (a[1:] < b[1:]) & (a[:-1] >= b[:-1])
     return out
 
 

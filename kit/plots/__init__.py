@@ -1,0 +1,26 @@
+"""Charts for notebooks and the dashboard (HoloViews with the Bokeh backend, imported on first use).
+
+* :func:`candles`: candlesticks, indicator overlays (price-scale) and subplots (the rest), trade markers
+* :func:`backtest`: the same straight from a :class:`kit.backtest.BacktestResult`
+* :func:`equity`: equity curve and drawdown
+* :func:`heatmap`: a sweep metric over two parameters
+* :func:`to_bokeh`: the Bokeh model of any of them
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["backtest", "candles", "equity", "heatmap", "to_bokeh"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from kit.plots import _charts
+
+        return getattr(_charts, name)
+    raise AttributeError(f"module 'kit.plots' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__
