@@ -448,7 +448,9 @@ def test_spec_identity_and_helpers():
     m = ki.spec("macd")
     assert m.key == "macd(12,26,9)" and m.outputs == ("macd", "signal", "hist")
     assert m.columns[1] == "macd(12,26,9).signal" and m.warmup == 33
-    assert ki.spec("bbands", 20, 2) == ki.spec("bbands", 20, 2.0, 2.0)
+    assert ki.spec("bbands", 20, 2) == ki.spec("bbands", 20, 2.0, 2.0) == ki.spec("bbands", period=20, nbdevup=2)
+    with pytest.raises(ValueError, match="params"):
+        ki.spec("rsi", length=14)
     assert ki.spec("bbands", 20, 2).key == "bbands(20,2.0,2.0)"
     o = ki.spec("rsi", 14, source="open")
     assert o.inputs == ("open",) and o.key == "rsi(open,14)" and o != s

@@ -150,8 +150,17 @@ def _column(frame: Any, name: str) -> np.ndarray:
     return np.asarray(frame[name], dtype=np.float64)
 
 
-def spec(name: str, *params: Any, source: str | None = None) -> IndicatorSpec:
-    """``spec("rsi", 14)``; ``source="open"`` reads another column (single-input indicators)."""
+def spec(name: str, *params: Any, source: str | None = None, **kwparams: Any) -> IndicatorSpec:
+    """``spec("rsi", 14)``, ``spec("bbands", period=20, nbdevup=2.0)``; ``source="open"`` reads
+    another column (single-input indicators). Parameters are those of the batch function."""
+    if kwparams:
+        cls = CLASSES.get(name) if isinstance(name, str) else None
+        if cls is None:
+            raise ValueError(f"name: unknown indicator {name!r}; expected one of {', '.join(NAMES)}")
+        try:
+            params = cls(*params, **kwparams).params
+        except TypeError as exc:
+            raise ValueError(f"params: {name}: {exc}") from None
     if source is None:
         return IndicatorSpec(name, params)
     s = IndicatorSpec(name, params)
