@@ -264,8 +264,15 @@ class IndicatorEngine:
     ) -> EngineSubscription:
         """Rows of ``symbol``'s ``interval`` stream with ``specs`` (specs or keys like ``"rsi(14)"``).
 
-        ``history``: closed rows handed over on entering (``sub.history``); ``forming``: also
-        yield rows for forming candles (values peeked, ``closed=False``).
+        ``history``: closed rows handed over on entering (``sub.history``), warmed: a stream
+        opens by asking its source for ``max(keep, history + largest warm-up + 1)`` candles, and
+        a spec new to a running stream is replayed over the rows the stream kept. A late
+        subscriber asking for more history than the stream kept gets what it kept.
+        ``forming``: also yield rows for forming candles (values peeked, ``closed=False``).
+
+        Values depend on where a recursive indicator (EMA, RSI, ATR...) started: the engine
+        starts at the first candle it was given, so its values equal the batch functions run
+        over the same candles from that candle on.
         """
         sym = validate_symbol(symbol)
         itv = validate_interval(interval)
