@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import time
 import urllib.request
 
 import pandas as pd
+import pytest
 
 from kit.market.files import to_ms
 from tests.fixtures.exchange import small_frames
@@ -43,26 +45,26 @@ async def test_ccxt_fetch_ohlcv_returns_the_file_candles(simulator, sample_frame
     assert len(hours) == 10 and hours[0][0] == int(to_ms(frame.index)[0])
 
 
-def test_cli_bad_arguments_are_one_line_errors(tmp_path):
+def test_cli_bad_arguments_are_one_line_errors(tmp_path, capsys):
+    from kit.cli import main
+
     cases = [
         (("--data", str(tmp_path / "nowhere")), "data"),
         (("--data", str(tmp_path)), "no candle files"),
         (("--speed", "fast"), "speed"),
         (("--start", "1990-01-01"), "start"),
     ]
-    procs = [  # in parallel: each process pays kit's start-up time
-        subprocess.Popen(
-            [sys.executable, "-m", "kit", "exchange", *args, "--port", "0"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            cwd=ROOT,
-        )
-        for args, _ in cases
-    ]
-    for proc, (args, words) in zip(procs, cases, strict=True):
-        _, err = proc.communicate(timeout=120)
-        assert proc.returncode == 2, (args, err)
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level  # the CLI configures the root logger; give it back
+    for args, words in cases:
+        try:
+            with pytest.raises(SystemExit) as info:
+                main(["exchange", *args, "--port", "0"])
+        finally:
+            root.handlers[:] = saved[0]
+            root.setLevel(saved[1])
+        assert info.value.code == 2, args
+        err = capsys.readouterr().err
         lines = err.strip().splitlines()
         assert lines[-1].startswith("error: ") and words in lines[-1], (args, err)
         assert "Traceback" not in err, args
