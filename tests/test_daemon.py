@@ -38,7 +38,7 @@ def test_identical_strategies_are_evaluated_once_and_trade_separately(candles):
     book.add(Rec(4, EmaCross(fast=4, slow=8), user_id=1), candles[0][0] - 1, {})
     stream = book.streams[("BTCUSDT", "1m")]
     assert len(stream.groups) == 2 and stream.members == 4
-    assert len(stream.market.indicators) == 3  # ema(3), ema(4), ema(8): shared specs once
+    assert len(stream.own_state().slots) == 3  # ema(3), ema(4), ema(8): shared specs once
     writes = []
     for c in candles:
         res = book.on_candle("BTCUSDT", "1m", c)

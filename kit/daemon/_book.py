@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kit.broker import BrokerState, FillModel, PaperBroker
-from kit.daemon._market import StreamState
+from kit.engine import StreamState
 from kit.market.intervals import interval_ms
 from kit.store.ledger import CandleWrite
 from kit.strategy import Signal, Strategy
@@ -88,14 +88,48 @@ class CandleResult:
 
 
 class Stream:
-    """One (symbol, interval): market state and the groups evaluated on it."""
+    """One (symbol, interval): the groups evaluated on it and the indicator state feeding them.
+
+    ``state`` is a :class:`kit.engine.StreamState`: the live engine's (``attach``, the daemon)
+    or one the Book drives itself (:meth:`Book.on_candle`, tests and the benchmark). ``sub``
+    is the engine subscription whose specs follow the groups' needs.
+    """
 
     def __init__(self, symbol: str, interval: str, *, keep: int) -> None:
         self.symbol, self.interval = symbol, interval
-        self.market = StreamState(symbol, interval, keep=keep)
+        self.state: StreamState | None = None
+        self.sub: Any = None
+        self._keep = keep
         self.groups: dict[tuple[Any, ...], Group] = {}
         self.candles = 0
+        self.last_time: int | None = None
         self.last_close_ms: int | None = None
+
+    def own_state(self) -> StreamState:
+        """The stream's indicator state, created here when no engine drives it."""
+        if self.state is None:
+            self.state = StreamState(self.symbol, self.interval, keep=self._keep)
+            for g in self.groups.values():  # one reference per group, as remove() drops them
+                self.state.add_specs(g.strategy.specs)
+        return self.state
+
+    def attach(self, sub: Any, state: StreamState) -> None:
+        """Take rows from an engine subscription; make sure it follows every spec in use."""
+        self.sub, self.state = sub, state
+        missing = [s for s in self.specs() if s not in sub.specs]
+        if missing:
+            sub.add(*missing)
+
+    def detach(self) -> None:
+        self.sub = self.state = None
+
+    def add_specs(self, specs: list[Any]) -> None:
+        if self.sub is not None:
+            missing = [s for s in specs if s not in self.sub.specs]
+            if missing:
+                self.sub.add(*missing)
+        elif self.state is not None:
+            self.state.add_specs(specs)
 
     @property
     def members(self) -> int:
@@ -145,16 +179,19 @@ class Book:
         key = strategy.key
         group = stream.groups.get(key)
         if group is None:
-            stream.market.ensure(strategy.specs)
+            stream.add_specs(strategy.specs)
             group = stream.groups[key] = Group(key, strategy, strategy.live())
             # Warm a group born mid-stream from the rows the stream remembers.
-            for candle, values in list(stream.market.rows)[-strategy.lookback :]:
-                try:
-                    group.evaluator.on_candle(candle, values)
-                except Exception:
-                    break
-        if stream.market.last_time is not None:
-            checkpoint = max(checkpoint, stream.market.last_time)  # joined mid-run: from the next candle
+            if stream.state is not None and stream.last_time is not None:
+                for row in stream.state.history(strategy.lookback):
+                    if row.candle[0] > stream.last_time:
+                        break
+                    try:
+                        group.evaluator.on_candle(row.candle, row.values)
+                    except Exception:
+                        break
+        if stream.last_time is not None:
+            checkpoint = max(checkpoint, stream.last_time)  # joined mid-run: from the next candle
             broker.state.last_time_ms = checkpoint
         m = Member(rec.id, rec.user_id, rec.version, rec.name, key, broker, checkpoint)
         group.members[rec.id] = m
@@ -175,7 +212,8 @@ class Book:
             group.members.pop(strategy_id, None)
             if not group.members:
                 del stream.groups[key]
-                stream.market.drop_unused(stream.specs())
+                if stream.sub is None and stream.state is not None:
+                    stream.state.remove_specs(group.strategy.specs)
         if not stream.groups:
             del self.streams[skey]
         return m
@@ -183,14 +221,24 @@ class Book:
     # ----- the hot path ----------------------------------------------------------------------
 
     def on_candle(self, symbol: str, interval: str, candle: Any) -> CandleResult | None:
-        """Process one closed candle of a stream; None if the stream is unknown or the candle old."""
+        """Process one closed candle with the Book's own indicator state (no engine attached)."""
+        stream = self.streams.get((symbol, interval))
+        if stream is None or stream.sub is not None:
+            return None
+        row = stream.own_state().on_closed(candle)
+        if row is None:
+            return None
+        return self.on_row(symbol, interval, row.candle, row.values)
+
+    def on_row(self, symbol: str, interval: str, candle: Any, values: Any) -> CandleResult | None:
+        """Process one closed candle and its indicator values; None if the stream is unknown or the candle old."""
         stream = self.streams.get((symbol, interval))
         if stream is None:
             return None
-        values = stream.market.update(candle)
-        if values is None:
-            return None
         t = int(candle[0])
+        if stream.last_time is not None and t <= stream.last_time:
+            return None
+        stream.last_time = t
         stream.candles += 1
         stream.last_close_ms = t + interval_ms(interval)
         writes: list[CandleWrite] = []

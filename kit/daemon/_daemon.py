@@ -93,6 +93,7 @@ class Daemon:
         )
         self.store: Any = None
         self.feed: Any = None
+        self.engine: Any = None
         self.status_server: StatusServer | None = None
         self.status_port: int | None = None
         self.started_at = datetime.now(UTC)
@@ -117,6 +118,7 @@ class Daemon:
 
     async def run(self) -> None:
         """Start, run until :meth:`stop` (or a signal), then shut down cleanly."""
+        from kit.engine import IndicatorEngine
         from kit.feed import Feed
         from kit.store import Store
 
@@ -135,6 +137,11 @@ class Daemon:
         await self._db(self.store.migrate)
         self.feed = Feed(self.exchange_ws_url, self.exchange_url)
         await self.feed.start()
+        # One engine: one indicator state per (stream, spec), shared by every strategy. The queue
+        # bound is generous: rows the daemon has not evaluated yet must never be skipped.
+        self.engine = IndicatorEngine(
+            self.feed, keep=self.config.history, max_queue=max(100_000, 2 * self.config.max_backfill)
+        )
         writer = asyncio.create_task(self._writer(), name="kit-daemon-writer")
         aux: list[asyncio.Task[None]] = []
         try:
@@ -157,6 +164,7 @@ class Daemon:
             await asyncio.gather(writer, return_exceptions=True)
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.to_thread(self._final_event), 5.0)
+            await self.engine.close()
             await self.feed.stop()
             if self.status_server is not None:
                 await self.status_server.stop()
@@ -302,21 +310,41 @@ class Daemon:
         symbol, interval = skey
         log.info("subscribing", extra={"stream": f"{symbol}/{interval}", "history": history})
         while True:
+            stream = self.book.streams.get(skey)
+            if stream is None:
+                return
             try:
-                async with self.feed.subscribe(symbol, interval, history=history) as sub:
-                    async for ev in sub:
-                        if ev.closed and not ev.is_gap:
-                            self._on_closed(symbol, interval, ev.candle)
+                async with self.engine.subscribe(symbol, interval, sorted(stream.specs(), key=str),
+                                                 history=history) as sub:  # fmt: skip
+                    stream = self.book.streams.get(skey)
+                    if stream is None:
+                        return
+                    stream.attach(sub, self.engine.state(symbol, interval))
+                    for row in sub.history:  # the backfill: replayed exactly like live rows
+                        self._on_row(symbol, interval, row)
+                    async for row in sub:
+                        if row.closed:
+                            self._on_row(symbol, interval, row)
+                        if sub.dropped:
+                            raise RuntimeError(f"{sub.dropped} rows skipped by the engine (daemon too slow)")
+                return  # the source ended
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("stream failed; resubscribing", extra={"stream": f"{symbol}/{interval}"})
                 await asyncio.sleep(1.0)
-                history = self.config.history
+                # Resume from the last candle processed: ask for everything since, plus warm-up.
+                last = stream.last_time if stream is not None else None
+                now = int(time.time() * 1000) + self._server_offset_ms
+                missed = 0 if last is None else max(0, (now - last) // interval_ms(interval))
+                history = min(max(self.config.history, missed + self.config.history // 4), self.config.max_backfill)
+            finally:
+                if stream is not None:
+                    stream.detach()
 
-    def _on_closed(self, symbol: str, interval: str, candle: Any) -> None:
+    def _on_row(self, symbol: str, interval: str, row: Any) -> None:
         received = time.monotonic()
-        res = self.book.on_candle(symbol, interval, candle)
+        res = self.book.on_row(symbol, interval, row.candle, row.values)
         if res is None:
             return
         self._counts["candles"] += 1
@@ -470,11 +498,11 @@ class Daemon:
                 "interval": s.interval,
                 "groups": len(s.groups),
                 "strategies": s.members,
-                "indicators": len(s.market.indicators),
+                "indicators": 0 if s.state is None else len(s.state.slots),
                 "candles": s.candles,
                 "last_candle": None
-                if s.market.last_time is None
-                else datetime.fromtimestamp(s.market.last_time / 1000, UTC).isoformat(),
+                if s.last_time is None
+                else datetime.fromtimestamp(s.last_time / 1000, UTC).isoformat(),
             }
             for s in self.book.streams.values()
         ]
@@ -485,6 +513,9 @@ class Daemon:
             for m in self.book.members.values()
         ]  # fmt: skip
         st["feed"] = self.feed.stats() if self.feed is not None else None
+        if self.engine is not None:
+            es = self.engine.stats()
+            st["engine"] = {k: es[k] for k in ("streams", "subscribers", "unique_specs", "updates")}
         st["modules"] = {name: name in sys.modules for name in _HEAVY}
         st["python"] = sys.version.split()[0]
         return st
