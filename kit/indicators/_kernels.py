@@ -17,6 +17,8 @@ import numpy as np
 
 #: TA-Lib's relative dead-zone (TA_IS_ZERO_SCALED): |v| <= EPS * scale counts as zero
 EPS = 1e-14
+#: BBANDS: when E[(x-K)²] exceeds the variance by this factor, the shifted sums lost too many digits
+ILL = 1e5
 
 
 def sma(x, out, period):
@@ -216,8 +218,18 @@ def bbands(x, up, mid, lo, period, nbdevup, nbdevdn):
             t -= old
             m1 = s1 / period
             var = s2 / period - m1 * m1
+            if s2 / period > ILL * var:
+                k = m
+                s1 = 0.0
+                s2 = 0.0
+                for j in range(i - period + 1, i + 1):
+                    d = x[j] - k
+                    s1 += d
+                    s2 += d * d
+                m1 = s1 / period
+                var = s2 / period - m1 * m1
             if (i + 1) % period == 0:
-                k = v
+                k = m
                 s1 = 0.0
                 s2 = 0.0
                 for j in range(i - period + 2, i + 1):

@@ -35,6 +35,8 @@ from kit.indicators.results import (
 _sqrt = math.sqrt
 #: TA-Lib's relative dead-zone (TA_IS_ZERO_SCALED): |v| <= 1e-14 * scale counts as zero
 _EPS = 1e-14
+#: BBANDS: when E[(x-K)²] exceeds the variance by this factor, the shifted sums lost too many digits
+_ILL = 1e5
 _MACD_NAN = MACDResult(NAN, NAN, NAN)
 _BB_NAN = BBandsResult(NAN, NAN, NAN)
 _STOCH_NAN = StochResult(NAN, NAN)
@@ -372,9 +374,10 @@ class BBANDS(Indicator):
     """Bollinger Bands (TA-Lib ``BBANDS`` with an SMA): middle ± nbdev * population stddev.
 
     The middle band is TA-Lib's running-sum SMA. The variance uses running sums of
-    ``x - K`` and ``(x - K)²`` with the shift ``K`` reset to a recent price and the sums
-    recomputed every ``period`` bars: well conditioned at any price level and drift-free
-    (O(1) amortised). 0 when the variance is not positive. ``nbdevdn`` defaults to
+    ``x - K`` and ``(x - K)²`` with the shift ``K`` reset to the window mean and the sums
+    recomputed every ``period`` bars, and at once when they lost digits (an outlier leaving
+    the window): accurate at any price level, drift-free, O(1) amortised. 0 when the
+    variance is not positive. ``nbdevdn`` defaults to
     ``nbdevup``. Warm-up ``period - 1``.
     """
 
@@ -420,8 +423,18 @@ class BBANDS(Indicator):
         mid = t / p
         m1 = s1 / p
         var = s2 / p - m1 * m1
-        if n % p == 0:  # resync around the newest price, over the next window's first p-1 values
-            self._k = k = x
+        if s2 / p > _ILL * var:  # cancellation (e.g. an outlier left the window): redo around the mean
+            k = mid
+            s1 = 0.0
+            s2 = 0.0
+            for v in buf:
+                d = v - k
+                s1 += d
+                s2 += d * d
+            m1 = s1 / p
+            var = s2 / p - m1 * m1
+        if n % p == 0:  # periodic resync around the mean, over the next window's first p-1 values
+            k = mid
             s1 = 0.0
             s2 = 0.0
             it = iter(buf)
@@ -434,6 +447,7 @@ class BBANDS(Indicator):
             d = old - k
             s1 -= d
             s2 -= d * d
+        self._k = k
         self._s1 = s1
         self._s2 = s2
         sd = _sqrt(var) if var > 0.0 else 0.0
