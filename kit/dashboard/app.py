@@ -88,10 +88,12 @@ def _denied(message: str) -> pn.viewable.Viewable:
     return pn.pane.HTML(f"<h2>403</h2><p>{message}</p>", stylesheets=[CSS])
 
 
-def dashboard() -> pn.viewable.Viewable:
-    """The main page: Market and My strategies, for the logged-in user (``pn.state.user``)."""
+def dashboard(chart_cls: type | None = None) -> pn.viewable.Viewable:
+    """The main page: Market and My strategies, for the logged-in user (``pn.state.user``).
+
+    ``chart_cls``: a :class:`~kit.dashboard.chart.CandleChart` subclass (the benchmark's peer).
+    """
     from kit.dashboard.market import MarketView
-    from kit.dashboard.mine import REFRESH_S, StrategiesView
 
     pn.extension("tabulator", notifications=False)
     user = pn.state.user
@@ -107,7 +109,7 @@ def dashboard() -> pn.viewable.Viewable:
     interval = (qs.get("interval") or [b"1m"])[0].decode() or "1m"
     session = Session(hub, user, "dashboard")
     market = MarketView(hub, settings, doc, symbol=symbol, interval=interval if interval in ("1m", "5m", "15m", "1h")
-                        else "1m")  # fmt: skip
+                        else "1m", **({"chart_cls": chart_cls} if chart_cls else {}))  # fmt: skip
     session.views.append(market)
     market.start()
     session.info.stream = f"{market.symbol}@{market.interval}"
@@ -117,16 +119,52 @@ def dashboard() -> pn.viewable.Viewable:
         _inner(_bar)
 
     market.chart.on_bar = count
-    mine = StrategiesView(get_store(), user, hub, market)
-    mine.refresh()
-    market.on_stream_change.append(mine.update_markers)
-    market.on_stream_change.append(lambda: setattr(session.info, "stream", f"{market.symbol}@{market.interval}"))
-    session.callbacks.append(pn.state.add_periodic_callback(mine.refresh, period=int(REFRESH_S * 1000)))
+    page = DashboardPage(get_store(), user, hub, market, session)
     pn.state.on_session_destroyed(session.close)
-    tabs = pn.Tabs(("Market", market.panel), ("My strategies", mine.panel), dynamic=False,
-                   sizing_mode="stretch_width")  # fmt: skip
-    return pn.Column(_header(settings, user, admin=role == "admin", page="dashboard"), tabs,
+    return pn.Column(_header(settings, user, admin=role == "admin", page="dashboard"), page.tabs,
                      sizing_mode="stretch_width")  # fmt: skip
+
+
+class DashboardPage:
+    """The tabs of one session. *My strategies* is built when first opened (most of a session's
+    build cost is Bokeh/Panel models); until then only the chart's trade markers are refreshed."""
+
+    def __init__(self, store: Any, user: str, hub: Hub, market: Any, session: Session) -> None:
+        from kit.dashboard.mine import REFRESH_S, refresh_markers
+
+        self.store, self.user, self.hub, self.market = store, user, hub, market
+        self.mine: Any = None
+        self.holder = pn.Column(sizing_mode="stretch_width")
+        self.tabs = pn.Tabs(("Market", market.panel), ("My strategies", self.holder), dynamic=False,
+                            sizing_mode="stretch_width")  # fmt: skip
+        self.tabs.param.watch(self._on_tab, "active")
+        market.on_stream_change.append(self._on_stream)
+        self._session = session
+        refresh_markers(store, user, market)
+        session.callbacks.append(pn.state.add_periodic_callback(self.tick, period=int(REFRESH_S * 1000)))
+
+    def _on_tab(self, event: Any) -> None:
+        if event.new == 1 and self.mine is None:
+            from kit.dashboard.mine import StrategiesView
+
+            self.mine = StrategiesView(self.store, self.user, self.hub, self.market)
+            self.mine.refresh()
+            self.holder.objects = [self.mine.panel]
+
+    def _on_stream(self) -> None:
+        self._session.info.stream = f"{self.market.symbol}@{self.market.interval}"
+        self.tick()
+
+    def tick(self) -> None:
+        from kit.dashboard.mine import refresh_markers
+
+        if self.mine is not None:
+            self.mine.refresh()
+        else:
+            try:
+                refresh_markers(self.store, self.user, self.market)
+            except Exception as exc:
+                log.warning("markers refresh failed for %s: %s", self.user, exc)
 
 
 def admin_page() -> pn.viewable.Viewable:

@@ -226,13 +226,13 @@ class CandleChart:
             for bar in latest.values():
                 self._apply(bar)
             self._fit_volume()
+            self.updates += 1
+            self.last_bar = bar
+            if self.on_bar is not None:  # the price header goes out in the same message
+                self.on_bar(bar)
         finally:
             if doc is not None:
                 doc.unhold()
-        self.updates += 1
-        self.last_bar = bar
-        if self.on_bar is not None:
-            self.on_bar(bar)
 
     def _apply(self, bar: Bar) -> None:
         times = self.source.data["open_time"]

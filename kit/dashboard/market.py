@@ -52,7 +52,14 @@ class MarketView:
     """Per session: selectors, the chart, and the hub subscription for the selected stream."""
 
     def __init__(
-        self, hub: Hub, settings: Settings, doc: Any, *, symbol: str | None = None, interval: str = "1m"
+        self,
+        hub: Hub,
+        settings: Settings,
+        doc: Any,
+        *,
+        symbol: str | None = None,
+        interval: str = "1m",
+        chart_cls: type[CandleChart] = CandleChart,
     ) -> None:
         symbols = available_symbols(settings)
         if interval not in INTERVALS:
@@ -61,7 +68,7 @@ class MarketView:
         self.symbol = symbol if symbol in symbols else symbols[0]
         self.interval = interval
         self._attached = False
-        self.chart = CandleChart(doc, interval, hub.overlay_columns(), on_bar=self._on_bar)
+        self.chart = chart_cls(doc, interval, hub.overlay_columns(), on_bar=self._on_bar)
         self.symbol_select = pn.widgets.Select(name="Symbol", options=symbols, value=self.symbol, width=140)
         self.interval_select = pn.widgets.RadioButtonGroup(
             name="Interval", options=list(INTERVALS), value=interval, button_type="light", width=200

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from typing import Any
 
 import pandas as pd
@@ -77,13 +78,9 @@ class StrategiesView:
     # -- refresh ------------------------------------------------------------------------------
     def refresh(self) -> None:
         """Reload from the store; widgets change only when the data did."""
-        from kit.store import strategies, trades
 
         try:
-            recs = strategies.list(self.store, self.user)
-            tr = trades.list(self.store, self.user)
-            pos = trades.positions(self.store, self.user)
-            fills = trades.fills(self.store, self.user, limit=400)
+            recs, tr, pos, fills = _load(self.store, self.user)
         except Exception as exc:
             log.warning("refresh failed for %s: %s", self.user, exc)
             self.message.object = f"<span class='kit-err'>Could not read the database: {exc}</span>"
@@ -118,24 +115,8 @@ class StrategiesView:
 
     def update_markers(self, fills: pd.DataFrame | None = None) -> None:
         """This user's fills on the market chart's symbol, as buy/sell triangles."""
-        if self.market is None:
-            return
-        if fills is None:
-            from kit.store import trades
-
-            fills = trades.fills(self.store, self.user, limit=400)
-        symbols = {r.id: r.symbol for r in self._records}
-        rows = []
-        for f in fills.itertuples(index=False):
-            if symbols.get(f.strategy_id) != self.market.symbol:
-                continue
-            rows.append({
-                "time": int(pd.Timestamp(f.time).value // 1_000_000),
-                "price": f.price,
-                "buy": str(f.side).lower() in ("buy", "long"),
-                "label": f"#{f.strategy_id} {f.side} {f.size:g}",
-            })  # fmt: skip
-        self.market.chart.set_trades(rows)
+        if self.market is not None:
+            refresh_markers(self.store, self.user, self.market, fills=fills, records=self._records)
 
     def _load_equity(self) -> None:
         from kit.store import trades
@@ -170,7 +151,60 @@ class StrategiesView:
         word = "activated" if active else "deactivated"
         self.message.object = f"<span class='kit-ok'>#{rec.id} {rec.name} {word}.</span>"
         self._last_key = None
+        invalidate(self.user)
         self.refresh()
+
+
+def refresh_markers(
+    store: Any, user: str, market: MarketView, *, fills: pd.DataFrame | None = None, records: list[Any] | None = None
+) -> None:
+    """Put ``user``'s fills on ``market``'s symbol on its chart (without building the strategies tab)."""
+    if fills is None or records is None:
+        records, _, _, fills = _load(store, user)
+    symbols = {r.id: r.symbol for r in records}
+    rows = []
+    for f in fills.itertuples(index=False):
+        if symbols.get(f.strategy_id) != market.symbol:
+            continue
+        rows.append({
+            "time": int(pd.Timestamp(f.time).value // 1_000_000),
+            "price": f.price,
+            "buy": str(f.side).lower() in ("buy", "long"),
+            "label": f"#{f.strategy_id} {f.side} {f.size:g}",
+        })  # fmt: skip
+    market.chart.set_trades(rows)
+
+
+_cache: dict[str, tuple[float, Any]] = {}
+
+
+def _load(store: Any, user: str) -> tuple[Any, Any, Any, Any]:
+    """``user``'s strategies, trades, positions and recent fills, shared by that user's sessions for a
+    refresh period (many tabs of one user cost one set of queries). Keyed by the user: never shared across users.
+    """
+    from kit.store import strategies, trades
+
+    now = time.monotonic()
+    hit = _cache.get(user)
+    if hit is not None and now - hit[0] < REFRESH_S * 0.9:
+        return hit[1]
+    data = (
+        strategies.list(store, user),
+        trades.list(store, user),
+        trades.positions(store, user),
+        trades.fills(store, user, limit=400),
+    )
+    _cache[user] = (now, data)
+    if len(_cache) > 1000:  # forget users who left
+        for name, (t, _) in list(_cache.items()):
+            if now - t > 60:
+                del _cache[name]
+    return data
+
+
+def invalidate(user: str) -> None:
+    """Forget ``user``'s cached data (after they change something)."""
+    _cache.pop(user, None)
 
 
 def _short(class_path: str) -> str:

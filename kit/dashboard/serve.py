@@ -59,17 +59,19 @@ def apps_dir() -> Path:
 
 
 def panel_command(port: int, *, address: str = "127.0.0.1", admin: bool = True,
-                  allow_origin: list[str] | None = None, extra: list[str] | None = None) -> list[str]:  # fmt: skip
+                  allow_origin: list[str] | None = None, extra: list[str] | None = None,
+                  more_apps: list[str] | None = None) -> list[str]:  # fmt: skip
     """``panel serve`` for the dashboard (``/dashboard``, also at ``/``) and the admin page (``/ops``).
 
-    ``extra``: more ``panel serve`` options, e.g. ``["--unused-session-lifetime", "1000"]``.
+    ``extra``: more ``panel serve`` options, e.g. ``["--unused-session-lifetime", "1000"]``;
+    ``more_apps``: more scripts to serve next to them (the benchmark's peer page).
     """
     if not 0 <= port < 65536:
         raise ConfigError(f"port must be 0-65535, got {port}")
     apps = apps_dir()
     cmd = [
-        sys.executable, "-m", "panel", "serve", str(apps / "dashboard.py"), str(apps / "ops.py"),
-        "--setup", str(apps / "setup.py"), "--index", "dashboard",
+        sys.executable, "-m", "panel", "serve", str(apps / "dashboard.py"), str(apps / "ops.py"), *(more_apps or []),
+        "--setup", str(apps / "setup.py"), "--index", "dashboard", "--plugins", "kit.dashboard.routes",
         "--address", address, "--port", str(port), "--num-procs", "1",
         "--oauth-provider", "kit", "--oauth-expiry-days", "7",
     ]  # fmt: skip
