@@ -67,7 +67,7 @@ class RestClient:
         self._sleep = sleep
         self._lock = threading.Lock()
         self._used_weight = 0
-        self._used_minute = 0
+        self._used_at = 0.0
         #: Counters for stats: requests sent, 429/418 answers, seconds slept for rate limits.
         self.requests = 0
         self.rate_limited = 0
@@ -139,19 +139,20 @@ class RestClient:
             return
         with self._lock:
             self._used_weight = used
-            self._used_minute = int(time.time() // 60)
+            self._used_at = time.time()
 
     def _respect_weight(self, weight: int) -> None:
         with self._lock:
-            minute = int(time.time() // 60)
-            if minute != self._used_minute:
-                self._used_weight, self._used_minute = 0, minute
+            if time.time() - self._used_at > 60.0:
+                self._used_weight = 0  # the last figure the exchange gave is over a minute old
             near = self._used_weight + weight > 0.9 * self.weight_limit
         if near:
             wait = 60.0 - time.time() % 60 + 0.05
             log.info("near the exchange's request-weight limit; waiting for the next minute", extra={"wait_s": wait})
             self.waited_s += wait
             self._sleep(wait)
+            with self._lock:
+                self._used_weight = 0  # a new minute; the exchange's next answer tells the truth
 
     # -- endpoints -------------------------------------------------------------------------------
     def server_time(self) -> int:
