@@ -23,9 +23,9 @@ _LAZY = {
     "load": "kit.data:load",
     "Strategy": "kit.strategy:Strategy",
     "Param": "kit.strategy:Param",
-    "backtest": "kit.backtest:run",
+    "backtest": "kit.backtest",  # a callable module: kit.backtest(...) runs, kit.backtest.sweep(...)
     "sweep": "kit.backtest:sweep",
-    "replay": "kit.replay:replay",
+    "replay": "kit.replay",  # a callable module: kit.replay(...) replays
     "promote": "kit.store.promotion:promote",
     "demote": "kit.store.promotion:demote",
 }
@@ -38,7 +38,9 @@ def __getattr__(name: str) -> Any:
     if target is None:
         raise AttributeError(f"module 'kit' has no attribute {name!r}")
     module, _, attr = target.partition(":")
-    value = getattr(importlib.import_module(module), attr)
+    value = importlib.import_module(module)
+    if attr:
+        value = getattr(value, attr)
     globals()[name] = value
     return value
 

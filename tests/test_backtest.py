@@ -156,6 +156,13 @@ def test_sweep_list_of_dicts_shorts_and_errors(frame):
 
 
 def test_import_kit_does_not_import_vectorbt():
-    code = "import sys, kit, kit.backtest; print('vectorbt' in sys.modules)"
+    code = (
+        "import sys, kit\n"
+        "f = kit.backtest\n"  # the lazy name first, then the module import: both must stay usable
+        "import kit.backtest as bt, kit.replay as rp\n"
+        "assert callable(kit.backtest) and callable(bt) and bt.sweep is kit.sweep and bt.run\n"
+        "assert callable(kit.replay) and rp.replay\n"
+        "print('vectorbt' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "False"

@@ -4,6 +4,10 @@ This is the only package (with :mod:`kit.plots`) that imports vectorbt, and only
 backtest actually runs.
 """
 
+import sys
+import types
+from typing import Any
+
 from kit.backtest._run import BacktestResult, from_signals, infer_freq, resolve_model, run, trades_from_portfolio
 
 __all__ = ["BacktestResult", "from_signals", "infer_freq", "resolve_model", "run", "sweep", "trades_from_portfolio"]
@@ -15,3 +19,13 @@ def __getattr__(name: str):
 
         return sweep
     raise AttributeError(f"module 'kit.backtest' has no attribute {name!r}")
+
+
+class _CallableModule(types.ModuleType):
+    """``kit.backtest(strategy, data, ...)`` is ``kit.backtest.run(...)``."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> BacktestResult:
+        return run(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
