@@ -175,3 +175,10 @@ def test_trades_frame_columns():
     assert str(df["entry_time"].dt.tz) == "UTC"
     assert (df["exit_time"] >= df["entry_time"]).all()
     assert trades_frame([]).empty
+
+
+def test_for_strategy_takes_the_strategys_stops():
+    from kit.strategies import EmaCross
+
+    b = PaperBroker.for_strategy(EmaCross(stop_loss=0.02), FillModel(fees=0.0))
+    assert (b.stop_loss, b.take_profit) == (0.02, None) and b.model.fees == 0.0

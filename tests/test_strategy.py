@@ -297,3 +297,26 @@ def test_warmup_and_shorts():
     assert not EmaCross().has_shorts and EmaCross(short=True).has_shorts
     assert EmaCross(stop_loss=0.02).stops == (0.02, None)
     assert EmaCross().stops == (None, None)
+
+
+def test_warm_then_continue_equals_uninterrupted(frame):
+    s = EmaCross(fast=5, slow=20)
+    st_rows = []
+    states = {sp: sp.make() for sp in s.specs}
+
+    class Row:
+        closed = True
+
+        def __init__(self, candle, values):
+            self.candle, self.values = candle, values
+
+    for t, r in zip(frame.index, frame.itertuples(index=False), strict=True):
+        c = Candle(int(t.value // 1_000_000), r.open, r.high, r.low, r.close, r.volume)
+        st_rows.append(Row(c, {sp: ind.update(c.close) for sp, ind in states.items()}))
+    ev0 = s.live()
+    whole = [ev0.on_row(r) for r in st_rows]
+    assert sum(w is not None for w in whole) > 10
+    for cut in (1, 2, 700, 2999):
+        ev = s.live()
+        ev.warm(st_rows[:cut])  # a restart: history up to the checkpoint, no decisions
+        assert [ev.on_row(r) for r in st_rows[cut:]] == whole[cut:]

@@ -138,6 +138,14 @@ class PaperBroker:
         self.trades: list[Trade] = []
         self.new_trades: list[Trade] = []
 
+    @classmethod
+    def for_strategy(
+        cls, strategy: Any, model: FillModel | None = None, state: BrokerState | dict[str, Any] | None = None
+    ) -> PaperBroker:
+        """A broker with the strategy's ``stop_loss``/``take_profit`` (what the backtest uses)."""
+        sl, tp = strategy.stops
+        return cls(model, state, stop_loss=sl, take_profit=tp)
+
     # ----- queries -------------------------------------------------------------------------
 
     @property

@@ -66,6 +66,16 @@ class LiveEvaluator:
         """Open time of the last row evaluated (``None`` before the first)."""
         return None if self._n == 0 else int(self._last_time)
 
+    def warm(self, rows: Any) -> None:
+        """Push closed rows (e.g. an engine subscription's ``history``) without evaluating them.
+
+        After a restart, warming with the rows up to the checkpoint makes the next ``on_row``
+        decide exactly as an evaluator that never stopped (only the last ``lookback`` rows matter).
+        """
+        for row in rows:
+            if row.closed and int(row.candle[0]) > self._last_time:
+                self._push(int(row.candle[0]), row.candle, row.values)
+
     def on_row(self, row: Any) -> Signal | None:
         """Evaluate on an engine row; see the class docstring."""
         if not row.closed:
