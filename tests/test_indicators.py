@@ -145,6 +145,34 @@ def assert_close(actual, expected, what: str = "", rtol: float = 1e-9, floor: fl
         np.testing.assert_allclose(a[~na], b[~nb], rtol=rtol, atol=rtol * scale, err_msg=what)
 
 
+def ill_conditioned(name: str, bars: Bars, params: tuple) -> np.ndarray | None:
+    """Bars where an indicator of a *computed* series divides by that series' rounding noise.
+
+    STOCHRSI's %K is (rsi - min)/(max - min) over RSI values: where RSI is flat to 1e-6 (on its
+    0-100 scale) the ratio only measures each library's last-ulp rounding of RSI, so neither
+    value is meaningful and the bar is not compared (nor %D over it).
+    """
+    if name != "stochrsi" or len(bars) <= params[0]:
+        return None
+    period, fastk, fastd = params
+    r = pd.Series(talib.RSI(bars.close, period))
+    rng = (r.rolling(fastk).max() - r.rolling(fastk).min()).to_numpy()
+    bad_k = np.nan_to_num(rng, nan=1.0) < 1e-6
+    bad = pd.Series(bad_k.astype(float)).rolling(fastd, min_periods=1).max().to_numpy() > 0
+    return bad
+
+
+def compare_outputs(name: str, s, ours: dict, theirs: list, bars: Bars, what: str) -> None:
+    bad = ill_conditioned(name, bars, s.params)
+    for out, ref in zip(s.outputs, theirs, strict=True):
+        a = np.array(ours[out], dtype=float)
+        b = np.array(ref, dtype=float)
+        if bad is not None:
+            a[bad & ~np.isnan(a)] = 0.0
+            b[bad & ~np.isnan(b)] = 0.0
+        assert_close(a, b, f"{s.key}.{out} {what}", floor=floor_for(name, bars))
+
+
 def outputs_of(result) -> list[np.ndarray]:
     return list(result) if isinstance(result, tuple) else [result]
 
@@ -170,8 +198,7 @@ def test_batch_matches_talib(name, data, kind, magnitude, seed, n):
     s = ki.spec(name, *params)
     ours = s.batch(bars)
     theirs = outputs_of(talib_fn(bars, s.params))
-    for out, ref in zip(s.outputs, theirs, strict=True):
-        assert_close(ours[out], ref, f"{s.key}.{out} kind={kind} mag={magnitude}", floor=floor_for(name, bars))
+    compare_outputs(name, s, ours, theirs, bars, f"kind={kind} mag={magnitude}")
 
 
 @pytest.mark.parametrize("name", TALIB_NAMES)
@@ -186,8 +213,7 @@ def test_batch_matches_talib_on_arbitrary_sequences(name, data, n):
     bars = Bars(c, c * (1 + spread), c * (1 - spread / 2), c, np.abs(np.sin(np.arange(n))) * 10, np.arange(n))
     s = ki.spec(name, *params)
     ours = s.batch(bars)
-    for out, ref in zip(s.outputs, outputs_of(TABLE[name][1](bars, s.params)), strict=True):
-        assert_close(ours[out], ref, f"{s.key}.{out}", floor=floor_for(name, bars))
+    compare_outputs(name, s, ours, outputs_of(TABLE[name][1](bars, s.params)), bars, "")
 
 
 def test_long_series_do_not_drift_from_talib():
@@ -295,8 +321,7 @@ def test_real_data_batch_matches_talib(real_frame):
     for name in TALIB_NAMES:
         s = ki.spec(name, *defaults.get(name, (14,)))
         ours = s.batch(bars)
-        for out, ref in zip(s.outputs, outputs_of(TABLE[name][1](bars, s.params)), strict=True):
-            assert_close(ours[out], ref, f"{s.key}.{out} on BTCUSDT 1h", floor=floor_for(name, bars))
+        compare_outputs(name, s, ours, outputs_of(TABLE[name][1](bars, s.params)), bars, "on BTCUSDT 1h")
 
 
 def test_real_data_incremental_matches_batch(real_frame):
