@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from kit.broker import TRADE_COLUMNS, FillModel
-from kit.strategy import Signals, Strategy, check_frame
+from kit.strategy import Signals, Strategy
 
 
 def _vbt() -> Any:
@@ -206,9 +206,8 @@ def run(
         if isinstance(strategy, type) and issubclass(strategy, Strategy):
             raise TypeError(f"run() needs a strategy instance: pass {strategy.__name__}() not {strategy.__name__}")
         raise TypeError(f"run() needs a kit.strategy.Strategy instance, got {type(strategy).__name__}")
-    check_frame(data)
     m = resolve_model(model, fees=fees, slippage=slippage, size=size, size_type=size_type, init_cash=init_cash)
-    cols = strategy.columns(data)
+    cols = strategy.columns(data)  # checks the frame
     sig = strategy.evaluate(cols)
     if sig.short_entries is not None and not m.reverses:
         warnings.warn(
