@@ -357,8 +357,13 @@ class Hub:
                 engine_stats = {k: v for k, v in self._engine.stats().items() if k != "per_stream"}
             except Exception as exc:
                 engine_stats = {"error": str(exc)}
+        from kit.dashboard.chart import FLUSH_STATS
+
+        n, total = FLUSH_STATS
         return {
             "uptime_s": time.time() - self.started,
+            "flushes": int(n),
+            "flush_ms_mean": (total / n * 1000.0) if n else None,
             "engine": engine_stats,
             "sessions": len(self.sessions),
             "sessions_opened": self.sessions_opened,

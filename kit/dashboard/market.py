@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import panel as pn
+from bokeh.models import Div
 
 from kit.dashboard._style import CSS
 from kit.dashboard.chart import DOWN, UP, CandleChart
@@ -68,6 +70,7 @@ class MarketView:
         self.symbol = symbol if symbol in symbols else symbols[0]
         self.interval = interval
         self._attached = False
+        self._price_at = 0.0
         self.chart = chart_cls(doc, interval, hub.overlay_columns(), on_bar=self._on_bar)
         self.symbol_select = pn.widgets.Select(name="Symbol", options=symbols, value=self.symbol, width=140)
         self.interval_select = pn.widgets.RadioButtonGroup(
@@ -76,7 +79,9 @@ class MarketView:
         self.overlay_select = pn.widgets.CheckButtonGroup(
             name="Overlays", options=list(self.chart.overlay_lines), value=[], button_type="light"
         )
-        self.price = pn.pane.HTML("", min_width=320, stylesheets=[CSS])
+        # a raw Bokeh Div, changed directly on every update (cheaper than a Panel pane's param machinery)
+        self.price_div = Div(text="", min_width=320, stylesheets=[CSS])
+        self.price = pn.pane.Bokeh(self.price_div)
         self.badge = pn.pane.HTML(source_badge(settings), stylesheets=[CSS])
         self.symbol_select.param.watch(self._on_stream, "value")
         self.interval_select.param.watch(self._on_stream, "value")
@@ -125,7 +130,7 @@ class MarketView:
         self.interval = self.interval_select.value
         self.chart.set_interval(self.interval)
         self.chart.reset([])
-        self.price.object = ""
+        self.price_div.text = ""
         self.start()
         for fn in self.on_stream_change:
             fn()
@@ -145,5 +150,8 @@ class MarketView:
             f'<span class="kit-sym">{self.symbol}</span> '
             f'<span class="kit-last" title="last price">{_fmt_price(bar.close)}</span> {change}'
         )
-        if html != self.price.object:
-            self.price.object = html
+        now = time.monotonic()
+        # at most two header updates a second (each is one more message per session); a close always shows
+        if html != self.price_div.text and (bar.closed or now - self._price_at >= 0.5):
+            self.price_div.text = html
+            self._price_at = now
