@@ -339,13 +339,16 @@ async def _run(base: str, pid: int, quick: bool) -> dict[str, Any]:
     await _wait_sessions(base, admin, 0)
     await asyncio.sleep(2)
     out["rss_idle_mb"] = proc.memory_info().rss / 2**20
+    out["kit"] = await _phase(base, "/dashboard", cookie, admin, n, window, proc)
+    await _wait_sessions(base, admin, 0)
+    await asyncio.sleep(2)
+    out["rss_base_mb"] = proc.memory_info().rss / 2**20
     out["cycle_s"] = await _cycles(base, cookie, admin, cycles, 10)
     st = await _wait_sessions(base, admin, 0)
     await asyncio.sleep(2)
     out["rss_after_cycles_mb"] = proc.memory_info().rss / 2**20
     out["cycle_left_open"] = st["sessions"]
     out["cycle_listeners"] = sum(s["listeners"] for s in st["streams"])
-    out["kit"] = await _phase(base, "/dashboard", cookie, admin, n, window, proc)
     out["peer"] = await _phase(base, "/peer", cookie, admin, n, window, proc)
     return out
 
@@ -363,7 +366,7 @@ def main(quick: bool) -> str:
     def ratio(a: float, b: float) -> str:
         return f"{a / b:.2f}x" if b else "n/a"
 
-    growth = r["rss_after_cycles_mb"] / r["rss_idle_mb"] - 1
+    growth = r["rss_after_cycles_mb"] / r["rss_base_mb"] - 1
     lines = [
         "## Dashboard: live sessions on one `panel serve` process",
         "",
@@ -384,17 +387,21 @@ def main(quick: bool) -> str:
         f"{ratio(k['updates_per_s'], p['updates_per_s'])} |",
         f"| server CPU (cores) | {k['cpu_cores']:.2f} | {p['cpu_cores']:.2f} | "
         f"{ratio(k['cpu_cores'], p['cpu_cores'])} |",
-        f"| RSS per session (MiB) | {k['rss_per_session_mb']:.2f} | {p['rss_per_session_mb']:.2f} | "
+        f"| RSS per session (MiB) | {k['rss_per_session_mb']:.2f} | {p['rss_per_session_mb']:.2f}* | "
         f"{ratio(k['rss_per_session_mb'], p['rss_per_session_mb'])} |",
         f"| time to open {r['n']} sessions (s) | {k['open_s']:.1f} | {p['open_s']:.1f} | "
         f"{ratio(k['open_s'], p['open_s'])} |",
         f"| sessions that got no update | {k['starved']} | {p['starved']} | |",
         "",
+        "\\* kit's per-session RSS is measured first, from the idle process (RSS "
+        f"{r['rss_idle_mb']:.0f} MiB); the peer's last, on a heap already grown by the earlier phases, which "
+        "flatters it.",
+        "",
         f"Goal: {r['n']} live sessions with p95 < 500 ms: **{'met' if k['p95'] < 500 else 'NOT met'}** "
         f"(p95 {k['p95']:.0f} ms).",
         "",
         f"Open/close cycles: {r['cycles']} sessions opened and closed (10 at a time) in {r['cycle_s']:.0f} s "
-        f"({r['cycle_s'] / r['cycles'] * 1000:.0f} ms each). Server RSS idle {r['rss_idle_mb']:.0f} MiB, after the "
+        f"({r['cycle_s'] / r['cycles'] * 1000:.0f} ms each). Server RSS before {r['rss_base_mb']:.0f} MiB, after the "
         f"cycles {r['rss_after_cycles_mb']:.0f} MiB: **{growth:+.1%}** "
         f"(goal within 10%: **{'met' if abs(growth) <= 0.10 else 'NOT met'}**); sessions left open "
         f"{r['cycle_left_open']}, stream listeners left {r['cycle_listeners']}.",
