@@ -134,8 +134,16 @@ class EngineSubscription:
             fut = st.waiter
             if fut is None:
                 fut = st.waiter = asyncio.get_running_loop().create_future()
-            # shield: cancelling one subscriber's task must not cancel the future others await
-            await asyncio.shield(fut)
+            try:
+                await fut  # one future shared by every waiting subscriber of the stream
+            except asyncio.CancelledError:
+                # Cancelling a task that awaits a future cancels the future, i.e. wakes every other
+                # waiter with CancelledError: only the task that was really cancelled stops.
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise
+                if st.waiter is fut:
+                    st.waiter = None
 
 
 class _LiveStream:
