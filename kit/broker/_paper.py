@@ -166,6 +166,9 @@ class PaperBroker:
         s = self.state
         if s.last_time_ms is not None and t <= s.last_time_ms:
             return []
+        if signal is None and (s.position == 0 or (s.sl_stop is None and s.tp_stop is None)):
+            s.last_time_ms = t  # nothing can happen on this candle: exact, and cheap for idle strategies
+            return []
         o, h, low, c = float(candle[1]), float(candle[2]), float(candle[3]), float(candle[4])
         m = self.model
         fills: list[Fill] = []
