@@ -175,27 +175,29 @@ def macd(x, out_m, out_s, out_h, fast, slow, signal):
             fs += x[i]
     sv = ss / slow
     fv = fs / fast
-    m = np.empty(n)
-    m[slow - 1] = fv - sv
+    out_m[slow - 1] = fv - sv  # the MACD line is built in out_m; its head is reset to NaN below
     for i in range(slow, n):
         sv = (x[i] - sv) * ks + sv
         fv = (x[i] - fv) * kf + fv
-        m[i] = fv - sv
+        out_m[i] = fv - sv
     first = slow - 1 + signal - 1
     if n <= first:
+        for i in range(slow - 1, n):
+            out_m[i] = np.nan
         return
     gs = 0.0
     for i in range(slow - 1, first + 1):
-        gs += m[i]
+        gs += out_m[i]
     g = gs / signal
-    out_m[first] = m[first]
     out_s[first] = g
-    out_h[first] = m[first] - g
+    out_h[first] = out_m[first] - g
     for i in range(first + 1, n):
-        g = (m[i] - g) * kg + g
-        out_m[i] = m[i]
+        m = out_m[i]
+        g = (m - g) * kg + g
         out_s[i] = g
-        out_h[i] = m[i] - g
+        out_h[i] = m - g
+    for i in range(slow - 1, first):
+        out_m[i] = np.nan
 
 
 def bbands(x, up, mid, lo, period, nbdevup, nbdevdn):
@@ -340,57 +342,49 @@ def rolling_max_min(hi, lo, period, hh, ll):
             ll[i] = x if x < pl else pl
 
 
-def _fast_k(h, low, c, fastk, fk):
+def _fast_k(h, low, c, fastk, fk, hh, ll):
     n = h.shape[0]
-    hh = np.empty(n)
-    ll = np.empty(n)
     rolling_max_min(h, low, fastk, hh, ll)
     for i in range(fastk - 1, n):
         rng = hh[i] - ll[i]
         fk[i] = 0.0 if abs(rng) <= EPS * (abs(hh[i]) + abs(ll[i])) else ((c[i] - ll[i]) / rng) * 100.0
 
 
-def stoch(h, low, c, k_out, d_out, fastk, slowk, slowd):
+def stoch(h, low, c, k_out, d_out, fk, hh, ll, fastk, slowk, slowd):
+    """Scratch: fk, hh, ll (n each). Slow %K is built in k_out, then its head reset to NaN."""
     n = h.shape[0]
     if n < fastk:
         return
-    fk = np.full(n, np.nan)
-    _fast_k(h, low, c, fastk, fk)
-    sk = np.full(n, np.nan)
-    sma(fk[fastk - 1 :], sk[fastk - 1 :], slowk)
+    _fast_k(h, low, c, fastk, fk, hh, ll)
     s0 = fastk - 1 + slowk - 1
+    sma(fk[fastk - 1 :], k_out[fastk - 1 :], slowk)
     if s0 >= n:
         return
-    sd = np.full(n, np.nan)
-    sma(sk[s0:], sd[s0:], slowd)
-    for i in range(s0 + slowd - 1, n):
-        k_out[i] = sk[i]
-        d_out[i] = sd[i]
+    sma(k_out[s0:], d_out[s0:], slowd)
+    first = s0 + slowd - 1
+    for i in range(s0, min(first, n)):
+        k_out[i] = np.nan
 
 
-def stochrsi(x, k_out, d_out, period, fastk, fastd):
+def stochrsi(x, k_out, d_out, r, kb, hh, ll, period, fastk, fastd):
+    """Scratch: r (RSI), kb (fast %K), hh, ll (n each)."""
     n = x.shape[0]
     if n <= period:
         return
-    r = np.full(n, np.nan)
     rsi(x, r, period)
-    rr = r[period:]
-    m = rr.shape[0]
+    m = n - period
     if m < fastk:
         return
-    k = np.full(m, np.nan)
-    _fast_k(rr, rr, rr, fastk, k)
-    d = np.full(m, np.nan)
-    sma(k[fastk - 1 :], d[fastk - 1 :], fastd)
+    rr = r[period:]
+    _fast_k(rr, rr, rr, fastk, kb[:m], hh[:m], ll[:m])
+    sma(kb[fastk - 1 : m], d_out[period + fastk - 1 :], fastd)
     for i in range(fastk - 1 + fastd - 1, m):
-        k_out[period + i] = k[i]
-        d_out[period + i] = d[i]
+        k_out[period + i] = kb[i]
 
 
-def willr(h, low, c, out, period):
+def willr(h, low, c, out, hh, ll, period):
+    """Scratch: hh, ll (n each)."""
     n = h.shape[0]
-    hh = np.empty(n)
-    ll = np.empty(n)
     rolling_max_min(h, low, period, hh, ll)
     for i in range(period - 1, n):
         rng = hh[i] - ll[i]
@@ -402,14 +396,9 @@ def willr(h, low, c, out, period):
 
 
 def donchian(h, low, up, mid, lo, period):
-    n = h.shape[0]
-    hh = np.empty(n)
-    ll = np.empty(n)
-    rolling_max_min(h, low, period, hh, ll)
-    for i in range(period - 1, n):
-        up[i] = hh[i]
-        mid[i] = (hh[i] + ll[i]) / 2.0
-        lo[i] = ll[i]
+    rolling_max_min(h, low, period, up, lo)
+    for i in range(period - 1, h.shape[0]):
+        mid[i] = (up[i] + lo[i]) / 2.0
 
 
 def cci(h, low, c, out, period):
@@ -660,23 +649,23 @@ def vwap(h, low, c, v, t, out):
         out[i] = pv / vv if vv != 0.0 else np.nan
 
 
-def keltner(h, low, c, up, mid, lo, period, mult, atr_period):
+def keltner(h, low, c, up, mid, lo, a, period, mult, atr_period):
+    """Scratch: a (ATR). The EMA is built in mid, then its head reset to NaN."""
     n = h.shape[0]
-    e = np.full(n, np.nan)
-    a = np.full(n, np.nan)
-    ema_into(c, e, period, 0)
+    ema_into(c, mid, period, 0)
     atr(h, low, c, a, atr_period)
-    for i in range(n):
-        if e[i] == e[i] and a[i] == a[i]:
-            w = mult * a[i]
-            up[i] = e[i] + w
-            mid[i] = e[i]
-            lo[i] = e[i] - w
+    first = max(period - 1, atr_period)
+    for i in range(first, n):
+        w = mult * a[i]
+        up[i] = mid[i] + w
+        lo[i] = mid[i] - w
+    for i in range(period - 1, min(first, n)):
+        mid[i] = np.nan
 
 
-def supertrend(h, low, c, st, dirn, period, mult):
+def supertrend(h, low, c, st, dirn, a, period, mult):
+    """Scratch: a (ATR)."""
     n = h.shape[0]
-    a = np.full(n, np.nan)
     atr(h, low, c, a, period)
     pu = np.nan
     pl = np.nan

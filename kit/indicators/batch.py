@@ -58,11 +58,18 @@ def _outs(m: int, warmups: Sequence[int]) -> list[np.ndarray]:
 
 
 def run(
-    name: str, inputs: Sequence[Any], params: Sequence[Any], warmups: Sequence[int], extra: Sequence[np.ndarray] = ()
+    name: str,
+    inputs: Sequence[Any],
+    params: Sequence[Any],
+    warmups: Sequence[int],
+    extra: Sequence[np.ndarray] = (),
+    scratch: int = 0,
 ) -> Any:
     """Run kernel ``name`` over ``inputs``; one array, or a list of arrays (one per warm-up), pandas-aware.
 
-    ``extra`` are non-float side inputs (e.g. int64 timestamps) passed after the float inputs.
+    ``extra`` are non-float side inputs (e.g. int64 timestamps) passed after the float inputs;
+    ``scratch`` work arrays are allocated here (NumPy reuses freed memory; an allocation inside
+    a kernel costs fresh page faults) and passed after the outputs.
     """
     first = inputs[0]
     index = first.index if hasattr(first, "index") and hasattr(first, "to_numpy") else None
@@ -79,8 +86,10 @@ def run(
             bad = m if bad is None else (bad | m)
     if bad is not None and bad.any():
         keep = ~bad
-        outs = _outs(int(keep.sum()), warmups)
-        fn(*[a[keep] for a in arrs], *[e[keep] for e in extra], *outs, *params)
+        m = int(keep.sum())
+        outs = _outs(m, warmups)
+        work = [np.empty(m) for _ in range(scratch)]
+        fn(*[a[keep] for a in arrs], *[e[keep] for e in extra], *outs, *work, *params)
         full = []
         for o in outs:
             f = np.full(n, np.nan)
@@ -89,7 +98,8 @@ def run(
         outs = full
     else:
         outs = _outs(n, warmups)
-        fn(*arrs, *extra, *outs, *params)
+        work = [np.empty(n) for _ in range(scratch)]
+        fn(*arrs, *extra, *outs, *work, *params)
     if index is not None:
         import pandas as pd
 
@@ -181,19 +191,23 @@ def stoch(
 ) -> StochResult:
     """Slow stochastic -> ``StochResult(k, d)`` (TA-Lib STOCH, SMA smoothing). Warm-up ``fastk+slowk+slowd-3``."""
     ind = inc.STOCH(fastk, slowk, slowd)
-    return StochResult(*_named(run("stoch", (high, low, close), ind.params, (ind.warmup,) * 2), StochResult._fields))
+    return StochResult(
+        *_named(run("stoch", (high, low, close), ind.params, (ind.warmup,) * 2, scratch=3), StochResult._fields)
+    )
 
 
 def stochrsi(close: ArrayLike, period: int = 14, fastk: int = 5, fastd: int = 3) -> StochResult:
     """Stochastic RSI -> ``StochResult(k, d)`` (TA-Lib STOCHRSI's fastk, fastd). Warm-up ``period+fastk+fastd-2``."""
     ind = inc.STOCHRSI(period, fastk, fastd)
-    return StochResult(*_named(run("stochrsi", (close,), ind.params, (ind.warmup,) * 2), StochResult._fields))
+    return StochResult(
+        *_named(run("stochrsi", (close,), ind.params, (ind.warmup,) * 2, scratch=4), StochResult._fields)
+    )
 
 
 def willr(high: ArrayLike, low: ArrayLike, close: ArrayLike, period: int = 14) -> Any:
     """Williams %R in [-100, 0] (TA-Lib WILLR). Warm-up ``period - 1``."""
     ind = inc.WILLR(period)
-    return run("willr", (high, low, close), ind.params, (ind.warmup,))
+    return run("willr", (high, low, close), ind.params, (ind.warmup,), scratch=2)
 
 
 def cci(high: ArrayLike, low: ArrayLike, close: ArrayLike, period: int = 14) -> Any:
@@ -287,7 +301,7 @@ def keltner(
     """Keltner channel -> ``KeltnerResult(upper, middle, lower)``: EMA(period) ± multiplier*ATR(atr_period)."""
     ind = inc.Keltner(period, multiplier, atr_period)
     return KeltnerResult(
-        *_named(run("keltner", (high, low, close), ind.params, (ind.warmup,) * 3), KeltnerResult._fields)
+        *_named(run("keltner", (high, low, close), ind.params, (ind.warmup,) * 3, scratch=1), KeltnerResult._fields)
     )
 
 
@@ -297,7 +311,9 @@ def supertrend(
     """SuperTrend -> ``SuperTrendResult(supertrend, direction)`` (TradingView's convention; see SuperTrend)."""
     ind = inc.SuperTrend(period, multiplier)
     return SuperTrendResult(
-        *_named(run("supertrend", (high, low, close), ind.params, (ind.warmup,) * 2), SuperTrendResult._fields)
+        *_named(
+            run("supertrend", (high, low, close), ind.params, (ind.warmup,) * 2, scratch=1), SuperTrendResult._fields
+        )
     )
 
 
