@@ -382,3 +382,14 @@ async def test_slow_subscriber_skips_ahead_and_cancelled_reader_is_harmless(btc)
         nxt = await anext(slow)
         assert nxt.candle.open_time == first.candle.open_time + MIN
         assert engine.stats()["per_stream"]["BTCUSDT 1m"]["log_rows"] < 20
+
+
+async def test_giving_up_while_the_stream_opens_drops_it(btc):
+    src = ListSource(btc, start=0, pace=5.0)  # no history and a slow first event: never ready in time
+    engine = IndicatorEngine(src)
+    sub = engine.subscribe("BTCUSDT", "1m", ["sma(5)"])
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(sub.start(), 0.05)
+    await asyncio.sleep(0.01)
+    assert engine.stats()["streams"] == 0
+    assert src.active == 0  # the upstream subscription was closed

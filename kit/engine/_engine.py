@@ -152,7 +152,7 @@ class _LiveStream:
     def __init__(self, engine: IndicatorEngine, symbol: str, interval: str, upstream_history: int) -> None:
         self.engine = engine
         self.state = StreamState(symbol, interval, keep=max(engine.keep, upstream_history))
-        self.subs: list[EngineSubscription] = []
+        self.subs: dict[EngineSubscription, None] = {}  # insertion-ordered set
         self.pending = 0  # subscribers waiting for the stream to be ready
         self.forming_subs = 0
         self.ready = asyncio.Event()
@@ -302,8 +302,11 @@ class IndicatorEngine:
         stream.pending += 1
         try:
             await stream.ready.wait()
-        finally:
+        except asyncio.CancelledError:
             stream.pending -= 1
+            self._maybe_drop(stream)  # nobody else may want this stream
+            raise
+        stream.pending -= 1
         if stream.error is not None:
             if not stream.subs and not stream.pending:
                 self._drop_stream(stream)
@@ -319,7 +322,7 @@ class IndicatorEngine:
         if stream.ended:  # a finite source already ran out: history only
             stream.state.remove_specs(sub.specs)
             return
-        stream.subs.append(sub)
+        stream.subs[sub] = None
         if sub.forming:
             stream.forming_subs += 1
 
@@ -328,7 +331,7 @@ class IndicatorEngine:
         if stream is None:
             return
         if sub in stream.subs:
-            stream.subs.remove(sub)
+            del stream.subs[sub]
             if sub.forming:
                 stream.forming_subs -= 1
             stream.state.remove_specs(sub.specs)
