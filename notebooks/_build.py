@@ -1,3 +1,4 @@
+# ruff: noqa: E501
 """Regenerate the notebooks from this file (outputs stripped): ``python notebooks/_build.py``.
 
 The notebooks are the source users open; this script keeps them reviewable as plain Python.

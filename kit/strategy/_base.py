@@ -20,6 +20,13 @@ _TYPES = {"int": int, "float": float, "bool": bool, "str": str, int: int, float:
 CANDLE_COLUMNS = ("time", "open", "high", "low", "close", "volume")
 
 
+_BOOL = np.dtype(np.bool_)
+
+
+def _ok(a: Any, n: int) -> bool:
+    return type(a) is np.ndarray and a.dtype is _BOOL and a.shape == (n,)
+
+
 class _ClassPath:
     """``Strategy.path``: ``"module:Class"``, the address the daemon imports the class from."""
 
@@ -268,6 +275,11 @@ class Strategy:
         """Run :meth:`signals` on columns and check what came back (length, dtype, shorts as a pair)."""
         n = d.rows
         sig = self.signals(d)
+        # fast path (the live hot path): four bool arrays of the right length, or two and two Nones
+        if type(sig) is Signals:
+            e, x, se, sx = sig
+            if _ok(e, n) and _ok(x, n) and ((se is None and sx is None) or (_ok(se, n) and _ok(sx, n))):
+                return sig
         if not isinstance(sig, Signals):
             if isinstance(sig, tuple) and 2 <= len(sig) <= 4:
                 sig = Signals(*sig)
