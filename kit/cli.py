@@ -20,6 +20,7 @@ _COMMAND_MODULES = (
     "kit.exchange.cli",  # kit exchange
     "kit.feed.cli",  # kit feed
     "kit.data.cli",  # kit backfill
+    "kit.relay.cli",  # kit relay
     "kit.replay.cli",  # kit replay
     "kit.store.cli",  # kit users / strategies / trades / db
     "kit.daemon.cli",  # kit daemon

@@ -1,0 +1,259 @@
+"""Reading the relayed feed from Redis with the Feed's own ``subscribe()`` interface."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from kit.errors import ConfigError
+from kit.feed import GapEvent, KlineEvent
+from kit.market.intervals import next_open, validate_interval, validate_symbol
+from kit.relay._keys import Keys, decode_entry, decode_forming, stream_name
+
+log = logging.getLogger("kit.relay")
+
+MODES = ("lossless", "conflate")
+
+
+class RedisFeed:
+    """A drop-in for :class:`kit.feed.Feed` in processes that do not hold the exchange connection.
+
+    Args:
+        redis_url: ``redis://host:port/db``; default ``KIT_REDIS_URL``.
+        keys: key layout; must match the relay's.
+        demand_ttl: seconds a reader's demand lasts unless renewed (renewed every third of it);
+            a crashed reader stops costing the relay an upstream stream after this.
+        block_ms: longest single blocking read; bounds how fast a closed subscription notices.
+    """
+
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        *,
+        keys: Keys | None = None,
+        demand_ttl: float = 30.0,
+        block_ms: int = 1000,
+    ) -> None:
+        if redis_url is None:
+            from kit.settings import Settings
+
+            redis_url = Settings.from_env().redis_url
+        if not redis_url:
+            raise ConfigError("RedisFeed needs KIT_REDIS_URL (e.g. redis://127.0.0.1:6379/0)")
+        if demand_ttl <= 1:
+            raise ConfigError(f"demand_ttl must be > 1 second, got {demand_ttl!r}")
+        if block_ms < 10:
+            raise ConfigError(f"block_ms must be >= 10, got {block_ms!r}")
+        self.redis_url = redis_url
+        self.keys = keys or Keys()
+        self.demand_ttl = float(demand_ttl)
+        self.block_ms = int(block_ms)
+        self.redis: aioredis.Redis | None = None
+        self._subs: set[RedisSubscription] = set()
+
+    async def start(self) -> RedisFeed:
+        if self.redis is None:
+            self.redis = aioredis.Redis.from_url(self.redis_url)
+        return self
+
+    async def stop(self) -> None:
+        for sub in list(self._subs):
+            await sub.aclose()
+        if self.redis is not None:
+            await self.redis.aclose()
+            self.redis = None
+
+    async def __aenter__(self) -> RedisFeed:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def subscribe(
+        self,
+        symbol: str,
+        interval: str,
+        *,
+        history: int = 0,
+        mode: str = "lossless",
+        gaps: bool = False,
+        max_queue: int | None = None,
+    ) -> RedisSubscription:
+        """Same contract as :meth:`kit.feed.Feed.subscribe`: the last ``history`` closed candles,
+        then live events; every closed candle once, in order. ``max_queue`` is accepted for
+        signature compatibility: the backlog lives in Redis, not in this process."""
+        symbol = validate_symbol(symbol)
+        validate_interval(interval)
+        if mode not in MODES:
+            raise ConfigError(f"mode must be one of {MODES}, got {mode!r}")
+        if not isinstance(history, int) or history < 0:
+            raise ConfigError(f"history must be an int >= 0, got {history!r}")
+        return RedisSubscription(self, symbol, interval, history=history, gaps=bool(gaps))
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "subscribers": len(self._subs),
+            "streams": sorted({s.name for s in self._subs}),
+            "trimmed": sum(s.trimmed for s in self._subs),
+        }
+
+
+class RedisSubscription:
+    """One reader of one relayed stream; async iterator and async context manager."""
+
+    def __init__(self, feed: RedisFeed, symbol: str, interval: str, *, history: int, gaps: bool) -> None:
+        self.feed = feed
+        self.symbol = symbol
+        self.interval = interval
+        self.name = stream_name(symbol, interval)
+        self.history = history
+        self.gaps = gaps
+        self.closed = False
+        #: Times the reader fell behind the relay's trimmed stream (a hole it could not fill).
+        self.trimmed = 0
+        self._last_id: str | None = None
+        self._last_open: int = -1
+        self._expect: int | None = None
+        self._ready: deque[KlineEvent | GapEvent] = deque()
+        self._forming: KlineEvent | None = None
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task] = []
+
+    async def __aenter__(self) -> RedisSubscription:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __aiter__(self) -> RedisSubscription:
+        return self
+
+    @property
+    def queued(self) -> int:
+        return len(self._ready)
+
+    async def start(self) -> None:
+        if self._tasks:
+            return
+        await self.feed.start()
+        self.feed._subs.add(self)
+        await self._announce()
+        self._tasks = [
+            asyncio.create_task(self._renew(), name=f"demand-{self.name}"),
+            asyncio.create_task(self._read_closed(), name=f"closed-{self.name}"),
+            asyncio.create_task(self._read_forming(), name=f"forming-{self.name}"),
+        ]
+
+    async def aclose(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.feed._subs.discard(self)
+        # One at a time, and bounded: cancelling redis-py's blocking read and its pub/sub reader
+        # together can leave both waiting on the connection pool.
+        for t in self._tasks:
+            t.cancel()
+            done, _ = await asyncio.wait({t}, timeout=5.0)
+            if not done:
+                log.warning("reader task %s did not stop within 5 s", t.get_name())
+        self._wake.set()
+
+    async def __anext__(self) -> KlineEvent | GapEvent:
+        if not self._tasks:
+            await self.start()
+        while True:
+            if self._ready:
+                return self._ready.popleft()
+            f = self._forming
+            if f is not None:
+                self._forming = None
+                if f.candle.open_time > self._last_open:  # never a forming update of a closed candle
+                    return f
+                continue
+            if self.closed:
+                raise StopAsyncIteration
+            for t in self._tasks:
+                if t.done() and not t.cancelled() and t.exception() is not None:
+                    raise t.exception()  # type: ignore[misc]
+            self._wake.clear()
+            await self._wake.wait()
+
+    # -- background readers ---------------------------------------------------------------------
+    async def _announce(self) -> None:
+        assert self.feed.redis is not None
+        await self.feed.redis.zadd(self.feed.keys.demand, {self.name: time.time() + self.feed.demand_ttl})
+
+    async def _renew(self) -> None:
+        while True:
+            await asyncio.sleep(self.feed.demand_ttl / 3)
+            try:
+                await self._announce()
+            except RedisError as exc:
+                log.warning("cannot renew demand for %s: %s", self.name, exc)
+
+    async def _start_id(self, r: aioredis.Redis, key: str) -> str:
+        """Where reading starts: before the last ``history`` closed candles (waiting for the relay to
+        seed a new stream), or after the newest entry when no history is asked for."""
+        while True:
+            tail = await r.xrevrange(key, count=max(self.history, 1))
+            if tail:
+                if self.history == 0:
+                    return tail[0][0].decode()
+                first = tail[-1][0].decode()
+                ms, seq = first.split("-")
+                return f"{int(ms) - 1}-{seq}" if seq == "0" else f"{ms}-{int(seq) - 1}"
+            await asyncio.sleep(0.05)
+
+    async def _read_closed(self) -> None:
+        r = self.feed.redis
+        assert r is not None
+        key = self.feed.keys.closed(self.name)
+        self._last_id = await self._start_id(r, key)
+        while True:
+            try:
+                got = await r.xread({key: self._last_id}, count=1000, block=self.feed.block_ms)
+            except RedisError as exc:
+                log.warning("redis read failed for %s, retrying: %s", self.name, exc)
+                await asyncio.sleep(1.0)
+                continue
+            if not got:
+                continue
+            for entry_id, fields in got[0][1]:
+                ev = decode_entry(self.symbol, self.interval, entry_id, fields)
+                self._last_id = entry_id.decode()
+                if ev.is_gap:
+                    self._expect = ev.end_ms
+                    if self.gaps:
+                        self._ready.append(ev)
+                    continue
+                t = ev.candle.open_time
+                if self._expect is not None and t != self._expect:
+                    # The relay writes every closed candle and every real outage, so a jump here
+                    # means the stream was trimmed past this reader: say so, loudly.
+                    self.trimmed += 1
+                    log.error("%s: candles %d..%d were trimmed before this reader got them", self.name, self._expect, t)
+                self._last_open = t
+                self._expect = next_open(t, self.interval)
+                self._ready.append(ev)
+            self._wake.set()
+
+    async def _read_forming(self) -> None:
+        r = self.feed.redis
+        assert r is not None
+        pubsub = r.pubsub()
+        await pubsub.subscribe(self.feed.keys.forming(self.name))
+        try:
+            async for msg in pubsub.listen():
+                if msg.get("type") != "message":
+                    continue
+                self._forming = decode_forming(self.symbol, self.interval, msg["data"])  # keep only the latest
+                self._wake.set()
+        finally:
+            await pubsub.aclose()

@@ -1,0 +1,26 @@
+"""``kit relay``: hold the one exchange connection and republish it to Redis."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("relay")
+    def relay(
+        redis_url: str = typer.Option(None, "--redis-url", help="default KIT_REDIS_URL"),
+        prefix: str = typer.Option("kit", help="key prefix shared with the readers"),
+        history: int = typer.Option(1000, help="closed candles seeded into a newly demanded stream"),
+    ) -> None:
+        """Share this host's exchange feed with other processes and hosts through Redis."""
+        import asyncio
+
+        from kit.feed import Feed
+        from kit.relay import Keys, Relay
+
+        async def main() -> None:
+            async with Feed() as feed:
+                r = Relay(feed, redis_url, keys=Keys(prefix), history=history)
+                await r.run()
+
+        asyncio.run(main())
