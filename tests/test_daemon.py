@@ -152,6 +152,9 @@ def test_daemon_process_status_live_changes_failures_and_graceful_stop(sqlite_ur
                       symbol="BTCUSDT", interval="1m")  # fmt: skip
     wait_for(lambda: [m["version"] for m in cluster.status()["strategy_detail"] if m["id"] == a.id] == [2], 15,
              "the new version")  # fmt: skip
+    time.sleep(1.5)  # the new version trades on: its new indicator is warmed and fed
+    assert strategies.get(store, "alice", a.id).state == "active"
+    assert "row has no value" not in cluster.daemon_log()
     strategies.set_active(store, "bob", b.id, False)
     wait_for(lambda: cluster.status()["streams"] == 1, 15, "the demoted strategy's stream to close")
     st = cluster.status()

@@ -123,8 +123,12 @@ def test_sigkill_at_random_points_then_trades_equal_backtest(db_url, cluster_fac
     _kill_after_fill(cluster)  # right after a fill
     time.sleep(rng.uniform(1.0, 2.0))  # candles close while it is down
     cluster.daemon_start(wait_ready=False)
-    time.sleep(rng.uniform(0.8, 1.6))  # during start-up and backfill
+    # During the backfill: as soon as the first missed candles have been processed, before
+    # (most of) their writes are committed.
+    wait_for(lambda: cluster.status()["candles"] > 0, 60, "the backfill to start", every=0.01)
+    backfill = cluster.status()
     cluster.daemon_kill()
+    assert backfill["candles"] > 0
     time.sleep(rng.uniform(0.5, 1.5))
     cluster.daemon_start()
     time.sleep(rng.uniform(0.3, 1.5))  # mid-candle, anywhere

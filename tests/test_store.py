@@ -251,3 +251,17 @@ def test_upgrade_from_the_first_schema_keeps_data(db_url):
     s.migrate()
     assert strategies.list(s, "old")[0].name == "legacy"
     s.dispose()
+
+
+def test_ledger_advance_moves_many_checkpoints_forward_only(store):
+    alice = users.add(store, "alice", "pw")
+    recs = [_promote(store, alice, name=f"s{i}") for i in range(5)]
+    for r in recs:
+        ledger.ensure_checkpoint(store, r, T0, {}, {"size": 0.0, "cash": 0.0, "equity": 0.0})
+    ids = [r.id for r in recs]
+    assert ledger.commit(store, [], [(T0 + 60_000, ids[:3]), (T0 + 120_000, ids[:2])]) == 0
+    cps = ledger.load_checkpoints(store)
+    assert [cps[i].last_open_time for i in ids] == [T0 + 120_000] * 2 + [T0 + 60_000] + [T0] * 2
+    ledger.commit(store, [], [(T0 + 60_000, ids)])  # never backwards
+    cps = ledger.load_checkpoints(store)
+    assert [cps[i].last_open_time for i in ids] == [T0 + 120_000] * 2 + [T0 + 60_000] * 3

@@ -169,7 +169,7 @@ class Book:
         Raises ``ValueError``/``TypeError`` (class not importable, bad params): the caller marks
         the record ``error``.
         """
-        self.remove(rec.id)
+        self.remove(rec.id, keep_stream=True)  # a new version replaces the old one in place
         strategy = Strategy.from_dict({"path": rec.class_path, "params": rec.params})
         model = FillModel(**rec.broker) if rec.broker else FillModel()
         state = BrokerState.from_dict(dict(broker_state)) if broker_state else BrokerState(cash=model.init_cash)
@@ -201,10 +201,15 @@ class Book:
         group.members[rec.id] = m
         self.members[rec.id] = m
         self._where[rec.id] = (skey, key)
+        for k in [k for k, st in self.streams.items() if not st.groups]:
+            del self.streams[k]  # a strategy moved to another stream and left this one empty
         return m
 
-    def remove(self, strategy_id: int) -> Member | None:
-        """Stop running a strategy (its broker state stays in the database)."""
+    def remove(self, strategy_id: int, *, keep_stream: bool = False) -> Member | None:
+        """Stop running a strategy (its broker state stays in the database).
+
+        A stream left without strategies is dropped unless ``keep_stream``.
+        """
         where = self._where.pop(strategy_id, None)
         m = self.members.pop(strategy_id, None)
         if where is None:
@@ -218,7 +223,7 @@ class Book:
                 del stream.groups[key]
                 if stream.sub is None and stream.state is not None:
                     stream.state.remove_specs(group.strategy.specs)
-        if not stream.groups:
+        if not stream.groups and not keep_stream:
             del self.streams[skey]
         return m
 

@@ -101,6 +101,7 @@ class Daemon:
         self._stop = asyncio.Event()
         self._queue: asyncio.Queue[tuple[str, Any, float]] = asyncio.Queue()
         self._streams: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._served: dict[tuple[str, str], Any] = {}  # the book's Stream object each task feeds
         self._known: dict[int, tuple[int, str, int]] = {}  # sid -> (user_id, state|"off", version)
         self._user_names: dict[int, str] = {}
         self._db_ok = False
@@ -297,9 +298,14 @@ class Daemon:
 
     def _ensure_stream(self, skey: tuple[str, str], now: int) -> None:
         task = self._streams.get(skey)
-        if task is not None and not task.done():
-            return
         stream = self.book.streams[skey]
+        if task is not None and not task.done():
+            if self._served.get(skey) is stream:
+                return
+            # The book rebuilt this stream (its strategies all left, then came back): resubscribe,
+            # so the engine follows the new stream's specs and its strategies warm up again.
+            task.cancel()
+        self._served[skey] = stream
         iv = interval_ms(skey[1])
         oldest = min((m.checkpoint for g in stream.groups.values() for m in g.members.values()), default=now)
         missed = max(0, math.ceil((now - oldest) / iv))
@@ -313,15 +319,19 @@ class Daemon:
             stream = self.book.streams.get(skey)
             if stream is None:
                 return
+            attached = None
             try:
                 async with self.engine.subscribe(symbol, interval, sorted(stream.specs(), key=str),
                                                  history=history) as sub:  # fmt: skip
                     stream = self.book.streams.get(skey)
-                    if stream is None:
+                    if stream is None or self._served.get(skey) is not stream:
                         return
                     stream.attach(sub, self.engine.state(symbol, interval))
-                    for row in sub.history:  # the backfill: replayed exactly like live rows
+                    attached = sub
+                    for i, row in enumerate(sub.history):  # the backfill: replayed exactly like live rows
                         self._on_row(symbol, interval, row)
+                        if i % 50 == 49:
+                            await asyncio.sleep(0)  # let the writer, other streams and /status run
                     async for row in sub:
                         if row.closed:
                             self._on_row(symbol, interval, row)
@@ -339,7 +349,7 @@ class Daemon:
                 missed = 0 if last is None else max(0, (now - last) // interval_ms(interval))
                 history = min(max(self.config.history, missed + self.config.history // 4), self.config.max_backfill)
             finally:
-                if stream is not None:
+                if attached is not None and stream is not None and stream.sub is attached:
                     stream.detach()
 
     def _on_row(self, symbol: str, interval: str, row: Any) -> None:
@@ -382,6 +392,8 @@ class Daemon:
                 self._queue.put_nowait(
                     ("op", (events.record, self.store, "strategy_failed", f.error, kw), time.monotonic())
                 )
+        for skey in [k for k in self._streams if k not in self.book.streams]:
+            self._streams.pop(skey).cancel()  # every strategy of the stream paused: unsubscribe
 
     # ----- the writer ------------------------------------------------------------------------
 

@@ -12,6 +12,7 @@ never trades twice.
 from __future__ import annotations
 
 import builtins
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,9 +121,29 @@ _ADVANCE_CHUNK = 5000
 
 
 def _advance(conn: sa.Connection, t: int, ids: builtins.list[int]) -> None:
-    cp = Checkpoint.__table__
+    """Move many checkpoints to ``t`` in one statement with one bound parameter (no 10,000-``?`` IN list)."""
+    if not ids:
+        return
     now = utcnow()
-    if ids:
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        conn.execute(
+            sa.text(
+                "UPDATE checkpoints SET last_open_time = :t, updated_at = :now WHERE last_open_time < :t "
+                "AND strategy_id IN (SELECT value FROM json_each(:ids))"
+            ),
+            {"t": t, "now": now, "ids": json.dumps(ids)},
+        )
+    elif dialect == "postgresql":
+        conn.execute(
+            sa.text(
+                "UPDATE checkpoints SET last_open_time = :t, updated_at = :now WHERE last_open_time < :t "
+                "AND strategy_id = ANY(:ids)"
+            ),
+            {"t": t, "now": now, "ids": list(ids)},
+        )
+    else:
+        cp = Checkpoint.__table__
         for i in range(0, len(ids), _ADVANCE_CHUNK):
             chunk = ids[i : i + _ADVANCE_CHUNK]
             conn.execute(
