@@ -44,7 +44,7 @@ class LiveEvaluator:
     row ``i`` provided the evaluator saw the same rows with the same indicator values.
     """
 
-    __slots__ = ("_buf", "_cols", "_last_time", "_lookback", "_n", "_names", "_pos", "_time", "strategy")
+    __slots__ = ("_buf", "_cols", "_last_time", "_lookback", "_n", "_names", "_pos", "_time", "_windows", "strategy")
 
     def __init__(self, strategy: Strategy) -> None:
         self.strategy = strategy
@@ -56,6 +56,7 @@ class LiveEvaluator:
         self._pos = 0  # next write column
         self._n = 0  # rows seen
         self._last_time = -(2**62)
+        self._windows: dict[int, Columns] = {}
 
     @property
     def rows_seen(self) -> int:
@@ -104,22 +105,28 @@ class LiveEvaluator:
             self._time[: L - 1] = self._time[L + 1 :]
             self._pos = L - 1
         col = self._buf[:, self._pos]
-        col[0], col[1], col[2], col[3], col[4] = candle[1], candle[2], candle[3], candle[4], candle[5]
-        for j, (_, (spec, output)) in enumerate(self._cols, start=5):
-            try:
-                v = values[spec]
-            except KeyError:
-                raise KeyError(f"row has no value for indicator {spec!r} that {self.strategy!r} needs") from None
-            col[j] = _value(v, output)
+        col[:5] = candle[1:6]
+        if self._cols:
+            vals = []
+            for _, (spec, output) in self._cols:
+                try:
+                    v = values[spec]
+                except KeyError:
+                    raise KeyError(f"row has no value for indicator {spec!r} that {self.strategy!r} needs") from None
+                vals.append(_value(v, output) if output is not None or v is None else v)
+            col[5:] = vals
         self._time[self._pos] = t
         self._pos += 1
         self._n += 1
         self._last_time = t
 
     def _window(self) -> Columns:
+        # Windows are views into the ring buffer, so one Columns per (lo, hi) stays valid: build once.
         hi = self._pos
-        lo = max(0, hi - self._lookback)
-        w = self._buf[:, lo:hi]
-        d = Columns(zip(self._names, w, strict=True))
-        d["time"] = self._time[lo:hi]
+        d = self._windows.get(hi)
+        if d is None:
+            lo = max(0, hi - self._lookback)
+            d = Columns(zip(self._names, self._buf[:, lo:hi], strict=True))
+            d["time"] = self._time[lo:hi]
+            self._windows[hi] = d
         return d
