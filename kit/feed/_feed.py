@@ -15,9 +15,9 @@ from kit.feed._connection import Connection
 from kit.feed._events import GapEvent, KlineEvent
 from kit.feed._rest import RestClient
 from kit.feed._stream import Stream, stream_name
-from kit.feed._subscription import MODES, Subscription
+from kit.feed._subscription import Subscription, check_request
 from kit.market.candle import Candle
-from kit.market.intervals import next_open, validate_interval, validate_symbol
+from kit.market.intervals import next_open
 
 try:  # orjson parses kline frames ~2x faster; the stdlib is the fallback, not a requirement.
     from orjson import loads as _loads
@@ -200,12 +200,7 @@ class Feed:
             gaps: also yield :class:`GapEvent` for ranges the exchange confirms empty.
             max_queue: bound of this subscription's queue (default: the feed's ``max_queue``).
         """
-        symbol = validate_symbol(symbol)
-        validate_interval(interval)
-        if mode not in MODES:
-            raise ConfigError(f"mode must be one of {MODES}, got {mode!r}")
-        if not isinstance(history, int) or history < 0:
-            raise ConfigError(f"history must be an int >= 0, got {history!r}")
+        symbol = check_request(symbol, interval, history, mode)
         mq = self.max_queue if max_queue is None else int(max_queue)
         if mq < 16:
             raise ConfigError(f"max_queue must be >= 16, got {max_queue!r}")

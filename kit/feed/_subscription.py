@@ -23,12 +23,25 @@ import asyncio
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+from kit.errors import ConfigError
 from kit.feed._events import GapEvent, KlineEvent
+from kit.market.intervals import validate_interval, validate_symbol
 
 if TYPE_CHECKING:
     from kit.feed._stream import Stream
 
 MODES = ("lossless", "conflate")
+
+
+def check_request(symbol: str, interval: str, history: object, mode: str) -> str:
+    """Validate a subscription request (shared by every feed flavour); returns the normalised symbol."""
+    symbol = validate_symbol(symbol)
+    validate_interval(interval)
+    if mode not in MODES:
+        raise ConfigError(f"mode must be one of {MODES}, got {mode!r}")
+    if not isinstance(history, int) or history < 0:
+        raise ConfigError(f"history must be an int >= 0, got {history!r}")
+    return symbol
 
 
 class Subscription:

@@ -13,12 +13,11 @@ from redis.exceptions import RedisError
 
 from kit.errors import ConfigError
 from kit.feed import GapEvent, KlineEvent
-from kit.market.intervals import next_open, validate_interval, validate_symbol
+from kit.feed._subscription import check_request
+from kit.market.intervals import next_open
 from kit.relay._keys import Keys, decode_entry, decode_forming, stream_name
 
 log = logging.getLogger("kit.relay")
-
-MODES = ("lossless", "conflate")
 
 
 class RedisFeed:
@@ -88,12 +87,7 @@ class RedisFeed:
         """Same contract as :meth:`kit.feed.Feed.subscribe`: the last ``history`` closed candles,
         then live events; every closed candle once, in order. ``max_queue`` is accepted for
         signature compatibility: the backlog lives in Redis, not in this process."""
-        symbol = validate_symbol(symbol)
-        validate_interval(interval)
-        if mode not in MODES:
-            raise ConfigError(f"mode must be one of {MODES}, got {mode!r}")
-        if not isinstance(history, int) or history < 0:
-            raise ConfigError(f"history must be an int >= 0, got {history!r}")
+        symbol = check_request(symbol, interval, history, mode)
         return RedisSubscription(self, symbol, interval, history=history, gaps=bool(gaps))
 
     def stats(self) -> dict[str, Any]:
