@@ -136,6 +136,21 @@ def test_chart_patches_the_forming_candle_and_streams_new_ones():
     assert list(src.data["open_time"][-2:]) == [10 * MINUTE, 11 * MINUTE]
     assert src.data["close"][-2] == 206.0 and src.data["ov_ema_20"][-2] == 205.5
     assert src.data["color"][-1] in ("#16a34a", "#dc2626")
+    # a hidden overlay is not sent while a candle forms, but its close carries the final value
+    chart.push(_bar(11 * MINUTE, 208.0, False))
+    chart.flush()
+    assert math.isnan(src.data["ov_ema_20"][-1]) or src.data["ov_ema_20"][-1] == 206.5
+    chart.show_overlays(["EMA 20"])
+    chart.push(_bar(11 * MINUTE, 209.0, False))
+    chart.flush()
+    assert src.data["ov_ema_20"][-1] == 208.5
+    chart.show_overlays([])
+    chart.push(_bar(11 * MINUTE, 210.0, False))
+    chart.flush()
+    assert src.data["ov_ema_20"][-1] == 208.5  # hidden: not patched while forming
+    chart.push(_bar(11 * MINUTE, 211.0, True))
+    chart.flush()
+    assert src.data["ov_ema_20"][-1] == 210.5 and src.data["close"][-1] == 211.0
     # an old candle arriving late changes nothing
     chart.push(_bar(3 * MINUTE, 1.0, True))
     chart.flush()
@@ -164,6 +179,26 @@ def test_chart_under_a_document_flushes_on_its_next_tick():
     assert len(callbacks) == 1  # one flush scheduled for both pushes
     callbacks[0].callback()
     assert list(chart.source.data["close"]) == [100.0, 102.0]
+
+
+def test_chart_paces_its_flushes():
+    from bokeh.server.callbacks import TimeoutCallback
+
+    doc = Document()
+    chart = CandleChart(doc, "1m", {}, pace=lambda: 5.0)
+    doc.add_root(chart.layout)
+    chart.reset([_bar(0, 100.0, True)])
+    chart.push(_bar(MINUTE, 101.0, False))
+    first = list(doc.session_callbacks)
+    assert len(first) == 1 and not isinstance(first[0], TimeoutCallback)  # the first goes out at once
+    first[0].callback()
+    chart.push(_bar(MINUTE, 102.0, False))
+    chart.push(_bar(MINUTE, 103.0, False))
+    later = list(doc.session_callbacks)
+    assert len(later) == 1 and isinstance(later[0], TimeoutCallback)  # the next waits for its turn
+    assert 4000 <= later[0].timeout <= 5000
+    later[0].callback()
+    assert list(chart.source.data["close"]) == [100.0, 103.0]  # coalesced
     chart.close()
     chart.push(_bar(2 * MINUTE, 103.0, False))
     assert len(chart.source.data["close"]) == 2  # a closed session takes nothing more

@@ -95,8 +95,22 @@ def test_chart_receives_new_candles(dashboard_stack, chromium, artifacts):
         # the open times are consecutive minutes: closed candles and rollover patched, nothing duplicated
         times = page.evaluate("() => Array.from(Bokeh.documents[0].get_model_by_name('candles').data.open_time)")
         assert all(b - a == 60_000 for a, b in itertools.pairwise(times))
+        # overlay values, computed once by the shared engine, arrive with the candles
+        finite_ema = page.evaluate(
+            "() => Array.from(Bokeh.documents[0].get_model_by_name('candles').data.ov_ema_20)"
+            ".filter(Number.isFinite).length"
+        )
+        assert finite_ema > 0
         page.get_by_text("REPLAY").first.wait_for()
+        page.get_by_text("EMA 20", exact=True).click()
         page.screenshot(path=str(artifacts / "market.png"))
+        # another interval: the session re-subscribes and the chart holds 5m candles
+        page.get_by_text("5m", exact=True).click()
+        page.wait_for_function(
+            "() => { const t = Bokeh.documents[0].get_model_by_name('candles').data.open_time;"
+            " return t.length > 2 && t[1] - t[0] == 300000; }",
+            timeout=60_000,
+        )
     finally:
         page.context.close()
 

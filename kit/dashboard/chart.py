@@ -56,7 +56,8 @@ class CandleChart:
     """Price (candles, overlays, trade markers) over volume, for one session.
 
     ``overlay_columns`` maps an overlay label to the columns it draws; ``on_bar`` (optional) is
-    called after each flush with the newest bar, under the document lock.
+    called after each flush with the newest bar, under the document lock; ``pace`` (optional)
+    returns the least seconds between two flushes (see :meth:`kit.dashboard.hub.Hub.pace`).
     """
 
     def __init__(
@@ -66,12 +67,16 @@ class CandleChart:
         overlay_columns: dict[str, list[str]],
         *,
         on_bar: Callable[[Bar], None] | None = None,
+        pace: Callable[[], float] | None = None,
         height: int = 460,
     ) -> None:
         self.doc = doc
+        self.pace = pace
+        self._last_flush = 0.0
         self.on_bar = on_bar
         self.overlay_columns = overlay_columns
         self._columns = [c for cols in overlay_columns.values() for c in cols]
+        self._shown: list[str] = []  # overlay columns on show: the only ones patched
         self.source = ColumnDataSource(data=_empty(self._columns), name="candles")
         self.trades = ColumnDataSource(
             data={"time": [], "price": [], "marker": [], "color": [], "label": []}, name="trade_markers"
@@ -156,6 +161,7 @@ class CandleChart:
         for label, lines in self.overlay_lines.items():
             for line in lines:
                 line.visible = label in wanted
+        self._shown = [c for label, cols in self.overlay_columns.items() if label in wanted for c in cols]
 
     def set_trades(self, rows: list[dict[str, Any]]) -> None:
         """Trade markers: rows of ``time`` (candle open time, ms), ``price``, ``buy`` (bool), ``label``.
@@ -195,17 +201,28 @@ class CandleChart:
         self._vol.glyph.width = w
 
     def push(self, bar: Bar) -> None:
-        """Called by the hub on the server loop: queue the bar, schedule one flush."""
+        """Called by the hub on the server loop: queue the bar, schedule one flush.
+
+        The flush runs on the next tick, or ``pace()`` seconds after the previous flush if that is
+        later: bars arriving meanwhile are coalesced into it (the newest state of each candle wins;
+        a closed candle is never lost).
+        """
         if self.closed:
             return
         self._pending.append(bar)
-        if not self._scheduled and self.doc is not None:
-            self._scheduled = True
+        if self._scheduled or self.doc is None:
+            return
+        self._scheduled = True
+        wait = self._last_flush + (self.pace() if self.pace is not None else 0.0) - time.monotonic()
+        if wait <= 0:
             self.doc.add_next_tick_callback(self.flush)
+        else:
+            self.doc.add_timeout_callback(self.flush, max(1, int(wait * 1000)))
 
     def flush(self) -> None:
         """Apply the queued bars (runs under the document lock)."""
         self._scheduled = False
+        self._last_flush = time.monotonic()
         if self.closed or not self._pending:
             return
         t0 = time.perf_counter()
@@ -235,8 +252,10 @@ class CandleChart:
         n = len(times)
         t = float(bar.open_time)
         if n and times[n - 1] == t:
-            row = _row(bar, self._columns)
-            self.source.patch({k: [(n - 1, val)] for k, val in row.items() if k != "open_time"})
+            # the same candle again: patch only what can change (not its open time or open price), and
+            # while it forms only the overlays on show; its close carries every overlay's final value
+            row = _row(bar, self._columns if bar.closed else self._shown)
+            self.source.patch({k: [(n - 1, val)] for k, val in row.items() if k not in ("open_time", "open")})
         elif n == 0 or t > times[n - 1]:
             self.source.stream({k: [val] for k, val in _row(bar, self._columns).items()}, rollover=CHART_BARS)
 

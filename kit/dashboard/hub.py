@@ -34,6 +34,11 @@ CHART_BARS = 300
 MAX_HISTORY = 1500
 #: Seconds a stream lives on after its last session leaves (a page reload reuses it).
 GRACE_S = 10.0
+#: Chart updates per second the whole process aims to send (one Python loop serves every session):
+#: with few sessions each gets every update, with many each gets a share, coalesced.
+FLUSH_BUDGET_PER_S = 200.0
+#: Least seconds between two updates of one session, however few sessions there are.
+MIN_PACE_S = 0.1
 _DAY_MS = 86_400_000
 
 
@@ -141,6 +146,7 @@ class Hub:
         self._engine: Any = None
         self._specs: list[tuple[Overlay, Any]] | None = None
         self.sessions: dict[str, SessionInfo] = {}
+        self._n_listeners = 0
         self.errors: deque[tuple[float, str]] = deque(maxlen=50)
         self.started = time.time()
         self.sessions_opened = 0
@@ -210,6 +216,7 @@ class Hub:
             st.stop_handle.cancel()
             st.stop_handle = None
         st.listeners.add(listener)
+        self._n_listeners = self.listeners()
         if st.task is None or st.task.done():
             st.task = asyncio.get_running_loop().create_task(self._run(st), name=f"kit-dashboard-{st.key}")
         snap = list(st.bars)[-CHART_BARS:]
@@ -223,6 +230,7 @@ class Hub:
         if st is None:
             return
         st.listeners.discard(listener)
+        self._n_listeners = self.listeners()
         if not st.listeners and st.stop_handle is None:
             try:
                 loop = asyncio.get_running_loop()
@@ -258,6 +266,14 @@ class Hub:
             else:
                 hi = mid - 1
         return st.bars[lo].close, 24.0
+
+    def listeners(self) -> int:
+        """Chart listeners attached over all streams."""
+        return sum(len(st.listeners) for st in self._streams.values())
+
+    def pace(self) -> float:
+        """Least seconds between two updates of one session: the flush budget shared by all listeners."""
+        return max(MIN_PACE_S, self._n_listeners / FLUSH_BUDGET_PER_S)
 
     def last_price(self, symbol: str) -> float | None:
         """The newest close of ``symbol`` on any stream the hub holds, or None."""
@@ -363,6 +379,7 @@ class Hub:
         return {
             "uptime_s": time.time() - self.started,
             "flushes": int(n),
+            "pace_s": self.pace(),
             "flush_ms_mean": (total / n * 1000.0) if n else None,
             "engine": engine_stats,
             "sessions": len(self.sessions),

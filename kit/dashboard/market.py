@@ -71,7 +71,7 @@ class MarketView:
         self.interval = interval
         self._attached = False
         self._price_at = 0.0
-        self.chart = chart_cls(doc, interval, hub.overlay_columns(), on_bar=self._on_bar)
+        self.chart = chart_cls(doc, interval, hub.overlay_columns(), on_bar=self._on_bar, pace=hub.pace)
         self.symbol_select = pn.widgets.Select(name="Symbol", options=symbols, value=self.symbol, width=140)
         self.interval_select = pn.widgets.RadioButtonGroup(
             name="Interval", options=list(INTERVALS), value=interval, button_type="light", width=200

@@ -364,10 +364,11 @@ def run_dashboard(port: int | None = None, host: str = "127.0.0.1") -> int:
     proc = subprocess.Popen(panel_command(port, address=host), env=panel_env(settings, _kit_env(settings)))
     try:
         return proc.wait()
-    except KeyboardInterrupt:
-        proc.send_signal(signal.SIGINT)
+    except KeyboardInterrupt:  # Ctrl-C reached panel serve too (same process group): let it finish
         try:
-            return proc.wait(STOP_GRACE_S) and 0
+            proc.wait(STOP_GRACE_S)
         except subprocess.TimeoutExpired:
             proc.kill()
+            proc.wait(5)
             return 1
+        return 0
