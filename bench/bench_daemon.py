@@ -303,8 +303,12 @@ def _memory(quick: bool) -> str:
         "",
         f"Replay speed {2 * n / elapsed:,.0f} candles/s with {fills:,} fills committed. RSS after warm-up "
         f"{base[1]:.1f} MiB -> {last[1]:.1f} MiB at the end: {per_min * 1024:+.3f} KiB per simulated minute "
-        f"(fitted slope {slope * 1024:+.3f} KiB/min), against the 2-4 MiB/min freqtrade users report "
-        f"(~{2048 / max(abs(per_min * 1024), 1e-3):,.0f}x less).",
+        f"(fitted slope {slope * 1024:+.3f} KiB/min); freqtrade users report 2-4 MiB/min"
+        + (
+            f" (~{2048 / (per_min * 1024):,.0f}x more)."
+            if per_min * 1024 > 0.01
+            else ": here no growth is measurable at the sampling resolution."
+        ),
     ])  # fmt: skip
 
 
