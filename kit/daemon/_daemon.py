@@ -110,6 +110,7 @@ class Daemon:
         self._latency: deque[float] = deque(maxlen=2048)
         self._pending_candles = 0
         self._server_offset_ms = 0
+        self._lock: Any = None
 
     # ----- lifecycle -------------------------------------------------------------------------
 
@@ -136,6 +137,16 @@ class Daemon:
             self.status_port = await self.status_server.start()
             log.info("status server listening", extra={"port": self.status_port})
         await self._db(self.store.migrate)
+        # Before the first trade: a second daemon on this database refuses to start (one-line error).
+        lock = self.store.daemon_lock()
+        try:
+            await asyncio.to_thread(lock.acquire)
+        except BaseException:
+            if self.status_server is not None:
+                await self.status_server.stop()
+            self.store.dispose()
+            raise
+        self._lock = lock
         self.feed = Feed(self.exchange_ws_url, self.exchange_url)
         await self.feed.start()
         # One engine: one indicator state per (stream, spec), shared by every strategy. The queue
@@ -169,6 +180,7 @@ class Daemon:
             await self.feed.stop()
             if self.status_server is not None:
                 await self.status_server.stop()
+            self._lock.release()
             self.store.dispose()
             log.info("stopped", extra={"candles": self._counts["candles"], "fills": self._counts["fills"]})
 

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from kit.errors import ConfigError
+from kit.store._lock import DaemonLock
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
@@ -128,6 +129,10 @@ class Store:
             return True
         except Exception:
             return False
+
+    def daemon_lock(self) -> DaemonLock:
+        """The one-daemon-per-database lock (see :mod:`kit.store._lock`); acquire it before trading."""
+        return DaemonLock(self.engine, sa.engine.make_url(self.url))
 
     def dispose(self) -> None:
         self.engine.dispose()
