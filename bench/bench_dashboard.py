@@ -194,8 +194,9 @@ class Session:
         if not m:
             raise RuntimeError(f"no session token in {path}: {html[:300]}")
         ws_url = base.replace("http://", "ws://") + path + "/ws"
+        # no client pings (browsers send none): a saturated server must not look like a dead one
         self.ws = await connect(ws_url, subprotocols=["bokeh", m.group(1)], max_size=None, open_timeout=120,
-                                additional_headers={"Cookie": cookie, "Origin": base})  # fmt: skip
+                                ping_interval=None, additional_headers={"Cookie": cookie, "Origin": base})  # fmt: skip
         self.protocol = Protocol()
         self.receiver = Receiver(self.protocol)
         await self._expect("ACK")
