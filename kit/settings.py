@@ -92,7 +92,9 @@ class Settings:
         if not s.database_url:
             object.__setattr__(s, "database_url", f"sqlite:///{s.data_dir / 'kit.db'}")
         if not s.replay_data:
-            object.__setattr__(s, "replay_data", str(s.data_dir / "sample"))
+            # The candles shipped with kit, wherever the database and cache live.
+            shipped = PROJECT_ROOT / "data" / "sample"
+            object.__setattr__(s, "replay_data", str(shipped if shipped.is_dir() else s.data_dir / "sample"))
         return s
 
     @property

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +18,8 @@ def test_defaults_run_anywhere(tmp_path) -> None:
     assert s.exchange_ws_url == "ws://127.0.0.1:9400"
     assert s.database_url == f"sqlite:///{tmp_path / 'kit.db'}"
     assert s.is_simulator
+    # The shipped sample is replayed wherever KIT_DATA_DIR points.
+    assert Path(s.replay_data).is_dir() and any(Path(s.replay_data).glob("BTCUSDT_1m_*.csv.gz"))
 
 
 def test_binance_is_one_setting_away() -> None:
