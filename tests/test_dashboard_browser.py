@@ -103,6 +103,14 @@ def test_chart_receives_new_candles(dashboard_stack, chromium, artifacts):
         assert finite_ema > 0
         page.get_by_text("REPLAY").first.wait_for()
         page.get_by_text("EMA 20", exact=True).click()
+        page.wait_for_function(
+            "() => { const d = Bokeh.documents[0]; const ms = d.all_models ?? d._all_models;"
+            " for (const m of (ms.values ? ms.values() : ms)) {"
+            " if (m.glyph && m.visible && m.glyph.y && m.glyph.y.field == 'ov_ema_20') return true; }"
+            " return false; }",
+            timeout=30_000,
+        )
+        page.wait_for_timeout(500)  # let the canvas repaint
         page.screenshot(path=str(artifacts / "market.png"))
         # another interval: the session re-subscribes and the chart holds 5m candles
         page.get_by_text("5m", exact=True).click()
