@@ -33,6 +33,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from tests.fixtures.dashboard import free_port_now, wait_http
+
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DIR = ROOT / "data" / "sample"
 USER, PASSWORD = "bench", "bench-password-1"
@@ -79,27 +81,9 @@ def __getattr__(name: str) -> Any:  # ResendChart is built lazily: importing ben
 
 
 # -- the stack ---------------------------------------------------------------------------------
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _wait_http(url: str, proc: subprocess.Popen, log: Path, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"exited before answering {url}:\n{log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=3):
-                return
-        except urllib.error.HTTPError:
-            return
-        except OSError:
-            time.sleep(0.3)
-    raise RuntimeError(f"{url} did not answer:\n{log.read_text()[-2000:]}")
+# The tests' helpers: one definition of 'a free port' and 'wait until it answers'.
+_free_port = free_port_now
+_wait_http = wait_http
 
 
 def _start(tmp: Path) -> tuple[str, dict[str, subprocess.Popen]]:
