@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from kit.broker import TRADE_COLUMNS, FillModel
+from kit.broker import TRADE_COLUMNS, FillModel, resolve_model
 from kit.strategy import Signals, Strategy
 
 
@@ -40,22 +40,6 @@ def vbt_frame(data: pd.DataFrame) -> pd.DataFrame:
         data = data.copy(deep=False)
         data.index = idx.tz_convert("UTC").tz_localize(None)
     return data
-
-
-def resolve_model(
-    model: FillModel | None = None,
-    *,
-    fees: float | None = None,
-    slippage: float | None = None,
-    size: float | None = None,
-    size_type: str | None = None,
-    init_cash: float | None = None,
-) -> FillModel:
-    """A :class:`FillModel` from a base model (default ``FillModel()``) and keyword overrides."""
-    base = model if model is not None else FillModel()
-    if not isinstance(base, FillModel):
-        raise TypeError(f"model must be a kit.broker.FillModel, got {type(base).__name__}")
-    return base.replace(fees=fees, slippage=slippage, size=size, size_type=size_type, init_cash=init_cash)
 
 
 def from_signals(

@@ -5,7 +5,7 @@ them one closed candle at a time; :func:`kit.backtest.run` hands the same model 
 This package never imports vectorbt or numba: the daemon loads it.
 """
 
-from kit.broker._model import SIZE_TYPES, FillModel
+from kit.broker._model import SIZE_TYPES, FillModel, resolve_model
 from kit.broker._paper import FLAT, LONG, SHORT, BrokerState, Fill, PaperBroker, Trade
 from kit.broker._simulate import TRADE_COLUMNS, simulate, trades_frame
 
@@ -20,6 +20,7 @@ __all__ = [
     "FillModel",
     "PaperBroker",
     "Trade",
+    "resolve_model",
     "simulate",
     "trades_frame",
 ]

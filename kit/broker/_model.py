@@ -126,3 +126,23 @@ class FillModel:
             "upon_stop_update": "override",
             "cash_sharing": False,
         }
+
+
+def resolve_model(
+    model: FillModel | None = None,
+    *,
+    fees: float | None = None,
+    slippage: float | None = None,
+    size: float | None = None,
+    size_type: str | None = None,
+    init_cash: float | None = None,
+) -> FillModel:
+    """A :class:`FillModel` from a base model (default ``FillModel()``) and keyword overrides.
+
+    Backtest, sweep, replay and promotion all take the same keywords; they resolve them here so
+    the four can never disagree on a default.
+    """
+    base = model if model is not None else FillModel()
+    if not isinstance(base, FillModel):
+        raise TypeError(f"model must be a kit.broker.FillModel, got {type(base).__name__}")
+    return base.replace(fees=fees, slippage=slippage, size=size, size_type=size_type, init_cash=init_cash)

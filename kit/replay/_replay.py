@@ -32,7 +32,7 @@ from typing import Any
 
 import pandas as pd
 
-from kit.broker import Fill, FillModel, PaperBroker, Trade, trades_frame
+from kit.broker import Fill, FillModel, PaperBroker, Trade, resolve_model, trades_frame
 from kit.errors import ConfigError, DataError
 from kit.market.files import read_candles
 from kit.strategy import Signal, Strategy, check_frame
@@ -142,9 +142,7 @@ async def replay_async(
     if not strats or not all(isinstance(s, Strategy) for s in strats):
         raise ConfigError("replay() needs a Strategy instance or a list of them")
     frame, sym, itv = _load(data, symbol, interval)
-    m = (model or FillModel()).replace(
-        fees=fees, slippage=slippage, size=size, size_type=size_type, init_cash=init_cash
-    )
+    m = resolve_model(model, fees=fees, slippage=slippage, size=size, size_type=size_type, init_cash=init_cash)
     t_all = open_times_ms(frame.index)
     first, last, n = int(t_all[0]), int(t_all[-1]), len(frame)
     base = frame[["open", "high", "low", "close", "volume"]]

@@ -68,7 +68,7 @@ def promote(
         store: the database (default ``Store()`` from ``KIT_DATABASE_URL``).
         check_import: also import the class in a fresh Python process, as the daemon will.
     """
-    from kit.broker import FillModel
+    from kit.broker import resolve_model
     from kit.market.intervals import validate_interval, validate_symbol
     from kit.strategy import Strategy
 
@@ -93,7 +93,7 @@ def promote(
     if rebuilt != strategy:
         raise ConfigError(f"strategy {strategy!r} does not survive the round trip to the database (got {rebuilt!r})")
     try:
-        model = FillModel().replace(fees=fees, slippage=slippage, size=size, size_type=size_type, init_cash=init_cash)
+        model = resolve_model(fees=fees, slippage=slippage, size=size, size_type=size_type, init_cash=init_cash)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     if check_import:
