@@ -4,16 +4,18 @@ The stack is the real one: the simulator (60x: a 1m candle closes every second, 
 updates per second) and ``panel serve`` as subprocesses, a SQLite store, and a logged-in user.
 Each headless client does what a browser does on the wire: ``GET /dashboard`` with the login
 cookie (the server builds the session's document), opens the Bokeh WebSocket with the page's
-token, pulls the document, then receives PATCH-DOC messages. It does not render.
+token and pulls the document; for kit's page it then opens ``/kit/live`` for the stream named in
+the chart's tags, as the page's script does. It does not render.
 
 Measured on the server process: RSS per session, CPU; on the clients: update latency from the
 moment the dashboard's hub received the feed event (the ``recv_ms`` column it stamps on every
 candle row) to the moment the client has the whole message, and bytes per update. RSS is also
 measured after many session open/close cycles against its baseline.
 
-Peer, in the same run and the same server: the same page whose chart resends its whole window on
-every update (``source.data = ...``, what HoloViews ``Pipe`` does) instead of kit's
-patch-in-place / stream-with-rollover.
+Peer, in the same run and the same server: the same page whose chart is updated the way Panel
+documents it, with ``source.patch``/``source.stream`` on each session's Bokeh document under its
+lock (kit's own design until the live socket replaced it), paced to a process-wide budget of
+updates per second and coalesced.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.fixtures.dashboard import free_port_now, wait_http
+from tests.fixtures.dashboard import free_port_now, login_cookie, wait_http
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DIR = ROOT / "data" / "sample"
@@ -41,41 +43,84 @@ USER, PASSWORD = "bench", "bench-password-1"
 ADMIN, ADMIN_PASSWORD = "benchadmin", "bench-admin-password-1"
 
 PEER_APP = """\
-from bench.bench_dashboard import ResendChart
+from bench.bench_dashboard import ServerPushChart
 from kit.dashboard.app import dashboard
 
-dashboard(chart_cls=ResendChart).servable(title="peer")
+dashboard(chart_cls=ServerPushChart).servable(title="peer")
 """
 
+#: The peer's process-wide update budget (updates/s over all sessions) and least seconds between
+#: two updates of one session: what kit used before the live socket, tuned on this machine.
+PEER_BUDGET_PER_S = 200.0
+PEER_MIN_PACE_S = 0.1
 
-def _resend_chart_class() -> type:
-    from kit.dashboard.chart import CandleChart, _row
-    from kit.dashboard.hub import CHART_BARS
 
-    class ResendChart(CandleChart):
-        """The peer: every update replaces the source's data with the whole window."""
+def _server_push_chart_class() -> type:
+
+    from kit.dashboard.chart import CandleChart, chart_row
+    from kit.dashboard.hub import CHART_BARS, get_hub
+    from kit.dashboard.market import price_header
+
+    class ServerPushChart(CandleChart):
+        """The peer: each session's chart patched on the server, one Bokeh message per update."""
+
+        def __init__(self, doc: Any, interval: str, overlay_columns: dict[str, list[str]], **kw: Any) -> None:
+            super().__init__(None, interval, overlay_columns, **kw)  # no page script, no live socket
+            self.doc = doc
+            self.stream = ("", interval)
+            self._pending: list[Any] = []
+            self._scheduled = False
+            self._last_flush = 0.0
+
+        def follow(self, symbol: str, interval: str, session_id: str = "") -> None:
+            self.stream = (symbol, interval)
+
+        def push(self, bar: Any) -> None:
+            if self.closed:
+                return
+            self._pending.append(bar)
+            if self._scheduled or self.doc is None:
+                return
+            self._scheduled = True
+            pace = max(PEER_MIN_PACE_S, get_hub().listeners() / PEER_BUDGET_PER_S)
+            wait = self._last_flush + pace - time.monotonic()
+            if wait <= 0:
+                self.doc.add_next_tick_callback(self.flush)
+            else:
+                self.doc.add_timeout_callback(self.flush, max(1, int(wait * 1000)))
+
+        def flush(self) -> None:
+            self._scheduled = False
+            self._last_flush = time.monotonic()
+            if self.closed or not self._pending:
+                return
+            latest = {b.open_time: b for b in self._pending}  # coalesce: newest state of each candle
+            self._pending.clear()
+            self.doc.hold("combine")  # one message for the whole flush
+            try:
+                for bar in latest.values():
+                    self._apply(bar)
+                self._fit_volume()
+                self.header.text = price_header(get_hub(), self.stream[0], self.stream[1], bar)
+            finally:
+                self.doc.unhold()
 
         def _apply(self, bar: Any) -> None:
-            d = {k: list(v) for k, v in self.source.data.items()}
-            row = _row(bar, self._columns)
-            t = d["open_time"]
-            if t and t[-1] == row["open_time"]:
-                for k, v in row.items():
-                    d[k][-1] = v
-            elif not t or row["open_time"] > t[-1]:
-                for k, v in row.items():
-                    d[k] = (d[k] + [v])[-CHART_BARS:]
-            else:
-                return
-            self.source.data = d
+            times = self.source.data["open_time"]
+            n, t = len(times), float(bar.open_time)
+            row = chart_row(bar, self._columns)
+            if n and times[n - 1] == t:
+                self.source.patch({k: [(n - 1, v)] for k, v in row.items() if k not in ("open_time", "open")})
+            elif n == 0 or t > times[n - 1]:
+                self.source.stream({k: [v] for k, v in row.items()}, rollover=CHART_BARS)
 
-    return ResendChart
+    return ServerPushChart
 
 
-def __getattr__(name: str) -> Any:  # ResendChart is built lazily: importing bench must stay light
-    if name == "ResendChart":
-        cls = _resend_chart_class()
-        globals()["ResendChart"] = cls
+def __getattr__(name: str) -> Any:  # ServerPushChart is built lazily: importing bench must stay light
+    if name == "ServerPushChart":
+        cls = _server_push_chart_class()
+        globals()["ServerPushChart"] = cls
         return cls
     raise AttributeError(name)
 
@@ -84,6 +129,7 @@ def __getattr__(name: str) -> Any:  # ResendChart is built lazily: importing ben
 # The tests' helpers: one definition of 'a free port' and 'wait until it answers'.
 _free_port = free_port_now
 _wait_http = wait_http
+_login = login_cookie
 
 
 def _start(tmp: Path) -> tuple[str, dict[str, subprocess.Popen]]:
@@ -137,20 +183,6 @@ def _stop(procs: dict[str, subprocess.Popen]) -> None:
                 p.wait(5)
 
 
-def _login(base: str, user: str, password: str) -> str:
-    """The login cookie header value for ``user``."""
-    import http.cookiejar
-
-    jar = http.cookiejar.CookieJar()
-    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
-    data = urllib.parse.urlencode({"username": user, "password": password}).encode()
-    opener.open(f"{base}/login", data=data, timeout=60).read()
-    cookie = "; ".join(f"{c.name}={c.value}" for c in jar if c.name in ("user", "id_token"))
-    if "user=" not in cookie:
-        raise RuntimeError(f"could not log in as {user}")
-    return cookie
-
-
 def _get(url: str, cookie: str) -> str:
     req = urllib.request.Request(url, headers={"Cookie": cookie})
     with urllib.request.urlopen(req, timeout=120) as resp:
@@ -166,7 +198,9 @@ class Session:
         self.update_bytes: list[int] = []
         self.updates = 0
         self.ws: Any = None
+        self.live: Any = None
         self.task: asyncio.Task | None = None
+        self.live_task: asyncio.Task | None = None
 
     async def open(self, base: str, path: str, cookie: str) -> None:
         from bokeh.protocol import Protocol
@@ -187,8 +221,16 @@ class Session:
         req = self.protocol.create("PULL-DOC-REQ")
         for part in (req.header_json, req.metadata_json, req.content_json):
             await self.ws.send(part)
-        await self._expect("PULL-DOC-REPLY")
+        doc = await self._expect("PULL-DOC-REPLY")
         self.task = asyncio.get_running_loop().create_task(self._read())
+        tag, since = _candles(doc.content)
+        if tag:  # kit's page: its script opens the live socket for the stream in the chart's tags
+            stream, _, sid = tag.partition("|")
+            q = urllib.parse.urlencode({"stream": stream, "since": int(since), "sid": sid})
+            self.live = await connect(f"{base.replace('http://', 'ws://')}/kit/live?{q}", max_size=None,
+                                      open_timeout=120, ping_interval=None,
+                                      additional_headers={"Cookie": cookie, "Origin": base})  # fmt: skip
+            self.live_task = asyncio.get_running_loop().create_task(self._read_live())
 
     async def _next_message(self) -> tuple[Any, int]:
         size = 0
@@ -199,11 +241,23 @@ class Session:
             if msg is not None:
                 return msg, size
 
-    async def _expect(self, msgtype: str) -> None:
+    async def _expect(self, msgtype: str) -> Any:
         while True:
             msg, _ = await self._next_message()
             if msg.msgtype == msgtype:
-                return
+                return msg
+
+    async def _read_live(self) -> None:
+        try:
+            while True:
+                frame = await self.live.recv()
+                now = time.time() * 1000.0
+                rows = json.loads(frame)["rows"]
+                self.updates += 1
+                self.latencies.append(now - max(r["recv_ms"] for r in rows))
+                self.update_bytes.append(len(frame))
+        except Exception:
+            return
 
     async def _read(self) -> None:
         try:
@@ -231,10 +285,31 @@ class Session:
             return
 
     async def close(self) -> None:
-        if self.task is not None:
-            self.task.cancel()
-        if self.ws is not None:
-            await self.ws.close()
+        for task in (self.task, self.live_task):
+            if task is not None:
+                task.cancel()
+        for ws in (self.live, self.ws):
+            if ws is not None:
+                await ws.close()
+
+
+def _candles(content: Any) -> tuple[str, float]:
+    """The chart source's tag (``"SYMBOL@interval|sid"``) and newest open time in a pulled document."""
+    stack = [content]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            attrs = node.get("attributes")
+            if node.get("name") == "ColumnDataSource" and isinstance(attrs, dict) and attrs.get("name") == "candles":
+                data = attrs.get("data", {})
+                cols = dict(data.get("entries", [])) if isinstance(data, dict) else {}
+                times = cols.get("open_time") or [0]
+                tags = attrs.get("tags") or [""]
+                return str(tags[0]), float(times[-1]) if isinstance(times, list) else 0.0
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return "", 0.0
 
 
 async def _open_many(base: str, path: str, cookie: str, n: int, concurrency: int = 6) -> list[Session]:
@@ -357,11 +432,13 @@ def main(quick: bool) -> str:
         "",
         f"{r['n']} concurrent sessions of one logged-in user on the BTCUSDT 1m chart; simulator at 60x "
         "(a candle closes every second, 4 forming updates/s); headless clients speak the Bokeh WebSocket "
-        f"protocol (no rendering); {r['window']:.0f} s measuring window. Latency: from the dashboard's hub "
-        "receiving the feed event to the client holding the whole update message. Peer: the same page "
-        "whose chart resends its whole 300-candle window on every update (HoloViews `Pipe` style).",
+        "protocol and, for kit's page, open its `/kit/live` socket as its script does (no rendering); "
+        f"{r['window']:.0f} s measuring window. Latency: from the dashboard's hub receiving the feed event to "
+        "the client holding the whole update message. Peer: the same page whose chart is patched per session "
+        "on the server (`source.patch`/`stream` under each Bokeh document's lock, Panel's documented way; kit's "
+        f"own design before the live socket), paced to {PEER_BUDGET_PER_S:.0f} updates/s per process, coalesced.",
         "",
-        "| | kit (patch + stream) | peer (resend window) | kit / peer |",
+        "| | kit (live socket, encoded once) | peer (Bokeh patch per session) | kit / peer |",
         "| --- | ---: | ---: | ---: |",
         f"| update latency p50 (ms) | {k['p50']:.1f} | {p['p50']:.1f} | {ratio(k['p50'], p['p50'])} |",
         f"| update latency p95 (ms) | {k['p95']:.1f} | {p['p95']:.1f} | {ratio(k['p95'], p['p95'])} |",

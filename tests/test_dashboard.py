@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import math
 import os
 import socket
@@ -114,94 +115,99 @@ def _bar(t: int, close: float, closed: bool, recv: float = 0.0) -> Bar:
     return Bar(t, close - 1, close + 2, close - 2, close, 1.5, closed, {"ov_ema_20": close - 0.5}, recv)
 
 
-def test_chart_patches_the_forming_candle_and_streams_new_ones():
-    chart = CandleChart(None, "1m", {"EMA 20": ["ov_ema_20"]})
-    chart.reset([_bar(i * MINUTE, 100.0 + i, True) for i in range(10)])
-    src = chart.source
-    assert len(src.data["open_time"]) == 10
-    # forming updates of the next candle: one new row, then patched in place
-    for k in range(5):
-        chart.push(_bar(10 * MINUTE, 200.0 + k, False))
-    chart.flush()  # coalesced: five pushes, one flush
-    assert chart.updates == 1
-    assert len(src.data["open_time"]) == 11
-    assert src.data["close"][-1] == 204.0
-    chart.push(_bar(10 * MINUTE, 205.5, False))
-    chart.flush()
-    assert len(src.data["open_time"]) == 11 and src.data["close"][-1] == 205.5
-    # it closes, and the next one starts
-    chart.push(_bar(10 * MINUTE, 206.0, True))
-    chart.push(_bar(11 * MINUTE, 207.0, False))
-    chart.flush()
-    assert list(src.data["open_time"][-2:]) == [10 * MINUTE, 11 * MINUTE]
-    assert src.data["close"][-2] == 206.0 and src.data["ov_ema_20"][-2] == 205.5
-    assert src.data["color"][-1] in ("#16a34a", "#dc2626")
-    # a hidden overlay is not sent while a candle forms, but its close carries the final value
-    chart.push(_bar(11 * MINUTE, 208.0, False))
-    chart.flush()
-    assert math.isnan(src.data["ov_ema_20"][-1]) or src.data["ov_ema_20"][-1] == 206.5
-    chart.show_overlays(["EMA 20"])
-    chart.push(_bar(11 * MINUTE, 209.0, False))
-    chart.flush()
-    assert src.data["ov_ema_20"][-1] == 208.5
-    chart.show_overlays([])
-    chart.push(_bar(11 * MINUTE, 210.0, False))
-    chart.flush()
-    assert src.data["ov_ema_20"][-1] == 208.5  # hidden: not patched while forming
-    chart.push(_bar(11 * MINUTE, 211.0, True))
-    chart.flush()
-    assert src.data["ov_ema_20"][-1] == 210.5 and src.data["close"][-1] == 211.0
-    # an old candle arriving late changes nothing
-    chart.push(_bar(3 * MINUTE, 1.0, True))
-    chart.flush()
-    assert src.data["close"][3] == 103.0
+def test_chart_reset_keeps_the_window_and_follow_names_the_stream():
+    from bokeh.events import DocumentReady
 
-
-def test_chart_rolls_over_at_chart_bars():
-    chart = CandleChart(None, "1m", {})
-    chart.reset([_bar(i * MINUTE, 100.0, True) for i in range(CHART_BARS)])
-    for i in range(CHART_BARS, CHART_BARS + 25):
-        chart.push(_bar(i * MINUTE, 100.0, True))
-        chart.flush()
+    doc = Document()
+    chart = CandleChart(doc, "1m", {"EMA 20": ["ov_ema_20"]})
+    doc.add_root(chart.layout)
+    chart.reset([_bar(i * MINUTE, 100.0 + i, True) for i in range(CHART_BARS + 25)], "<b>BTCUSDT</b>")
     t = list(chart.source.data["open_time"])
-    assert len(t) == CHART_BARS
-    assert t[0] == 25 * MINUTE and t[-1] == (CHART_BARS + 24) * MINUTE
+    assert len(t) == CHART_BARS and t[0] == 25 * MINUTE  # only the window goes to the browser
+    assert chart.source.data["ov_ema_20"][-1] == 100.0 + CHART_BARS + 24 - 0.5
+    assert chart.header.text == "<b>BTCUSDT</b>"
+    chart.follow("BTCUSDT", "1m", "abc123")
+    assert chart.source.tags == ["BTCUSDT@1m|abc123"]
+    # the page's script runs when the document is ready and whenever the server re-points it
+    ready = doc.callbacks.js_event_callbacks[DocumentReady.event_name]
+    assert len(ready) == 1 and "/kit/live?stream=" in ready[0].code and "sync: false" in ready[0].code
+    assert chart.source.js_property_callbacks["change:tags"] == ready
 
 
-def test_chart_under_a_document_flushes_on_its_next_tick():
-    doc = Document()
-    chart = CandleChart(doc, "1m", {})
-    doc.add_root(chart.layout)
-    chart.reset([_bar(0, 100.0, True)])
-    chart.push(_bar(MINUTE, 101.0, False))
-    chart.push(_bar(MINUTE, 102.0, False))
-    callbacks = list(doc.session_callbacks)
-    assert len(callbacks) == 1  # one flush scheduled for both pushes
-    callbacks[0].callback()
-    assert list(chart.source.data["close"]) == [100.0, 102.0]
+def test_encode_row_is_json_with_null_for_nan():
+    from kit.dashboard.live import encode_row
+
+    bar = Bar(MINUTE, 1.0, 2.0, 0.5, 1.5, 3.0, False, {"ov_ema_20": math.nan, "ov_sma_20": 1.25}, 123.5)
+    row = json.loads(encode_row(bar, ["ov_ema_20", "ov_sma_20", "ov_missing"]))
+    assert row["open_time"] == MINUTE and row["close"] == 1.5 and row["recv_ms"] == 123.5
+    assert row["ov_ema_20"] is None and row["ov_sma_20"] == 1.25 and row["ov_missing"] is None
+    assert row["color"] == "#16a34a"
 
 
-def test_chart_paces_its_flushes():
-    from bokeh.server.callbacks import TimeoutCallback
+class _Writer:
+    """The transport under one page's socket (Tornado's ``write_message``): records what it was
+    given; while ``stall`` is set, each write stays in flight until released."""
 
-    doc = Document()
-    chart = CandleChart(doc, "1m", {}, pace=lambda: 5.0)
-    doc.add_root(chart.layout)
-    chart.reset([_bar(0, 100.0, True)])
-    chart.push(_bar(MINUTE, 101.0, False))
-    first = list(doc.session_callbacks)
-    assert len(first) == 1 and not isinstance(first[0], TimeoutCallback)  # the first goes out at once
-    first[0].callback()
-    chart.push(_bar(MINUTE, 102.0, False))
-    chart.push(_bar(MINUTE, 103.0, False))
-    later = list(doc.session_callbacks)
-    assert len(later) == 1 and isinstance(later[0], TimeoutCallback)  # the next waits for its turn
-    assert 4000 <= later[0].timeout <= 5000
-    later[0].callback()
-    assert list(chart.source.data["close"]) == [100.0, 103.0]  # coalesced
-    chart.close()
-    chart.push(_bar(2 * MINUTE, 103.0, False))
-    assert len(chart.source.data["close"]) == 2  # a closed session takes nothing more
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+        self.stall = False
+        self.inflight: list[asyncio.Future] = []
+
+    def __call__(self, msg: bytes) -> asyncio.Future | None:
+        self.sent.append(msg)
+        if not self.stall:
+            return None
+        fut = asyncio.get_running_loop().create_future()
+        self.inflight.append(fut)
+        return fut
+
+    def rows(self, i: int = -1) -> list[dict]:
+        return json.loads(self.sent[i])["rows"]
+
+
+async def test_broadcast_encodes_each_event_once_and_coalesces_for_a_slow_page(simulator, sample_frames):
+    from kit.dashboard.live import _Client, broadcast_for
+    from kit.feed import Feed
+    from kit.market.files import to_ms
+
+    start = int(to_ms(sample_frames[("BTCUSDT", "1m")].index)[300])
+    sim = await simulator(speed=600, start=start, update_every=20)
+    feed = Feed(ws_url=sim.ws_url, rest_url=sim.rest_url)
+    hub = Hub(feed_factory=lambda: feed, grace_s=0.0)
+    b = broadcast_for(hub, "BTCUSDT", "1m")
+    assert broadcast_for(hub, "BTCUSDT", "1m") is b
+    first = _Writer()
+    b.add(_Client(first), since=0)  # starts the stream
+    await _until(lambda: len(first.sent) > 3)
+    fast, slow = _Writer(), _Writer()
+    since = json.loads(first.sent[-1])["rows"][-1]["open_time"]
+    b.add(_Client(fast), since=since)
+    assert [r["open_time"] for r in fast.rows(0)] == [since]  # only what the page lacks
+    b.add(_Client(slow), since=0)
+    assert len(slow.rows(0)) > 1  # a page with nothing gets the window
+    slow.stall = True
+    n_first, n_fast = len(first.sent), len(fast.sent)
+    await _until(lambda: len(fast.sent) > n_fast + 8)
+    # every page that keeps up gets the very same bytes: encoded once per event, not per page
+    k = len(fast.sent) - n_fast
+    assert all(a is c for a, c in zip(first.sent[n_first : n_first + k], fast.sent[n_fast:], strict=True))
+    # the slow page had one write in flight the whole time: nothing else went out to it...
+    assert len(slow.sent) == 2 and len(slow.inflight) == 1
+    backlog = dict(next(c for c in b.clients if c.write is slow).backlog)
+    assert 0 < len(backlog) < k  # ...its updates were folded, one per candle
+    slow.stall = False
+    slow.inflight[0].set_result(None)
+    await _until(lambda: len(slow.sent) >= 3)
+    caught_up = slow.rows(2)
+    times = [r["open_time"] for r in caught_up]
+    # one message with the newest state of each candle, in order (more may have folded in meanwhile)
+    assert times == sorted(set(times)) and set(backlog) <= set(times)
+    assert b.stats()["sockets"] == 3 and b.stats()["coalesced"] >= len(backlog)
+    for client in list(b.clients):
+        b.remove(client)
+    assert not hub.broadcasts and hub.listeners() == 0  # the last page gone: off the hub
+    await asyncio.sleep(0.05)
+    await feed.stop()
 
 
 def test_trade_markers_only_inside_the_window():

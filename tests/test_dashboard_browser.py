@@ -92,6 +92,13 @@ def test_chart_receives_new_candles(dashboard_stack, chromium, artifacts):
         )
         n1, t1 = page.evaluate(js)
         assert n1 > n0 and t1 > t0
+        # they came over the page's live socket, not as Bokeh document patches
+        live = page.evaluate("() => { const k = Bokeh.documents[0].get_model_by_name('candles')._kit;"
+                             " return [k.key, k.ws && k.ws.readyState, k.messages]; }")  # fmt: skip
+        assert live[0].startswith("BTCUSDT@1m|") and live[1] == 1 and live[2] > 0
+        # the price header follows the stream in the page too
+        header = "() => Bokeh.documents[0].get_model_by_name('price_header').text"
+        assert "BTCUSDT" in page.evaluate(header)
         # the open times are consecutive minutes: closed candles and rollover patched, nothing duplicated
         times = page.evaluate("() => Array.from(Bokeh.documents[0].get_model_by_name('candles').data.open_time)")
         assert all(b - a == 60_000 for a, b in itertools.pairwise(times))
@@ -119,6 +126,20 @@ def test_chart_receives_new_candles(dashboard_stack, chromium, artifacts):
             " return t.length > 2 && t[1] - t[0] == 300000; }",
             timeout=60_000,
         )
+        # the socket now follows the 5m stream; once a 5m candle closes the window is still gap-free
+        page.wait_for_function(
+            "() => { const s = Bokeh.documents[0].get_model_by_name('candles');"
+            " return s._kit.key.startsWith('BTCUSDT@5m|') && s._kit.ws && s._kit.ws.readyState == 1; }",
+            timeout=30_000,
+        )
+        _, t5 = page.evaluate(js)
+        page.wait_for_function(
+            f"() => {{ const t = Bokeh.documents[0].get_model_by_name('candles').data.open_time;"
+            f" return t[t.length - 1] > {t5}; }}",
+            timeout=60_000,
+        )
+        times = page.evaluate("() => Array.from(Bokeh.documents[0].get_model_by_name('candles').data.open_time)")
+        assert all(b - a == 300_000 for a, b in itertools.pairwise(times))
     finally:
         page.context.close()
 

@@ -93,7 +93,7 @@ def dashboard(chart_cls: type | None = None) -> pn.viewable.Viewable:
 
     ``chart_cls``: a :class:`~kit.dashboard.chart.CandleChart` subclass (the benchmark's peer).
     """
-    from kit.dashboard.market import MarketView
+    from kit.dashboard.market import INTERVALS, MarketView
 
     pn.extension("tabulator", notifications=False)
     user = pn.state.user
@@ -108,17 +108,11 @@ def dashboard(chart_cls: type | None = None) -> pn.viewable.Viewable:
     symbol = (qs.get("symbol") or [b""])[0].decode() or None
     interval = (qs.get("interval") or [b"1m"])[0].decode() or "1m"
     session = Session(hub, user, "dashboard")
-    market = MarketView(hub, settings, doc, symbol=symbol, interval=interval if interval in ("1m", "5m", "15m", "1h")
-                        else "1m", **({"chart_cls": chart_cls} if chart_cls else {}))  # fmt: skip
+    market = MarketView(hub, settings, doc, symbol=symbol, interval=interval if interval in INTERVALS else "1m",
+                        session_id=session.info.sid, **({"chart_cls": chart_cls} if chart_cls else {}))  # fmt: skip
     session.views.append(market)
     market.start()
     session.info.stream = f"{market.symbol}@{market.interval}"
-
-    def count(_bar: Any, _inner: Any = market.chart.on_bar) -> None:
-        session.info.updates += 1
-        _inner(_bar)
-
-    market.chart.on_bar = count
     page = DashboardPage(get_store(), user, hub, market, session)
     pn.state.on_session_destroyed(session.close)
     return pn.Column(_header(settings, user, admin=role == "admin", page="dashboard"), page.tabs,

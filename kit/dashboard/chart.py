@@ -1,24 +1,33 @@
-"""A session's live candlestick chart: Bokeh figures over one ColumnDataSource, patched in place.
+"""A session's live candlestick chart: Bokeh figures over one ColumnDataSource.
 
-The forming candle is *patched* (only its changed cells go to the browser); a new candle is
-*streamed* with ``rollover`` so the source never grows past :data:`~kit.dashboard.hub.CHART_BARS`.
-:class:`CandleChart` is also the session's :class:`~kit.dashboard.hub.Listener`: the hub calls
-:meth:`CandleChart.push` on the server loop, which only queues the bar and schedules one flush
-under the document's lock; bars that pile up before the flush are coalesced (a slow browser gets
-the latest state, not a backlog).
+The server builds the chart and sends its history once (:meth:`CandleChart.reset`). Live updates
+do not go through the Bokeh session: the page's script (:data:`LIVE_JS`) opens the dashboard's
+``/kit/live`` socket for the stream named in the source's ``tags`` and applies each row in the
+browser, *patching* the forming candle in place and *streaming* a new one with ``rollover`` so
+the source never grows past :data:`~kit.dashboard.hub.CHART_BARS`. Each event is encoded once per
+stream for all pages (see :mod:`kit.dashboard.live`).
 """
 
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from bokeh.document import Document
-from bokeh.models import ColumnDataSource, DatetimeTickFormatter, HoverTool, NumeralTickFormatter, Range1d
+from bokeh.events import DocumentReady
+from bokeh.models import (
+    ColumnDataSource,
+    CustomJS,
+    DatetimeTickFormatter,
+    Div,
+    HoverTool,
+    NumeralTickFormatter,
+    Range1d,
+)
 from bokeh.plotting import figure
 
+from kit.dashboard._style import CSS
 from kit.dashboard.hub import CHART_BARS, Bar
 from kit.market.intervals import interval_ms
 
@@ -27,16 +36,68 @@ DOWN = "#dc2626"
 _OVERLAY_COLORS = ("#2563eb", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#db2777")
 _BASE = ("open_time", "open", "high", "low", "close", "volume", "color", "recv_ms")
 
-
-#: Process-wide flush figures (count, seconds) for the admin page and the benchmark.
-FLUSH_STATS: list[float] = [0, 0.0]
+#: The page side of :mod:`kit.dashboard.live`. Runs when the document is ready and whenever the
+#: server changes ``source.tags`` (``"SYMBOL@interval|session id"``). Changes are applied with
+#: ``sync: false``: the browser never sends chart data back to the server.
+LIVE_JS = r"""
+const st = source._kit || (source._kit = {ws: null, key: null, timer: null, tries: 0, messages: 0});
+function apply(msg) {
+  if (!st.key || msg.s !== st.key.split("|")[0]) return;  // a late message of the previous stream
+  const data = source.data;
+  const cols = Object.keys(data);
+  for (const row of msg.rows) {
+    const t = data.open_time, n = t.length;
+    if (n && t[n - 1] === row.open_time) {
+      const p = {};
+      for (const c of cols) if (c !== "open_time" && c in row) p[c] = [[n - 1, row[c] === null ? NaN : row[c]]];
+      source.patch(p, {sync: false});
+    } else if (!n || row.open_time > t[n - 1]) {
+      const s = {};
+      for (const c of cols) { const v = row[c]; s[c] = [v === undefined || v === null ? NaN : v]; }
+      source.stream(s, ROLLOVER, {sync: false});
+    }
+  }
+  let top = 0;
+  for (const v of source.data.volume) if (v > top) top = v;
+  top = top > 0 ? top * 5 : 1;  // the tallest volume bar reaches a fifth of the height
+  if (Math.abs(vol_range.end - top) / top > 0.02) vol_range.setv({end: top}, {sync: false});
+  if (msg.h && header.text !== msg.h) header.setv({text: msg.h}, {sync: false});
+  st.messages += 1;
+}
+function connect() {
+  clearTimeout(st.timer); st.timer = null;
+  const key = source.tags.length ? String(source.tags[0]) : null;
+  if (st.ws && st.key === key) return;
+  if (st.ws) { const old = st.ws; st.ws = null; old.onclose = null; old.close(); }
+  st.key = key;
+  if (!key) return;
+  const [stream, sid] = key.split("|");
+  const t = source.data.open_time;
+  const since = t.length ? t[t.length - 1] : 0;
+  const base = window.location.pathname.replace(/\/[^\/]*$/, "");
+  const url = (window.location.protocol === "https:" ? "wss://" : "ws://") + window.location.host + base +
+    "/kit/live?stream=" + encodeURIComponent(stream) + "&since=" + since + "&sid=" + encodeURIComponent(sid || "");
+  const ws = new WebSocket(url);
+  st.ws = ws;
+  ws.onopen = () => { st.tries = 0; };
+  ws.onmessage = (ev) => { try { apply(JSON.parse(ev.data)); } catch (e) { console.error("kit live:", e); } };
+  ws.onclose = (ev) => {
+    if (st.ws !== ws) return;
+    st.ws = null;
+    if (ev.code === 4400) { console.error("kit live refused:", ev.reason); return; }
+    st.timer = setTimeout(connect, Math.min(30000, 500 * 2 ** st.tries++) * (0.5 + Math.random()));
+  };
+}
+setTimeout(connect, 0);  // after the rest of the message that changed the tags (the new history) is applied
+""".replace("ROLLOVER", str(CHART_BARS))
 
 
 def _empty(columns: Iterable[str]) -> dict[str, list[Any]]:
     return {c: [] for c in (*_BASE, *columns)}
 
 
-def _row(bar: Bar, columns: Sequence[str]) -> dict[str, Any]:
+def chart_row(bar: Bar, columns: Sequence[str]) -> dict[str, Any]:
+    """The chart's row for ``bar``: its source's columns (the overlay ``columns`` NaN when missing)."""
     row: dict[str, Any] = {
         "open_time": float(bar.open_time),
         "open": bar.open,
@@ -53,11 +114,10 @@ def _row(bar: Bar, columns: Sequence[str]) -> dict[str, Any]:
 
 
 class CandleChart:
-    """Price (candles, overlays, trade markers) over volume, for one session.
+    """Price (candles, overlays, trade markers) over volume, and the price header, for one session.
 
-    ``overlay_columns`` maps an overlay label to the columns it draws; ``on_bar`` (optional) is
-    called after each flush with the newest bar, under the document lock; ``pace`` (optional)
-    returns the least seconds between two flushes (see :meth:`kit.dashboard.hub.Hub.pace`).
+    ``overlay_columns`` maps an overlay label to the columns it draws. With a ``doc``, the page
+    follows the stream set by :meth:`follow` over the live socket once the document is ready.
     """
 
     def __init__(
@@ -66,26 +126,18 @@ class CandleChart:
         interval: str,
         overlay_columns: dict[str, list[str]],
         *,
-        on_bar: Callable[[Bar], None] | None = None,
-        pace: Callable[[], float] | None = None,
         height: int = 460,
     ) -> None:
         self.doc = doc
-        self.pace = pace
-        self._last_flush = 0.0
-        self.on_bar = on_bar
         self.overlay_columns = overlay_columns
         self._columns = [c for cols in overlay_columns.values() for c in cols]
-        self._shown: list[str] = []  # overlay columns on show: the only ones patched
         self.source = ColumnDataSource(data=_empty(self._columns), name="candles")
         self.trades = ColumnDataSource(
             data={"time": [], "price": [], "marker": [], "color": [], "label": []}, name="trade_markers"
         )
-        self._pending: list[Bar] = []
-        self._scheduled = False
+        # a raw Bokeh Div: the page's script rewrites it with each update (see LIVE_JS)
+        self.header = Div(text="", min_width=320, stylesheets=[CSS], name="price_header")
         self.closed = False
-        self.updates = 0
-        self.last_bar: Bar | None = None
 
         w = interval_ms(interval) * 0.7
         tools = "xpan,xwheel_zoom,box_zoom,reset,save"
@@ -154,6 +206,11 @@ class CandleChart:
                            alpha=0.3, y_range_name="volume", level="underlay", name="volume")  # fmt: skip
         self.price = p
         self.layout = p
+        if doc is not None:
+            live = CustomJS(args={"source": self.source, "vol_range": self._vol_range, "header": self.header},
+                            code=LIVE_JS)  # fmt: skip
+            doc.js_on_event(DocumentReady, live)
+            self.source.js_on_change("tags", live)
 
     # -- overlays and markers -----------------------------------------------------------------
     def show_overlays(self, labels: Iterable[str]) -> None:
@@ -161,7 +218,6 @@ class CandleChart:
         for label, lines in self.overlay_lines.items():
             for line in lines:
                 line.visible = label in wanted
-        self._shown = [c for label, cols in self.overlay_columns.items() if label in wanted for c in cols]
 
     def set_trades(self, rows: list[dict[str, Any]]) -> None:
         """Trade markers: rows of ``time`` (candle open time, ms), ``price``, ``buy`` (bool), ``label``.
@@ -183,17 +239,19 @@ class CandleChart:
             self.trades.data = data
 
     # -- data ---------------------------------------------------------------------------------
-    def reset(self, bars: Sequence[Bar]) -> None:
-        """Replace the whole history (on open, and when the symbol or interval changes)."""
+    def reset(self, bars: Sequence[Bar], header: str = "") -> None:
+        """Replace the whole history and the price header (on open, and when the stream changes)."""
         data = _empty(self._columns)
         for bar in bars[-CHART_BARS:]:
-            for k, val in _row(bar, self._columns).items():
+            for k, val in chart_row(bar, self._columns).items():
                 data[k].append(val)
         self.source.data = data
-        self._pending.clear()
+        self.header.text = header
         self._fit_volume()
-        if bars:
-            self.last_bar = bars[-1]
+
+    def follow(self, symbol: str, interval: str, session_id: str = "") -> None:
+        """Point the page's live socket at ``symbol@interval`` (call after :meth:`reset`)."""
+        self.source.tags = [f"{symbol}@{interval}|{session_id}"]
 
     def set_interval(self, interval: str) -> None:
         w = interval_ms(interval) * 0.7
@@ -201,63 +259,8 @@ class CandleChart:
         self._vol.glyph.width = w
 
     def push(self, bar: Bar) -> None:
-        """Called by the hub on the server loop: queue the bar, schedule one flush.
-
-        The flush runs on the next tick, or ``pace()`` seconds after the previous flush if that is
-        later: bars arriving meanwhile are coalesced into it (the newest state of each candle wins;
-        a closed candle is never lost).
-        """
-        if self.closed:
-            return
-        self._pending.append(bar)
-        if self._scheduled or self.doc is None:
-            return
-        self._scheduled = True
-        wait = self._last_flush + (self.pace() if self.pace is not None else 0.0) - time.monotonic()
-        if wait <= 0:
-            self.doc.add_next_tick_callback(self.flush)
-        else:
-            self.doc.add_timeout_callback(self.flush, max(1, int(wait * 1000)))
-
-    def flush(self) -> None:
-        """Apply the queued bars (runs under the document lock)."""
-        self._scheduled = False
-        self._last_flush = time.monotonic()
-        if self.closed or not self._pending:
-            return
-        t0 = time.perf_counter()
-        latest: dict[int, Bar] = {}
-        for bar in self._pending:  # coalesce: the last state of each candle wins
-            latest[bar.open_time] = bar
-        self._pending.clear()
-        doc = self.doc
-        if doc is not None:
-            doc.hold("combine")  # one websocket message for the whole flush
-        try:
-            for bar in latest.values():
-                self._apply(bar)
-            self._fit_volume()
-            self.updates += 1
-            self.last_bar = bar
-            if self.on_bar is not None:  # the price header goes out in the same message
-                self.on_bar(bar)
-        finally:
-            if doc is not None:
-                doc.unhold()
-            FLUSH_STATS[0] += 1
-            FLUSH_STATS[1] += time.perf_counter() - t0
-
-    def _apply(self, bar: Bar) -> None:
-        times = self.source.data["open_time"]
-        n = len(times)
-        t = float(bar.open_time)
-        if n and times[n - 1] == t:
-            # the same candle again: patch only what can change (not its open time or open price), and
-            # while it forms only the overlays on show; its close carries every overlay's final value
-            row = _row(bar, self._columns if bar.closed else self._shown)
-            self.source.patch({k: [(n - 1, val)] for k, val in row.items() if k not in ("open_time", "open")})
-        elif n == 0 or t > times[n - 1]:
-            self.source.stream({k: [val] for k, val in _row(bar, self._columns).items()}, rollover=CHART_BARS)
+        """The hub's listener call: nothing to do. Live rows reach the page over the live socket;
+        the chart stays attached to the hub so the stream lives as long as the session."""
 
     def _fit_volume(self) -> None:
         vols = self.source.data["volume"]
@@ -268,4 +271,3 @@ class CandleChart:
 
     def close(self) -> None:
         self.closed = True
-        self._pending.clear()

@@ -8,8 +8,9 @@ session attaches a listener when it opens (getting the buffer as its initial his
 detaches it when it closes; a stream nobody watches is closed after a short grace period, so
 nothing outlives its sessions.
 
-Fan-out never blocks the feed: :meth:`Listener.push` only records the bar and schedules one
-flush on the session's document; a slow browser gets fewer, coalesced updates, never a queue.
+Pages get their live candles through one :class:`kit.dashboard.live.StreamBroadcast` per
+stream (held in :attr:`Hub.broadcasts`), which encodes each event once for all of them; a
+session's chart stays attached as a listener so its stream lives as long as the session.
 """
 
 from __future__ import annotations
@@ -34,11 +35,6 @@ CHART_BARS = 300
 MAX_HISTORY = 1500
 #: Seconds a stream lives on after its last session leaves (a page reload reuses it).
 GRACE_S = 10.0
-#: Chart updates per second the whole process aims to send (one Python loop serves every session):
-#: with few sessions each gets every update, with many each gets a share, coalesced.
-FLUSH_BUDGET_PER_S = 200.0
-#: Least seconds between two updates of one session, however few sessions there are.
-MIN_PACE_S = 0.1
 _DAY_MS = 86_400_000
 
 
@@ -146,7 +142,8 @@ class Hub:
         self._engine: Any = None
         self._specs: list[tuple[Overlay, Any]] | None = None
         self.sessions: dict[str, SessionInfo] = {}
-        self._n_listeners = 0
+        #: (symbol, interval) -> the stream's live broadcast (see :mod:`kit.dashboard.live`)
+        self.broadcasts: dict[tuple[str, str], Any] = {}
         self.errors: deque[tuple[float, str]] = deque(maxlen=50)
         self.started = time.time()
         self.sessions_opened = 0
@@ -216,13 +213,26 @@ class Hub:
             st.stop_handle.cancel()
             st.stop_handle = None
         st.listeners.add(listener)
-        self._n_listeners = self.listeners()
         if st.task is None or st.task.done():
             st.task = asyncio.get_running_loop().create_task(self._run(st), name=f"kit-dashboard-{st.key}")
+        return self.snapshot(symbol, interval)
+
+    def snapshot(self, symbol: str, interval: str) -> list[Bar]:
+        """The stream's last :data:`CHART_BARS` bars and the forming one, oldest first ([] if not held)."""
+        st = self._streams.get((symbol, interval))
+        if st is None:
+            return []
         snap = list(st.bars)[-CHART_BARS:]
         if st.forming is not None:
             snap.append(st.forming)
         return snap
+
+    def latest(self, symbol: str, interval: str) -> Bar | None:
+        """The stream's newest bar (forming or closed), or None."""
+        st = self._streams.get((symbol, interval))
+        if st is None:
+            return None
+        return st.forming or (st.bars[-1] if st.bars else None)
 
     def detach(self, symbol: str, interval: str, listener: Listener) -> None:
         """Unregister ``listener``; a stream left without listeners stops after ``grace_s``."""
@@ -230,7 +240,6 @@ class Hub:
         if st is None:
             return
         st.listeners.discard(listener)
-        self._n_listeners = self.listeners()
         if not st.listeners and st.stop_handle is None:
             try:
                 loop = asyncio.get_running_loop()
@@ -270,10 +279,6 @@ class Hub:
     def listeners(self) -> int:
         """Chart listeners attached over all streams."""
         return sum(len(st.listeners) for st in self._streams.values())
-
-    def pace(self) -> float:
-        """Least seconds between two updates of one session: the flush budget shared by all listeners."""
-        return max(MIN_PACE_S, self._n_listeners / FLUSH_BUDGET_PER_S)
 
     def last_price(self, symbol: str) -> float | None:
         """The newest close of ``symbol`` on any stream the hub holds, or None."""
@@ -373,14 +378,8 @@ class Hub:
                 engine_stats = {k: v for k, v in self._engine.stats().items() if k != "per_stream"}
             except Exception as exc:
                 engine_stats = {"error": str(exc)}
-        from kit.dashboard.chart import FLUSH_STATS
-
-        n, total = FLUSH_STATS
         return {
             "uptime_s": time.time() - self.started,
-            "flushes": int(n),
-            "pace_s": self.pace(),
-            "flush_ms_mean": (total / n * 1000.0) if n else None,
             "engine": engine_stats,
             "sessions": len(self.sessions),
             "sessions_opened": self.sessions_opened,
@@ -394,11 +393,20 @@ class Hub:
                     "events": st.events,
                     "errors": st.errors,
                     "last_event_age_s": (time.time() - st.last_event) if st.last_event else None,
+                    **_live_stats(self.broadcasts.get(key)),
                 }
-                for st in self._streams.values()
+                for key, st in self._streams.items()
             ],
             "feed": feed_stats,
         }
+
+
+def _live_stats(broadcast: Any) -> dict[str, int]:
+    """A stream's live-socket figures: pages on it, messages and bytes written, updates coalesced."""
+    if broadcast is None:
+        return {"sockets": 0, "messages": 0, "bytes": 0, "coalesced": 0}
+    st = broadcast.stats()
+    return {k: st[k] for k in ("sockets", "messages", "bytes", "coalesced")}
 
 
 def _flatten(values: Any, labels: dict[Any, Overlay]) -> dict[str, float]:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import math
-import time
 from typing import Any
 
 import panel as pn
-from bokeh.models import Div
 
 from kit.dashboard._style import CSS
 from kit.dashboard.chart import DOWN, UP, CandleChart
@@ -62,6 +60,7 @@ class MarketView:
         symbol: str | None = None,
         interval: str = "1m",
         chart_cls: type[CandleChart] = CandleChart,
+        session_id: str = "",
     ) -> None:
         symbols = available_symbols(settings)
         if interval not in INTERVALS:
@@ -69,9 +68,9 @@ class MarketView:
         self.hub = hub
         self.symbol = symbol if symbol in symbols else symbols[0]
         self.interval = interval
+        self.session_id = session_id
         self._attached = False
-        self._price_at = 0.0
-        self.chart = chart_cls(doc, interval, hub.overlay_columns(), on_bar=self._on_bar, pace=hub.pace)
+        self.chart = chart_cls(doc, interval, hub.overlay_columns())
         self.symbol_select = pn.widgets.Select(name="Symbol", options=symbols, value=self.symbol, width=140)
         self.interval_select = pn.widgets.RadioButtonGroup(
             name="Interval", options=list(INTERVALS), value=interval, button_type="light", width=200
@@ -79,9 +78,7 @@ class MarketView:
         self.overlay_select = pn.widgets.CheckButtonGroup(
             name="Overlays", options=list(self.chart.overlay_lines), value=[], button_type="light"
         )
-        # a raw Bokeh Div, changed directly on every update (cheaper than a Panel pane's param machinery)
-        self.price_div = Div(text="", min_width=320, stylesheets=[CSS])
-        self.price = pn.pane.Bokeh(self.price_div)
+        self.price = pn.pane.Bokeh(self.chart.header)
         self.badge = pn.pane.HTML(source_badge(settings), stylesheets=[CSS])
         self.symbol_select.param.watch(self._on_stream, "value")
         self.interval_select.param.watch(self._on_stream, "value")
@@ -111,9 +108,9 @@ class MarketView:
             return
         bars = self.hub.attach(self.symbol, self.interval, self.chart)
         self._attached = True
-        self.chart.reset(bars)
-        if bars:
-            self._on_bar(bars[-1])
+        header = price_header(self.hub, self.symbol, self.interval, bars[-1]) if bars else ""
+        self.chart.reset(bars, header)
+        self.chart.follow(self.symbol, self.interval, self.session_id)
 
     def stop(self) -> None:
         if self._attached:
@@ -129,29 +126,23 @@ class MarketView:
         self.symbol = self.symbol_select.value
         self.interval = self.interval_select.value
         self.chart.set_interval(self.interval)
-        self.chart.reset([])
-        self.price_div.text = ""
         self.start()
         for fn in self.on_stream_change:
             fn()
 
-    # -- price header -------------------------------------------------------------------------
-    def _on_bar(self, bar: Bar) -> None:
-        ref = self.hub.reference_close(self.symbol, self.interval)
-        change = ""
-        if ref is not None and ref[0] > 0 and not math.isnan(bar.close):
-            pct = (bar.close / ref[0] - 1.0) * 100.0
-            span = "24h" if ref[1] >= 23.99 else f"{ref[1]:.0f}h"
-            change = (
-                f'<span class="kit-change" style="color:{UP if pct >= 0 else DOWN}">'
-                f"{pct:+.2f}% <small>{span}</small></span>"
-            )
-        html = (
-            f'<span class="kit-sym">{self.symbol}</span> '
-            f'<span class="kit-last" title="last price">{_fmt_price(bar.close)}</span> {change}'
+
+def price_header(hub: Hub, symbol: str, interval: str, bar: Bar) -> str:
+    """The price header's HTML for ``bar``: symbol, last price, change over the last 24 h the hub holds."""
+    ref = hub.reference_close(symbol, interval)
+    change = ""
+    if ref is not None and ref[0] > 0 and not math.isnan(bar.close):
+        pct = (bar.close / ref[0] - 1.0) * 100.0
+        span = "24h" if ref[1] >= 23.99 else f"{ref[1]:.0f}h"
+        change = (
+            f'<span class="kit-change" style="color:{UP if pct >= 0 else DOWN}">'
+            f"{pct:+.2f}% <small>{span}</small></span>"
         )
-        now = time.monotonic()
-        # at most two header updates a second (each is one more message per session); a close always shows
-        if html != self.price_div.text and (bar.closed or now - self._price_at >= 0.5):
-            self.price_div.text = html
-            self._price_at = now
+    return (
+        f'<span class="kit-sym">{symbol}</span> '
+        f'<span class="kit-last" title="last price">{_fmt_price(bar.close)}</span> {change}'
+    )

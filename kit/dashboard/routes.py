@@ -1,7 +1,8 @@
 """Extra HTTP routes of the dashboard server (``panel serve --plugins kit.dashboard.routes``).
 
 ``GET /kit/stats``: the hub's figures as JSON (sessions, streams, feed), for monitoring and the
-benchmark. Admins only: the signed login cookie is checked here, since Panel's
+benchmark; ``/kit/live``: the pages' live candles (:class:`kit.dashboard.live.LiveSocket`).
+``/kit/stats`` is for admins only: the signed login cookie is checked here, since Panel's
 ``authorize_callback`` only guards its own pages.
 """
 
@@ -32,5 +33,11 @@ class StatsHandler(RequestHandler):
         self.finish(json.dumps(get_hub().stats(), default=str))
 
 
+def _routes() -> list[tuple[str, type, dict]]:
+    from kit.dashboard.live import LiveSocket
+
+    return [(r"/kit/stats", StatsHandler, {}), (r"/kit/live", LiveSocket, {})]
+
+
 #: Read by ``panel serve --plugins``.
-ROUTES = [(r"/kit/stats", StatsHandler, {})]
+ROUTES = _routes()

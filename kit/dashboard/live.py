@@ -1,0 +1,235 @@
+"""Live candles to every browser: each feed event is encoded **once** per stream and the same bytes
+are written to every page watching that stream.
+
+Why not Bokeh document patches: a Bokeh server turns every change into a message per session
+(document lock, event serialisation, three WebSocket frames), about 8 ms of the one server loop
+per update per session; 100 sessions at five updates a second need more than a core. Candles are
+the same for every viewer, so they travel on a side channel instead:
+
+- :class:`StreamBroadcast` is the hub's one listener per stream for all pages. It encodes a bar
+  as one JSON row (overlay values computed once by the shared engine, the price header rendered
+  once) and hands the same bytes to every :class:`LiveSocket`.
+- :class:`LiveSocket` (``GET /kit/live?stream=BTCUSDT@1m&since=<open time>&sid=<session>``) is a
+  plain WebSocket for logged-in users. On open it sends the bars the page lacks (open time >=
+  ``since``), then every update. A socket whose previous write has not drained yet does not queue:
+  it keeps the newest state of each candle and sends them together when the write completes, so a
+  slow browser gets fewer, fuller messages and the server never holds a backlog.
+- The page's JavaScript (:data:`kit.dashboard.chart.LIVE_JS`) applies each row to its chart's
+  ``ColumnDataSource`` with ``patch``/``stream`` and ``sync: false``: nothing comes back to the
+  server.
+
+Message: ``{"s": "BTCUSDT@1m", "h": "<price header html>", "rows": [{column: value, ...}, ...]}``,
+with ``null`` for a missing (NaN) value.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+from tornado.web import HTTPError
+from tornado.websocket import WebSocketClosedError, WebSocketHandler
+
+from kit.dashboard.chart import chart_row
+from kit.dashboard.hub import CHART_BARS, Bar, Hub, get_hub
+from kit.dashboard.market import INTERVALS, available_symbols, price_header
+from kit.settings import Settings
+
+log = logging.getLogger("kit.dashboard.live")
+
+#: WebSocket close codes the page's script does not retry.
+CLOSE_BAD_REQUEST = 4400
+
+
+def encode_row(bar: Bar, columns: list[str]) -> bytes:
+    """One chart row as JSON bytes (NaN as ``null``: JSON has no NaN)."""
+    row = chart_row(bar, columns)
+    return json.dumps({k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()},
+                      separators=(",", ":")).encode()  # fmt: skip
+
+
+class _Client:
+    """One page's socket as the broadcast sees it: a writer and, while a write is in flight, the
+    newest row of each candle waiting for it to drain."""
+
+    __slots__ = ("backlog", "busy", "coalesced", "on_sent", "sent", "write")
+
+    def __init__(self, write: Callable[[bytes], Any], on_sent: Callable[[], None] | None = None) -> None:
+        self.write = write
+        self.backlog: dict[int, bytes] = {}
+        self.busy: Any = None
+        self.sent = 0
+        self.coalesced = 0
+        self.on_sent = on_sent
+
+
+class StreamBroadcast:
+    """The hub's single listener of one stream for every live socket on it (see module docstring).
+
+    ``write`` of a client takes the message bytes and returns an awaitable-like object with
+    ``done()`` and ``add_done_callback`` (Tornado's write future), or None when it wrote at once.
+    """
+
+    def __init__(self, hub: Hub, symbol: str, interval: str) -> None:
+        self.hub = hub
+        self.symbol = symbol
+        self.interval = interval
+        self.key = f"{symbol}@{interval}"
+        self.columns = [c for cols in hub.overlay_columns().values() for c in cols]
+        self.clients: set[_Client] = set()
+        self.attached = False
+        self.events = 0
+        self.messages = 0
+        self.bytes = 0
+        self.coalesced = 0
+        self._head = b'{"s":' + json.dumps(self.key).encode()
+
+    # -- clients ----------------------------------------------------------------------------------
+    def add(self, client: _Client, since: int) -> None:
+        """Register ``client`` and send it the bars it lacks (open time >= ``since``)."""
+        snap = (
+            self.hub.attach(self.symbol, self.interval, self)
+            if not self.attached
+            else self.hub.snapshot(self.symbol, self.interval)
+        )
+        self.attached = True
+        self.clients.add(client)
+        rows = [encode_row(b, self.columns) for b in snap if b.open_time >= since][-CHART_BARS:]
+        if rows:
+            self._send(client, self._message(rows, snap[-1]))
+
+    def remove(self, client: _Client) -> None:
+        self.clients.discard(client)
+        client.backlog.clear()
+        if not self.clients and self.attached:
+            self.hub.detach(self.symbol, self.interval, self)
+            self.attached = False
+            self.hub.broadcasts.pop((self.symbol, self.interval), None)
+
+    # -- fan-out ----------------------------------------------------------------------------------
+    def push(self, bar: Bar) -> None:
+        """Called by the hub on the server loop for every event: encode once, write to all."""
+        self.events += 1
+        if not self.clients:
+            return
+        row = encode_row(bar, self.columns)
+        msg = self._message([row], bar)
+        for client in tuple(self.clients):
+            if client.busy is not None and not client.busy.done():
+                client.backlog[bar.open_time] = row  # newest state of each candle wins
+                client.coalesced += 1
+                self.coalesced += 1
+                continue
+            self._send(client, msg)
+
+    def _message(self, rows: list[bytes], last: Bar) -> bytes:
+        header = json.dumps(price_header(self.hub, self.symbol, self.interval, last)).encode()
+        return self._head + b',"h":' + header + b',"rows":[' + b",".join(rows) + b"]}"
+
+    def _send(self, client: _Client, msg: bytes) -> None:
+        try:
+            fut = client.write(msg)
+        except WebSocketClosedError:
+            self.remove(client)
+            return
+        client.sent += 1
+        self.messages += 1
+        self.bytes += len(msg)
+        if client.on_sent is not None:
+            client.on_sent()
+        if fut is not None and not fut.done():
+            client.busy = fut
+            fut.add_done_callback(lambda _f, c=client: self._drained(c))
+        else:
+            client.busy = None
+
+    def _drained(self, client: _Client) -> None:
+        client.busy = None
+        if client.backlog and client in self.clients:
+            rows = list(client.backlog.values())
+            client.backlog = {}
+            last = self.hub.latest(self.symbol, self.interval)
+            if last is not None:
+                self._send(client, self._message(rows, last))
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "stream": self.key,
+            "sockets": len(self.clients),
+            "events": self.events,
+            "messages": self.messages,
+            "bytes": self.bytes,
+            "coalesced": self.coalesced,
+        }
+
+
+def broadcast_for(hub: Hub, symbol: str, interval: str) -> StreamBroadcast:
+    """The hub's broadcast of ``symbol@interval`` (created on first use)."""
+    b = hub.broadcasts.get((symbol, interval))
+    if b is None:
+        b = hub.broadcasts[(symbol, interval)] = StreamBroadcast(hub, symbol, interval)
+    return b
+
+
+def _cookie_user(handler: Any) -> str | None:
+    from panel.config import config
+
+    if not config.cookie_secret:
+        return None
+    raw = handler.get_secure_cookie("user", max_age_days=config.oauth_expiry)
+    return raw.decode() if raw else None
+
+
+class LiveSocket(WebSocketHandler):
+    """``/kit/live``: a logged-in page's live candles (same-origin only: Tornado checks ``Origin``)."""
+
+    def initialize(self, hub_factory: Callable[[], Hub] = get_hub) -> None:
+        self._hub_factory = hub_factory
+        self._broadcast: StreamBroadcast | None = None
+        self._client: _Client | None = None
+
+    def prepare(self) -> None:  # before the upgrade: a refusal is a plain HTTP status
+        from kit.dashboard.auth import user_role
+
+        self.user = _cookie_user(self)
+        if user_role(self.user) is None:
+            raise HTTPError(403, "log in first")
+
+    def open(self, *_args: Any) -> None:
+        stream = self.get_query_argument("stream", "")
+        symbol, _, interval = stream.partition("@")
+        try:
+            since = int(float(self.get_query_argument("since", "0") or 0))
+        except ValueError:
+            since = -1
+        if interval not in INTERVALS or symbol not in _symbols() or since < 0:
+            self.close(CLOSE_BAD_REQUEST, f"bad stream or since: {stream!r}")
+            return
+        hub = self._hub_factory()
+        info = hub.sessions.get(self.get_query_argument("sid", ""))
+        counter = None
+        if info is not None and info.user == self.user:  # the admin page's per-session update count
+
+            def counter(info: Any = info) -> None:
+                info.updates += 1
+
+        self._client = _Client(lambda msg: self.write_message(msg, binary=False), counter)
+        self._broadcast = broadcast_for(hub, symbol, interval)
+        self._broadcast.add(self._client, since)
+
+    def on_message(self, message: str | bytes) -> None:
+        pass  # the page only listens
+
+    def on_close(self) -> None:
+        if self._broadcast is not None and self._client is not None:
+            self._broadcast.remove(self._client)
+        self._broadcast = self._client = None
+
+
+@functools.cache
+def _symbols() -> frozenset[str]:
+    return frozenset(available_symbols(Settings.from_env()))
