@@ -97,6 +97,28 @@ def test_failing_strategies_are_paused_and_others_go_on(candles):
     assert set(book.members) == {1} and fills > 0
 
 
+def test_an_endless_evaluation_is_interrupted_and_paused_at_once(candles):
+    from kit.daemon._book import OVERRUN
+    from tests.fixtures.daemon import Spins
+
+    book = Book(max_failures=3, eval_timeout=0.05, kill_after=0.3)
+    book.add(Rec(1, EmaCross(fast=3, slow=8)), candles[0][0] - 1, {})
+    book.add(Rec(2, Spins(), user_id=2), candles[0][0] - 1, {})
+    t0 = time.monotonic()
+    res = book.on_candle("BTCUSDT", "1m", candles[0])
+    took = time.monotonic() - t0
+    assert 0.3 <= took < 3.0  # interrupted at the limit, not left to spin
+    (failure,) = res.failures
+    assert failure.error.startswith(OVERRUN) and [m.id for m in failure.paused] == [2]  # at the first overrun
+    book.remove(2)
+    fills = 0
+    for c in candles[1:80]:  # the other strategy trades on, undisturbed
+        res = book.on_candle("BTCUSDT", "1m", c)
+        assert not res.failures
+        fills += sum(len(w.fills) for w in res.writes)
+    assert fills > 0
+
+
 def test_config_validates_naming_the_parameter():
     with pytest.raises(ConfigError, match="poll_every"):
         DaemonConfig(poll_every=0)
@@ -104,6 +126,8 @@ def test_config_validates_naming_the_parameter():
         DaemonConfig(max_failures=0)
     with pytest.raises(ConfigError, match="status_port"):
         DaemonConfig(status_port=70000)
+    with pytest.raises(ConfigError, match="eval_kill_after"):
+        DaemonConfig(eval_timeout=5, eval_kill_after=2)
 
 
 def _metric(text: str, name: str) -> float:
@@ -124,7 +148,7 @@ def test_daemon_process_status_live_changes_failures_and_graceful_stop(sqlite_ur
     a = strategies.upsert(store, "alice", name="ema", class_path=ema.path, params=ema.params, symbol="BTCUSDT",
                           interval="1m", start_time=first)  # fmt: skip
     cluster.exchange_start()
-    cluster.daemon_start("--max-failures", "2")
+    cluster.daemon_start("--max-failures", "2", "--eval-timeout", "0.25", "--eval-kill-after", "0.5")
     st = cluster.status()
     assert st["modules"] == {"vectorbt": False, "panel": False, "holoviews": False, "bokeh": False}
     assert get_json(cluster.base + "/health") == (200, {"status": "ok"})
@@ -139,14 +163,19 @@ def test_daemon_process_status_live_changes_failures_and_graceful_stop(sqlite_ur
                             symbol="BTCUSDT", interval="1m")  # fmt: skip
     gone = strategies.upsert(store, "bob", name="gone", class_path="no.such.module:X", params={}, symbol="BTCUSDT",
                              interval="1m")  # fmt: skip
+    spin = strategies.upsert(store, "bob", name="spin", class_path="tests.fixtures.daemon:Spins", params={},
+                             symbol="BTCUSDT", interval="1m")  # fmt: skip
     connections = cluster.status()["feed"]["connections_total"]
     wait_for(lambda: cluster.status()["streams"] == 2, 15, "the new stream")
     wait_for(lambda: strategies.get(store, "bob", bad.id).state == "paused", 15, "the failing strategy to pause")
     wait_for(lambda: strategies.get(store, "bob", gone.id).state == "error", 15, "the bad path to be an error")
     assert "RuntimeError: strategy bug" in strategies.get(store, "bob", bad.id).last_error
     assert "no.such.module" in strategies.get(store, "bob", gone.id).last_error
+    # an endless loop is interrupted at the hard limit and paused at its first candle
+    wait_for(lambda: strategies.get(store, "bob", spin.id).state == "paused", 15, "the endless strategy to pause")
+    assert strategies.get(store, "bob", spin.id).last_error.startswith("interrupted: still running after 0.5 s")
     st = cluster.status()
-    assert st["strategies_by_user"]["bob"] == {"active": 1, "paused": 1, "error": 1, "running": 1}
+    assert st["strategies_by_user"]["bob"] == {"active": 1, "paused": 2, "error": 1, "running": 1}
     assert {m["id"] for m in st["strategy_detail"]} == {a.id, b.id}
     strategies.upsert(store, "alice", name="ema", class_path=ema.path, params={**ema.params, "fast": 4},
                       symbol="BTCUSDT", interval="1m")  # fmt: skip
@@ -164,7 +193,7 @@ def test_daemon_process_status_live_changes_failures_and_graceful_stop(sqlite_ur
 
     metrics = get_json(cluster.base + "/metrics")[1]
     assert _metric(metrics, "kit_daemon_up") == 1 and _metric(metrics, "kit_daemon_ready") == 1
-    assert _metric(metrics, 'kit_daemon_strategies{state="paused"}') == 1
+    assert _metric(metrics, 'kit_daemon_strategies{state="paused"}') == 2
     assert _metric(metrics, "kit_daemon_candles_total") > 300
     assert "# TYPE kit_daemon_persist_latency_seconds summary" in metrics
     for line in metrics.splitlines():

@@ -20,13 +20,18 @@ Failures: a group whose evaluation raises, returns something other than a Signal
 or takes longer than ``eval_timeout`` counts a failure for each member (its signal is
 dropped for that candle; stops still run); ``max_failures`` consecutive failures pause the
 members (state ``paused``, visible in the dashboard and ``/status``); a member whose class
-cannot be loaded is in state ``error``. Other strategies are never affected.
+cannot be loaded is in state ``error``. An evaluation still running after ``kill_after``
+seconds (an endless loop) is interrupted and its members are paused at once: its state may be
+half-updated, and every candle would block the daemon again. Other strategies are never
+affected.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -146,16 +151,76 @@ def _signal_name(sig: Signal) -> str:
     return "none"
 
 
+#: How an interrupted evaluation's error starts (such a strategy is paused at once).
+OVERRUN = "interrupted"
+
+
+class EvaluationOverrun(BaseException):
+    """Raised inside a strategy's evaluation that ran past the hard limit. A BaseException, so a
+    strategy's own ``except Exception`` cannot swallow it."""
+
+
+class _Watchdog:
+    """Interrupts the block it guards after ``seconds`` by raising :class:`EvaluationOverrun` in it.
+
+    Python cannot stop a thread, so this uses ``SIGALRM``, which only works in the main thread of a
+    POSIX process (where the daemon evaluates); elsewhere it does nothing and only the after-the-fact
+    ``eval_timeout`` applies. Code stuck inside one C call (a huge numpy operation) is interrupted
+    when it returns. An alarm already set by someone else (pytest-timeout) is put back afterwards.
+    """
+
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self.armed = False
+        self._active = False
+        self._prev_handler: Any = None
+        self._prev_timer = (0.0, 0.0)
+        self._t0 = 0.0
+
+    def _on_alarm(self, signum: int, frame: Any) -> None:
+        if self.armed:
+            self.armed = False
+            raise EvaluationOverrun
+        if callable(self._prev_handler):  # someone else's alarm
+            self._prev_handler(signum, frame)
+
+    def __enter__(self) -> _Watchdog:
+        self._active = bool(self.seconds) and threading.current_thread() is threading.main_thread()
+        if self._active:
+            if signal.getsignal(signal.SIGALRM) is not self._on_alarm:
+                self._prev_handler = signal.signal(signal.SIGALRM, self._on_alarm)
+            self._t0 = time.monotonic()
+            self.armed = True
+            self._prev_timer = signal.setitimer(signal.ITIMER_REAL, self.seconds)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._active:
+            self.armed = False
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            delay, interval = self._prev_timer
+            if delay > 0:
+                signal.setitimer(signal.ITIMER_REAL, max(1e-3, delay - (time.monotonic() - self._t0)), interval)
+
+
 class Book:
     """Every running strategy by stream. Not thread-safe: the daemon's event loop owns it."""
 
     def __init__(
-        self, *, max_failures: int = 3, eval_timeout: float = 1.0, keep: int = 1000, group: bool = True
+        self,
+        *,
+        max_failures: int = 3,
+        eval_timeout: float = 1.0,
+        kill_after: float | None = 10.0,
+        keep: int = 1000,
+        group: bool = True,
     ) -> None:
         #: False evaluates every strategy on its own (the benchmark's naive peer)
         self.group = group
         self.max_failures = max_failures
         self.eval_timeout = eval_timeout
+        self.kill_after = kill_after
+        self._watchdog = _Watchdog(kill_after)
         self.keep = keep
         self.streams: dict[tuple[str, str], Stream] = {}
         self.members: dict[int, Member] = {}
@@ -187,13 +252,14 @@ class Book:
             group = stream.groups[key] = Group(key, strategy, strategy.live())
             # Warm a group born mid-stream from the rows the stream remembers.
             if stream.state is not None and stream.last_time is not None:
-                for row in stream.state.history(strategy.lookback):
-                    if row.candle[0] > stream.last_time:
-                        break
-                    try:
-                        group.evaluator.on_candle(row.candle, row.values)
-                    except Exception:
-                        break
+                try:
+                    with self._watchdog:
+                        for row in stream.state.history(strategy.lookback):
+                            if row.candle[0] > stream.last_time:
+                                break
+                            group.evaluator.on_candle(row.candle, row.values)
+                except (Exception, EvaluationOverrun):
+                    pass  # a failing warm-up shows at its first live evaluation
         if stream.last_time is not None:
             checkpoint = max(checkpoint, stream.last_time)  # joined mid-run: from the next candle
             broker.state.last_time_ms = checkpoint
@@ -284,7 +350,10 @@ class Book:
     def _evaluate(self, group: Group, candle: Any, values: dict[Any, Any]) -> tuple[Signal | None, str | None]:
         t0 = time.perf_counter()
         try:
-            sig = group.evaluator.on_candle(candle, values)
+            with self._watchdog:
+                sig = group.evaluator.on_candle(candle, values)
+        except EvaluationOverrun:
+            return None, f"{OVERRUN}: still running after {self.kill_after} s"
         except Exception as exc:
             return None, f"{type(exc).__name__}: {exc}"
         finally:
@@ -300,9 +369,10 @@ class Book:
     def _fail(self, group: Group, error: str) -> Failure:
         group.failures += 1
         paused = []
+        at_once = error.startswith(OVERRUN)
         for m in group.members.values():
             m.failures += 1
-            if m.failures >= self.max_failures:
+            if m.failures >= self.max_failures or at_once:
                 paused.append(m)
         return Failure(group, error, paused)
 

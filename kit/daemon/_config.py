@@ -28,6 +28,8 @@ class DaemonConfig:
         max_backfill: the most candles replayed per stream after downtime (older ones are skipped).
         max_failures: consecutive failures (raise, garbage, too slow) before a strategy is paused.
         eval_timeout: seconds one evaluation may take before it counts as a failure.
+        eval_kill_after: seconds after which a still-running evaluation is interrupted and its
+            strategy paused at once (an endless loop must not stall everyone else).
         db_retry_max: longest wait in seconds between retries while the database is unavailable.
         daemon_id: name in heartbeats (default ``host:pid``).
     """
@@ -43,11 +45,12 @@ class DaemonConfig:
     max_backfill: int = 20_000
     max_failures: int = 3
     eval_timeout: float = 1.0
+    eval_kill_after: float = 10.0
     db_retry_max: float = 10.0
     daemon_id: str = field(default_factory=_default_id)
 
     def __post_init__(self) -> None:
-        for name in ("heartbeat_every", "poll_every", "eval_timeout", "db_retry_max"):
+        for name in ("heartbeat_every", "poll_every", "eval_timeout", "eval_kill_after", "db_retry_max"):
             v = getattr(self, name)
             if not isinstance(v, int | float) or isinstance(v, bool) or not v > 0:
                 raise ConfigError(f"{name} must be a number of seconds > 0, got {v!r}")
@@ -55,6 +58,10 @@ class DaemonConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < lo:
                 raise ConfigError(f"{name} must be an integer >= {lo}, got {v!r}")
+        if self.eval_kill_after <= self.eval_timeout:
+            raise ConfigError(
+                f"eval_kill_after ({self.eval_kill_after} s) must be longer than eval_timeout ({self.eval_timeout} s)"
+            )
         p = self.status_port
         if p is not None and (not isinstance(p, int) or not 0 <= p <= 65535):
             raise ConfigError(f"status_port must be a port number 0..65535, got {p!r}")

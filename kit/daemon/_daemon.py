@@ -89,7 +89,10 @@ class Daemon:
 
             self.exchange_ws_url = _ws_twin(self.exchange_url)
         self.book = Book(
-            max_failures=self.config.max_failures, eval_timeout=self.config.eval_timeout, keep=self.config.history
+            max_failures=self.config.max_failures,
+            eval_timeout=self.config.eval_timeout,
+            kill_after=self.config.eval_kill_after,
+            keep=self.config.history,
         )
         self.store: Any = None
         self.feed: Any = None

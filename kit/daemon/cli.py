@@ -18,6 +18,9 @@ def daemon(
     max_backfill: int = typer.Option(20000, "--max-backfill", help="Most candles replayed per stream after downtime."),
     max_failures: int = typer.Option(3, "--max-failures", help="Consecutive failures before a strategy is paused."),
     eval_timeout: float = typer.Option(1.0, "--eval-timeout", help="Seconds an evaluation may take before failing."),
+    eval_kill_after: float = typer.Option(
+        10.0, "--eval-kill-after", help="Seconds after which a running evaluation is interrupted and paused."
+    ),
 ) -> None:
     """Run the paper-trading daemon (reads KIT_DATABASE_URL and KIT_EXCHANGE_URL)."""
     from kit.daemon import DaemonConfig, run
@@ -34,5 +37,6 @@ def daemon(
             max_backfill=max_backfill,
             max_failures=max_failures,
             eval_timeout=eval_timeout,
+            eval_kill_after=eval_kill_after,
         )
     )
