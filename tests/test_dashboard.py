@@ -197,11 +197,16 @@ async def test_broadcast_encodes_each_event_once_and_coalesces_for_a_slow_page(s
     assert 0 < len(backlog) < k  # ...its updates were folded, one per candle
     slow.stall = False
     slow.inflight[0].set_result(None)
-    await _until(lambda: len(slow.sent) >= 3)
+    # an event between the write draining and its callback must not overtake the backlog
+    late = Bar(max(backlog) + MINUTE, 1.0, 2.0, 0.5, 1.5, 3.0, False, {}, 0.0)
+    b.push(late)
+    assert len(slow.sent) == 3
     caught_up = slow.rows(2)
     times = [r["open_time"] for r in caught_up]
-    # one message with the newest state of each candle, in order (more may have folded in meanwhile)
-    assert times == sorted(set(times)) and set(backlog) <= set(times)
+    # one message with the newest state of each candle, in order, the late one folded in last
+    assert times == sorted(set(times)) and set(backlog) <= set(times) and times[-1] == late.open_time
+    await asyncio.sleep(0.05)
+    assert slow.sent.count(slow.sent[2]) == 1  # the drained write's callback found nothing left to send
     assert b.stats()["sockets"] == 3 and b.stats()["coalesced"] >= len(backlog)
     for client in list(b.clients):
         b.remove(client)

@@ -119,10 +119,13 @@ class StreamBroadcast:
         row = encode_row(bar, self.columns)
         msg = self._message([row], bar)
         for client in tuple(self.clients):
-            if client.busy is not None and not client.busy.done():
+            if client.backlog or (client.busy is not None and not client.busy.done()):
+                # behind: fold into the backlog, so an older state can never overtake a newer one
                 client.backlog[bar.open_time] = row  # newest state of each candle wins
                 client.coalesced += 1
                 self.coalesced += 1
+                if client.busy is None or client.busy.done():
+                    self._flush(client)
                 continue
             self._send(client, msg)
 
@@ -143,18 +146,23 @@ class StreamBroadcast:
             client.on_sent()
         if fut is not None and not fut.done():
             client.busy = fut
-            fut.add_done_callback(lambda _f, c=client: self._drained(c))
+            fut.add_done_callback(lambda f, c=client: self._drained(c, f))
         else:
             client.busy = None
 
-    def _drained(self, client: _Client) -> None:
-        client.busy = None
-        if client.backlog and client in self.clients:
-            rows = list(client.backlog.values())
-            client.backlog = {}
-            last = self.hub.latest(self.symbol, self.interval)
-            if last is not None:
-                self._send(client, self._message(rows, last))
+    def _drained(self, client: _Client, fut: Any) -> None:
+        if client.busy is fut:
+            client.busy = None
+        if client.busy is None and client.backlog and client in self.clients:
+            self._flush(client)
+
+    def _flush(self, client: _Client) -> None:
+        """Send a client's backlog as one message: the newest state of each candle, oldest first."""
+        rows = [client.backlog[t] for t in sorted(client.backlog)]
+        client.backlog = {}
+        last = self.hub.latest(self.symbol, self.interval)
+        if last is not None:
+            self._send(client, self._message(rows, last))
 
     def stats(self) -> dict[str, Any]:
         return {

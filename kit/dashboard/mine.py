@@ -60,6 +60,7 @@ class StrategiesView:
         fig = figure(x_axis_type="datetime", height=240, sizing_mode="stretch_width", tools="xpan,xwheel_zoom,reset",
                      toolbar_location="right", title="Equity (realised)")  # fmt: skip
         fig.step("time", "equity", source=self.equity_source, mode="after", line_width=2, color="#0f766e")
+        fig.x_range.default_span = 6 * 3_600_000  # one trade alone spans 6 h, not 2 ms with µs ticks
         fig.yaxis.formatter = NumeralTickFormatter(format="0,0")
         fig.xaxis.formatter = DatetimeTickFormatter(hours="%d %b %H:%M", days="%d %b")
         self.equity_fig = fig
