@@ -56,6 +56,7 @@ class Settings:
     exchange_ws_url: str = ""
     database_url: str = ""
     redis_url: str = ""
+    redis_prefix: str = "kit"
     data_dir: Path = field(default_factory=_default_data_dir)
     replay_data: str = ""
     log_level: str = "INFO"
@@ -109,8 +110,20 @@ class Settings:
             value = getattr(self, f.name)
             if f.name in _SECRET_NAMES and value:
                 value = "***"
+            elif f.name.endswith("_url") and isinstance(value, str):
+                value = mask_url(value)
             parts.append(f"{f.name}={value!r}")
         return f"Settings({', '.join(parts)})"
+
+
+def mask_url(url: str) -> str:
+    """``url`` with any password replaced by ``***`` (for logs and reprs)."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest.split("/", 1)[0]:
+        return url
+    creds, _, host = rest.partition("@")
+    user, colon, _ = creds.partition(":")
+    return f"{scheme}://{user}{':***' if colon else ''}@{host}"
 
 
 def __getattr__(name: str) -> Settings:

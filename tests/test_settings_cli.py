@@ -48,6 +48,15 @@ def test_secrets_file_is_read_and_secrets_never_printed(tmp_path) -> None:
         Settings.from_env({"KIT_SECRETS_FILE": str(tmp_path / "missing")})
 
 
+def test_passwords_in_urls_are_masked() -> None:
+    s = Settings.from_env({"KIT_DATABASE_URL": "postgresql+psycopg://kit:pg-pass@db:5432/kit",
+                           "KIT_REDIS_URL": "redis://:redis-pass@cache:6379/0"})  # fmt: skip
+    assert s.redis_url == "redis://:redis-pass@cache:6379/0"  # the value itself is intact
+    text = repr(s)
+    assert "pg-pass" not in text and "redis-pass" not in text
+    assert "postgresql+psycopg://kit:***@db:5432/kit" in text and "redis://:***@cache:6379/0" in text
+
+
 def _kit(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "kit", *args], capture_output=True, text=True, timeout=120)
 

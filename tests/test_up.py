@@ -141,3 +141,66 @@ def test_kit_up_runs_everything_and_stops_cleanly_on_ctrl_c(tmp_path):
         for c in children:
             if c.is_running():
                 c.kill()
+
+
+@pytest.mark.slow
+@pytest.mark.redis
+def test_kit_up_with_redis_relays_the_one_feed_to_the_dashboard(tmp_path, redis_url):
+    """With KIT_REDIS_URL, `kit up` adds `kit relay`, and the dashboard's candles come through Redis."""
+    import asyncio
+    import json
+    import uuid
+
+    import redis
+    from websockets.asyncio.client import connect
+
+    from tests.fixtures.dashboard import login_cookie
+
+    prefix = f"kit-test-up-{uuid.uuid4().hex[:8]}"
+    dash, sim, status = free_port_now(), free_port_now(), free_port_now()
+    env = _env(tmp_path, sim, status) | {"KIT_REDIS_URL": redis_url, "KIT_REDIS_PREFIX": prefix}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kit", "up", "--port", str(dash), "--speed", "60"], env=env, cwd=tmp_path,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    out = Output(proc)
+    r = redis.Redis.from_url(redis_url)
+    try:
+        text = out.wait_for("Press Ctrl-C", timeout=300)
+        assert "starting the relay" in text and "feed        relayed through Redis at redis://" in text
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert any("kit relay" in " ".join(c.cmdline()) for c in children)
+        base = f"http://127.0.0.1:{dash}"
+        cookie = login_cookie(base, "demo", "demo-pass-for-tests")
+
+        async def watch() -> list[dict]:
+            url = base.replace("http://", "ws://") + "/kit/live?stream=BTCUSDT@1m&since=0"
+            async with connect(url, additional_headers={"Cookie": cookie}) as ws:
+                async with asyncio.timeout(120):
+                    return [json.loads(await ws.recv()) for _ in range(6)]
+
+        msgs = asyncio.run(watch())
+        assert msgs[0]["rows"] and all(m["s"] == "BTCUSDT@1m" for m in msgs)
+        # the dashboard asked the relay for the stream, and the relay keeps it in Redis
+        assert any(b"btcusdt" in k.lower() for k in r.zrange(f"{prefix}:demand", 0, -1))
+        assert any(r.xlen(k) > 0 for k in r.scan_iter(f"{prefix}:closed:*"))
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0
+        _, alive = psutil.wait_procs(children, timeout=10)
+        assert not alive, f"still running after Ctrl-C: {alive}"
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        for key in r.scan_iter(f"{prefix}:*"):
+            r.delete(key)
+
+
+def test_kit_up_names_an_unreachable_redis(tmp_path):
+    env = _env(tmp_path, free_port_now(), free_port_now()) | {"KIT_REDIS_URL": "redis://:pw@127.0.0.1:1/0"}
+    res = subprocess.run([sys.executable, "-m", "kit", "up", "--port", str(free_port_now())], env=env, cwd=tmp_path,
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert res.returncode != 0
+    text = res.stdout + res.stderr
+    assert "KIT_REDIS_URL is set but Redis at redis://:***@127.0.0.1:1/0 does not answer" in text
+    assert "Traceback" not in text and ":pw@" not in text

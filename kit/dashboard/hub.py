@@ -118,9 +118,9 @@ class _Stream:
 class Hub:
     """One per ``panel serve`` process (see :func:`get_hub`); all methods run on the server's loop.
 
-    ``feed_factory`` returns the process's :class:`kit.feed.Feed` (default
-    :func:`kit.feed.shared_feed`); ``engine_factory`` its indicator engine (default: one
-    :class:`kit.engine.IndicatorEngine` over that feed, when the engine layer is installed).
+    ``feed_factory`` returns the process's feed (default :func:`default_feed`); ``engine_factory``
+    its indicator engine (default: one :class:`kit.engine.IndicatorEngine` over that feed, when the
+    engine layer is installed).
     """
 
     def __init__(
@@ -153,12 +153,7 @@ class Hub:
     @property
     def feed(self) -> Any:
         if self._feed is None:
-            if self._feed_factory is not None:
-                self._feed = self._feed_factory()
-            else:
-                from kit.feed import shared_feed
-
-                self._feed = shared_feed()
+            self._feed = self._feed_factory() if self._feed_factory is not None else default_feed()
         return self._feed
 
     @property
@@ -439,6 +434,23 @@ def _num(x: Any) -> float:
     except (TypeError, ValueError):
         return math.nan
     return f
+
+
+def default_feed() -> Any:
+    """The dashboard's candle source: with ``KIT_REDIS_URL`` set, the feed ``kit relay`` publishes to
+    Redis (:class:`kit.relay.RedisFeed`), so any number of dashboard processes and hosts share the
+    relay's one exchange connection; otherwise this process's own :func:`kit.feed.shared_feed`."""
+    from kit.settings import Settings
+
+    settings = Settings.from_env()
+    if settings.redis_url:
+        from kit.relay import Keys, RedisFeed
+
+        log.info("dashboard feed: relayed through Redis (prefix %r)", settings.redis_prefix)
+        return RedisFeed(settings.redis_url, keys=Keys(settings.redis_prefix))
+    from kit.feed import shared_feed
+
+    return shared_feed()
 
 
 _hub_lock = threading.Lock()

@@ -216,8 +216,22 @@ def _kit_env(settings: Settings) -> dict[str, str]:
         KIT_EXCHANGE_URL=settings.exchange_url, KIT_EXCHANGE_WS_URL=settings.exchange_ws_url,
         KIT_STATUS_PORT=str(settings.status_port), KIT_REPLAY_DATA=settings.replay_data,
     )  # fmt: skip
+    if settings.redis_url:
+        env.update(KIT_REDIS_URL=settings.redis_url, KIT_REDIS_PREFIX=settings.redis_prefix)
     env.setdefault("NUMBA_CACHE_DIR", str(settings.data_dir / "cache" / "numba"))
     return env
+
+
+def _require_redis(url: str) -> None:
+    from kit.settings import mask_url
+
+    try:
+        import redis
+
+        redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3).ping()
+    except Exception as exc:
+        raise ConfigError(f"KIT_REDIS_URL is set but Redis at {mask_url(url)} does not answer ({exc}); "
+                          "start Redis or unset KIT_REDIS_URL") from None  # fmt: skip
 
 
 def _say(out: TextIO, text: str) -> None:
@@ -247,6 +261,9 @@ def run_up(port: int | None = None, host: str = "127.0.0.1", speed: float = 60.0
     if has_daemon:
         _require_port("127.0.0.1", settings.status_port, "daemon status",
                       "another kit daemon is running; stop it or set KIT_STATUS_PORT")  # fmt: skip
+
+    if settings.redis_url:
+        _require_redis(settings.redis_url)
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     store = Store(settings.database_url)
@@ -280,6 +297,10 @@ def run_up(port: int | None = None, host: str = "127.0.0.1", speed: float = 60.0
             wait_port("127.0.0.1", ex_port, simc)
         else:
             _say(out, f"live exchange configured: {settings.exchange_url} (no simulator)")
+        if settings.redis_url:
+            # One exchange connection for every dashboard process and host: theirs come through Redis.
+            _say(out, "starting the relay (the feed to Redis, for the dashboard)")
+            sup.start("relay", [*kit_cmd, "relay"], env)
         _say(out, f"starting the dashboard on {host}:{port}")
         dash = sup.start("dashboard", panel_command(port, address=host), panel_env(settings, env))
         promoted: list[str] = []
@@ -312,6 +333,10 @@ def run_up(port: int | None = None, host: str = "127.0.0.1", speed: float = 60.0
             lines.append(f"  strategies  {'; '.join(promoted)}")
         if has_daemon:
             lines.append(f"  daemon      http://127.0.0.1:{settings.status_port}/status")
+        if settings.redis_url:
+            from kit.settings import mask_url
+
+            lines.append(f"  feed        relayed through Redis at {mask_url(settings.redis_url)}")
         lines += [f"  logs        {sup.log_dir}", "Press Ctrl-C to stop everything.", ""]
         _say(out, "\n".join(lines))
         while True:
