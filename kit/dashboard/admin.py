@@ -47,7 +47,19 @@ def _kv(d: dict[str, Any]) -> pd.DataFrame:
 
 def _table(df: pd.DataFrame, name: str, height: int = 200) -> pn.widgets.Tabulator:
     return pn.widgets.Tabulator(df, disabled=True, show_index=False, selectable=False, sizing_mode="stretch_width",
-                                height=height, name=name)  # fmt: skip
+                                height=height, name=name, layout="fit_columns")  # fmt: skip
+
+
+#: The streams table: hub figure -> column title (pages: open /kit/live sockets).
+_STREAM_COLUMNS = {"stream": "stream", "source": "source", "listeners": "listeners", "sockets": "pages",
+                   "bars": "bars", "events": "events", "messages": "sent", "coalesced": "folded",
+                   "errors": "errors", "last_event_age_s": "last event"}  # fmt: skip
+
+
+def _streams_frame(streams: list[dict[str, Any]]) -> pd.DataFrame:
+    rows = [{title: (_ago(st.get(k)) if k == "last_event_age_s" else st.get(k)) for k, title in _STREAM_COLUMNS.items()}
+            for st in streams]  # fmt: skip
+    return pd.DataFrame(rows, columns=list(_STREAM_COLUMNS.values()))
 
 
 class AdminView:
@@ -61,7 +73,7 @@ class AdminView:
         self.status_url = f"http://127.0.0.1:{settings.status_port}/status"
         self.daemon_badge = pn.pane.HTML("", stylesheets=[CSS])
         self.hub_table = _table(_kv({}), "hub", 240)
-        self.streams_table = _table(pd.DataFrame(), "streams", 160)
+        self.streams_table = _table(pd.DataFrame(), "streams", 130)
         self.feed_table = _table(_kv({}), "feed", 240)
         self.sessions_table = _table(pd.DataFrame(), "sessions", 200)
         self.daemon_table = _table(_kv({}), "daemon", 240)
@@ -74,10 +86,12 @@ class AdminView:
                 pn.Column(section("Feed (this dashboard process)"), self.feed_table, sizing_mode="stretch_width"),
                 sizing_mode="stretch_width",
             ),
+            section(
+                "Dashboard streams (pages: open live sockets; sent: messages; folded: updates a slow page got merged)"
+            ),
+            self.streams_table,
             pn.Row(
-                pn.Column(
-                    section("Dashboard streams"), self.streams_table, self.hub_table, sizing_mode="stretch_width"
-                ),
+                pn.Column(section("Dashboard process"), self.hub_table, sizing_mode="stretch_width"),
                 pn.Column(section("Sessions"), self.sessions_table, sizing_mode="stretch_width"),
                 sizing_mode="stretch_width",
             ),
@@ -95,7 +109,7 @@ class AdminView:
         streams = hub.pop("streams")
         feed = hub.pop("feed")
         self.hub_table.value = _kv(hub)
-        self.streams_table.value = pd.DataFrame(streams)
+        self.streams_table.value = _streams_frame(streams)
         self.feed_table.value = _kv(feed or {"feed": "not started (no session has opened a chart yet)"})
         now = time.time()
         self.sessions_table.value = pd.DataFrame(
