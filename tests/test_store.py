@@ -118,6 +118,8 @@ def test_ledger_writes_trades_once_even_when_a_candle_is_replayed(store):
     assert len(pos) == 1 and pos.iloc[0]["size"] == 0.0 and pos.iloc[0]["cash"] == pytest.approx(1004.8)
     eq = trades.equity(store, alice, rec.id)
     assert list(eq) == [1000.0, 1004.8]
+    # it starts where trading did (no later than the first entry), in time order
+    assert eq.index[0] <= row.entry_time and eq.index.is_monotonic_increasing
     cp = ledger.load_checkpoints(store)[rec.id]
     assert cp.last_open_time == T0 + 60_000 and cp.broker_state == {"pos": 0}
     assert strategies.get(store, alice, rec.id).last_signal == "exit"

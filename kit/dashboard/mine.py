@@ -61,8 +61,8 @@ class StrategiesView:
                      toolbar_location="right", title="Equity (realised)")  # fmt: skip
         fig.step("time", "equity", source=self.equity_source, mode="after", line_width=2, color="#0f766e")
         fig.x_range.default_span = 6 * 3_600_000  # one trade alone spans 6 h, not 2 ms with µs ticks
-        fig.yaxis.formatter = NumeralTickFormatter(format="0,0")
-        fig.xaxis.formatter = DatetimeTickFormatter(hours="%d %b %H:%M", days="%d %b")
+        fig.yaxis.formatter = NumeralTickFormatter(format="0,0.[00]")
+        fig.xaxis.formatter = DatetimeTickFormatter(minutes="%H:%M", hours="%d %b %H:%M", days="%d %b")
         self.equity_fig = fig
         self.empty = pn.pane.HTML("", visible=False, stylesheets=[CSS])
         self.panel = pn.Column(

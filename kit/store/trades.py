@@ -108,15 +108,22 @@ def positions(store: Store, user: User | str) -> Any:
 def equity(store: Store, user: User | str, strategy_id: int) -> Any:
     """Realised equity of ``user``'s strategy: ``init_cash`` plus cumulative trade P&L, by exit time.
 
-    A pandas Series indexed by exit time (UTC) and starting at the promotion time with
-    ``init_cash`` (from the strategy's broker settings, default 10,000).
+    A pandas Series indexed by exit time (UTC) and starting with ``init_cash`` (from the
+    strategy's broker settings, default 10,000) where trading started: the strategy's
+    ``start_time`` (else its promotion time), or its first entry if that is earlier (a replay
+    trades in simulated time, before the wall-clock promotion).
     """
     import pandas as pd
 
     rec = _strategies.get(store, user, strategy_id)
     tr = list(store, user, strategy_id)
     init = float(rec.broker.get("init_cash", 10_000.0))
-    start = pd.Timestamp(rec.promoted_at, tz="UTC")
+    if rec.start_time is not None:
+        start = pd.Timestamp(rec.start_time, unit="ms", tz="UTC")
+    else:
+        start = pd.Timestamp(rec.promoted_at, tz="UTC")
+    if len(tr):
+        start = min(start, tr["entry_time"].min())
     idx = pd.DatetimeIndex([start, *tr["exit_time"]], name="time")
     values = [init, *(init + tr["pnl"].cumsum()).tolist()]
     return pd.Series(values, index=idx, name="equity", dtype="float64")
