@@ -6,6 +6,7 @@ import re
 import time
 
 import pytest
+import sqlalchemy as sa
 
 from kit.daemon import Book, DaemonConfig
 from kit.errors import ConfigError
@@ -148,7 +149,8 @@ def test_daemon_process_status_live_changes_failures_and_graceful_stop(sqlite_ur
     a = strategies.upsert(store, "alice", name="ema", class_path=ema.path, params=ema.params, symbol="BTCUSDT",
                           interval="1m", start_time=first)  # fmt: skip
     cluster.exchange_start()
-    cluster.daemon_start("--max-failures", "2", "--eval-timeout", "0.25", "--eval-kill-after", "0.5")
+    cluster.daemon_start("--max-failures", "2", "--eval-timeout", "0.25", "--eval-kill-after", "0.5",
+                         "--keep-heartbeats", str(2.5 / 86400))  # fmt: skip
     st = cluster.status()
     assert st["modules"] == {"vectorbt": False, "panel": False, "holoviews": False, "bokeh": False}
     assert get_json(cluster.base + "/health") == (200, {"status": "ok"})
@@ -202,6 +204,12 @@ def test_daemon_process_status_live_changes_failures_and_graceful_stop(sqlite_ur
     time.sleep(1.2)
     hb = events.latest_heartbeat(store)
     assert hb is not None and hb["status"]["strategies"] >= 1 and "status uptime_s=" in cluster.daemon_log()
+    # one heartbeat a second, kept 2.5 s: the table stays bounded however long the daemon runs
+    from kit.store.models import Heartbeat
+
+    with store.engine.connect() as conn:
+        n_heartbeats = conn.execute(sa.select(sa.func.count()).select_from(Heartbeat)).scalar_one()
+    assert 1 <= n_heartbeats <= 4 and "pruned old operator rows" in cluster.daemon_log()
     candles = cluster.status()["candles"]
     assert cluster.daemon_term() == 0
     assert events.recent(store, 1)[0]["kind"] == "stop"

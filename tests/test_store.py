@@ -204,6 +204,22 @@ def test_events_heartbeats_and_admin_counts(store):
     events.record(store, "strategy_paused", "3 failures", level="warning", strategy_id=rec.id, user_id=alice.id)
     assert [e["kind"] for e in events.recent(store)] == ["strategy_paused", "start"]
     assert [e["kind"] for e in events.recent(store, min_level="warning")] == ["strategy_paused"]
+    # pruning: rows older than the horizons go, newer ones stay
+    import datetime as dt
+
+    import sqlalchemy as sa
+
+    from kit.store.models import Event, Heartbeat
+
+    old = utcnow() - dt.timedelta(days=30)
+    with store.begin() as conn:
+        conn.execute(sa.update(Heartbeat).where(Heartbeat.status["candles"].as_integer() == 3).values(time=old))
+        conn.execute(sa.update(Event).where(Event.kind == "start").values(time=old))
+    cut = utcnow() - dt.timedelta(days=7)
+    assert events.prune(store, heartbeats_older_than=cut, events_older_than=cut) == (1, 1)
+    assert events.prune(store, heartbeats_older_than=cut, events_older_than=cut) == (0, 0)
+    assert events.latest_heartbeat(store)["status"] == {"candles": 4}
+    assert [e["kind"] for e in events.recent(store)] == ["strategy_paused"]
     with pytest.raises(ConfigError, match="state"):
         strategies.set_state_for_daemon(store, rec.id, "sleepy")
 

@@ -25,7 +25,7 @@ import signal
 import sys
 import time
 from collections import Counter, deque
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -459,6 +459,14 @@ class Daemon:
                 extra={k: st[k] for k in ("uptime_s", "streams", "strategies", "analyses", "candles", "fills",
                                           "trades", "queue", "db_ok", "feed_connected")},
             )  # fmt: skip
+            now = datetime.now(UTC).replace(tzinfo=None)
+            hb, ev = await self._db(
+                events.prune, self.store,
+                heartbeats_older_than=now - timedelta(days=self.config.keep_heartbeats_days),
+                events_older_than=now - timedelta(days=self.config.keep_events_days),
+            )  # fmt: skip
+            if hb or ev:
+                log.info("pruned old operator rows", extra={"heartbeats": hb, "events": ev})
             await asyncio.sleep(self.config.heartbeat_every)
 
     def ready(self) -> bool:

@@ -21,6 +21,8 @@ def daemon(
     eval_kill_after: float = typer.Option(
         10.0, "--eval-kill-after", help="Seconds after which a running evaluation is interrupted and paused."
     ),
+    keep_heartbeats: float = typer.Option(7.0, "--keep-heartbeats", help="Days of heartbeat rows kept."),
+    keep_events: float = typer.Option(90.0, "--keep-events", help="Days of event rows kept."),
 ) -> None:
     """Run the paper-trading daemon (reads KIT_DATABASE_URL and KIT_EXCHANGE_URL)."""
     from kit.daemon import DaemonConfig, run
@@ -38,5 +40,7 @@ def daemon(
             max_failures=max_failures,
             eval_timeout=eval_timeout,
             eval_kill_after=eval_kill_after,
+            keep_heartbeats_days=keep_heartbeats,
+            keep_events_days=keep_events,
         )
     )

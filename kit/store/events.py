@@ -36,6 +36,15 @@ def heartbeat(store: Store, daemon_id: str, started_at: Any, status: dict[str, A
                                                  status=status))  # fmt: skip
 
 
+def prune(store: Store, *, heartbeats_older_than: Any, events_older_than: Any) -> tuple[int, int]:
+    """Delete heartbeats and events older than the given (naive UTC) datetimes, so a daemon running
+    for years keeps these operator tables bounded. Returns (heartbeats, events) deleted."""
+    with store.begin() as conn:
+        hb = conn.execute(sa.delete(Heartbeat).where(Heartbeat.time < heartbeats_older_than)).rowcount
+        ev = conn.execute(sa.delete(Event).where(Event.time < events_older_than)).rowcount
+    return int(hb or 0), int(ev or 0)
+
+
 def latest_heartbeat(store: Store) -> dict[str, Any] | None:
     """The newest heartbeat as a dict (``daemon_id, time, started_at, status``), or None."""
     h = Heartbeat
