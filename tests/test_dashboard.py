@@ -357,3 +357,44 @@ def test_overlay_menu_resolves_to_indicator_specs():
     cols = hub.overlay_columns()
     assert cols["EMA 20"] == ["ov_ema_20"]
     assert cols["Bollinger 20"] == ["ov_bollinger_20_upper", "ov_bollinger_20_middle", "ov_bollinger_20_lower"]
+
+
+async def test_a_page_that_stops_answering_is_closed_and_released(simulator, sample_frames, users_db):
+    """A live socket whose page stops reading (a laptop lid closed) answers no pings: closed, off the hub."""
+    import tornado.web
+    from panel.config import config
+    from websockets.asyncio.client import connect
+
+    from kit.dashboard.live import LiveSocket
+    from kit.feed import Feed
+    from kit.market.files import to_ms
+
+    start = int(to_ms(sample_frames[("BTCUSDT", "1m")].index)[300])
+    sim = await simulator(speed=600, start=start, update_every=20)
+    feed = Feed(ws_url=sim.ws_url, rest_url=sim.rest_url)
+    hub = Hub(feed_factory=lambda: feed, grace_s=0.0)
+    secret = "s" * 32
+    app = tornado.web.Application(
+        [(r"/kit/live", LiveSocket, {"hub_factory": lambda: hub, "ping_every": 0.2, "dead_after": 1.0})],
+        cookie_secret=secret,
+    )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = app.listen(port, address="127.0.0.1")
+    old_secret, config.cookie_secret = config.cookie_secret, secret
+    try:
+        cookie = tornado.web.create_signed_value(secret, "user", "vera").decode()
+        url = f"ws://127.0.0.1:{port}/kit/live?stream=BTCUSDT@1m&since=0"
+        # max_queue=1: once this client stops calling recv(), it stops reading the socket, pongs included
+        ws = await connect(url, additional_headers={"Cookie": f"user={cookie}"}, max_queue=1, ping_interval=None)
+        await asyncio.wait_for(ws.recv(), 30)
+        b = hub.broadcasts[("BTCUSDT", "1m")]
+        assert len(b.clients) == 1 and hub.listeners() == 1
+        await _until(lambda: not hub.broadcasts, timeout=30)  # closed for want of pongs, and released
+        assert hub.listeners() == 0 and not b.clients
+        await ws.close()
+    finally:
+        config.cookie_secret = old_secret
+        server.stop()
+        await feed.stop()

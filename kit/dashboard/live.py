@@ -28,9 +28,11 @@ import functools
 import json
 import logging
 import math
+import time
 from collections.abc import Callable
 from typing import Any
 
+from tornado.ioloop import PeriodicCallback
 from tornado.web import HTTPError
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
@@ -43,6 +45,10 @@ log = logging.getLogger("kit.dashboard.live")
 
 #: WebSocket close codes the page's script does not retry.
 CLOSE_BAD_REQUEST = 4400
+#: Seconds between the server's pings; a page that answers no ping, or takes no data, for
+#: :data:`DEAD_AFTER_S` is closed (a vanished laptop must not hold a socket for days).
+PING_EVERY_S = 20.0
+DEAD_AFTER_S = 60.0
 
 
 def encode_row(bar: Bar, columns: list[str]) -> bytes:
@@ -56,12 +62,13 @@ class _Client:
     """One page's socket as the broadcast sees it: a writer and, while a write is in flight, the
     newest row of each candle waiting for it to drain."""
 
-    __slots__ = ("backlog", "busy", "coalesced", "on_sent", "sent", "write")
+    __slots__ = ("backlog", "busy", "busy_since", "coalesced", "on_sent", "sent", "write")
 
     def __init__(self, write: Callable[[bytes], Any], on_sent: Callable[[], None] | None = None) -> None:
         self.write = write
         self.backlog: dict[int, bytes] = {}
         self.busy: Any = None
+        self.busy_since = 0.0
         self.sent = 0
         self.coalesced = 0
         self.on_sent = on_sent
@@ -122,6 +129,8 @@ class StreamBroadcast:
             if client.backlog or (client.busy is not None and not client.busy.done()):
                 # behind: fold into the backlog, so an older state can never overtake a newer one
                 client.backlog[bar.open_time] = row  # newest state of each candle wins
+                if len(client.backlog) > CHART_BARS:  # a page away for hours: only what its chart shows
+                    del client.backlog[min(client.backlog)]
                 client.coalesced += 1
                 self.coalesced += 1
                 if client.busy is None or client.busy.done():
@@ -146,6 +155,7 @@ class StreamBroadcast:
             client.on_sent()
         if fut is not None and not fut.done():
             client.busy = fut
+            client.busy_since = time.monotonic()
             fut.add_done_callback(lambda f, c=client: self._drained(c, f))
         else:
             client.busy = None
@@ -195,8 +205,15 @@ def _cookie_user(handler: Any) -> str | None:
 class LiveSocket(WebSocketHandler):
     """``/kit/live``: a logged-in page's live candles (same-origin only: Tornado checks ``Origin``)."""
 
-    def initialize(self, hub_factory: Callable[[], Hub] = get_hub) -> None:
+    def initialize(
+        self,
+        hub_factory: Callable[[], Hub] = get_hub,
+        ping_every: float = PING_EVERY_S,
+        dead_after: float = DEAD_AFTER_S,
+    ) -> None:
         self._hub_factory = hub_factory
+        self._ping_every = ping_every
+        self._dead_after = dead_after
         self._broadcast: StreamBroadcast | None = None
         self._client: _Client | None = None
 
@@ -228,11 +245,35 @@ class LiveSocket(WebSocketHandler):
         self._client = _Client(lambda msg: self.write_message(msg, binary=False), counter)
         self._broadcast = broadcast_for(hub, symbol, interval)
         self._broadcast.add(self._client, since)
+        self._last_pong = time.monotonic()
+        self._pinger = PeriodicCallback(self._check, self._ping_every * 1000)
+        self._pinger.start()
+
+    def on_pong(self, data: bytes) -> None:
+        self._last_pong = time.monotonic()
+
+    def _check(self) -> None:
+        """Close a page that stopped answering pings or stopped taking data; otherwise ping it."""
+        now = time.monotonic()
+        c = self._client
+        stuck = c is not None and c.busy is not None and not c.busy.done() and now - c.busy_since > self._dead_after
+        if now - self._last_pong > self._dead_after or stuck:
+            log.info("closing a dead live socket (%s)", "no data taken" if stuck else "no pong")
+            self.close(1001, "no answer")
+            self.on_close()  # the peer may never finish the close handshake
+            return
+        try:
+            self.ping()
+        except WebSocketClosedError:
+            pass
 
     def on_message(self, message: str | bytes) -> None:
         pass  # the page only listens
 
     def on_close(self) -> None:
+        pinger = getattr(self, "_pinger", None)
+        if pinger is not None:
+            pinger.stop()
         if self._broadcast is not None and self._client is not None:
             self._broadcast.remove(self._client)
         self._broadcast = self._client = None
