@@ -50,10 +50,21 @@ def _promote_all(store: Store, first_ms: int) -> dict[str, list[tuple[int, objec
 def _wait_until_done(cluster, store: Store, frames, ids: list[int], timeout: float = 120) -> int:
     last = int(next(iter(frames.values())).index[-1].value // 1_000_000)
     wait_for(lambda: cluster.sim_now() > last + 60_000, timeout, "the simulator to reach the end of the data")
-    wait_for(
-        lambda: all(ledger.load_checkpoints(store)[i].last_open_time == last for i in ids),
-        timeout, "every strategy's checkpoint to reach the last candle", every=0.2,
-    )  # fmt: skip
+    try:
+        wait_for(
+            lambda: all(ledger.load_checkpoints(store)[i].last_open_time == last for i in ids),
+            timeout, "every strategy's checkpoint to reach the last candle", every=0.2,
+        )  # fmt: skip
+    except AssertionError as exc:  # say where it stopped: a flaky run must leave enough to diagnose
+        cps = ledger.load_checkpoints(store)
+        behind = {i: (cps[i].last_open_time - last) // 60_000 if i in cps else None for i in ids}
+        behind = {i: m for i, m in behind.items() if m != 0}
+        try:
+            st = {k: cluster.status().get(k) for k in ("candles", "queue", "streams", "feed")}
+        except Exception as e:  # the daemon may be gone
+            st = {"status": repr(e)}
+        raise AssertionError(f"{exc}\nminutes behind the last candle: {behind}\nstatus: {st}\n"
+                             f"daemon log tail:\n{cluster.daemon_log()[-4000:]}") from None  # fmt: skip
     return last
 
 
