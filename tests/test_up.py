@@ -70,6 +70,23 @@ def _login(base: str, user: str, password: str) -> tuple[str, int, str]:
         return resp.geturl(), resp.status, resp.read().decode(errors="replace")
 
 
+def _ctrl_c_stops_everything(proc: subprocess.Popen, children: list[psutil.Process]) -> None:
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(60) == 0
+    _, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, f"still running after Ctrl-C: {alive}"
+
+
+def _kill(proc: subprocess.Popen, children: list[psutil.Process]) -> None:
+    """After a failure: nothing of this kit up may outlive the test."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(10)
+    for c in children:
+        if c.is_running():
+            c.kill()
+
+
 @pytest.mark.slow
 def test_kit_up_runs_everything_and_stops_cleanly_on_ctrl_c(tmp_path):
     dash, sim, status = free_port_now(), free_port_now(), free_port_now()
@@ -129,18 +146,10 @@ def test_kit_up_runs_everything_and_stops_cleanly_on_ctrl_c(tmp_path):
         assert f"port {dash} (dashboard) is already in use" in second.stdout + second.stderr
         assert "Traceback" not in second.stdout + second.stderr
 
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(60) == 0
+        _ctrl_c_stops_everything(proc, children)
         out.wait_for("stopped.", timeout=5)
-        _, alive = psutil.wait_procs(children, timeout=10)
-        assert not alive, f"still running after Ctrl-C: {alive}"
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        for c in children:
-            if c.is_running():
-                c.kill()
+        _kill(proc, children)
 
 
 @pytest.mark.slow
@@ -165,6 +174,7 @@ def test_kit_up_with_redis_relays_the_one_feed_to_the_dashboard(tmp_path, redis_
     )  # fmt: skip
     out = Output(proc)
     r = redis.Redis.from_url(redis_url)
+    children: list[psutil.Process] = []
     try:
         text = out.wait_for("Press Ctrl-C", timeout=300)
         assert "starting the relay" in text and "feed        relayed through Redis at redis://" in text
@@ -184,14 +194,9 @@ def test_kit_up_with_redis_relays_the_one_feed_to_the_dashboard(tmp_path, redis_
         # the dashboard asked the relay for the stream, and the relay keeps it in Redis
         assert any(b"btcusdt" in k.lower() for k in r.zrange(f"{prefix}:demand", 0, -1))
         assert any(r.xlen(k) > 0 for k in r.scan_iter(f"{prefix}:closed:*"))
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(60) == 0
-        _, alive = psutil.wait_procs(children, timeout=10)
-        assert not alive, f"still running after Ctrl-C: {alive}"
+        _ctrl_c_stops_everything(proc, children)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
+        _kill(proc, children)
         for key in r.scan_iter(f"{prefix}:*"):
             r.delete(key)
 
