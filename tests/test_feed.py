@@ -394,3 +394,39 @@ async def test_watch_calls_back_for_every_event(btc_eth_1m):
         sub.close()
         await eventually(lambda: feed.stats()["streams"] == 0, what="watch closed")
     assert_exactly_once_in_order(got, btc_eth_1m[("ETHUSDT", "1m")])
+
+
+async def test_candles_missed_while_disconnected_are_caught_up_when_no_frame_follows(btc_eth_1m):
+    """The replay ends while the feed is cut off: no later frame will reveal the hole, so after
+    reconnecting the feed asks REST for what closed meanwhile (the last candles are not lost)."""
+    from tests.fixtures.daemon import TcpProxy
+
+    frame = btc_eth_1m[("BTCUSDT", "1m")]
+    end = frame.index.get_loc(pd.Timestamp(START, tz="UTC")) + 12
+    data = {("BTCUSDT", "1m"): frame.iloc[:end]}  # the data stops 12 minutes after START
+    last_ms = int(frame.index[end - 1].value // 1_000_000)
+    async with ExchangeSimulator(data=data, speed=60.0, start=START) as sim:
+        proxy = TcpProxy(("127.0.0.1", int(sim.ws_url.rsplit(":", 1)[1])))
+        try:
+            async with (
+                Feed(
+                    f"ws://127.0.0.1:{proxy.port}",
+                    sim.rest_url,
+                    stall_timeout=1.0,
+                    backoff_initial=0.05,
+                    backoff_max=0.3,
+                    catch_up_after=0.5,
+                ) as feed,  # fmt: skip
+                feed.subscribe("BTCUSDT", "1m", history=2) as sub,
+            ):
+                got = await collect_closed(sub, START_MS + 2 * MIN, timeout=30)
+                proxy.block()  # cut off: the remaining candles close and the data ends meanwhile
+                await eventually(lambda: sim.now_ms() > last_ms + 2 * MIN, 30, "the replay to pass its end")
+                proxy.unblock()
+                got += await collect_closed(sub, last_ms, timeout=30)
+                st = feed.stats()
+        finally:
+            proxy.close()
+    assert st["reconnects"] >= 1 and st["backfilled"] >= 5
+    assert got[-1][0] == last_ms
+    assert_exactly_once_in_order(got, frame)

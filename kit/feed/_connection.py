@@ -106,6 +106,7 @@ class Connection:
                     if self.connects > 1:
                         feed._counts["reconnects"] += 1
                         log.info("reconnected", extra={"connection": self.index, "streams": len(self.streams)})
+                        feed._schedule_catch_up(list(self.streams))
                     self._sent = set()
                     self._dirty.set()
                     await self._serve(ws)

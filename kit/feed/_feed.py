@@ -61,6 +61,9 @@ class Feed:
         control_rate: SUBSCRIBE/UNSUBSCRIBE messages per second per connection (Binance: < 5).
         rest_concurrency: REST requests in flight at once (history, backfill).
         open_timeout: seconds to wait for the WebSocket handshake.
+        catch_up_after: seconds after a reconnect at which a stream that has had no frame since
+            is caught up over REST. Candles that closed while disconnected are normally found when
+            the next frame reveals the hole; a quiet stream, or a replay that has ended, sends none.
 
     The feed's tasks live on the event loop it was started on (``async with feed`` or
     :meth:`start`): a plain ``asyncio.run`` program, Jupyter's running loop, or a Panel/Tornado
@@ -82,6 +85,7 @@ class Feed:
         control_rate: float = 4.0,
         rest_concurrency: int = 4,
         open_timeout: float = 10.0,
+        catch_up_after: float = 5.0,
     ) -> None:
         if ws_url is None or rest_url is None:
             from kit.settings import Settings
@@ -96,6 +100,7 @@ class Feed:
         _positive("backoff_max", backoff_max)
         _positive("control_rate", control_rate)
         _positive("open_timeout", open_timeout)
+        _positive("catch_up_after", catch_up_after)
         if control_rate >= 5:
             raise ConfigError(f"control_rate must be below Binance's 5 messages/s, got {control_rate!r}")
         if not 1 <= int(max_streams_per_connection) <= 1024:
@@ -115,6 +120,8 @@ class Feed:
         self.backoff_reset = float(backoff_reset)
         self.control_rate = float(control_rate)
         self.open_timeout = float(open_timeout)
+        self.catch_up_after = float(catch_up_after)
+        self._catch_ups: set[asyncio.Task] = set()
         self._rest_concurrency = int(rest_concurrency)
         self._rest_sem: asyncio.Semaphore | None = None
         self._streams: dict[str, Stream] = {}
@@ -156,6 +163,8 @@ class Feed:
         if self._loop is None:
             return
         self._stopping = True
+        for task in list(self._catch_ups):
+            task.cancel()
         for stream in list(self._streams.values()):
             stream.close()
         self._streams.clear()
@@ -352,6 +361,30 @@ class Feed:
             return
         self._counts["malformed"] += 1
         _log_bad("unexpected frame", raw)
+
+    # -- after a reconnect -----------------------------------------------------------------------
+    def _schedule_catch_up(self, names: list[str]) -> None:
+        """Called on a reconnect: later, catch up the streams among ``names`` that stayed silent."""
+        marks = {n: st._last_event_ms for n in names if (st := self._streams.get(n)) is not None}
+        if not marks:
+            return
+        task = asyncio.get_running_loop().create_task(self._catch_up(marks), name="kit-feed-catch-up")
+        self._catch_ups.add(task)
+        task.add_done_callback(self._catch_ups.discard)
+
+    async def _catch_up(self, marks: dict[str, int]) -> None:
+        await asyncio.sleep(self.catch_up_after)
+        silent = [st for n, mark in marks.items() if (st := self._streams.get(n)) is not None
+                  and st._last_event_ms == mark]  # fmt: skip
+        if not silent:
+            return
+        try:
+            now = await asyncio.to_thread(self.rest.server_time)
+        except Exception as exc:  # the next reconnect tries again
+            log.warning("cannot read the exchange's clock to catch up", extra={"error": str(exc)})
+            return
+        for st in silent:
+            st.catch_up(now)
 
     # -- REST ------------------------------------------------------------------------------------
     async def _fetch_events(

@@ -207,6 +207,17 @@ class Stream:
             self._buffer = [(candle, closed, event_ms)]
             self._start(self._backfill(nxt, t))
 
+    def catch_up(self, now_ms: int) -> None:
+        """Fetch over REST the closed candles after the last one delivered, up to the candle forming
+        at the exchange's time ``now_ms`` (a silent stream after a reconnect, see Feed)."""
+        if self._buffer is not None or self.last_closed is None:
+            return  # a fetch is already running, or the stream has not started
+        end = bucket_start(now_ms, self.interval)
+        start = self._next(self.last_closed)
+        if end > start:
+            self._buffer = []  # live frames wait for the fetch, as during any backfill
+            self._start(self._backfill(start, end))
+
     def _buffer_put(self, buf: list[tuple[Candle, bool, int]], candle: Candle, closed: bool, event_ms: int) -> None:
         if not closed and buf and not buf[-1][1]:
             buf[-1] = (candle, closed, event_ms)
