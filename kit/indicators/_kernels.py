@@ -263,6 +263,15 @@ def true_range(h, low, c, tr):
 
 
 def atr(h, low, c, out, period):
+    _atr(h, low, c, out, period, False)
+
+
+def natr(h, low, c, out, period):
+    _atr(h, low, c, out, period, True)
+
+
+def _atr(h, low, c, out, period, norm):
+    """ATR (Wilder); with ``norm``, NATR (percent of close) in the same pass: one read of the inputs."""
     n = h.shape[0]
     if n <= period:
         return
@@ -278,7 +287,7 @@ def atr(h, low, c, out, period):
             r = v
         s += r
     a = s / period
-    out[period] = a
+    out[period] = a if not norm else ((a / c[period]) * 100.0 if c[period] != 0.0 else 0.0)
     c1 = (period - 1) / period
     c2 = 1.0 / period
     for i in range(period + 1, n):
@@ -291,13 +300,10 @@ def atr(h, low, c, out, period):
         if v > r:
             r = v
         a = a * c1 + r * c2
-        out[i] = a
-
-
-def natr(h, low, c, out, period):
-    atr(h, low, c, out, period)
-    for i in range(period, h.shape[0]):
-        out[i] = (out[i] / c[i]) * 100.0 if c[i] != 0.0 else 0.0
+        if norm:
+            out[i] = (a / c[i]) * 100.0 if c[i] != 0.0 else 0.0
+        else:
+            out[i] = a
 
 
 def rolling_max_min(hi, lo, period, hh, ll):
