@@ -5,12 +5,14 @@ because Bokeh clears a served script's globals when its session ends):
 
 - :mod:`kit.dashboard.auth`: ``KitLoginHandler`` (the ``panel.auth`` entry point ``kit``), checks
   passwords against the users table; :func:`~kit.dashboard.auth.authorize` gates admin pages.
-- :mod:`kit.dashboard.hub`: the process-wide :class:`~kit.dashboard.hub.Hub`, one feed and one
-  indicator engine shared by every session, fanning candles out to per-session listeners.
+- :mod:`kit.dashboard.hub`: the process-wide :class:`~kit.dashboard.hub.Hub`, one feed (or the
+  relayed feed, with ``KIT_REDIS_URL``) and one indicator engine shared by every session.
+- :mod:`kit.dashboard.live`: ``/kit/live``, each stream's candles encoded once and written to every
+  page's socket; the page's script applies them to its chart.
 - :mod:`kit.dashboard.chart`, :mod:`kit.dashboard.market`, :mod:`kit.dashboard.mine`,
   :mod:`kit.dashboard.admin`: the per-session views.
 - :mod:`kit.dashboard.app`: builders the served scripts call; :func:`~kit.dashboard.app.setup`
-  for ``--setup``.
+  for ``--setup``; :mod:`kit.dashboard.routes`: the extra HTTP routes (``--plugins``).
 - :mod:`kit.dashboard.up`: ``kit up`` (simulator + daemon + dashboard) and ``kit dashboard``.
 
 Nothing here is imported by ``import kit`` or by the daemon: panel loads only in the dashboard.
