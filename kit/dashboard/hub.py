@@ -278,10 +278,10 @@ class Hub:
     def last_price(self, symbol: str) -> float | None:
         """The newest close of ``symbol`` on any stream the hub holds, or None."""
         best: Bar | None = None
-        for (sym, _), st in self._streams.items():
+        for sym, iv in self._streams:
             if sym != symbol:
                 continue
-            bar = st.forming or (st.bars[-1] if st.bars else None)
+            bar = self.latest(sym, iv)
             if bar is not None and (best is None or bar.recv_ms > best.recv_ms):
                 best = bar
         return None if best is None else best.close
