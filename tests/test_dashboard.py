@@ -398,3 +398,34 @@ async def test_a_page_that_stops_answering_is_closed_and_released(simulator, sam
         config.cookie_secret = old_secret
         server.stop()
         await feed.stop()
+
+
+async def test_open_positions_keep_their_market_live_for_unrealised_pnl(simulator, sample_frames, tmp_path):
+    """My strategies holds the shared stream of every open position's market (none on a chart here),
+    so unrealised P&L has a live price; the view lets go of it when the session closes."""
+    from kit.dashboard import mine
+    from kit.feed import Feed
+    from kit.store import Store
+    from tests.fixtures.dashboard import SIM_START, seed
+
+    db = f"sqlite:///{tmp_path / 'kit.db'}"
+    seed(db)  # alice: an open long on BTCUSDT (alice-rsi), flat on ETHUSDT (alice-ema)
+    store = Store(db)
+    sim = await simulator(speed=600, start=SIM_START, update_every=20)
+    feed = Feed(ws_url=sim.ws_url, rest_url=sim.rest_url)
+    hub = Hub(feed_factory=lambda: feed, grace_s=0.0)
+    view = mine.StrategiesView(store, "alice", hub)
+    try:
+        view.refresh()
+        assert [s["stream"] for s in hub.stats()["streams"]] == ["BTCUSDT@1m"]  # the open position's only
+        await _until(lambda: hub.last_price("BTCUSDT") is not None)
+        mine.invalidate("alice")
+        view.refresh()
+        rows = view.strategies.value.set_index("name")
+        assert math.isfinite(rows.loc["alice-rsi", "unrealised P&L"])
+        assert math.isnan(rows.loc["alice-ema", "unrealised P&L"])
+    finally:
+        view.close()
+        store.dispose()
+    assert hub.listeners() == 0
+    await feed.stop()

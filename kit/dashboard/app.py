@@ -142,6 +142,7 @@ class DashboardPage:
             from kit.dashboard.mine import StrategiesView
 
             self.mine = StrategiesView(self.store, self.user, self.hub, self.market)
+            self._session.views.append(self.mine)  # closed with the session: releases its streams
             self.mine.refresh()
             self.holder.objects = [self.mine.panel]
 

@@ -41,6 +41,8 @@ class StrategiesView:
         self.market = market
         self._records: list[Any] = []
         self._last_key: Any = None
+        self._watched: set[tuple[str, str]] = set()
+        self._price_watch = _PriceWatch()
         self.strategies = pn.widgets.Tabulator(
             pd.DataFrame(columns=STRATEGY_COLUMNS), disabled=True, show_index=False, selectable=False,
             sizing_mode="stretch_width", height=190, name="strategies",
@@ -86,6 +88,7 @@ class StrategiesView:
             log.warning("refresh failed for %s: %s", self.user, exc)
             self.message.object = f"<span class='kit-err'>Could not read the database: {exc}</span>"
             return
+        self._watch_open_positions(recs, pos)
         prices = {r.symbol: self.hub.last_price(r.symbol) for r in recs}
         self._records = recs
         names = {r.id: r.name for r in recs}
@@ -114,6 +117,24 @@ class StrategiesView:
         self.empty.visible = not recs
         self.update_markers(fills)
 
+    def _watch_open_positions(self, recs: list[Any], pos: pd.DataFrame) -> None:
+        """Hold the hub's stream of every open position's market while this view lives, so its
+        unrealised P&L has a live price even when no chart shows that market (the stream is the
+        process's shared one: nothing is computed per session)."""
+        held = set(pos.loc[pos["size"] != 0, "strategy_id"]) if len(pos) else set()
+        wanted = {(r.symbol, r.interval) for r in recs if r.id in held}
+        for key in self._watched - wanted:
+            self.hub.detach(*key, self._price_watch)
+        for key in wanted - self._watched:
+            self.hub.attach(*key, self._price_watch)
+        self._watched = wanted
+
+    def close(self) -> None:
+        """Release the streams held for open positions (the session is closing)."""
+        for key in self._watched:
+            self.hub.detach(*key, self._price_watch)
+        self._watched = set()
+
     def update_markers(self, fills: pd.DataFrame | None = None) -> None:
         """This user's fills on the market chart's symbol, as buy/sell triangles."""
         if self.market is not None:
@@ -132,9 +153,6 @@ class StrategiesView:
             self.message.object = f"<span class='kit-err'>{exc}</span>"
             return
         t = [float(x) for x in (eq.index.as_unit("ms").asi8)]
-        if len(t) > 1 and t[0] > t[1]:
-            # promoted "now" but trading replayed (older) candles: start the curve at the first trade
-            t[0] = t[1]
         self.equity_source.data = {"time": t, "equity": eq.to_numpy(dtype="float64").tolist()}
 
     def _switch(self, active: bool) -> None:
@@ -174,6 +192,13 @@ def refresh_markers(
             "label": f"#{f.strategy_id} {f.side} {f.size:g}",
         })  # fmt: skip
     market.chart.set_trades(rows)
+
+
+class _PriceWatch:
+    """A hub listener that only keeps a stream alive (the hub holds its newest bar)."""
+
+    def push(self, bar: Any) -> None:
+        pass
 
 
 _cache: dict[str, tuple[float, Any]] = {}
