@@ -85,12 +85,15 @@ def trades_from_portfolio(pf: Any, index: pd.DatetimeIndex, column: Any = None) 
         rec = rec[rec["col"] == col_idx]
     rec = rec[rec["status"] == 1]  # TradeStatus.Closed
     idx = index.asi8 if index.unit == "ns" else index.as_unit("ns").asi8
-    entry = pd.to_datetime(idx[rec["entry_idx"]], utc=True)
-    exit_ = pd.to_datetime(idx[rec["exit_idx"]], utc=True)
+
+    def utc_ms(positions: np.ndarray) -> pd.DatetimeIndex:
+        # from int64 ns straight to datetime64[ms, UTC]: pd.to_datetime takes its slow object path here
+        return pd.DatetimeIndex(idx[positions].astype("datetime64[ns]").astype("datetime64[ms]")).tz_localize("UTC")
+
     df = pd.DataFrame(
         {
-            "entry_time": entry.as_unit("ms") if hasattr(entry, "as_unit") else entry,
-            "exit_time": exit_.as_unit("ms") if hasattr(exit_, "as_unit") else exit_,
+            "entry_time": utc_ms(rec["entry_idx"]),
+            "exit_time": utc_ms(rec["exit_idx"]),
             "side": np.where(rec["direction"] == 0, "long", "short").astype(object),
             "size": rec["size"].astype(np.float64),
             "entry_price": rec["entry_price"].astype(np.float64),
