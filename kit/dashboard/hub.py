@@ -272,7 +272,7 @@ class Hub:
         return st.bars[lo].close, 24.0
 
     def listeners(self) -> int:
-        """Chart listeners attached over all streams."""
+        """Listeners attached over all streams: session charts, live broadcasts, open-position price watches."""
         return sum(len(st.listeners) for st in self._streams.values())
 
     def last_price(self, symbol: str) -> float | None:
