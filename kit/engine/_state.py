@@ -84,7 +84,9 @@ class StreamState:
         self.updates = 0
         #: closed candles processed
         self.candles = 0
-        self._plan: list[tuple[tuple[int, ...], list[tuple[IndicatorSpec, Callable[..., Any]]]]] = []
+        self._plan: list[
+            tuple[tuple[int, ...], list[tuple[IndicatorSpec, Callable[..., Any]]], dict[IndicatorSpec, Any]]
+        ] = []
 
     def __repr__(self) -> str:
         return f"StreamState({self.symbol} {self.interval}, specs={len(self.slots)}, rows={len(self.rows)})"
@@ -145,11 +147,12 @@ class StreamState:
         self.updates += len(self.rows)
 
     def _replan(self) -> None:
-        """Group specs by input columns so each candle's inputs are extracted once per group."""
+        """Group specs by input columns so each candle's inputs are extracted, and checked for NaN,
+        once per group; the indicators' ``step`` then skips their own NaN guard."""
         groups: dict[tuple[int, ...], list[tuple[IndicatorSpec, Callable[..., Any]]]] = {}
         for sp, slot in self.slots.items():
-            groups.setdefault(slot.cols, []).append((sp, slot.ind.update))
-        self._plan = list(groups.items())
+            groups.setdefault(slot.cols, []).append((sp, slot.ind.step))
+        self._plan = [(cols, items, {sp: self.slots[sp].ind.nan for sp, _ in items}) for cols, items in groups.items()]
 
     # -- candles ---------------------------------------------------------------------------------
     def on_closed(self, candle: Any) -> Row | None:
@@ -161,15 +164,21 @@ class StreamState:
             return None
         self.last_open = t
         values: dict[IndicatorSpec, Any] = {}
-        for cols, items in self._plan:
+        for cols, items, nans in self._plan:
             if len(cols) == 1:
                 x = candle[cols[0]]
-                for sp, upd in items:
-                    values[sp] = upd(x)
+                if x != x:  # the indicators' NaN guard, once for the group: skipped, state unchanged
+                    values.update(nans)
+                    continue
+                for sp, step in items:
+                    values[sp] = step(x)
             else:
                 args = [candle[i] for i in cols]
-                for sp, upd in items:
-                    values[sp] = upd(*args)
+                if any(v != v for v in args):
+                    values.update(nans)
+                    continue
+                for sp, step in items:
+                    values[sp] = step(*args)
         self.updates += len(values)
         self.candles += 1
         row = Row(self.symbol, self.interval, candle, True, values)
@@ -180,7 +189,7 @@ class StreamState:
         """Values for a forming candle (``peek``): no state changes."""
         values: dict[IndicatorSpec, Any] = {}
         slots = self.slots
-        for cols, items in self._plan:
+        for cols, items, _ in self._plan:
             args = [candle[i] for i in cols]
             for sp, _ in items:
                 values[sp] = slots[sp].ind.peek(*args)

@@ -1,30 +1,55 @@
-"""Lazy numba compilation of the batch kernels (numba is imported on the first batch call only).
+"""Batch kernels: plain Python loops marked ``@kernel``, compiled with numba on the first batch call.
 
 ``import kit.indicators`` stays cheap for processes that only stream (the daemon): numba
-costs ~0.5 s to import. On first use every kernel in :mod:`kit.indicators._kernels` is
-wrapped with ``numba.njit(cache=True)`` and rebound in that module, so kernels calling
-helper kernels call the compiled ones. Compiled code is cached on disk (``NUMBA_CACHE_DIR``).
+costs ~0.5 s to import. Each indicator family module marks its loops with :func:`kernel`
+(they stay plain Python, importable without numba). The first :func:`compiled` call wraps
+every marked kernel with ``numba.njit(cache=True)`` and rebinds it, under its own name, in
+every module that holds it, so kernels calling helper kernels (Keltner calls the EMA and ATR
+loops) call the compiled ones. Compiled code is cached on disk (``NUMBA_CACHE_DIR``).
+
+A kernel writes into preallocated output arrays (NaN over the warm-up) and never sees NaN:
+the batch wrappers drop NaN bars before the call and scatter the result back.
 """
 
 from __future__ import annotations
 
+import sys
 import types
 from collections.abc import Callable
 from typing import Any
 
-from kit.indicators import _kernels
+_KERNELS: list[types.FunctionType] = []
+_COMPILED: dict[types.FunctionType, Callable[..., Any]] = {}
 
-_ready = False
+
+def kernel(fn: types.FunctionType) -> types.FunctionType:
+    """Mark ``fn`` as a batch kernel (compiled with numba on first use); returns it unchanged."""
+    _KERNELS.append(fn)
+    return fn
 
 
-def kernel(name: str) -> Callable[..., Any]:
-    """The compiled kernel ``name`` from :mod:`kit.indicators._kernels`."""
-    global _ready
-    if not _ready:
-        import numba
+def compiled(fn: types.FunctionType) -> Callable[..., Any]:
+    """The numba-compiled form of kernel ``fn`` (``fn`` itself once it was rebound to it)."""
+    if not isinstance(fn, types.FunctionType):
+        return fn
+    got = _COMPILED.get(fn)
+    if got is None:
+        _compile_pending()
+        got = _COMPILED[fn]
+    return got
 
-        for attr, fn in list(vars(_kernels).items()):
-            if isinstance(fn, types.FunctionType) and fn.__module__ == _kernels.__name__:
-                setattr(_kernels, attr, numba.njit(cache=True, nogil=True)(fn))
-        _ready = True
-    return getattr(_kernels, name)
+
+def _compile_pending() -> None:
+    import numba  # heavy (~0.5 s): deferred to the first batch call
+
+    for fn in _KERNELS:
+        if fn not in _COMPILED:
+            _COMPILED[fn] = numba.njit(cache=True, nogil=True)(fn)
+    # Rebind by the kernel's own name only: a class keeping a pure-Python alias of a shared step
+    # function (SAR) under another name keeps calling Python, not numba's dispatcher.
+    mods = {sys.modules[fn.__module__] for fn in _KERNELS}
+    mods |= {m for name, m in list(sys.modules.items()) if name.startswith("kit.indicators.")}
+    for mod in mods:
+        for fn in _KERNELS:
+            if getattr(mod, fn.__name__, None) is fn:
+                setattr(mod, fn.__name__, _COMPILED[fn])

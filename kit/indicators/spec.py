@@ -10,7 +10,8 @@ Equal specs are one computation in the engine, whoever asked for them::
     parse_spec("macd(12,26,9)")  # back from a key
 
 Parameters are normalised through the indicator's constructor, so ``spec("bbands", 20, 2)``
-and ``spec("bbands", 20, 2.0, 2.0)`` are the same spec, and bad ones raise ``ValueError``.
+and ``spec("bbands", 20, 2.0, 2.0)`` are the same spec, and bad ones raise :class:`IndicatorError` (a ``ValueError``).
+Any registered indicator has a spec: the built-ins, ``hma`` and ``zscore``, and your own.
 """
 
 from __future__ import annotations
@@ -20,31 +21,8 @@ from typing import Any
 
 import numpy as np
 
-from kit.indicators import incremental as inc
-from kit.indicators._base import Indicator
-
-#: indicator name -> incremental class; the batch function has the same (lower-case) name.
-CLASSES: dict[str, type[Indicator]] = {}
-
-
-def _register() -> None:
-    for name in (
-        "sma", "ema", "wma", "dema", "tema", "rsi", "macd", "bbands", "atr", "natr", "stoch", "stochrsi",
-        "adx", "plus_di", "minus_di", "cci", "mfi", "obv", "willr", "roc", "sar", "vwap", "donchian",
-        "keltner", "supertrend",
-    ):  # fmt: skip
-        cls = getattr(inc, name.upper(), None) or getattr(inc, _CAMEL.get(name, ""), None)
-        if cls is not None:
-            CLASSES[name] = cls
-
-
-_CAMEL = {"plus_di": "PLUS_DI", "minus_di": "MINUS_DI", "donchian": "Donchian", "keltner": "Keltner",
-          "supertrend": "SuperTrend", "vwap": "VWAP"}  # fmt: skip
-
-_register()
-
-#: every indicator name spec() accepts
-NAMES: tuple[str, ...] = tuple(CLASSES)
+from kit.indicators._base import Indicator, IndicatorError
+from kit.indicators._registry import registration
 
 
 def _fmt(p: Any) -> str:
@@ -62,9 +40,7 @@ class IndicatorSpec:
     key: str
 
     def __init__(self, name: str, params: tuple[Any, ...] = (), inputs: tuple[str, ...] | None = None) -> None:
-        cls = CLASSES.get(name) if isinstance(name, str) else None
-        if cls is None:
-            raise ValueError(f"name: unknown indicator {name!r}; expected one of {', '.join(NAMES)}")
+        cls = registration(name).incremental
         proto = cls(*params)
         default = cls.inputs
         if inputs is None:
@@ -72,7 +48,7 @@ class IndicatorSpec:
         else:
             inputs = tuple(inputs)
             if len(inputs) != len(default) or not all(isinstance(c, str) and c for c in inputs):
-                raise ValueError(f"inputs: {name} takes {len(default)} input columns {default}, got {inputs!r}")
+                raise IndicatorError(f"inputs: {name} takes {len(default)} input columns {default}, got {inputs!r}")
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "params", proto.params)
         object.__setattr__(self, "inputs", inputs)
@@ -127,10 +103,8 @@ class IndicatorSpec:
 
     def batch(self, frame: Any) -> dict[str, np.ndarray]:
         """Output name -> array over a candle frame (``open_time`` comes from its index)."""
-        from kit.indicators import batch as b
-
-        cols = [_column(frame, c) for c in self.inputs]
-        result = getattr(b, self.name)(*cols, *self.params)
+        cols = [column(frame, c) for c in self.inputs]
+        result = registration(self.name).batch(*cols, *self.params)
         outs = self.outputs
         if len(outs) == 1:
             return {outs[0]: np.asarray(result)}
@@ -141,7 +115,7 @@ class IndicatorSpec:
         return dict(zip(self.columns, self.batch(frame).values(), strict=True))
 
 
-def _column(frame: Any, name: str) -> np.ndarray:
+def column(frame: Any, name: str) -> np.ndarray:
     if name == "open_time":  # the candle frame's DatetimeIndex, else an "open_time" column/key (ms)
         idx = getattr(frame, "index", None)
         if hasattr(idx, "as_unit"):
@@ -154,31 +128,29 @@ def spec(name: str, *params: Any, source: str | None = None, **kwparams: Any) ->
     """``spec("rsi", 14)``, ``spec("bbands", period=20, nbdevup=2.0)``; ``source="open"`` reads
     another column (single-input indicators). Parameters are those of the batch function."""
     if kwparams:
-        cls = CLASSES.get(name) if isinstance(name, str) else None
-        if cls is None:
-            raise ValueError(f"name: unknown indicator {name!r}; expected one of {', '.join(NAMES)}")
+        cls = registration(name).incremental
         try:
             params = cls(*params, **kwparams).params
         except TypeError as exc:
-            raise ValueError(f"params: {name}: {exc}") from None
+            raise IndicatorError(f"params: {name}: {exc}") from None
     if source is None:
         return IndicatorSpec(name, params)
     s = IndicatorSpec(name, params)
     if len(s.inputs) != 1:
-        raise ValueError(f"source: {name} reads {s.inputs}; source= applies to single-input indicators only")
+        raise IndicatorError(f"source: {name} reads {s.inputs}; source= applies to single-input indicators only")
     if not isinstance(source, str) or not source:
-        raise ValueError(f"source must be a column name, got {source!r}")
+        raise IndicatorError(f"source must be a column name, got {source!r}")
     return IndicatorSpec(name, s.params, (source,))
 
 
-_KEY_RE = re.compile(r"^([a-z_]+)\((.*)\)$")
+_KEY_RE = re.compile(r"^([a-z][a-z0-9_]*)\((.*)\)$")
 
 
 def parse_spec(key: str) -> IndicatorSpec:
     """The spec whose :attr:`IndicatorSpec.key` is ``key`` (``"rsi(14)"``, ``"rsi(open,14)"``)."""
     m = _KEY_RE.match(key.strip())
     if not m:
-        raise ValueError(f"key: cannot parse indicator key {key!r}; expected like 'rsi(14)'")
+        raise IndicatorError(f"key: cannot parse indicator key {key!r}; expected like 'rsi(14)'")
     name, body = m.groups()
     cols: list[str] = []
     params: list[Any] = []
