@@ -81,6 +81,20 @@ def nan_guard(step: Callable[..., Any], arity: int, nan: Any) -> Callable[..., A
                 return nan
             return step(self, a, b, c)
 
+    elif arity == 4:
+
+        def update(self: Any, a: float, b: float, c: float, d: float) -> Any:  # type: ignore[misc]
+            if a != a or b != b or c != c or d != d:
+                return nan
+            return step(self, a, b, c, d)
+
+    elif arity == 5:
+
+        def update(self: Any, a: float, b: float, c: float, d: float, e: float) -> Any:  # type: ignore[misc]
+            if a != a or b != b or c != c or d != d or e != e:
+                return nan
+            return step(self, a, b, c, d, e)
+
     else:
 
         def update(self: Any, *bar: float) -> Any:  # type: ignore[misc]
