@@ -107,6 +107,7 @@ def register(
         inputs / outputs: for a batch function: input columns (default from its signature) and
             output names (default ``(name,)``).
         replace: replace a custom indicator already registered under ``name``.
+        group: ``"custom"``, or ``"example"`` for the ones kit ships (``"core"`` is kit's own).
     """
 
     def deco(obj: Any) -> Any:
@@ -140,6 +141,8 @@ def _add(
 ) -> Registration:
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise IndicatorError(f"register: name must be lower-case letters, digits and _ (like 'hma'), got {name!r}")
+    if group not in ("custom", "example"):
+        raise IndicatorError(f"register: {name}: group must be 'custom' or 'example', got {group!r}")
     old = _REGISTRY.get(name)
     if old is not None and (not replace or old.group == "core"):
         what = "a built-in indicator" if old.group == "core" else "already registered; pass replace=True"
@@ -153,8 +156,11 @@ def _add(
             raise IndicatorError(
                 f"register: {name}: {inc.__name__} has several outputs and needs result (a NamedTuple)"
             )
-        if window is not None or warmup is not None:
-            raise IndicatorError(f"register: {name}: window= and warmup= are for a batch function alone")
+        if window is not None or warmup is not None or inputs is not None or outputs is not None:
+            raise IndicatorError(
+                f"register: {name}: window=, warmup=, inputs= and outputs= are for a batch function alone "
+                f"({inc.__name__} declares its own)"
+            )
     if fn is not None and not callable(fn):
         raise IndicatorError(f"register: {name}: batch must be a function, got {fn!r}")
     if inc is None and fn is None:
