@@ -104,3 +104,55 @@ def test_promote_uses_the_default_store_and_imports_no_vectorbt_until_called(tmp
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["1", "True"]
+
+
+def _offline(monkeypatch, free_port):
+    """Point KIT_EXCHANGE_URL at a port nobody listens on: kit.promote must check against local data."""
+    monkeypatch.setenv("KIT_EXCHANGE_URL", f"http://127.0.0.1:{free_port}")
+
+
+def test_an_unknown_symbol_is_refused_offline_and_never_checked_on_invented_data(store, monkeypatch, free_port):
+    _offline(monkeypatch, free_port)
+    with pytest.raises(ConfigError) as err:
+        kit.promote(EmaCross(), user="alice", symbol="DOGEUSDT", interval="1m", store=store, check_import=False)
+    msg = str(err.value)
+    assert "DOGEUSDT" in msg and "no local candles" in msg and "cannot be reached" in msg and "\n" not in msg
+    assert strategies.list(store, "alice") == []
+    # a symbol the local data holds passes, at an interval aggregated from its 1m files too
+    for interval in ("1m", "1h"):
+        rec = kit.promote(EmaCross(), user="alice", symbol="BTCUSDT", interval=interval, store=store,
+                          check_import=False)  # fmt: skip
+        # offline, "now" is left to the daemon: its feed clock when it first loads the strategy
+        assert rec.start_time is None
+
+
+async def test_promote_checks_the_stream_and_takes_now_from_the_exchange_clock(
+    store, simulator, sample_frames, monkeypatch
+):
+    import asyncio
+
+    import pandas as pd
+
+    # XRPUSDT exists only on this exchange (the local sample has no such file): the check backtest
+    # can only run on the exchange's own candles of the stream.
+    btc = sample_frames[("BTCUSDT", "1m")].iloc[:3000]
+    start = int(btc.index[2000].value // 1_000_000)
+    sim = await simulator(data={("BTCUSDT", "1m"): btc, ("XRPUSDT", "1m"): btc / 100_000}, start=start, paused=True)
+    monkeypatch.setenv("KIT_EXCHANGE_URL", sim.rest_url)
+
+    def promote(strategy, **kw):  # off the event loop: the simulator answers on it
+        return asyncio.to_thread(kit.promote, strategy, user="alice", store=store, check_import=False, **kw)
+
+    with pytest.raises(ConfigError, match=r"^unknown symbol 'DOGEUSDT': the exchange at http://127\.0\.0\.1:\d+ "):
+        await promote(EmaCross(), symbol="DOGEUSDT", interval="1m")
+    with pytest.raises(ConfigError, match=r"does not serve interval '1s' for BTCUSDT"):
+        await promote(EmaCross(), symbol="BTCUSDT", interval="1s")
+    assert strategies.list(store, "alice") == []
+    rec = await promote(EmaCross(), symbol="XRPUSDT", interval="1m")
+    assert rec.start_time == sim.now_ms() == start  # the replay's present, not the wall clock
+    assert pd.Timestamp(rec.start_time, unit="ms").year == 2025
+    # a re-promotion with new parameters keeps the first start; an explicit start wins for a new name
+    again = await promote(EmaCross(fast=5), symbol="XRPUSDT", interval="1m", start=start - 60_000)
+    assert (again.id, again.version, again.start_time) == (rec.id, 2, start)
+    other = await promote(EmaCross(), symbol="BTCUSDT", interval="5m", start=start - 60_000)
+    assert other.start_time == start - 60_000

@@ -156,6 +156,16 @@ def test_a_flat_strategy_moved_to_another_stream_starts_a_fresh_ledger(store):
     assert len({r.name for r in strategies.list(store, alice)}) == 3
 
 
+def test_the_daemon_records_the_start_it_chose_for_a_strategy_promoted_without_one(store):
+    alice = users.add(store, "alice", "pw")
+    rec = _promote(store, alice)
+    assert rec.start_time is None  # promoted while the exchange was unreachable: the daemon's clock decides
+    ledger.ensure_checkpoint(store, rec, T0 - 1, {}, {"size": 0.0, "cash": 1000.0, "equity": 1000.0})
+    assert strategies.get(store, alice, rec.id).start_time == T0
+    ledger.ensure_checkpoint(store, rec, T0 + 59_999, {}, {"size": 0.0, "cash": 1000.0, "equity": 1000.0})
+    assert strategies.get(store, alice, rec.id).start_time == T0  # recorded once, never moved
+
+
 def test_concurrent_promotions_each_get_their_own_version(store):
     """Threads on separate connections promote one name at once: no version is lost (row lock + SQL bump)."""
     import threading

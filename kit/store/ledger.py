@@ -51,7 +51,9 @@ def ensure_checkpoint(
 ) -> Checkpoint:
     """Create the checkpoint and flat position of a strategy the daemon starts for the first time.
 
-    Returns the existing checkpoint unchanged if one is already there.
+    Returns the existing checkpoint unchanged if one is already there. A strategy promoted
+    without a start (the exchange was unreachable) records the one the daemon chose,
+    ``last_open_time + 1``, so its P&L curve and the dashboard start where trading did.
     """
     from sqlmodel import select
 
@@ -64,6 +66,8 @@ def ensure_checkpoint(
         s.add(cp)
         if s.get(Position, rec.id) is None:
             s.add(Position(strategy_id=rec.id, user_id=rec.user_id, symbol=rec.symbol, **position))
+        st = StrategyRecord.__table__
+        s.execute(st.update().where(st.c.id == rec.id, st.c.start_time.is_(None)).values(start_time=last_open_time + 1))
         s.flush()
         return cp
 
