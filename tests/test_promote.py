@@ -156,3 +156,71 @@ async def test_promote_checks_the_stream_and_takes_now_from_the_exchange_clock(
     assert (again.id, again.version, again.start_time) == (rec.id, 2, start)
     other = await promote(EmaCross(), symbol="BTCUSDT", interval="5m", start=start - 60_000)
     assert other.start_time == start - 60_000
+
+
+@pytest.mark.slow
+def test_the_readme_daemon_walkthrough_trades_on_the_shipped_simulator_within_a_minute(tmp_path, free_port):
+    """README "The exchange simulator" + "The daemon", as a user types them: exchange, users add, daemon,
+    kit.promote without a start, strategies list, trades. The simulator replays 2025: trades must come."""
+    import json
+    import os
+    import time
+
+    import pandas as pd
+
+    from tests.fixtures.daemon import ROOT, _free_port, get_json, wait_for
+
+    ex_port, status_port = free_port, _free_port()
+    env = {**os.environ, "KIT_EXCHANGE_URL": f"http://127.0.0.1:{ex_port}", "PYTHONPATH": str(ROOT)}
+    env.pop("KIT_REPLAY_DATA", None)  # the shipped data/sample, as for a user
+
+    def kit_cli(*args: str, stdin: str | None = None) -> str:
+        out = subprocess.run([sys.executable, "-m", "kit", *args], input=stdin, capture_output=True, text=True,
+                             env=env, cwd=ROOT, timeout=120)  # fmt: skip
+        assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+        return out.stdout
+
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def background(name: str, *args: str) -> None:
+        log = open(tmp_path / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        procs.append(subprocess.Popen([sys.executable, "-m", "kit", *args], env=env, cwd=ROOT, stdout=log,
+                                      stderr=subprocess.STDOUT))  # fmt: skip
+
+    try:
+        background("exchange", "exchange", "--speed", "600", "--start", "2025-06-01T00:00Z", "--port", str(ex_port))
+        wait_for(lambda: get_json(f"{env['KIT_EXCHANGE_URL']}/api/v3/ping")[0] == 200, 60, "the simulator")
+        assert "added viewer alice" in kit_cli("users", "add", "alice", stdin="alice's password\n")
+        background("daemon", "daemon", "--status-port", str(status_port))
+        status = f"http://127.0.0.1:{status_port}"
+        # /health, not /ready: with no strategy yet the daemon holds no exchange connection
+        wait_for(lambda: get_json(status + "/health")[0] == 200, 60, "the daemon to answer")
+
+        promote = textwrap.dedent("""
+            import kit
+            from kit.strategies import EmaCross
+            rec = kit.promote(EmaCross(fast=10), user="alice", symbol="BTCUSDT", interval="1m")
+            print(rec.id, rec.start_time)
+        """)
+        out = subprocess.run([sys.executable, "-c", promote], capture_output=True, text=True, env=env, cwd=tmp_path,
+                             timeout=120)  # fmt: skip
+        assert out.returncode == 0, out.stderr
+        promoted = time.monotonic()
+        sid, start = map(int, out.stdout.split())
+        assert 1_748_736_000_000 <= start < 1_750_000_000_000  # June 2025: the replay's clock, not the wall clock
+        assert "EmaCross:BTCUSDT:1m" in kit_cli("strategies", "list", "--user", "alice")
+
+        def traded() -> list[dict]:
+            return json.loads(kit_cli("trades", "--user", "alice", "--json"))
+
+        trades = wait_for(traded, 60, "a trade within a minute of the promotion", every=1.0)
+        assert time.monotonic() - promoted < 60
+        assert {t["strategy_id"] for t in trades} == {sid}
+        entries = [pd.Timestamp(t["entry_time"]).value // 1_000_000 for t in trades]
+        assert min(entries) >= start  # nothing before the promotion was traded
+        code, st = get_json(status + "/status")
+        assert code == 200 and st["trades"] >= 1 and st["strategy_failures"] == 0
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait(10)
