@@ -6,6 +6,7 @@ import subprocess
 import sys
 import textwrap
 
+import pandas as pd
 import pytest
 
 import kit
@@ -131,8 +132,6 @@ async def test_promote_checks_the_stream_and_takes_now_from_the_exchange_clock(
 ):
     import asyncio
 
-    import pandas as pd
-
     # XRPUSDT exists only on this exchange (the local sample has no such file): the check backtest
     # can only run on the exchange's own candles of the stream.
     btc = sample_frames[("BTCUSDT", "1m")].iloc[:3000]
@@ -165,8 +164,6 @@ def test_the_readme_daemon_walkthrough_trades_on_the_shipped_simulator_within_a_
     import json
     import os
     import time
-
-    import pandas as pd
 
     from tests.fixtures.daemon import ROOT, _free_port, get_json, wait_for
 
@@ -224,3 +221,62 @@ def test_the_readme_daemon_walkthrough_trades_on_the_shipped_simulator_within_a_
         for p in procs:
             p.kill()
             p.wait(10)
+
+
+@pytest.mark.slow
+def test_the_daemon_never_resumes_a_checkpoint_on_another_stream(sqlite_url, cluster_factory):
+    """A strategy trading ETHUSDT is re-promoted on BTCUSDT under the same name while the daemon runs:
+    refused while it holds ETH, and once flat the BTC definition starts a fresh ledger; no ETH
+    position or price ever reaches the BTC one."""
+    import time
+
+    from kit.store import ledger, trades
+    from tests.fixtures.daemon import wait_for
+
+    cluster, frames = cluster_factory(sqlite_url, rows=3000, start_row=300, speed=120)
+    store = Store(sqlite_url)
+    store.migrate()
+    users.add(store, "alice", "pw")
+    first = int(frames["ETHUSDT"].index[0].value // 1_000_000)
+    ema = EmaCross(fast=3, slow=8)
+    eth = strategies.upsert(store, "alice", name="trend", class_path=ema.path, params=ema.params, symbol="ETHUSDT",
+                            interval="1m", start_time=first)  # fmt: skip
+    cluster.exchange_start()
+    cluster.daemon_start()
+    wait_for(lambda: len(trades.list(store, "alice")) >= 3, 60, "the ETH strategy to trade")
+
+    refusals, deadline = 0, time.monotonic() + 60
+    while True:  # the daemon keeps trading ETH: promote the move whenever the ledger says it is flat
+        try:
+            btc = strategies.upsert(store, "alice", name="trend", class_path=ema.path, params=ema.params,
+                                    symbol="BTCUSDT", interval="1m")  # fmt: skip
+            break
+        except ConfigError as exc:
+            assert "holds a long position" in str(exc) and "ETHUSDT" in str(exc)
+            refusals += 1
+            assert time.monotonic() < deadline, "the ETH strategy was never flat"
+            time.sleep(0.05)
+    moved_at = cluster.sim_now()
+    assert btc.id != eth.id and btc.symbol == "BTCUSDT"
+
+    def running() -> set[int]:
+        return {m["id"] for m in cluster.status()["strategy_detail"]}
+
+    wait_for(lambda: running() == {btc.id}, 30, "the daemon to drop the ETH definition and run the BTC one")
+    wait_for(lambda: len(trades.fills(store, "alice", btc.id)) >= 2, 60, "the BTC definition to trade")
+    cp = ledger.load_checkpoints(store)[btc.id]
+    start = strategies.get(store, "alice", btc.id).start_time
+    assert start is not None and start >= moved_at - 60_000  # a fresh checkpoint from the daemon's clock
+    btc_prices = frames["BTCUSDT"]["close"]
+    f_btc, f_eth = trades.fills(store, "alice", btc.id), trades.fills(store, "alice", eth.id)
+    assert f_btc["price"].min() > 0.5 * btc_prices.min() and f_eth["price"].max() < 2 * frames["ETHUSDT"].high.max()
+    assert (f_btc["time"] >= pd.Timestamp(start, unit="ms", tz="UTC")).all() and cp.last_open_time >= start
+    for t in trades.list(store, "alice", btc.id).itertuples():  # no round trip opened at ETH prices
+        assert t.entry_price > 0.5 * btc_prices.min() and t.exit_price > 0.5 * btc_prices.min()
+    pos = trades.positions(store, "alice").set_index("strategy_id")
+    assert pos.loc[btc.id, "symbol"] == "BTCUSDT" and pos.loc[eth.id, "symbol"] == "ETHUSDT"
+    old = strategies.get(store, "alice", eth.id)
+    assert not old.active and old.name == f"trend (#{eth.id} ETHUSDT/1m, replaced)"
+    assert cluster.daemon_term() == 0
+    assert "Traceback" not in cluster.daemon_log()
+    store.dispose()
