@@ -111,11 +111,12 @@ def upsert(
         try:
             return _upsert(store, uid, _name(user), name, class_path, dict(params), symbol, interval,
                            dict(broker or {}), start_time)  # fmt: skip
-        except sa.exc.IntegrityError:
+        except sa.exc.IntegrityError as exc:
             # Two first promotions of one name raced (PostgreSQL): the loser re-reads the
             # winner's row and becomes its next version.
             if attempt == 2:
-                raise
+                why = str(exc.orig).strip().splitlines()[0][:200]
+                raise ConfigError(f"strategy {name!r} conflicts with an existing one: {why}") from None
     raise AssertionError("unreachable")
 
 
