@@ -156,6 +156,25 @@ def test_a_flat_strategy_moved_to_another_stream_starts_a_fresh_ledger(store):
     assert len({r.name for r in strategies.list(store, alice)}) == 3
 
 
+def test_a_ledger_moved_to_another_symbol_by_an_older_kit_is_never_resumed(store):
+    """A database where a re-promotion already moved a strategy holding ETH to BTCUSDT (before the refusal)."""
+    alice = users.add(store, "alice", "pw")
+    rec = _promote(store, alice, name="trend", symbol="ETHUSDT")
+    _holding(store, rec)
+    other = _promote(store, alice, name="other")
+    ledger.ensure_checkpoint(store, other, T0, {}, {"size": 0.0, "cash": 1000.0, "equity": 1000.0})
+    from kit.store import StrategyRecord
+
+    st = StrategyRecord.__table__
+    with store.begin() as conn:
+        conn.execute(st.update().where(st.c.id == rec.id).values(symbol="BTCUSDT"))
+    assert set(ledger.load_checkpoints(store)) == {other.id}  # the daemon does not resume it...
+    moved = strategies.get(store, alice, rec.id)
+    with pytest.raises(ConfigError, match=r"trades BTCUSDT but its ledger and position are on ETHUSDT"):
+        ledger.ensure_checkpoint(store, moved, T0, {}, {"size": 0.0, "cash": 1.0, "equity": 1.0})  # ...nor restarts it
+    assert ledger.ensure_checkpoint(store, other, T0 + 60_000, {}, {}).last_open_time == T0  # others: unchanged
+
+
 def test_the_daemon_records_the_start_it_chose_for_a_strategy_promoted_without_one(store):
     alice = users.add(store, "alice", "pw")
     rec = _promote(store, alice)
