@@ -280,3 +280,50 @@ def test_the_daemon_never_resumes_a_checkpoint_on_another_stream(sqlite_url, clu
     assert cluster.daemon_term() == 0
     assert "Traceback" not in cluster.daemon_log()
     store.dispose()
+
+
+@pytest.mark.slow
+def test_the_daemon_will_not_resume_a_ledger_an_older_kit_moved_to_another_symbol(sqlite_url, cluster_factory):
+    """A database from before the refusal: strategy "trend" holds ETH but its row says BTCUSDT.
+    The daemon must not close that ETH position at BTC prices: the strategy is an error, with the reason."""
+    from kit.broker import BrokerState
+    from kit.store import StrategyRecord, ledger, trades
+    from kit.store.ledger import CandleWrite
+    from tests.fixtures.daemon import wait_for
+
+    cluster, frames = cluster_factory(sqlite_url, rows=900, start_row=300, speed=120)
+    store = Store(sqlite_url)
+    store.migrate()
+    users.add(store, "alice", "pw")
+    first = int(frames["ETHUSDT"].index[0].value // 1_000_000)
+    ema = EmaCross(fast=3, slow=8)
+    rec = strategies.upsert(store, "alice", name="trend", class_path=ema.path, params=ema.params, symbol="ETHUSDT",
+                            interval="1m", start_time=first)  # fmt: skip
+    ledger.ensure_checkpoint(store, rec, first - 1, {}, {"size": 0.0, "cash": 10_000.0, "equity": 10_000.0})
+    price = float(frames["ETHUSDT"]["close"].iloc[0])
+    state = BrokerState(cash=10_000 - 3.84 * price - 1.0, position=3.84, entry_time=first, entry_side="long",
+                        entry_size=3.84, entry_gross=3.84 * price, entry_fees=1.0, last_time_ms=first,
+                        fills=1)  # fmt: skip
+    ledger.commit(store, [CandleWrite(
+        rec.id, rec.user_id, first, rec.version, broker_state=state.to_dict(),
+        fills=[{"seq": 0, "side": "buy", "size": 3.84, "price": price, "fee": 1.0}],
+        position={"size": 3.84, "entry_price": price, "entry_time": first, "cash": 10_000 - 3.84 * price,
+                  "equity": 10_000.0},
+    )])  # fmt: skip
+    st = StrategyRecord.__table__
+    with store.begin() as conn:  # what the old upsert did on a re-promotion to BTCUSDT
+        conn.execute(st.update().where(st.c.id == rec.id).values(symbol="BTCUSDT", version=2))
+    fine = strategies.upsert(store, "alice", name="fine", class_path=ema.path, params=ema.params, symbol="BTCUSDT",
+                             interval="1m", start_time=first)  # fmt: skip
+    cluster.exchange_start()
+    cluster.daemon_start()
+    wait_for(lambda: strategies.get(store, "alice", rec.id).state == "error", 30, "the moved strategy to be an error")
+    assert "ledger and position are on ETHUSDT" in strategies.get(store, "alice", rec.id).last_error
+    wait_for(lambda: len(trades.fills(store, "alice", fine.id)) >= 2, 60, "the other strategy to trade")
+    assert {m["id"] for m in cluster.status()["strategy_detail"]} == {fine.id}
+    assert len(trades.fills(store, "alice", rec.id)) == 1 and trades.list(store, "alice", rec.id).empty
+    pos = trades.positions(store, "alice").set_index("strategy_id").loc[rec.id]
+    assert (pos["symbol"], pos["size"]) == ("ETHUSDT", 3.84)  # untouched, never closed at BTC prices
+    assert cluster.daemon_term() == 0
+    assert "Traceback" not in cluster.daemon_log()
+    store.dispose()
