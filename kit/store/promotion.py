@@ -199,7 +199,11 @@ def _check_stream(symbol: str, interval: str, *, need_data: bool) -> tuple[int |
     try:
         now = client.server_time()
     except ExchangeError as exc:
-        log.warning("exchange unreachable; checking the stream against local data", extra={"error": str(exc)})
+        log.warning(
+            f"the exchange at {url} cannot be reached; checking {symbol} {interval} against the local candle data "
+            "(the daemon's clock decides when it starts)",
+            extra={"error": str(exc)},
+        )
         frame = _local_candles(symbol, interval)
         if frame is None or not len(frame):
             raise ConfigError(
