@@ -146,6 +146,8 @@ async def test_promote_checks_the_stream_and_takes_now_from_the_exchange_clock(
         await promote(EmaCross(), symbol="DOGEUSDT", interval="1m")
     with pytest.raises(ConfigError, match=r"does not serve interval '1s' for BTCUSDT"):
         await promote(EmaCross(), symbol="BTCUSDT", interval="1s")
+    with pytest.raises(ConfigError, match=r"does not serve interval '1s' for BTCUSDT"):  # own check data or not
+        await promote(EmaCross(), symbol="BTCUSDT", interval="1s", data=btc)
     assert strategies.list(store, "alice") == []
     rec = await promote(EmaCross(), symbol="XRPUSDT", interval="1m")
     assert rec.start_time == sim.now_ms() == start  # the replay's present, not the wall clock

@@ -213,7 +213,8 @@ def _check_stream(symbol: str, interval: str, *, need_data: bool) -> tuple[int |
         return None, frame
     try:
         client.get("/api/v3/exchangeInfo", {"symbol": symbol}, weight=20)
-        candles = client.klines(symbol, interval, end_ms=now, limit=CHECK_ROWS) if need_data else []
+        # Always ask for klines: exchangeInfo lists symbols, only klines say whether the interval is served.
+        candles = client.klines(symbol, interval, end_ms=now, limit=CHECK_ROWS if need_data else 1)
     except ExchangeError as exc:
         if exc.code in (-1121, -1100):
             raise ConfigError(f"unknown symbol {symbol!r}: the exchange at {url} does not list it") from None
