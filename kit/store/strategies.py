@@ -160,7 +160,10 @@ def _retire(s: Any, row: StrategyRecord, uname: str, class_path: str, symbol: st
     Refused while it holds a position: that position belongs to its own symbol and ledger and
     must never be carried to (and closed at the prices of) another one.
     """
-    pos = s.exec(select(Position).where(Position.strategy_id == row.id).with_for_update()).first()
+    # Read, not locked: the daemon's ledger transaction locks positions before strategies, so
+    # locking here (after the strategy row) could deadlock with it. A fill committed just after
+    # this read stays in the old id's own ledger, on its own symbol: nothing crosses over.
+    pos = s.exec(select(Position).where(Position.strategy_id == row.id)).first()
     if pos is not None and pos.size:
         side = "long" if pos.size > 0 else "short"
         at = "" if pos.entry_price is None else f" entered at {pos.entry_price:g}"
