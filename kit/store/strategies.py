@@ -160,9 +160,10 @@ def _retire(s: Any, row: StrategyRecord, uname: str, class_path: str, symbol: st
     Refused while it holds a position: that position belongs to its own symbol and ledger and
     must never be carried to (and closed at the prices of) another one.
     """
-    # Read, not locked: the daemon's ledger transaction locks positions before strategies, so
-    # locking here (after the strategy row) could deadlock with it. A fill committed just after
-    # this read stays in the old id's own ledger, on its own symbol: nothing crosses over.
+    # Read, not locked: the daemon's ledger transaction holds the position row while it updates
+    # the strategy row (its last signal), so locking the position here, after the strategy row,
+    # could deadlock with it. A fill committed just after this read stays in the old id's own
+    # ledger, on its own symbol: nothing crosses over.
     pos = s.exec(select(Position).where(Position.strategy_id == row.id)).first()
     if pos is not None and pos.size:
         side = "long" if pos.size > 0 else "short"
