@@ -16,6 +16,15 @@ NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 NAMES = ["01_quickstart", "02_parameter_sweep", "03_live_feed", "04_promote"]
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_notebooks_speak_to_users_with_no_development_notes(name):
+    nb = nbformat.read(NOTEBOOKS / f"{name}.ipynb", as_version=4)
+    for cell in nb.cells:
+        text = cell.source.lower()
+        for note in ("issue", "todo", "fixme", "completed by", "<!--"):
+            assert note not in text, f"{name}: a development note ({note!r}) in a {cell.cell_type} cell"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_notebook_runs(name, tmp_path):
@@ -39,5 +48,6 @@ def test_notebook_runs(name, tmp_path):
     if name == "04_promote":
         assert "identical in the backtest and through the live path" in text
         assert "importable by the daemon: False" in text
+        assert "re-promoted: v2" in text and "active=False" in text
     assert elapsed < 120, f"{name} took {elapsed:.0f} s"
     assert sys.executable  # the kernel is this venv's python (ipykernel installed in it)

@@ -84,8 +84,8 @@ def test_strategies_upsert_versions_and_set_active(store):
     rec = _promote(store, alice)
     assert (rec.version, rec.active, rec.state) == (1, True, "active")
     again = strategies.upsert(store, alice, name="s1", class_path="kit.strategies:EmaCross", params={"fast": 7},
-                              symbol="BTCUSDT", interval="5m")  # fmt: skip
-    assert again.id == rec.id and again.version == 2 and again.params == {"fast": 7} and again.interval == "5m"
+                              symbol="BTCUSDT", interval="1m")  # fmt: skip
+    assert again.id == rec.id and again.version == 2 and again.params == {"fast": 7} and again.interval == "1m"
     off = strategies.set_active(store, alice, rec.id, False)
     assert off.active is False and off.version == 3
     assert strategies.list_all_for_daemon(store) == []
@@ -96,6 +96,120 @@ def test_strategies_upsert_versions_and_set_active(store):
     assert strategies.find(store, alice, "s1").id == rec.id and strategies.find(store, alice, "nope") is None
     with pytest.raises(ConfigError, match="interval"):
         strategies.upsert(store, alice, name="s3", class_path="x:Y", params={}, symbol="BTCUSDT", interval="7m")
+
+
+def _holding(store, rec, size=3.84, price=2532.0):
+    """The daemon's first fill for ``rec``: a position opened on candle T0, through the ledger."""
+    ledger.ensure_checkpoint(store, rec, T0 - 60_000, {}, {"size": 0.0, "cash": 10_000.0, "equity": 10_000.0})
+    side = "buy" if size > 0 else "sell"
+    ledger.commit(store, [CandleWrite(
+        rec.id, rec.user_id, T0, rec.version, broker_state={"position": size},
+        fills=[{"seq": 0, "side": side, "size": abs(size), "price": price, "fee": 1.0}],
+        position={"size": size, "entry_price": price, "entry_time": T0, "cash": 10_000.0 - size * price,
+                  "equity": 10_000.0},
+    )])  # fmt: skip
+
+
+@pytest.mark.parametrize("change", [{"symbol": "BTCUSDT"}, {"interval": "1h"}, {"class_path": "kit.strategies:X"}])
+def test_a_new_symbol_interval_or_class_is_refused_while_a_position_is_held(store, change):
+    alice = users.add(store, "alice", "pw")
+    rec = _promote(store, alice, name="trend", symbol="ETHUSDT")
+    _holding(store, rec)
+    definition = {"class_path": rec.class_path, "params": rec.params, "symbol": "ETHUSDT", "interval": "1m"}
+    with pytest.raises(ConfigError) as err:
+        strategies.upsert(store, alice, name="trend", **{**definition, **change})
+    msg = str(err.value)
+    assert "\n" not in msg and "long position of 3.84 ETHUSDT entered at 2532" in msg
+    assert f"kit.demote({rec.id}" in msg and "name=" in msg and "flat" in msg
+    after = strategies.get(store, alice, rec.id)  # nothing changed: same definition, version, position
+    assert (after.symbol, after.interval, after.class_path, after.version, after.active) == (
+        "ETHUSDT", "1m", rec.class_path, 1, True)  # fmt: skip
+    assert [r.id for r in strategies.list(store, alice)] == [rec.id]
+    assert ledger.load_checkpoints(store)[rec.id].broker_state == {"position": 3.84}
+    # a parameter-only change keeps today's behaviour: same id, ledger and position, next version
+    again = strategies.upsert(store, alice, name="trend", **{**definition, "params": {"fast": 9, "slow": 20}})
+    assert (again.id, again.version, again.params["fast"]) == (rec.id, 2, 9)
+    assert trades.positions(store, alice).iloc[0]["size"] == 3.84
+
+
+def test_a_flat_strategy_moved_to_another_stream_starts_a_fresh_ledger(store):
+    alice = users.add(store, "alice", "pw")
+    rec = _promote(store, alice, name="trend", symbol="ETHUSDT")
+    buy, sell = _trade_round_trip(store, rec, price=2532.0)
+    ledger.commit(store, [buy, sell])
+    moved = strategies.upsert(store, alice, name="trend", class_path=rec.class_path, params=rec.params,
+                              symbol="BTCUSDT", interval="1m", start_time=T0 + 3_600_000)  # fmt: skip
+    assert moved.id != rec.id and (moved.name, moved.symbol, moved.version, moved.active) == ("trend", "BTCUSDT", 1,
+                                                                                                True)  # fmt: skip
+    assert moved.start_time == T0 + 3_600_000
+    old = strategies.get(store, alice, rec.id)  # switched off (the daemon drops it), its ledger kept under its id
+    assert old.active is False and old.version == 2 and old.symbol == "ETHUSDT"
+    assert old.name == f"trend (#{rec.id} ETHUSDT/1m, replaced)"
+    cps = ledger.load_checkpoints(store)
+    assert rec.id in cps and moved.id not in cps  # the daemon creates the new one's checkpoint afresh
+    assert set(trades.list(store, alice)["strategy_id"]) == {rec.id}
+    assert strategies.find(store, alice, "trend").id == moved.id
+    # it can move again (a second replaced row, a unique name) and back: each move is its own ledger
+    back = strategies.upsert(store, alice, name="trend", class_path=rec.class_path, params=rec.params,
+                             symbol="ETHUSDT", interval="1m")  # fmt: skip
+    assert back.id not in (rec.id, moved.id) and back.start_time is None
+    assert len({r.name for r in strategies.list(store, alice)}) == 3
+
+
+def test_a_ledger_moved_to_another_symbol_by_an_older_kit_is_never_resumed(store):
+    """A database where a re-promotion already moved a strategy holding ETH to BTCUSDT (before the refusal)."""
+    alice = users.add(store, "alice", "pw")
+    rec = _promote(store, alice, name="trend", symbol="ETHUSDT")
+    _holding(store, rec)
+    other = _promote(store, alice, name="other")
+    ledger.ensure_checkpoint(store, other, T0, {}, {"size": 0.0, "cash": 1000.0, "equity": 1000.0})
+    from kit.store import StrategyRecord
+
+    st = StrategyRecord.__table__
+    with store.begin() as conn:
+        conn.execute(st.update().where(st.c.id == rec.id).values(symbol="BTCUSDT"))
+    assert set(ledger.load_checkpoints(store)) == {other.id}  # the daemon does not resume it...
+    moved = strategies.get(store, alice, rec.id)
+    with pytest.raises(ConfigError, match=r"trades BTCUSDT but its ledger and position are on ETHUSDT"):
+        ledger.ensure_checkpoint(store, moved, T0, {}, {"size": 0.0, "cash": 1.0, "equity": 1.0})  # ...nor restarts it
+    assert ledger.ensure_checkpoint(store, other, T0 + 60_000, {}, {}).last_open_time == T0  # others: unchanged
+
+
+def test_the_daemon_records_the_start_it_chose_for_a_strategy_promoted_without_one(store):
+    alice = users.add(store, "alice", "pw")
+    rec = _promote(store, alice)
+    assert rec.start_time is None  # promoted while the exchange was unreachable: the daemon's clock decides
+    ledger.ensure_checkpoint(store, rec, T0 - 1, {}, {"size": 0.0, "cash": 1000.0, "equity": 1000.0})
+    assert strategies.get(store, alice, rec.id).start_time == T0
+    ledger.ensure_checkpoint(store, rec, T0 + 59_999, {}, {"size": 0.0, "cash": 1000.0, "equity": 1000.0})
+    assert strategies.get(store, alice, rec.id).start_time == T0  # recorded once, never moved
+
+
+def test_concurrent_promotions_each_get_their_own_version(store):
+    """Threads on separate connections promote one name at once: no version is lost (row lock + SQL bump)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    users.add(store, "alice", "pw")
+    n = 6
+    for name, first in (("fresh", 1), ("s1", 2)):  # a brand-new name (an insert race), then an existing one
+        if first == 2:
+            _promote(store, "alice", name=name)
+        barrier = threading.Barrier(n)
+
+        def promote(i: int, name: str = name, barrier: threading.Barrier = barrier) -> object:
+            barrier.wait()
+            return strategies.upsert(store, "alice", name=name, class_path="kit.strategies:EmaCross",
+                                     params={"fast": 5 + i, "slow": 40}, symbol="BTCUSDT", interval="1m")  # fmt: skip
+
+        with ThreadPoolExecutor(n) as pool:
+            recs = list(pool.map(promote, range(n)))
+        assert len({r.id for r in recs}) == 1
+        assert sorted(r.version for r in recs) == list(range(first, first + n))
+        final = strategies.find(store, "alice", name)
+        newest = max(recs, key=lambda r: r.version)
+        assert final.version == first + n - 1 and final.params == newest.params
+        assert strategies.versions_for_daemon(store)[final.id] == (final.version, True)
 
 
 def test_ledger_writes_trades_once_even_when_a_candle_is_replayed(store):

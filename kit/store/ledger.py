@@ -18,6 +18,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from kit.errors import ConfigError
 from kit.store._store import Store
 from kit.store.models import Checkpoint, FillRecord, Order, Position, StrategyRecord, TradeRecord, utcnow
 
@@ -39,11 +40,22 @@ class CandleWrite:
 
 
 def load_checkpoints(store: Store) -> dict[int, Checkpoint]:
-    """Every strategy's checkpoint, by strategy id."""
+    """Every strategy's checkpoint, by strategy id.
+
+    Except a checkpoint whose position is on another symbol than its strategy (one moved by a
+    re-promotion before kit refused that): resuming it would carry the position across
+    symbols, so it is left out and :func:`ensure_checkpoint` refuses it instead.
+    """
     from sqlmodel import select
 
+    q = (
+        select(Checkpoint)
+        .join(StrategyRecord, StrategyRecord.id == Checkpoint.strategy_id)
+        .outerjoin(Position, Position.strategy_id == Checkpoint.strategy_id)
+        .where(sa.or_(Position.symbol.is_(None), Position.symbol == StrategyRecord.symbol))
+    )
     with store.session() as s:
-        return {c.strategy_id: c for c in s.exec(select(Checkpoint)).all()}
+        return {c.strategy_id: c for c in s.exec(q).all()}
 
 
 def ensure_checkpoint(
@@ -51,19 +63,31 @@ def ensure_checkpoint(
 ) -> Checkpoint:
     """Create the checkpoint and flat position of a strategy the daemon starts for the first time.
 
-    Returns the existing checkpoint unchanged if one is already there.
+    Returns the existing checkpoint unchanged if one is already there, unless its position is
+    on another symbol than ``rec`` (:class:`ConfigError`: never resumed). A strategy promoted
+    without a start (the exchange was unreachable) records the one the daemon chose,
+    ``last_open_time + 1``, so its P&L curve and the dashboard start where trading did.
     """
     from sqlmodel import select
 
     with store.session(write=True) as s:
         cp = s.exec(select(Checkpoint).where(Checkpoint.strategy_id == rec.id)).first()
         if cp is not None:
+            pos = s.get(Position, rec.id)
+            if pos is not None and pos.symbol != rec.symbol:
+                raise ConfigError(
+                    f"strategy {rec.name!r} (id {rec.id}) trades {rec.symbol} but its ledger and position are on "
+                    f"{pos.symbol} (it was re-promoted on another symbol): it will not resume there; promote the new "
+                    "definition under another name and switch this one off"
+                )
             return cp
         cp = Checkpoint(strategy_id=rec.id, user_id=rec.user_id, version=rec.version, last_open_time=last_open_time,
                         broker_state=broker_state)  # fmt: skip
         s.add(cp)
         if s.get(Position, rec.id) is None:
             s.add(Position(strategy_id=rec.id, user_id=rec.user_id, symbol=rec.symbol, **position))
+        st = StrategyRecord.__table__
+        s.execute(st.update().where(st.c.id == rec.id, st.c.start_time.is_(None)).values(start_time=last_open_time + 1))
         s.flush()
         return cp
 

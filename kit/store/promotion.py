@@ -10,12 +10,20 @@
 strategy: its class is importable by another process from its path ``"module:Class"`` (a
 class defined in the notebook itself is not: put it in a ``.py`` module), its parameters
 survive the JSON round trip into the database and validate again, the fill-model arguments
-are valid, and a short backtest runs. It then writes (or re-versions) an *active* strategy;
-the running daemon picks it up within seconds.
+are valid, the exchange (``KIT_EXCHANGE_URL``) lists the symbol and serves the interval (or,
+when it cannot be reached, the local candle data has them), and a short backtest runs on real
+candles of that stream. It then writes (or re-versions) an *active* strategy; the running
+daemon picks it up within seconds.
+
+"Now" is the exchange's clock (``/api/v3/time``): a strategy promoted against the simulator
+replaying 2025 trades from the replay's present, not from the wall clock. When the exchange
+cannot be reached, the daemon's feed clock decides when it first loads the strategy.
 
 Identity: one user's strategy is named (default ``"Class:SYMBOL:interval"``); promoting the
 same name again with other parameters writes a new version of it (same id, same position
-and ledger), which the daemon applies from the next candle.
+and ledger), which the daemon applies from the next candle. Promoting it with another class,
+symbol or interval is refused while it holds a position, and otherwise starts a new strategy
+with its own ledger (see :func:`kit.store.strategies.upsert`).
 """
 
 from __future__ import annotations
@@ -61,10 +69,11 @@ def promote(
         symbol, interval: the stream it trades, e.g. ``"BTCUSDT"``, ``"1m"``.
         name: the strategy's name for this user (default ``"Class:SYMBOL:interval"``).
         fees, slippage, size, size_type, init_cash: the fill model, as in ``kit.backtest.run``.
-        start: first candle it may trade (ms, or anything ``pandas.Timestamp`` takes; default now).
-            Earlier candles only warm it up. Only used when the name is new.
-        data: a candle frame for the check backtest (default: the sample file for the stream,
-            else a synthetic random walk).
+        start: first candle it may trade (ms, or anything ``pandas.Timestamp`` takes; default the
+            exchange's clock now, else the daemon's when it loads the strategy). Earlier candles
+            only warm it up. Only used when the name is new (or moves to another stream or class).
+        data: a candle frame for the check backtest (default: the stream's latest candles from
+            the exchange, else from the local candle data).
         store: the database (default ``Store()`` from ``KIT_DATABASE_URL``).
         check_import: also import the class in a fresh Python process, as the daemon will.
     """
@@ -98,8 +107,9 @@ def promote(
         raise ConfigError(str(exc)) from None
     if check_import:
         _check_import_elsewhere(path, params)
-    _check_backtest(strategy, symbol, interval, model, data)
-    start_ms = None if start is None else _to_ms(start)
+    now_ms, frame = _check_stream(symbol, interval, need_data=data is None)
+    _check_backtest(strategy, frame if data is None else data, model)
+    start_ms = now_ms if start is None else _to_ms(start)
     store = store or _default_store()
     rec = _strategies.upsert(
         store, user, name=name or f"{cls.__name__}:{symbol}:{interval}", class_path=path, params=params,
@@ -163,35 +173,88 @@ def _check_import_elsewhere(path: str, params: dict[str, Any]) -> None:
         raise ConfigError(f"strategy {path!r} is not importable by the daemon's Python: {last}")
 
 
-def _check_backtest(strategy: Any, symbol: str, interval: str, model: Any, data: Any) -> None:
+def _check_backtest(strategy: Any, frame: Any, model: Any) -> None:
     import kit.backtest  # lazily: vectorbt only when promoting
 
-    frame = data if data is not None else _check_data(symbol, interval)
     try:
         kit.backtest.run(strategy, frame.iloc[-CHECK_ROWS:], model=model)
     except Exception as exc:
         raise ConfigError(f"a check backtest of {strategy!r} failed: {type(exc).__name__}: {exc}") from None
 
 
-def _check_data(symbol: str, interval: str) -> Any:
-    """The tail of the sample file for the stream if there is one, else a seeded random walk."""
-    import numpy as np
-    import pandas as pd
+def _check_stream(symbol: str, interval: str, *, need_data: bool) -> tuple[int | None, Any]:
+    """Check that the stream exists; return the exchange's clock (None offline) and its latest candles.
 
-    from kit.market.files import read_candles, scan
-    from kit.market.intervals import interval_ms
+    Online, the configured exchange must list ``symbol`` and serve ``interval``; offline, the
+    local candle data (``KIT_REPLAY_DATA`` and the Parquet cache) must hold them. The candles
+    are real ones of that very stream: a check on invented data would prove nothing.
+    """
+    from kit.errors import ExchangeError
+    from kit.feed._rest import RestClient
     from kit.settings import Settings
 
+    settings = Settings.from_env()
+    url = settings.exchange_url
+    client = RestClient(url, timeout=5.0, max_retries=1)
     try:
-        for f in scan(Settings.from_env().replay_data):
-            if f.symbol == symbol and f.interval == interval:
-                return read_candles(f.path).iloc[-CHECK_ROWS:]
-    except Exception:
-        pass
-    rng = np.random.default_rng(7)
-    close = 100 * np.exp(np.cumsum(rng.normal(0, 0.002, CHECK_ROWS)))
-    open_ = np.r_[close[0], close[:-1]]
-    idx = pd.date_range("2024-01-01", periods=CHECK_ROWS, freq=pd.Timedelta(milliseconds=interval_ms(interval)),
-                        tz="UTC", name="open_time")  # fmt: skip
-    hi, lo = np.maximum(open_, close) * 1.001, np.minimum(open_, close) * 0.999
-    return pd.DataFrame({"open": open_, "high": hi, "low": lo, "close": close, "volume": 1.0}, index=idx)
+        now = client.server_time()
+    except ExchangeError as exc:
+        log.warning(
+            f"the exchange at {url} cannot be reached; checking {symbol} {interval} against the local candle data "
+            "(the daemon's clock decides when it starts)",
+            extra={"error": str(exc)},
+        )
+        frame = _local_candles(symbol, interval)
+        if frame is None or not len(frame):
+            raise ConfigError(
+                f"cannot check {symbol} {interval}: the exchange at {url} cannot be reached and there are no local "
+                f"candles of it (KIT_REPLAY_DATA={settings.replay_data}); start the exchange or check the symbol"
+            ) from None
+        return None, frame
+    try:
+        client.get("/api/v3/exchangeInfo", {"symbol": symbol}, weight=20)
+        # Always ask for klines: exchangeInfo lists symbols, only klines say whether the interval is served.
+        candles = client.klines(symbol, interval, end_ms=now, limit=CHECK_ROWS if need_data else 1)
+    except ExchangeError as exc:
+        if exc.code in (-1121, -1100):
+            raise ConfigError(f"unknown symbol {symbol!r}: the exchange at {url} does not list it") from None
+        if exc.code == -1120:
+            raise ConfigError(f"the exchange at {url} does not serve interval {interval!r} for {symbol}") from None
+        raise ConfigError(f"cannot check {symbol} {interval} on the exchange at {url}: {exc}") from None
+    if not need_data:
+        return now, None
+    import pandas as pd
+
+    from kit.market.candle import COLUMNS
+    from kit.market.intervals import interval_ms
+
+    closed = [c for c in candles if c.open_time + interval_ms(interval) <= now]
+    frame = _local_candles(symbol, interval) if len(closed) < 2 else None
+    if frame is None or not len(frame):
+        if not closed:
+            raise ConfigError(
+                f"the exchange at {url} has no closed {symbol} {interval} candles yet to check the strategy on; "
+                "pass data= (a candle frame) to check it on other candles"
+            )
+        idx = pd.DatetimeIndex(pd.to_datetime([c.open_time for c in closed], unit="ms", utc=True), name="open_time")
+        frame = pd.DataFrame([c[1:] for c in closed], index=idx, columns=list(COLUMNS), dtype="float64")
+    return now, frame
+
+
+def _local_candles(symbol: str, interval: str) -> Any:
+    """The last candles of the stream in the local data (files and cache), or None when it has none."""
+    import time
+    import warnings
+
+    import kit.data
+    from kit.errors import KitError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # coverage notes about the range asked for: not the user's
+            # An explicit end: without one, a stream held only as a finer interval (1m files for 1h) looks empty.
+            end = int(time.time() * 1000)
+            frame = kit.data.load(symbol, interval, 0, end, offline=True, progress=False)
+    except KitError:
+        return None
+    return frame.iloc[-CHECK_ROWS:] if len(frame) else None

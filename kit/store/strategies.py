@@ -8,7 +8,7 @@ The dashboard never calls them for a viewer.
 from __future__ import annotations
 
 import builtins
-from datetime import UTC
+import logging
 from typing import Any
 
 import sqlalchemy as sa
@@ -18,7 +18,9 @@ from kit.errors import ConfigError
 from kit.market.intervals import validate_interval, validate_symbol
 from kit.store._scope import NotFound, user_id
 from kit.store._store import Store
-from kit.store.models import STATES, StrategyRecord, User, utcnow
+from kit.store.models import STATES, Position, StrategyRecord, User, utcnow
+
+log = logging.getLogger(__name__)
 
 
 def list(store: Store, user: User | str) -> builtins.list[StrategyRecord]:
@@ -88,8 +90,16 @@ def upsert(
 ) -> StrategyRecord:
     """Create ``user``'s strategy ``name``, or replace its definition and bump its version.
 
-    ``start_time`` (ms, default now) is the first candle open time a new strategy trades;
-    a re-promoted strategy keeps its ledger and position and only changes how it decides.
+    ``start_time`` (ms) is the first candle open time a new strategy trades; ``None`` leaves it
+    to the daemon, which uses its feed's clock when it first loads the strategy (so a strategy
+    promoted against a simulator replaying the past trades on the replay, not after it).
+
+    A re-promotion that only changes parameters or the fill model keeps the strategy's id,
+    ledger and position and only changes how it decides. One that changes the class, symbol or
+    interval never inherits them: while the strategy holds a position it is refused
+    (:class:`ConfigError` naming the position); when flat, the old strategy is switched off and
+    renamed (its ledger stays, under its own id) and ``name`` starts afresh with a new id.
+    Concurrent promotions of one name are serialised on the row: each gets its own version.
     Used by :func:`kit.promote`; validation of the class and parameters happens there.
     """
     uid = user_id(store, user)
@@ -97,25 +107,82 @@ def upsert(
     interval = validate_interval(interval)
     if not name or len(name) > 128:
         raise ConfigError(f"name must be 1-128 characters, got {name!r}")
+    for attempt in range(3):
+        try:
+            return _upsert(store, uid, _name(user), name, class_path, dict(params), symbol, interval,
+                           dict(broker or {}), start_time)  # fmt: skip
+        except sa.exc.IntegrityError as exc:
+            # Two first promotions of one name raced (PostgreSQL): the loser re-reads the
+            # winner's row and becomes its next version.
+            if attempt == 2:
+                why = str(exc.orig).strip().splitlines()[0][:200]
+                raise ConfigError(f"strategy {name!r} conflicts with an existing one: {why}") from None
+    raise AssertionError("unreachable")
+
+
+def _upsert(
+    store: Store, uid: int, uname: str, name: str, class_path: str, params: dict[str, Any], symbol: str,
+    interval: str, broker: dict[str, Any], start_time: int | None,
+) -> StrategyRecord:  # fmt: skip
+    st = StrategyRecord.__table__
     now = utcnow()
     with store.session(write=True) as s:
-        row = s.exec(select(StrategyRecord).where(StrategyRecord.user_id == uid, StrategyRecord.name == name)).first()
-        if row is None:
-            row = StrategyRecord(
-                user_id=uid, name=name, class_path=class_path, params=dict(params), broker=dict(broker or {}),
-                symbol=symbol, interval=interval, promoted_at=now, updated_at=now,
-                start_time=int(now.replace(tzinfo=UTC).timestamp() * 1000) if start_time is None else int(start_time),
+        # FOR UPDATE (PostgreSQL): a concurrent promotion of this name waits here and then sees
+        # this one's version; SQLite's write transaction (BEGIN IMMEDIATE) serialises the same way.
+        row = s.exec(
+            select(StrategyRecord).where(StrategyRecord.user_id == uid, StrategyRecord.name == name).with_for_update()
+        ).first()
+        if row is not None and (row.class_path, row.symbol, row.interval) == (class_path, symbol, interval):
+            s.execute(
+                sa.update(st).where(st.c.id == row.id).values(
+                    class_path=class_path, params=params, broker=broker, active=True, state="active", failures=0,
+                    last_error=None, version=st.c.version + 1, promoted_at=now, updated_at=now,
+                )
             )  # fmt: skip
-        else:
-            row.class_path, row.params, row.broker = class_path, dict(params), dict(broker or {})
-            row.symbol, row.interval = symbol, interval
-            row.active, row.state, row.failures, row.last_error = True, "active", 0, None
-            row.version += 1
-            row.promoted_at = row.updated_at = now
-        s.add(row)
+            s.expire(row)
+            return s.exec(select(StrategyRecord).where(StrategyRecord.id == row.id)).one()
+        if row is not None:
+            _retire(s, row, uname, class_path, symbol, interval, now)
+        new = StrategyRecord(
+            user_id=uid, name=name, class_path=class_path, params=params, broker=broker, symbol=symbol,
+            interval=interval, promoted_at=now, updated_at=now,
+            start_time=None if start_time is None else int(start_time),
+        )  # fmt: skip
+        s.add(new)
         s.flush()
-        s.refresh(row)
-        return row
+        s.refresh(new)
+        return new
+
+
+def _retire(s: Any, row: StrategyRecord, uname: str, class_path: str, symbol: str, interval: str, now: Any) -> None:
+    """Switch ``row`` off under a new name, so ``row.name`` can start afresh on another stream or class.
+
+    Refused while it holds a position: that position belongs to its own symbol and ledger and
+    must never be carried to (and closed at the prices of) another one.
+    """
+    # Read, not locked: the daemon's ledger transaction holds the position row while it updates
+    # the strategy row (its last signal), so locking the position here, after the strategy row,
+    # could deadlock with it. A fill committed just after this read stays in the old id's own
+    # ledger, on its own symbol: nothing crosses over.
+    pos = s.exec(select(Position).where(Position.strategy_id == row.id)).first()
+    if pos is not None and pos.size:
+        side = "long" if pos.size > 0 else "short"
+        at = "" if pos.entry_price is None else f" entered at {pos.entry_price:g}"
+        cls = class_path.rsplit(":", 1)[-1]
+        raise ConfigError(
+            f"strategy {row.name!r} (id {row.id}) holds a {side} position of {abs(pos.size):g} {pos.symbol}{at}; "
+            f"re-promoting it as {cls} on {symbol}/{interval} would carry that position across: wait until it is "
+            f"flat (it exits on its own signals on {row.symbol}/{row.interval}), or promote under another name "
+            f"(name=...) and switch this one off with kit.demote({row.id}, user={uname!r})"
+        )
+    suffix = f" (#{row.id} {row.symbol}/{row.interval}, replaced)"
+    st = StrategyRecord.__table__
+    s.execute(
+        sa.update(st).where(st.c.id == row.id).values(
+            name=row.name[: 128 - len(suffix)] + suffix, active=False, version=st.c.version + 1, updated_at=now,
+        )
+    )  # fmt: skip
+    log.info("strategy replaced by a new definition", extra={"strategy_id": row.id, "stream": f"{symbol}/{interval}"})
 
 
 def list_all_for_daemon(store: Store, *, active_only: bool = True) -> builtins.list[StrategyRecord]:
