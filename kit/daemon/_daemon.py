@@ -13,25 +13,37 @@ policy). A poll of the strategies table's versions every ``poll_every`` seconds 
 promotions, parameter changes, (de)activations and demotions without touching the feed's
 connection. SIGTERM/SIGINT: stop reading the feed after the candle in hand, commit
 everything queued, record a stop event, close the feed and the database.
+
+Crash-only: every long-lived task (writer, streams, poller, heartbeat, status server) is
+supervised. An unexpected exception in one makes the daemon not ready, is logged at ERROR with
+its traceback, and stops the daemon like SIGTERM (the writer commits what is queued; if the
+writer itself failed nothing more is written, since committing later candles would move
+checkpoints past the lost ones); the process then exits non-zero and systemd restarts it from
+the checkpoints. A process that dies inside a strategy's evaluation is handled by the
+crash-loop guard (:mod:`kit.daemon._guard`). Health: :mod:`kit.daemon._health`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import math
 import signal
 import sys
 import time
 from collections import Counter, deque
+from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
-from kit.daemon._book import Book, CandleResult, Failure
+from kit.daemon._book import Book, CandleResult, Failure, describe
 from kit.daemon._config import DaemonConfig
+from kit.daemon._guard import InHand
+from kit.daemon._health import FaultPlan, Health, StreamHealth, TaskFailed, assess
 from kit.daemon._status import StatusServer, prometheus
 from kit.market.intervals import interval_ms
 
@@ -39,6 +51,10 @@ log = logging.getLogger("kit.daemon")
 
 _DB_ERRORS = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError, sa.exc.TimeoutError)
 _HEAVY = ("vectorbt", "panel", "holoviews", "bokeh")
+
+
+class DaemonFailed(RuntimeError):
+    """The daemon stopped because one of its tasks failed (already logged with its traceback)."""
 
 
 def _is_db_down(exc: BaseException) -> bool:
@@ -99,11 +115,14 @@ class Daemon:
         self.engine: Any = None
         self.status_server: StatusServer | None = None
         self.status_port: int | None = None
+        self.guard_path = s.data_dir / "daemon" / f"in-hand-{_url_id(self.database_url)}.bin"
         self.started_at = datetime.now(UTC)
         self._t0 = time.monotonic()
         self._stop = asyncio.Event()
         self._queue: asyncio.Queue[tuple[str, Any, float]] = asyncio.Queue()
+        self._waiting: deque[float] = deque()  # when each queued candle was received, oldest first
         self._streams: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._stream_health: dict[tuple[str, str], StreamHealth] = {}
         self._served: dict[tuple[str, str], Any] = {}  # the book's Stream object each task feeds
         self._known: dict[int, tuple[int, str, int]] = {}  # sid -> (user_id, state|"off", version)
         self._user_names: dict[int, str] = {}
@@ -111,9 +130,14 @@ class Daemon:
         self._db_waits = 0
         self._counts: Counter[str] = Counter()
         self._latency: deque[float] = deque(maxlen=2048)
-        self._pending_candles = 0
         self._server_offset_ms = 0
         self._lock: Any = None
+        self._guard: InHand | None = None
+        self._failed: tuple[str, BaseException] | None = None  # the task that stopped the daemon
+        self._fault = FaultPlan.from_env()
+        # Strategies not running for a reason the operator should see: sid -> detail (error, paused).
+        self._problems: dict[int, dict[str, Any]] = {}
+        self._failing: dict[int, str] = {}  # running strategies whose last evaluation failed -> error
 
     # ----- lifecycle -------------------------------------------------------------------------
 
@@ -134,22 +158,28 @@ class Daemon:
         self.store = Store(self.database_url)
         if self.config.status_port is not None:
             self.status_server = StatusServer(
-                self.config.status_host, self.config.status_port, status=self.status, ready=self.ready,
-                metrics=self.metrics,
+                self.config.status_host, self.config.status_port, status=self.status,
+                ready=lambda: self.health().to_dict(), metrics=self.metrics,
             )  # fmt: skip
             self.status_port = await self.status_server.start()
             log.info("status server listening", extra={"port": self.status_port})
+        status_task = self._spawn("status", self._watch_status()) if self.status_server is not None else None
         await self._db(self.store.migrate)
         # Before the first trade: a second daemon on this database refuses to start (one-line error).
         lock = self.store.daemon_lock()
         try:
             await asyncio.to_thread(lock.acquire)
         except BaseException:
+            if status_task is not None:
+                status_task.cancel()
             if self.status_server is not None:
                 await self.status_server.stop()
             self.store.dispose()
             raise
         self._lock = lock
+        # Only the lock holder touches the guard's file (a refused second daemon must not reset it).
+        self._guard = InHand(self.guard_path)
+        self.book.mark = self._guard.mark
         self.feed = Feed(self.exchange_ws_url, self.exchange_url)
         await self.feed.start()
         # One engine: one indicator state per (stream, spec), shared by every strategy. The queue
@@ -157,17 +187,14 @@ class Daemon:
         self.engine = IndicatorEngine(
             self.feed, keep=self.config.history, max_queue=max(100_000, 2 * self.config.max_backfill)
         )
-        writer = asyncio.create_task(self._writer(), name="kit-daemon-writer")
-        aux: list[asyncio.Task[None]] = []
+        writer = self._spawn("writer", self._writer())
+        aux: list[asyncio.Task[None]] = [] if status_task is None else [status_task]
         try:
             await self._load()
             await self._event(
                 "start", f"daemon {self.config.daemon_id} started with {len(self.book.members)} strategies"
             )
-            aux = [
-                asyncio.create_task(self._poller(), name="kit-daemon-poller"),
-                asyncio.create_task(self._heartbeats(), name="kit-daemon-heartbeat"),
-            ]
+            aux += [self._spawn("poller", self._poller()), self._spawn("heartbeat", self._heartbeats())]
             await self._stop.wait()
         finally:
             log.info("stopping: finishing the candle in hand and writing what is queued")
@@ -176,21 +203,58 @@ class Daemon:
             await asyncio.gather(*aux, *self._streams.values(), return_exceptions=True)
             self._streams.clear()
             await self._queue.put(("stop", None, time.monotonic()))
-            await asyncio.gather(writer, return_exceptions=True)
+            await asyncio.gather(writer, return_exceptions=True)  # a failed writer is already done
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.to_thread(self._final_event), 5.0)
             await self.engine.close()
             await self.feed.stop()
             if self.status_server is not None:
                 await self.status_server.stop()
+            self._guard.close()
             self._lock.release()
             self.store.dispose()
             log.info("stopped", extra={"candles": self._counts["candles"], "fills": self._counts["fills"]})
+        if self._failed is not None:
+            name, exc = self._failed
+            raise DaemonFailed(f"task {name} failed: {describe(exc)}") from exc
 
     def _final_event(self) -> None:
         from kit.store import events
 
-        events.record(self.store, "stop", f"daemon {self.config.daemon_id} stopped")
+        if self._failed is None:
+            events.record(self.store, "stop", f"daemon {self.config.daemon_id} stopped")
+        else:
+            name, exc = self._failed
+            events.record(self.store, "crash", f"daemon {self.config.daemon_id} stopped: task {name} failed: "
+                          f"{describe(exc)}", level="error")  # fmt: skip
+
+    # ----- supervision -----------------------------------------------------------------------
+
+    def _spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run a long-lived task under supervision: if it raises, the daemon stops (crash-only)."""
+        task = asyncio.create_task(coro, name=f"kit-daemon-{name}")
+        task.add_done_callback(lambda t: self._on_task_done(name, t))
+        return task
+
+    def _on_task_done(self, name: str, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        exc = task.exception()
+        if self._failed is None:
+            self._failed = (name, exc)
+            log.error("task %s failed; stopping so that a restart resumes from the checkpoints", name,
+                      exc_info=exc, extra={"task": name})  # fmt: skip
+        self._stop.set()
+
+    async def _watch_status(self) -> None:
+        """The status server's supervisor: its listening socket must stay open."""
+        assert self.status_server is not None
+        while True:
+            await asyncio.sleep(1.0)
+            if self._fault is not None:
+                self._fault.check("status")
+            if not self.status_server.serving:
+                raise RuntimeError("the status server stopped listening")
 
     # ----- the database, with waiting and retrying -------------------------------------------
 
@@ -238,8 +302,46 @@ class Daemon:
             self._known[rec.id] = known[rec.id]
             if rec.active and rec.state == "active":
                 await self._start_member(rec, cps.get(rec.id), now)
+            elif rec.active:
+                self._note_problem(rec.id, rec.user_id, rec.name, rec.state, rec.last_error)
+        self._apply_guard()
         for skey in list(self.book.streams):
             self._ensure_stream(skey, now)
+
+    def _apply_guard(self) -> None:
+        """After a crash inside an evaluation: note the suspect, or pause it at the second crash."""
+        from kit.store import events, strategies
+
+        assert self._guard is not None
+        v = self._guard.verdict
+        if not v.in_hand:
+            return
+        members = [m for s in self.book.streams.values() for g in s.groups.values() if g.gid == v.in_hand
+                   for m in g.members.values()]  # fmt: skip
+        ids = sorted(m.id for m in members)
+        if not v.pause:
+            msg = (f"the last daemon process died while evaluating strategies {ids}; they are paused if "
+                   "that happens again")  # fmt: skip
+            log.warning(msg, extra={"group": v.in_hand})
+            self._queue.put_nowait(("op", (events.record, self.store, "crash_suspect", msg, {"level": "warning"}), 0.0))
+            return
+
+        msg = ("paused: the daemon process died twice in a row while evaluating this strategy (a crash in "
+               "native code, memory exhaustion or os.abort()); the other strategies resumed")  # fmt: skip
+        log.error("pausing strategies the daemon died in twice", extra={"strategies": ids, "group": v.in_hand})
+        for m in members:
+            self.book.remove(m.id)
+            self._known[m.id] = (m.user_id, "paused", m.version)
+            self._counts["strategies_paused"] += 1
+            self._note_problem(m.id, m.user_id, m.name, "paused", msg)
+            op = (strategies.set_state_for_daemon, self.store, m.id, "paused", {"last_error": msg})
+            self._queue.put_nowait(("op", op, 0.0))
+            kw = {"level": "error", "strategy_id": m.id, "user_id": m.user_id}
+            self._queue.put_nowait(("op", (events.record, self.store, "strategy_paused", msg, kw), 0.0))
+
+    def _note_problem(self, sid: int, uid: int, name: str, state: str, error: str | None) -> None:
+        self._problems[sid] = {"id": sid, "user": self._user_names.get(uid, str(uid)), "name": name,
+                               "state": state, "error": error or ""}  # fmt: skip
 
     async def _start_member(self, rec: Any, cp: Any, now: int, carry: Any = None) -> None:
         from kit.store import strategies
@@ -252,10 +354,13 @@ class Daemon:
                     cp = await self._db(_prepare, self.store, rec, now)
                 checkpoint, state = cp.last_open_time, cp.broker_state
             self.book.add(rec, checkpoint, state)
+            self._problems.pop(rec.id, None)
+            self._failing.pop(rec.id, None)
         except Exception as exc:
-            msg = f"{type(exc).__name__}: {exc}"
-            log.error("strategy cannot start", extra={"strategy_id": rec.id, "error": msg})
+            msg = describe(exc)
+            log.error("strategy cannot start", extra={"strategy_id": rec.id, "error": msg[:300]})
             self._known[rec.id] = (rec.user_id, "error", rec.version)
+            self._note_problem(rec.id, rec.user_id, rec.name, "error", msg)
             await self._db(lambda: strategies.set_state_for_daemon(self.store, rec.id, "error", last_error=msg))
             await self._event("strategy_error", msg, level="error", strategy_id=rec.id, user_id=rec.user_id)
 
@@ -264,19 +369,18 @@ class Daemon:
 
         while True:
             await asyncio.sleep(self.config.poll_every)
-            try:
-                versions = await self._db(strategies.versions_for_daemon, self.store)
-                await self._apply(versions, strategies, users)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("applying strategy changes failed; retrying on the next poll")
+            if self._fault is not None:
+                self._fault.check("poller")
+            versions = await self._db(strategies.versions_for_daemon, self.store)
+            await self._apply(versions, strategies, users)
 
     async def _apply(self, versions: dict[int, tuple[int, bool]], strategies: Any, users: Any) -> None:
         changed = [sid for sid, (v, _a) in versions.items() if sid not in self._known or self._known[sid][2] != v]
         gone = [sid for sid in self._known if sid not in versions]
         for sid in gone:
             self._known.pop(sid, None)
+            self._problems.pop(sid, None)
+            self._failing.pop(sid, None)
             if self.book.remove(sid) is not None:
                 log.info("strategy removed", extra={"strategy_id": sid})
         if not changed:
@@ -291,6 +395,11 @@ class Daemon:
                 continue
             old = self.book.members.get(sid)
             self._known[sid] = (rec.user_id, rec.state if rec.active else "off", rec.version)
+            self._failing.pop(sid, None)
+            if rec.active and rec.state != "active":
+                self._note_problem(sid, rec.user_id, rec.name, rec.state, rec.last_error)
+            else:
+                self._problems.pop(sid, None)
             if not rec.active or rec.state != "active":
                 if old is not None:
                     self.book.remove(sid)
@@ -306,8 +415,7 @@ class Daemon:
             self._streams.pop(skey).cancel()
 
     def _stream_of(self, sid: int) -> tuple[str, str] | None:
-        where = self.book._where.get(sid)
-        return where[0] if where else None
+        return self.book.stream_of(sid)
 
     # ----- streams ---------------------------------------------------------------------------
 
@@ -325,10 +433,14 @@ class Daemon:
         oldest = min((m.checkpoint for g in stream.groups.values() for m in g.members.values()), default=now)
         missed = max(0, math.ceil((now - oldest) / iv))
         history = min(max(self.config.history, missed + self.config.history // 4), self.config.max_backfill)
-        self._streams[skey] = asyncio.create_task(self._run_stream(skey, history), name=f"kit-daemon-{skey}")
+        self._streams[skey] = self._spawn(f"stream {skey[0]}/{skey[1]}", self._run_stream(skey, history))
 
     async def _run_stream(self, skey: tuple[str, str], history: int) -> None:
+        """Feed one stream's closed candles to the book. A failing subscription (the feed, the
+        exchange) is retried with a growing pause and counted in the health; a failure while
+        processing a candle is a bug (:class:`TaskFailed`) and stops the daemon."""
         symbol, interval = skey
+        health = self._stream_health.setdefault(skey, StreamHealth())
         log.info("subscribing", extra={"stream": f"{symbol}/{interval}", "history": history})
         while True:
             stream = self.book.streams.get(skey)
@@ -347,17 +459,24 @@ class Daemon:
                         self._on_row(symbol, interval, row)
                         if i % 50 == 49:
                             await asyncio.sleep(0)  # let the writer, other streams and /status run
+                    health.ok()
                     async for row in sub:
                         if row.closed:
                             self._on_row(symbol, interval, row)
                         if sub.dropped:
                             raise RuntimeError(f"{sub.dropped} rows skipped by the engine (daemon too slow)")
                 return  # the source ended
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, TaskFailed):
                 raise
-            except Exception:
-                log.exception("stream failed; resubscribing", extra={"stream": f"{symbol}/{interval}"})
-                await asyncio.sleep(1.0)
+            except Exception as exc:
+                n = health.failed(describe(exc))
+                self._counts["stream_failures"] += 1
+                where = {"stream": f"{symbol}/{interval}", "failures": n}
+                if n == 1:
+                    log.exception("stream failed; resubscribing", extra=where)
+                else:  # the traceback was logged at the first failure; one line each time after
+                    log.warning("stream failed again; resubscribing", extra={**where, "error": health.last_error})
+                await asyncio.sleep(min(30.0, 2.0 ** (n - 1)))
                 # Resume from the last candle processed: ask for everything since, plus warm-up.
                 last = stream.last_time if stream is not None else None
                 now = int(time.time() * 1000) + self._server_offset_ms
@@ -369,18 +488,24 @@ class Daemon:
 
     def _on_row(self, symbol: str, interval: str, row: Any) -> None:
         received = time.monotonic()
-        res = self.book.on_row(symbol, interval, row.candle, row.values)
-        if res is None:
-            return
-        self._counts["candles"] += 1
-        self._counts["analyses"] += len(self.book.streams[(symbol, interval)].groups)
-        for w in res.writes:
-            self._counts["fills"] += len(w.fills)
-            self._counts["trades"] += len(w.trades)
-        self._pending_candles += 1
-        self._queue.put_nowait(("candle", res, received))
-        for f in res.failures:
-            self._on_failure(f)
+        try:
+            if self._fault is not None:
+                self._fault.check("stream")
+            res = self.book.on_row(symbol, interval, row.candle, row.values)
+            if res is None:
+                return
+            self._counts["candles"] += 1
+            self._counts["analyses"] += len(self.book.streams[(symbol, interval)].groups)
+            for w in res.writes:
+                self._counts["fills"] += len(w.fills)
+                self._counts["trades"] += len(w.trades)
+            if res.writes or res.advance:  # warm-up candles (at or before every checkpoint) write nothing
+                self._waiting.append(received)
+                self._queue.put_nowait(("candle", res, received))
+            for f in res.failures:
+                self._on_failure(f)
+        except Exception as exc:  # the book contains strategies' failures: anything here is a bug
+            raise TaskFailed(f"processing a {symbol}/{interval} candle failed") from exc
 
     def _on_failure(self, f: Failure) -> None:
         from kit.store import events, strategies
@@ -392,6 +517,8 @@ class Daemon:
             kw = {"level": "warning", "strategy_id": m.id, "user_id": m.user_id}
             if m in f.paused:
                 self.book.remove(m.id)
+                self._failing.pop(m.id, None)
+                self._note_problem(m.id, m.user_id, m.name, "paused", f.error)
                 self._known[m.id] = (m.user_id, "paused", m.version)
                 self._counts["strategies_paused"] += 1
                 op = (strategies.set_state_for_daemon, self.store, m.id, "paused")
@@ -402,6 +529,7 @@ class Daemon:
                 )
                 log.warning("strategy paused", extra={"strategy_id": m.id, "failures": m.failures})
             else:
+                self._failing[m.id] = f.error
                 op = (strategies.set_state_for_daemon, self.store, m.id, "active")
                 self._queue.put_nowait(("op", (*op, {"failures": m.failures, "last_error": f.error}), time.monotonic()))
                 self._queue.put_nowait(
@@ -418,6 +546,8 @@ class Daemon:
         stopping = False
         while not stopping:
             items = [await self._queue.get()]
+            if self._fault is not None:
+                self._fault.check("writer")
             while not self._queue.empty() and len(items) < 256:
                 items.append(self._queue.get_nowait())
             writes: list[Any] = []
@@ -439,8 +569,9 @@ class Daemon:
                 await self._db(ledger.commit, self.store, writes, advance)
                 done = time.monotonic()
                 self._latency.extend(done - t for t in received)
-                self._pending_candles -= len(received)
                 self._counts["commits"] += 1
+            for _ in received:  # committed, or (no writes at all) nothing to wait for
+                self._waiting.popleft()
             for fn, *args, kw in ops:
                 await self._db(lambda fn=fn, args=args, kw=kw: fn(*args, **kw))
 
@@ -450,6 +581,8 @@ class Daemon:
         from kit.store import events
 
         while True:
+            if self._fault is not None:
+                self._fault.check("heartbeat")
             st = self.status(brief=True)
             await self._db(
                 events.heartbeat, self.store, self.config.daemon_id, self.started_at.replace(tzinfo=None), st
@@ -470,8 +603,42 @@ class Daemon:
             await asyncio.sleep(self.config.heartbeat_every)
 
     def ready(self) -> bool:
-        """Feed connected and database reachable."""
-        return bool(self._db_ok and self._feed_connected())
+        """Nothing fails: see :meth:`health`."""
+        return self.health().ready
+
+    def health(self) -> Health:
+        """The verdict ``/ready`` serves: ok, or degraded/down with the reasons (:func:`assess`)."""
+        failing = []
+        for sid, err in list(self._failing.items()):
+            m = self.book.members.get(sid)
+            if m is None or m.failures == 0:
+                del self._failing[sid]  # paused, removed or recovered
+            else:
+                user = self._user_names.get(m.user_id, str(m.user_id))
+                failing.append(f"strategy {sid} ({user}/{m.name}) ({m.failures} in a row): {err}")
+        return assess(
+            failed_task=self._failed[0] if self._failed else None,
+            stopping=self._stop.is_set(),
+            db_ok=self._db_ok,
+            feed_connected=self._feed_connected(),
+            streams={f"{s}/{i}": h for (s, i), h in self._subscribed_health()},
+            write_queue=len(self._waiting),
+            write_lag_s=self._write_lag(),
+            max_write_lag=self.config.max_write_lag,
+            cannot_load=[
+                f"strategy {p['id']} ({p['user']}/{p['name']}): {p['error']}"
+                for p in self._problems.values()
+                if p["state"] == "error"
+            ],
+            failing=failing,
+        )
+
+    def _subscribed_health(self) -> list[tuple[tuple[str, str], StreamHealth]]:
+        """Health of the streams subscribed now (a stream whose strategies all left does not count)."""
+        return [(k, h) for k, h in self._stream_health.items() if k in self._streams]
+
+    def _write_lag(self) -> float:
+        return time.monotonic() - self._waiting[0] if self._waiting else 0.0
 
     def _feed_connected(self) -> bool:
         if self.feed is None:
@@ -503,11 +670,14 @@ class Daemon:
         """The ``/status`` document (``brief``: the heartbeat's summary)."""
         groups = sum(len(s.groups) for s in self.book.streams.values())
         c = self._counts
+        health = self.health()
         st: dict[str, Any] = {
             "daemon_id": self.config.daemon_id,
             "started_at": self.started_at.isoformat(),
             "uptime_s": round(time.monotonic() - self._t0, 1),
-            "ready": self.ready(),
+            "ready": health.ready,
+            "health": health.state,
+            "reasons": list(health.reasons),
             "db_ok": self._db_ok,
             "db_waits": self._db_waits,
             "feed_connected": self._feed_connected(),
@@ -520,8 +690,13 @@ class Daemon:
             "trades": c["trades"],
             "strategy_failures": c["strategy_failures"],
             "strategies_paused": c["strategies_paused"],
+            "strategies_failing": len(self._failing),
+            "strategies_cannot_load": sum(p["state"] == "error" for p in self._problems.values()),
+            "stream_failures": c["stream_failures"],
+            "streams_failing": sum(h.failing for _k, h in self._subscribed_health()),
             "commits": c["commits"],
-            "queue": self._pending_candles,
+            "queue": len(self._waiting),
+            "write_lag_s": round(self._write_lag(), 3),
             "persist_latency_ms": self._latency_ms(),
         }
         if brief:
@@ -538,15 +713,20 @@ class Daemon:
                 "last_candle": None
                 if s.last_time is None
                 else datetime.fromtimestamp(s.last_time / 1000, UTC).isoformat(),
+                "failures": h.failures,
+                "failures_total": h.total,
+                "last_error": h.last_error,
             }
             for s in self.book.streams.values()
+            for h in [self._stream_health.get((s.symbol, s.interval), StreamHealth())]
         ]
         st["strategy_detail"] = [
             {"id": m.id, "user": self._user_names.get(m.user_id, str(m.user_id)), "name": m.name, "version": m.version,
              "checkpoint": m.checkpoint, "position": m.broker.state.position, "fills": m.fills, "trades": m.trades,
-             "failures": m.failures, "last_signal": m.last_signal}
+             "failures": m.failures, "last_signal": m.last_signal, "last_error": self._failing.get(m.id)}
             for m in self.book.members.values()
         ]  # fmt: skip
+        st["strategy_problems"] = list(self._problems.values())
         st["feed"] = self.feed.stats() if self.feed is not None else None
         if self.engine is not None:
             es = self.engine.stats()
@@ -562,7 +742,7 @@ class Daemon:
         by_state: Counter[str] = Counter(state for _u, state, _v in self._known.values() if state != "off")
         m: list[tuple[str, str, str, list[tuple[dict[str, str], float]]]] = [
             ("kit_daemon_up", "gauge", "1 while the daemon runs", [({}, 1)]),
-            ("kit_daemon_ready", "gauge", "1 when feed and database are up", [({}, int(self.ready()))]),
+            ("kit_daemon_ready", "gauge", "1 when nothing fails (/ready is 200)", [({}, int(self.ready()))]),
             ("kit_daemon_uptime_seconds", "gauge", "seconds since start", [({}, time.monotonic() - self._t0)]),
             ("kit_daemon_database_up", "gauge", "1 when the last database call succeeded", [({}, int(self._db_ok))]),
             ("kit_daemon_streams", "gauge", "streams subscribed", [({}, len(self.book.streams))]),
@@ -580,7 +760,15 @@ class Daemon:
             ("kit_daemon_commits_total", "counter", "ledger transactions", [({}, c["commits"])]),
             ("kit_daemon_database_waits_total", "counter", "retries while the database was down",
              [({}, self._db_waits)]),
-            ("kit_daemon_write_queue", "gauge", "closed candles not yet committed", [({}, self._pending_candles)]),
+            ("kit_daemon_write_queue", "gauge", "closed candles waiting to be committed", [({}, len(self._waiting))]),
+            ("kit_daemon_write_lag_seconds", "gauge", "age of the oldest candle waiting to be committed",
+             [({}, self._write_lag())]),
+            ("kit_daemon_stream_failures_total", "counter", "failed stream subscriptions",
+             [({}, c["stream_failures"])]),
+            ("kit_daemon_streams_failing", "gauge", "streams failing repeatedly",
+             [({}, sum(h.failing for _k, h in self._subscribed_health()))]),
+            ("kit_daemon_strategies_failing", "gauge", "running strategies whose last evaluation failed",
+             [({}, len(self._failing))]),
             ("kit_daemon_persist_latency_seconds", "summary", "closed candle received -> decisions committed",
              [({"quantile": str(q)}, lat[min(len(lat) - 1, int(q * len(lat)))] if lat else math.nan)
               for q in (0.5, 0.9, 0.99)]),
@@ -596,10 +784,19 @@ class Daemon:
         return prometheus(m)
 
 
+def _url_id(url: str) -> str:
+    """A short stable name for a database (the guard's file is per database, as the lock is)."""
+    return hashlib.blake2b(url.encode(), digest_size=6).hexdigest()
+
+
 async def _run(config: DaemonConfig) -> None:
     await Daemon(config).run()
 
 
 def run(config: DaemonConfig | None = None) -> None:
-    """Run the daemon in the foreground until SIGTERM/SIGINT."""
-    asyncio.run(_run(config or DaemonConfig()))
+    """Run the daemon in the foreground until SIGTERM/SIGINT; exit 1 when a task failed (so that
+    systemd restarts it from the checkpoints)."""
+    try:
+        asyncio.run(_run(config or DaemonConfig()))
+    except DaemonFailed:
+        sys.exit(1)  # logged with its traceback when it happened
