@@ -7,9 +7,19 @@ Real subprocesses (``kit exchange`` and ``kit daemon``) on loopback and a real d
 
 from __future__ import annotations
 
-import pytest
+import re
+import signal
+import sqlite3
+import threading
 
-from kit.store import Store, strategies
+import pytest
+import sqlalchemy as sa
+
+from kit.daemon._health import FAULT_ENV
+from kit.store import Store, events, strategies, trades
+from kit.store.models import StrategyRecord
+from kit.strategies import EmaCross
+from tests.fixtures.daemon import get_json, wait_for
 from tests.test_daemon_kill import (
     MODEL,
     ROWS,
@@ -45,4 +55,185 @@ def test_a_nul_in_a_strategy_error_never_stops_the_ledger_on_postgres(pg_schema,
     assert cluster.status()["strategy_failures"] > 100
     assert cluster.daemon_term() == 0
     _assert_equals_backtest(store, plan, frames)  # every fill persisted, once
+    store.dispose()
+
+
+def _metric(text: str, name: str) -> float:
+    m = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+    assert m, f"{name} missing from /metrics"
+    return float(m.group(1))
+
+
+def _fills(store: Store) -> int:
+    return sum(len(trades.fills(store, u)) for u in ("alice", "bob"))
+
+
+def _wait_exit(cluster, timeout: float = 90) -> int:
+    assert cluster.daemon is not None
+    rc = cluster.daemon.wait(timeout)
+    cluster.daemon = None
+    return rc
+
+
+#: Each supervised task and the pass at which the test makes it raise (after some fills).
+FAULTS = {"writer": "writer:30", "stream": "stream:300", "poller": "poller:4", "heartbeat": "heartbeat:3",
+          "status": "status:3"}  # fmt: skip
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", list(FAULTS))
+def test_an_unexpected_failure_in_any_task_exits_non_zero_and_the_restart_loses_no_fill(
+    task, sqlite_url, cluster_factory
+):
+    cluster, frames = cluster_factory(sqlite_url, rows=ROWS, start_row=START_ROW, speed=SPEED)
+    store = Store(sqlite_url)
+    store.migrate()
+    plan = _promote_all(store, int(frames["BTCUSDT"].index[0].value // 1_000_000))
+    ids = [sid for items in plan.values() for sid, _ in items]
+    cluster.exchange_start()
+    cluster.env[FAULT_ENV] = FAULTS[task]
+    cluster.daemon_start(wait_ready=False)
+    del cluster.env[FAULT_ENV]
+    assert _wait_exit(cluster) == 1
+    log = cluster.daemon_log()
+    assert re.search(rf"ERROR +kit\.daemon: task {task}\b[^\n]* failed; stopping", log), log[-3000:]
+    assert "Traceback" in log and f"injected test fault in {task}" in log
+    assert events.recent(store, 1)[0]["kind"] == "crash"
+    assert _fills(store) > 0  # some fills were committed before the failure: the restart must not repeat them
+    cluster.daemon_start()
+    _wait_until_done(cluster, store, frames, ids)
+    st = cluster.status()
+    # the warm-up candles replayed at the restart are not counted as waiting
+    assert st["queue"] == 0 and _metric(get_json(cluster.base + "/metrics")[1], "kit_daemon_write_queue") == 0
+    assert st["ready"] is True and get_json(cluster.base + "/ready") == (200, {"ready": True, "state": "ok",
+                                                                              "reasons": []})  # fmt: skip
+    assert cluster.daemon_term() == 0
+    _assert_equals_backtest(store, plan, frames)
+    store.dispose()
+
+
+@pytest.mark.slow
+def test_a_strategy_that_kills_the_process_is_paused_after_two_crashes_and_the_others_resume(
+    sqlite_url, cluster_factory
+):
+    cluster, frames = cluster_factory(sqlite_url, rows=ROWS, start_row=START_ROW, speed=SPEED)
+    store = Store(sqlite_url)
+    store.migrate()
+    first_ms = int(frames["BTCUSDT"].index[0].value // 1_000_000)
+    plan = _promote_all(store, first_ms)
+    ids = [sid for items in plan.values() for sid, _ in items]
+    bad = _add_failing(store, first_ms, "tests.fixtures.daemon:Aborts", name="aborts")
+    cluster.exchange_start()
+    for _ in range(2):  # what systemd does: restart it
+        cluster.daemon_start(wait_ready=False)
+        assert _wait_exit(cluster) == -signal.SIGABRT
+    assert f"died while evaluating strategies [{bad}]; they are paused if that happens again" in cluster.daemon_log()
+    assert strategies.get(store, "bob", bad).state == "active"  # one crash is not a verdict
+    cluster.daemon_start()
+    _wait_until_done(cluster, store, frames, ids)
+    rec = strategies.get(store, "bob", bad)
+    assert rec.state == "paused" and "died twice in a row while evaluating this strategy" in rec.last_error
+    (ev,) = [e for e in events.recent(store, 500) if e["kind"] == "strategy_paused" and e["strategy_id"] == bad]
+    assert ev["level"] == "error" and "os.abort()" in ev["message"]
+    st = cluster.status()
+    assert [p["id"] for p in st["strategy_problems"]] == [bad] and st["strategy_problems"][0]["state"] == "paused"
+    assert st["ready"] is True  # paused is handled, not failing
+    assert cluster.daemon_term() == 0
+    _assert_equals_backtest(store, plan, frames)
+    store.dispose()
+
+
+def _ready(cluster) -> tuple[int, dict]:
+    return get_json(cluster.base + "/ready")
+
+
+def _reason(cluster, prefix: str, state: str) -> str | None:
+    code, body = _ready(cluster)
+    if code != 503 or body["state"] != state:
+        return None
+    return next((r for r in body["reasons"] if r.startswith(prefix)), None)
+
+
+@pytest.mark.slow
+def test_ready_is_503_with_the_reason_while_a_stream_a_strategy_or_the_writer_fails(sqlite_url, cluster_factory):
+    from kit.dashboard.admin import daemon_tables
+
+    cluster, frames = cluster_factory(sqlite_url, rows=ROWS, start_row=START_ROW, speed=SPEED / 2)
+    store = Store(sqlite_url)
+    store.migrate()
+    first_ms = int(frames["BTCUSDT"].index[0].value // 1_000_000)
+    plan = _promote_all(store, first_ms)
+    ids = [sid for items in plan.values() for sid, _ in items]
+    cluster.exchange_start()
+    cluster.daemon_start("--max-failures", "100000", "--max-write-lag", "1")
+    assert _ready(cluster) == (200, {"ready": True, "state": "ok", "reasons": []})
+
+    # A stream that keeps failing: a symbol the exchange stopped listing after it was promoted
+    # (written straight to the table: no promotion check stands in the way).
+    bob = strategies.get(store, "bob", plan["bob"][0][0]).user_id
+    with store.begin() as conn:
+        delisted = conn.execute(
+            sa.insert(StrategyRecord).values(user_id=bob, name="delisted", class_path=EmaCross.path, params={},
+                                             broker={}, symbol="DOGEUSDT", interval="1m", start_time=first_ms)
+            .returning(StrategyRecord.id)
+        ).scalar_one()  # fmt: skip
+    reason = wait_for(lambda: _reason(cluster, "stream DOGEUSDT/1m failing (3 times in a row): ", "down"), 30,
+                      "the failing stream to make /ready 503")  # fmt: skip
+    metrics = get_json(cluster.base + "/metrics")[1]
+    assert _metric(metrics, "kit_daemon_streams_failing") == 1
+    assert _metric(metrics, "kit_daemon_stream_failures_total") >= 3
+    (doge,) = [d for d in cluster.status()["stream_detail"] if d["symbol"] == "DOGEUSDT"]
+    assert doge["failures"] >= 3 and doge["last_error"] and doge["last_error"] in reason
+    strategies.set_active_as_operator(store, delisted, False)
+    wait_for(lambda: _ready(cluster)[0] == 200, 15, "/ready 200 once the stream is gone")
+
+    # A strategy whose evaluations fail, and one that cannot load (a long error: shown whole).
+    bug = _add_failing(store, first_ms, "tests.fixtures.daemon:Raises", name="bug")
+    long_path = "no.such.module_" + "x" * 220 + ":X"
+    gone = _add_failing(store, first_ms, long_path, name="gone")
+    wait_for(lambda: _reason(cluster, f"failing strategy {bug} (bob/bug) (", "degraded"), 15, "the failing strategy")
+    reason = wait_for(lambda: _reason(cluster, f"cannot load strategy {gone} (bob/gone): ", "degraded"), 15,
+                      "the strategy that cannot load")  # fmt: skip
+    assert long_path.split(":")[0] in reason
+    st = cluster.status()
+    assert st["strategies_failing"] == 1 and st["strategies_cannot_load"] == 1 and st["health"] == "degraded"
+    assert "RuntimeError: strategy bug" in next(m for m in st["strategy_detail"] if m["id"] == bug)["last_error"]
+    assert _metric(get_json(cluster.base + "/metrics")[1], "kit_daemon_strategies_failing") == 1
+    tables = daemon_tables(st)  # what the admin page shows
+    rows = tables["strategies"].set_index("id")
+    assert rows.loc[bug, "state"] == "failing" and "RuntimeError: strategy bug" in rows.loc[bug, "error"]
+    assert rows.loc[gone, "state"] == "error" and long_path.split(":")[0] in rows.loc[gone, "error"]  # not cut
+    assert list(tables["strategies"]["id"][:2]) == sorted([bug, gone])  # problems first
+    assert set(tables["health"]["reason"]) == set(st["reasons"]) and len(st["reasons"]) == 2
+    assert not set(tables["summary"]["key"]) & {"strategy_detail", "strategy_problems", "stream_detail"}
+    for sid in (bug, gone):
+        strategies.set_active_as_operator(store, sid, False)
+    wait_for(lambda: _ready(cluster)[0] == 200, 15, "/ready 200 once both are switched off")
+
+    # The writer behind: the database holds every write for a while (a lock, not an outage).
+    locked, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        con = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
+        con.execute("BEGIN EXCLUSIVE")
+        locked.set()
+        release.wait(15)
+        con.execute("ROLLBACK")
+        con.close()
+
+    t = threading.Thread(target=hold)
+    t.start()
+    try:
+        assert locked.wait(10)
+        wait_for(lambda: _reason(cluster, "writer behind: ", "down"), 10, "the writer to be reported behind")
+        assert _metric(get_json(cluster.base + "/metrics")[1], "kit_daemon_write_lag_seconds") > 1
+        assert cluster.status()["queue"] > 0
+    finally:
+        release.set()
+        t.join()
+    wait_for(lambda: _ready(cluster)[0] == 200, 30, "/ready 200 once the writer caught up")
+    _wait_until_done(cluster, store, frames, ids)
+    assert cluster.status()["queue"] == 0
+    assert cluster.daemon_term() == 0
+    _assert_equals_backtest(store, plan, frames)
     store.dispose()
