@@ -13,7 +13,6 @@ import sqlite3
 import threading
 
 import pytest
-import sqlalchemy as sa
 
 from kit.daemon._health import FAULT_ENV
 from kit.store import Store, events, strategies, trades
@@ -171,12 +170,12 @@ def test_ready_is_503_with_the_reason_while_a_stream_a_strategy_or_the_writer_fa
     # A stream that keeps failing: a symbol the exchange stopped listing after it was promoted
     # (written straight to the table: no promotion check stands in the way).
     bob = strategies.get(store, "bob", plan["bob"][0][0]).user_id
-    with store.begin() as conn:
-        delisted = conn.execute(
-            sa.insert(StrategyRecord).values(user_id=bob, name="delisted", class_path=EmaCross.path, params={},
-                                             broker={}, symbol="DOGEUSDT", interval="1m", start_time=first_ms)
-            .returning(StrategyRecord.id)
-        ).scalar_one()  # fmt: skip
+    with store.session(write=True) as s:
+        row = StrategyRecord(user_id=bob, name="delisted", class_path=EmaCross.path, params={}, symbol="DOGEUSDT",
+                             interval="1m", start_time=first_ms)  # fmt: skip
+        s.add(row)
+        s.flush()
+        delisted = row.id
     reason = wait_for(lambda: _reason(cluster, "stream DOGEUSDT/1m failing (3 times in a row): ", "down"), 30,
                       "the failing stream to make /ready 503")  # fmt: skip
     metrics = get_json(cluster.base + "/metrics")[1]
