@@ -236,3 +236,66 @@ def test_ready_is_503_with_the_reason_while_a_stream_a_strategy_or_the_writer_fa
     assert cluster.daemon_term() == 0
     _assert_equals_backtest(store, plan, frames)
     store.dispose()
+
+
+def test_the_guard_pauses_only_a_group_in_hand_at_two_consecutive_crashes(tmp_path):
+    from kit.daemon._guard import InHand, group_id
+
+    g, h = group_id(("BTCUSDT", "1m"), ("a", ())), group_id(("BTCUSDT", "1m"), ("b", ()))
+    assert g != h and g > 0 and g == group_id(("BTCUSDT", "1m"), ("a", ()))  # stable across processes
+    path = tmp_path / "in-hand.bin"
+
+    def died_in(gid: int) -> InHand:  # a process that dies with ``gid`` in hand (0: outside evaluations)
+        guard = InHand(path)
+        guard.mark(gid)
+        return guard  # never closed: the map outlives it, like a killed process's page cache
+
+    assert InHand(path).verdict.in_hand == 0
+    died_in(g)
+    v = died_in(g).verdict
+    assert (v.in_hand, v.pause, v.suspect) == (g, 0, g)  # first crash in g: a suspect, nobody paused
+    v = died_in(h).verdict
+    assert (v.in_hand, v.pause, v.suspect) == (g, g, 0)  # second in a row in g: pause g
+    v = died_in(g).verdict
+    assert (v.pause, v.suspect) == (0, h)  # h, then g: not consecutive
+    clean = InHand(path)
+    assert (clean.verdict.pause, clean.verdict.suspect) == (0, g)
+    clean.close()  # an orderly exit clears what is in hand, so the next start forgets the suspect
+    assert (InHand(path).verdict.in_hand, InHand(path).verdict.suspect) == (0, 0)
+
+
+def test_health_is_ok_only_when_nothing_fails_and_names_each_reason():
+    from kit.daemon._health import StreamHealth, assess
+
+    base = {"failed_task": None, "stopping": False, "db_ok": True, "feed_connected": True, "streams": {},
+            "write_queue": 0, "write_lag_s": 0.0, "max_write_lag": 30.0, "cannot_load": [], "failing": []}  # fmt: skip
+    assert assess(**base).to_dict() == {"ready": True, "state": "ok", "reasons": []}
+    flaky = StreamHealth()
+    for _ in range(2):
+        flaky.failed("ExchangeError: HTTP 400")
+    assert assess(**{**base, "streams": {"X/1d": flaky}}).ready  # two failures: a reconnect, not yet failing
+    flaky.failed("ExchangeError: HTTP 400")
+    h = assess(**{**base, "streams": {"X/1d": flaky}, "cannot_load": ["strategy 7 (a/b): E"]})
+    assert h.state == "down" and h.reasons == ("stream X/1d failing (3 times in a row): ExchangeError: HTTP 400",
+                                                "cannot load strategy 7 (a/b): E")  # fmt: skip
+    flaky.ok()
+    assert assess(**{**base, "streams": {"X/1d": flaky}}).ready
+    assert assess(**{**base, "failing": [f"s{i}" for i in range(9)]}).reasons[-1] == "... and 4 more"
+    assert assess(**{**base, "write_queue": 5, "write_lag_s": 31.0}).reasons == (
+        "writer behind: 5 candles waiting, the oldest for 31.0 s",
+    )
+    assert assess(**{**base, "failed_task": "writer", "db_ok": False}).reasons == (
+        "task writer failed; the daemon is stopping", "database unavailable")  # fmt: skip
+
+
+def test_fault_injection_is_refused_unless_it_names_a_task():
+    from kit.daemon._health import FaultPlan
+    from kit.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="KIT_DAEMON_TEST_FAULT"):
+        FaultPlan("writr:2")
+    plan = FaultPlan("writer:2")
+    plan.check("writer")
+    plan.check("poller")
+    with pytest.raises(RuntimeError, match="injected test fault in writer"):
+        plan.check("writer")
