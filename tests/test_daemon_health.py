@@ -36,14 +36,19 @@ def _add_failing(store: Store, first_ms: int, path: str, name: str = "bad") -> i
     return rec.id
 
 
-@pytest.mark.slow
-def test_a_nul_in_a_strategy_error_never_stops_the_ledger_on_postgres(pg_schema, cluster_factory):
-    cluster, frames = cluster_factory(pg_schema, rows=ROWS, start_row=START_ROW, speed=SPEED)
-    store = Store(pg_schema)
+def _setup(cluster_factory, db_url: str, speed: float = SPEED):
+    """The kill test's cluster and plan (two users, four strategies): (cluster, frames, store, plan, ids, first_ms)."""
+    cluster, frames = cluster_factory(db_url, rows=ROWS, start_row=START_ROW, speed=speed)
+    store = Store(db_url)
     store.migrate()
     first_ms = int(frames["BTCUSDT"].index[0].value // 1_000_000)
     plan = _promote_all(store, first_ms)
-    ids = [sid for items in plan.values() for sid, _ in items]
+    return cluster, frames, store, plan, [sid for items in plan.values() for sid, _ in items], first_ms
+
+
+@pytest.mark.slow
+def test_a_nul_in_a_strategy_error_never_stops_the_ledger_on_postgres(pg_schema, cluster_factory):
+    cluster, frames, store, plan, ids, first_ms = _setup(cluster_factory, pg_schema)
     bad = _add_failing(store, first_ms, "tests.fixtures.daemon:RaisesNul")
     cluster.exchange_start()
     cluster.daemon_start("--max-failures", "100000")  # it keeps failing: every failure is recorded
@@ -84,11 +89,7 @@ FAULTS = {"writer": "writer:30", "stream": "stream:300", "poller": "poller:4", "
 def test_an_unexpected_failure_in_any_task_exits_non_zero_and_the_restart_loses_no_fill(
     task, sqlite_url, cluster_factory
 ):
-    cluster, frames = cluster_factory(sqlite_url, rows=ROWS, start_row=START_ROW, speed=SPEED)
-    store = Store(sqlite_url)
-    store.migrate()
-    plan = _promote_all(store, int(frames["BTCUSDT"].index[0].value // 1_000_000))
-    ids = [sid for items in plan.values() for sid, _ in items]
+    cluster, frames, store, plan, ids, _ = _setup(cluster_factory, sqlite_url)
     cluster.exchange_start()
     cluster.env[FAULT_ENV] = FAULTS[task]
     cluster.daemon_start(wait_ready=False)
@@ -115,12 +116,7 @@ def test_an_unexpected_failure_in_any_task_exits_non_zero_and_the_restart_loses_
 def test_a_strategy_that_kills_the_process_is_paused_after_two_crashes_and_the_others_resume(
     sqlite_url, cluster_factory
 ):
-    cluster, frames = cluster_factory(sqlite_url, rows=ROWS, start_row=START_ROW, speed=SPEED)
-    store = Store(sqlite_url)
-    store.migrate()
-    first_ms = int(frames["BTCUSDT"].index[0].value // 1_000_000)
-    plan = _promote_all(store, first_ms)
-    ids = [sid for items in plan.values() for sid, _ in items]
+    cluster, frames, store, plan, ids, first_ms = _setup(cluster_factory, sqlite_url)
     bad = _add_failing(store, first_ms, "tests.fixtures.daemon:Aborts", name="aborts")
     cluster.exchange_start()
     for _ in range(2):  # what systemd does: restart it
@@ -157,12 +153,7 @@ def _reason(cluster, prefix: str, state: str) -> str | None:
 def test_ready_is_503_with_the_reason_while_a_stream_a_strategy_or_the_writer_fails(sqlite_url, cluster_factory):
     from kit.dashboard.admin import daemon_tables
 
-    cluster, frames = cluster_factory(sqlite_url, rows=ROWS, start_row=START_ROW, speed=SPEED / 2)
-    store = Store(sqlite_url)
-    store.migrate()
-    first_ms = int(frames["BTCUSDT"].index[0].value // 1_000_000)
-    plan = _promote_all(store, first_ms)
-    ids = [sid for items in plan.values() for sid, _ in items]
+    cluster, frames, store, plan, ids, first_ms = _setup(cluster_factory, sqlite_url, speed=SPEED / 2)
     cluster.exchange_start()
     cluster.daemon_start("--max-failures", "100000", "--max-write-lag", "1")
     assert _ready(cluster) == (200, {"ready": True, "state": "ok", "reasons": []})

@@ -45,22 +45,30 @@ def clean_json(value: Any) -> Any:
     return value
 
 
-class SafeString(sa.types.TypeDecorator[str]):
-    """``String(length)`` whose bound values are :func:`clean`-ed to fit."""
+class _Cleaned(sa.types.TypeDecorator[str]):
+    """A text type whose bound values are :func:`clean`-ed to at most ``limit`` characters."""
 
-    impl = sa.String
+    impl: Any = sa.Text
     cache_ok = True
-
-    def __init__(self, length: int) -> None:
-        super().__init__(length)
-        self.limit = length
+    limit: int
 
     def process_bind_param(self, value: str | None, dialect: sa.Dialect) -> str | None:
         return None if value is None else clean(value, self.limit)
 
 
-class SafeText(sa.types.TypeDecorator[str]):
-    """``Text`` whose bound values are :func:`clean`-ed and capped at ``limit`` characters."""
+class SafeString(_Cleaned):
+    """``String(limit)``, cleaned to fit."""
+
+    impl = sa.String
+    cache_ok = True  # set on each class: SQLAlchemy does not inherit it
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.limit = limit
+
+
+class SafeText(_Cleaned):
+    """``Text``, cleaned and capped at ``limit`` characters."""
 
     impl = sa.Text
     cache_ok = True
@@ -68,9 +76,6 @@ class SafeText(sa.types.TypeDecorator[str]):
     def __init__(self, limit: int) -> None:
         super().__init__()
         self.limit = limit
-
-    def process_bind_param(self, value: str | None, dialect: sa.Dialect) -> str | None:
-        return None if value is None else clean(value, self.limit)
 
 
 class SafeJSON(sa.types.TypeDecorator[Any]):
