@@ -21,6 +21,12 @@ writer itself failed nothing more is written, since committing later candles wou
 checkpoints past the lost ones); the process then exits non-zero and systemd restarts it from
 the checkpoints. A process that dies inside a strategy's evaluation is handled by the
 crash-loop guard (:mod:`kit.daemon._guard`). Health: :mod:`kit.daemon._health`.
+
+The parts, each in its module: :class:`~kit.daemon._supervisor.Supervisor` (crash-only tasks),
+:class:`~kit.daemon._writer.Writer` (the typed write queue), :class:`~kit.daemon._streams.Streams`
+(one subscription task per stream), :class:`~kit.daemon._reconciler.Reconciler` (the strategies
+table -> the book, and the verdicts on strategies), :mod:`kit.daemon._report` (``/status``,
+``/metrics``). This class wires them, owns the database runner and the lifecycle.
 """
 
 from __future__ import annotations
@@ -29,28 +35,32 @@ import asyncio
 import contextlib
 import hashlib
 import logging
-import math
 import signal
 import sys
 import time
-from collections import Counter, deque
-from collections.abc import Coroutine
+from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
-from kit.daemon._book import Book, CandleResult, Failure, describe
+from kit.daemon import _report
+from kit.daemon._book import Book, describe
 from kit.daemon._config import DaemonConfig
 from kit.daemon._guard import InHand
-from kit.daemon._health import FaultPlan, Health, StreamHealth, TaskFailed, assess
-from kit.daemon._status import StatusServer, prometheus
-from kit.market.intervals import interval_ms
+from kit.daemon._health import FaultPlan, Health, TaskFailed, assess
+from kit.daemon._reconciler import Reconciler
+from kit.daemon._status import StatusServer
+from kit.daemon._streams import Streams
+from kit.daemon._supervisor import Supervisor
+from kit.daemon._writer import Writer
+from kit.settings import Settings, _ws_twin
+from kit.store import Store, events
 
 log = logging.getLogger("kit.daemon")
 
 _DB_ERRORS = (sa.exc.OperationalError, sa.exc.InterfaceError, sa.exc.DisconnectionError, sa.exc.TimeoutError)
-_HEAVY = ("vectorbt", "panel", "holoviews", "bokeh")
 
 
 class DaemonFailed(RuntimeError):
@@ -63,36 +73,10 @@ def _is_db_down(exc: BaseException) -> bool:
     return isinstance(exc, sa.exc.DBAPIError) and bool(exc.connection_invalidated)
 
 
-# ----- database work, run in a worker thread -------------------------------------------------
-
-
-def _load_running(store: Any) -> tuple[list[Any], dict[int, Any], dict[int, str], dict[int, tuple[int, str, int]]]:
-    from kit.store import ledger, strategies, users
-
-    recs = strategies.list_all_for_daemon(store, active_only=False)
-    cps = ledger.load_checkpoints(store)
-    names = {u.id: u.name for u in users.list(store)}
-    return recs, cps, names, {r.id: (r.user_id, r.state if r.active else "off", r.version) for r in recs}
-
-
-def _prepare(store: Any, rec: Any, default_start: int) -> Any:
-    """The checkpoint to resume ``rec`` from, creating it (flat, full cash) the first time."""
-    from kit.broker import BrokerState, FillModel
-    from kit.store import ledger
-
-    model = FillModel(**rec.broker) if rec.broker else FillModel()
-    start = rec.start_time if rec.start_time is not None else default_start
-    state = BrokerState(cash=model.init_cash).to_dict()
-    flat = {"size": 0.0, "cash": model.init_cash, "equity": model.init_cash}
-    return ledger.ensure_checkpoint(store, rec, int(start) - 1, state, flat)
-
-
 class Daemon:
     """Runs every active strategy of every user. ``await Daemon(config).run()`` until stopped."""
 
     def __init__(self, config: DaemonConfig | None = None) -> None:
-        from kit.settings import Settings
-
         self.config = config or DaemonConfig()
         s = Settings.from_env()
         self.database_url = self.config.database_url or s.database_url
@@ -101,8 +85,6 @@ class Daemon:
             s.exchange_ws_url if self.config.exchange_url is None else None
         )
         if self.exchange_ws_url is None:
-            from kit.settings import _ws_twin
-
             self.exchange_ws_url = _ws_twin(self.exchange_url)
         self.book = Book(
             max_failures=self.config.max_failures,
@@ -110,7 +92,7 @@ class Daemon:
             kill_after=self.config.eval_kill_after,
             keep=self.config.history,
         )
-        self.store: Any = None
+        self.store = Store(self.database_url)  # no connection until the first query
         self.feed: Any = None
         self.engine: Any = None
         self.status_server: StatusServer | None = None
@@ -119,25 +101,18 @@ class Daemon:
         self.started_at = datetime.now(UTC)
         self._t0 = time.monotonic()
         self._stop = asyncio.Event()
-        self._queue: asyncio.Queue[tuple[str, Any, float]] = asyncio.Queue()
-        self._waiting: deque[float] = deque()  # when each queued candle was received, oldest first
-        self._streams: dict[tuple[str, str], asyncio.Task[None]] = {}
-        self._stream_health: dict[tuple[str, str], StreamHealth] = {}
-        self._served: dict[tuple[str, str], Any] = {}  # the book's Stream object each task feeds
-        self._known: dict[int, tuple[int, str, int]] = {}  # sid -> (user_id, state|"off", version)
-        self._user_names: dict[int, str] = {}
-        self._db_ok = False
-        self._db_waits = 0
-        self._counts: Counter[str] = Counter()
-        self._latency: deque[float] = deque(maxlen=2048)
+        self.db_ok = False
+        self.db_waits = 0
+        self.counts: Counter[str] = Counter()
         self._server_offset_ms = 0
         self._lock: Any = None
         self._guard: InHand | None = None
-        self._failed: tuple[str, BaseException] | None = None  # the task that stopped the daemon
         self._fault = FaultPlan.from_env()
-        # Strategies not running for a reason the operator should see: sid -> detail (error, paused).
-        self._problems: dict[int, dict[str, Any]] = {}
-        self._failing: dict[int, str] = {}  # running strategies whose last evaluation failed -> error
+        self.supervisor = Supervisor(self.stop)
+        self.writer = Writer(self.store, self._db, fault=self._fault)
+        self.streams = Streams(self.book, self.config, self.supervisor, self._on_row, self._now_ms, self.counts)
+        self.reconciler = Reconciler(self.store, self.book, self.writer, self.streams, self._db, self._server_now,
+                                     self.counts)  # fmt: skip
 
     # ----- lifecycle -------------------------------------------------------------------------
 
@@ -145,17 +120,19 @@ class Daemon:
         """Ask the daemon to stop after the candle in hand (what SIGTERM/SIGINT do)."""
         self._stop.set()
 
+    def uptime(self) -> float:
+        return time.monotonic() - self._t0
+
     async def run(self) -> None:
         """Start, run until :meth:`stop` (or a signal), then shut down cleanly."""
         from kit.engine import IndicatorEngine
         from kit.feed import Feed
-        from kit.store import Store
 
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop)
-        self.store = Store(self.database_url)
+        aux: list[asyncio.Task[None]] = []
         if self.config.status_port is not None:
             self.status_server = StatusServer(
                 self.config.status_host, self.config.status_port, status=self.status,
@@ -163,15 +140,15 @@ class Daemon:
             )  # fmt: skip
             self.status_port = await self.status_server.start()
             log.info("status server listening", extra={"port": self.status_port})
-        status_task = self._spawn("status", self._watch_status()) if self.status_server is not None else None
+            aux.append(self.supervisor.spawn("status", self._watch_status()))
         await self._db(self.store.migrate)
         # Before the first trade: a second daemon on this database refuses to start (one-line error).
         lock = self.store.daemon_lock()
         try:
             await asyncio.to_thread(lock.acquire)
         except BaseException:
-            if status_task is not None:
-                status_task.cancel()
+            for t in aux:
+                t.cancel()
             if self.status_server is not None:
                 await self.status_server.stop()
             self.store.dispose()
@@ -187,22 +164,24 @@ class Daemon:
         self.engine = IndicatorEngine(
             self.feed, keep=self.config.history, max_queue=max(100_000, 2 * self.config.max_backfill)
         )
-        writer = self._spawn("writer", self._writer())
-        aux: list[asyncio.Task[None]] = [] if status_task is None else [status_task]
+        self.streams.engine = self.engine
+        writer = self.supervisor.spawn("writer", self.writer.run())
         try:
-            await self._load()
-            await self._event(
-                "start", f"daemon {self.config.daemon_id} started with {len(self.book.members)} strategies"
-            )
-            aux += [self._spawn("poller", self._poller()), self._spawn("heartbeat", self._heartbeats())]
+            await self.reconciler.load(self._guard.verdict)
+            started = f"daemon {self.config.daemon_id} started with {len(self.book.members)} strategies"
+            self.writer.op(events.record, self.store, "start", started)
+            aux += [
+                self.supervisor.spawn("poller", self._poller()),
+                self.supervisor.spawn("heartbeat", self._heartbeats()),
+            ]
             await self._stop.wait()
         finally:
             log.info("stopping: finishing the candle in hand and writing what is queued")
-            for t in [*aux, *self._streams.values()]:
+            for t in aux:
                 t.cancel()
-            await asyncio.gather(*aux, *self._streams.values(), return_exceptions=True)
-            self._streams.clear()
-            await self._queue.put(("stop", None, time.monotonic()))
+            await asyncio.gather(*aux, return_exceptions=True)
+            await self.streams.close()
+            self.writer.stop()
             await asyncio.gather(writer, return_exceptions=True)  # a failed writer is already done
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.to_thread(self._final_event), 5.0)
@@ -213,38 +192,83 @@ class Daemon:
             self._guard.close()
             self._lock.release()
             self.store.dispose()
-            log.info("stopped", extra={"candles": self._counts["candles"], "fills": self._counts["fills"]})
-        if self._failed is not None:
-            name, exc = self._failed
+            log.info("stopped", extra={"candles": self.counts["candles"], "fills": self.counts["fills"]})
+        if self.supervisor.failed is not None:
+            name, exc = self.supervisor.failed
             raise DaemonFailed(f"task {name} failed: {describe(exc)}") from exc
 
     def _final_event(self) -> None:
-        from kit.store import events
-
-        if self._failed is None:
+        if self.supervisor.failed is None:
             events.record(self.store, "stop", f"daemon {self.config.daemon_id} stopped")
         else:
-            name, exc = self._failed
+            name, exc = self.supervisor.failed
             events.record(self.store, "crash", f"daemon {self.config.daemon_id} stopped: task {name} failed: "
                           f"{describe(exc)}", level="error")  # fmt: skip
 
-    # ----- supervision -----------------------------------------------------------------------
+    # ----- the database, with waiting and retrying -------------------------------------------
 
-    def _spawn(self, name: str, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        """Run a long-lived task under supervision: if it raises, the daemon stops (crash-only)."""
-        task = asyncio.create_task(coro, name=f"kit-daemon-{name}")
-        task.add_done_callback(lambda t: self._on_task_done(name, t))
-        return task
+    async def _db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run ``fn(*args, **kwargs)`` in a thread; while the database is unavailable, wait and retry forever."""
+        delay = 0.2
+        while True:
+            try:
+                out = await asyncio.to_thread(fn, *args, **kwargs)
+                if not self.db_ok:
+                    if self.db_waits:
+                        log.warning("database reachable again")
+                    self.db_ok = True
+                return out
+            except Exception as exc:
+                if not _is_db_down(exc):
+                    raise
+                if self.db_ok or self.db_waits == 0:
+                    log.warning("database unavailable; retrying", extra={"error": str(exc).splitlines()[0][:200]})
+                self.db_ok = False
+                self.db_waits += 1
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.config.db_retry_max)
 
-    def _on_task_done(self, name: str, task: asyncio.Task[None]) -> None:
-        if task.cancelled() or task.exception() is None:
-            return
-        exc = task.exception()
-        if self._failed is None:
-            self._failed = (name, exc)
-            log.error("task %s failed; stopping so that a restart resumes from the checkpoints", name,
-                      exc_info=exc, extra={"task": name})  # fmt: skip
-        self._stop.set()
+    # ----- the exchange's clock --------------------------------------------------------------
+
+    async def _server_now(self) -> int:
+        """The exchange's time (ms), measured now; its offset is kept for :meth:`_now_ms`."""
+        try:
+            server = await asyncio.to_thread(self.feed.rest.server_time)
+            self._server_offset_ms = int(server) - int(time.time() * 1000)
+        except Exception as exc:
+            log.warning("exchange time unavailable", extra={"error": str(exc)[:200]})
+        return self._now_ms()
+
+    def _now_ms(self) -> int:
+        return int(time.time() * 1000) + self._server_offset_ms
+
+    # ----- the supervised tasks besides the writer and the streams -------------------------------
+
+    async def _poller(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.poll_every)
+            if self._fault is not None:
+                self._fault.check("poller")
+            await self.reconciler.poll()
+
+    async def _heartbeats(self) -> None:
+        while True:
+            if self._fault is not None:
+                self._fault.check("heartbeat")
+            st = self.status(brief=True)
+            await self._db(
+                events.heartbeat, self.store, self.config.daemon_id, self.started_at.replace(tzinfo=None), st
+            )
+            log.info("status", extra={k: st[k] for k in _report.LOGGED})
+            now = datetime.now(UTC).replace(tzinfo=None)
+            hb, ev = await self._db(
+                events.prune, self.store,
+                heartbeats_older_than=now - timedelta(days=self.config.keep_heartbeats_days),
+                events_older_than=now - timedelta(days=self.config.keep_events_days),
+            )  # fmt: skip
+            if hb or ev:
+                log.info("pruned old operator rows", extra={"heartbeats": hb, "events": ev})
+            await asyncio.sleep(self.config.heartbeat_every)
 
     async def _watch_status(self) -> None:
         """The status server's supervisor: its listening socket must stay open."""
@@ -256,235 +280,7 @@ class Daemon:
             if not self.status_server.serving:
                 raise RuntimeError("the status server stopped listening")
 
-    # ----- the database, with waiting and retrying -------------------------------------------
-
-    async def _db(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """Run ``fn(*args, **kwargs)`` in a thread; while the database is unavailable, wait and retry forever."""
-        delay = 0.2
-        while True:
-            try:
-                out = await asyncio.to_thread(fn, *args, **kwargs)
-                if not self._db_ok:
-                    if self._db_waits:
-                        log.warning("database reachable again")
-                    self._db_ok = True
-                return out
-            except Exception as exc:
-                if not _is_db_down(exc):
-                    raise
-                if self._db_ok or self._db_waits == 0:
-                    log.warning("database unavailable; retrying", extra={"error": str(exc).splitlines()[0][:200]})
-                self._db_ok = False
-                self._db_waits += 1
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.config.db_retry_max)
-
-    async def _event(self, kind: str, message: str, **kw: Any) -> None:
-        from kit.store import events
-
-        await self._queue.put(("op", (events.record, self.store, kind, message, kw), time.monotonic()))
-
-    # ----- loading and applying changes to strategies ----------------------------------------
-
-    async def _server_now(self) -> int:
-        try:
-            server = await asyncio.to_thread(self.feed.rest.server_time)
-            self._server_offset_ms = int(server) - int(time.time() * 1000)
-        except Exception as exc:
-            log.warning("exchange time unavailable", extra={"error": str(exc)[:200]})
-        return int(time.time() * 1000) + self._server_offset_ms
-
-    async def _load(self) -> None:
-        recs, cps, names, known = await self._db(_load_running, self.store)
-        self._user_names = names
-        now = await self._server_now()
-        for rec in recs:
-            self._known[rec.id] = known[rec.id]
-            if rec.active and rec.state == "active":
-                await self._start_member(rec, cps.get(rec.id), now)
-            elif rec.active:
-                self._note_problem(rec.id, rec.user_id, rec.name, rec.state, rec.last_error)
-        self._apply_guard()
-        for skey in list(self.book.streams):
-            self._ensure_stream(skey, now)
-
-    def _apply_guard(self) -> None:
-        """After a crash inside an evaluation: note the suspect, or pause it at the second crash."""
-        from kit.store import events, strategies
-
-        assert self._guard is not None
-        v = self._guard.verdict
-        if not v.in_hand:
-            return
-        members = [m for s in self.book.streams.values() for g in s.groups.values() if g.gid == v.in_hand
-                   for m in g.members.values()]  # fmt: skip
-        ids = sorted(m.id for m in members)
-        if not v.pause:
-            msg = (f"the last daemon process died while evaluating strategies {ids}; they are paused if "
-                   "that happens again")  # fmt: skip
-            log.warning(msg, extra={"group": v.in_hand})
-            self._queue.put_nowait(("op", (events.record, self.store, "crash_suspect", msg, {"level": "warning"}), 0.0))
-            return
-
-        msg = ("paused: the daemon process died twice in a row while evaluating this strategy (a crash in "
-               "native code, memory exhaustion or os.abort()); the other strategies resumed")  # fmt: skip
-        log.error("pausing strategies the daemon died in twice", extra={"strategies": ids, "group": v.in_hand})
-        for m in members:
-            self.book.remove(m.id)
-            self._known[m.id] = (m.user_id, "paused", m.version)
-            self._counts["strategies_paused"] += 1
-            self._note_problem(m.id, m.user_id, m.name, "paused", msg)
-            op = (strategies.set_state_for_daemon, self.store, m.id, "paused", {"last_error": msg})
-            self._queue.put_nowait(("op", op, 0.0))
-            kw = {"level": "error", "strategy_id": m.id, "user_id": m.user_id}
-            self._queue.put_nowait(("op", (events.record, self.store, "strategy_paused", msg, kw), 0.0))
-
-    def _note_problem(self, sid: int, uid: int, name: str, state: str, error: str | None) -> None:
-        self._problems[sid] = {"id": sid, "user": self._user_names.get(uid, str(uid)), "name": name,
-                               "state": state, "error": error or ""}  # fmt: skip
-
-    async def _start_member(self, rec: Any, cp: Any, now: int, carry: Any = None) -> None:
-        from kit.store import strategies
-
-        try:
-            if carry is not None:  # a new version of a running strategy: keep its live state
-                checkpoint, state = carry.checkpoint, carry.broker.state.to_dict()
-            else:
-                if cp is None:
-                    cp = await self._db(_prepare, self.store, rec, now)
-                checkpoint, state = cp.last_open_time, cp.broker_state
-            self.book.add(rec, checkpoint, state)
-            self._problems.pop(rec.id, None)
-            self._failing.pop(rec.id, None)
-        except Exception as exc:
-            msg = describe(exc)
-            log.error("strategy cannot start", extra={"strategy_id": rec.id, "error": msg[:300]})
-            self._known[rec.id] = (rec.user_id, "error", rec.version)
-            self._note_problem(rec.id, rec.user_id, rec.name, "error", msg)
-            await self._db(lambda: strategies.set_state_for_daemon(self.store, rec.id, "error", last_error=msg))
-            await self._event("strategy_error", msg, level="error", strategy_id=rec.id, user_id=rec.user_id)
-
-    async def _poller(self) -> None:
-        from kit.store import strategies, users
-
-        while True:
-            await asyncio.sleep(self.config.poll_every)
-            if self._fault is not None:
-                self._fault.check("poller")
-            versions = await self._db(strategies.versions_for_daemon, self.store)
-            await self._apply(versions, strategies, users)
-
-    async def _apply(self, versions: dict[int, tuple[int, bool]], strategies: Any, users: Any) -> None:
-        changed = [sid for sid, (v, _a) in versions.items() if sid not in self._known or self._known[sid][2] != v]
-        gone = [sid for sid in self._known if sid not in versions]
-        for sid in gone:
-            self._known.pop(sid, None)
-            self._problems.pop(sid, None)
-            self._failing.pop(sid, None)
-            if self.book.remove(sid) is not None:
-                log.info("strategy removed", extra={"strategy_id": sid})
-        if not changed:
-            return
-        recs = {r.id: r for r in await self._db(strategies.list_all_for_daemon, self.store, active_only=False)}
-        if any(r.user_id not in self._user_names for r in recs.values()):
-            self._user_names = {u.id: u.name for u in await self._db(users.list, self.store)}
-        now = await self._server_now()
-        for sid in changed:
-            rec = recs.get(sid)
-            if rec is None:
-                continue
-            old = self.book.members.get(sid)
-            self._known[sid] = (rec.user_id, rec.state if rec.active else "off", rec.version)
-            self._failing.pop(sid, None)
-            if rec.active and rec.state != "active":
-                self._note_problem(sid, rec.user_id, rec.name, rec.state, rec.last_error)
-            else:
-                self._problems.pop(sid, None)
-            if not rec.active or rec.state != "active":
-                if old is not None:
-                    self.book.remove(sid)
-                    log.info("strategy stopped", extra={"strategy_id": sid, "version": rec.version})
-                continue
-            carry = old if old is not None and (rec.symbol, rec.interval) == self._stream_of(sid) else None
-            await self._start_member(rec, None, now, carry=carry)
-            if sid in self.book.members:
-                log.info("strategy started", extra={"strategy_id": sid, "version": rec.version, "strategy": rec.name})
-        for skey in list(self.book.streams):
-            self._ensure_stream(skey, now)
-        for skey in [k for k in self._streams if k not in self.book.streams]:
-            self._streams.pop(skey).cancel()
-
-    def _stream_of(self, sid: int) -> tuple[str, str] | None:
-        return self.book.stream_of(sid)
-
-    # ----- streams ---------------------------------------------------------------------------
-
-    def _ensure_stream(self, skey: tuple[str, str], now: int) -> None:
-        task = self._streams.get(skey)
-        stream = self.book.streams[skey]
-        if task is not None and not task.done():
-            if self._served.get(skey) is stream:
-                return
-            # The book rebuilt this stream (its strategies all left, then came back): resubscribe,
-            # so the engine follows the new stream's specs and its strategies warm up again.
-            task.cancel()
-        self._served[skey] = stream
-        iv = interval_ms(skey[1])
-        oldest = min((m.checkpoint for g in stream.groups.values() for m in g.members.values()), default=now)
-        missed = max(0, math.ceil((now - oldest) / iv))
-        history = min(max(self.config.history, missed + self.config.history // 4), self.config.max_backfill)
-        self._streams[skey] = self._spawn(f"stream {skey[0]}/{skey[1]}", self._run_stream(skey, history))
-
-    async def _run_stream(self, skey: tuple[str, str], history: int) -> None:
-        """Feed one stream's closed candles to the book. A failing subscription (the feed, the
-        exchange) is retried with a growing pause and counted in the health; a failure while
-        processing a candle is a bug (:class:`TaskFailed`) and stops the daemon."""
-        symbol, interval = skey
-        health = self._stream_health.setdefault(skey, StreamHealth())
-        log.info("subscribing", extra={"stream": f"{symbol}/{interval}", "history": history})
-        while True:
-            stream = self.book.streams.get(skey)
-            if stream is None:
-                return
-            attached = None
-            try:
-                async with self.engine.subscribe(symbol, interval, sorted(stream.specs(), key=str),
-                                                 history=history) as sub:  # fmt: skip
-                    stream = self.book.streams.get(skey)
-                    if stream is None or self._served.get(skey) is not stream:
-                        return
-                    stream.attach(sub, self.engine.state(symbol, interval))
-                    attached = sub
-                    for i, row in enumerate(sub.history):  # the backfill: replayed exactly like live rows
-                        self._on_row(symbol, interval, row)
-                        if i % 50 == 49:
-                            await asyncio.sleep(0)  # let the writer, other streams and /status run
-                    health.ok()
-                    async for row in sub:
-                        if row.closed:
-                            self._on_row(symbol, interval, row)
-                        if sub.dropped:
-                            raise RuntimeError(f"{sub.dropped} rows skipped by the engine (daemon too slow)")
-                return  # the source ended
-            except (asyncio.CancelledError, TaskFailed):
-                raise
-            except Exception as exc:
-                n = health.failed(describe(exc))
-                self._counts["stream_failures"] += 1
-                where = {"stream": f"{symbol}/{interval}", "failures": n}
-                if n == 1:
-                    log.exception("stream failed; resubscribing", extra=where)
-                else:  # the traceback was logged at the first failure; one line each time after
-                    log.warning("stream failed again; resubscribing", extra={**where, "error": health.last_error})
-                await asyncio.sleep(min(30.0, 2.0 ** (n - 1)))
-                # Resume from the last candle processed: ask for everything since, plus warm-up.
-                last = stream.last_time if stream is not None else None
-                now = int(time.time() * 1000) + self._server_offset_ms
-                missed = 0 if last is None else max(0, (now - last) // interval_ms(interval))
-                history = min(max(self.config.history, missed + self.config.history // 4), self.config.max_backfill)
-            finally:
-                if attached is not None and stream is not None and stream.sub is attached:
-                    stream.detach()
+    # ----- the hot path ----------------------------------------------------------------------
 
     def _on_row(self, symbol: str, interval: str, row: Any) -> None:
         received = time.monotonic()
@@ -494,113 +290,18 @@ class Daemon:
             res = self.book.on_row(symbol, interval, row.candle, row.values)
             if res is None:
                 return
-            self._counts["candles"] += 1
-            self._counts["analyses"] += len(self.book.streams[(symbol, interval)].groups)
+            self.counts["candles"] += 1
+            self.counts["analyses"] += len(self.book.streams[(symbol, interval)].groups)
             for w in res.writes:
-                self._counts["fills"] += len(w.fills)
-                self._counts["trades"] += len(w.trades)
-            if res.writes or res.advance:  # warm-up candles (at or before every checkpoint) write nothing
-                self._waiting.append(received)
-                self._queue.put_nowait(("candle", res, received))
+                self.counts["fills"] += len(w.fills)
+                self.counts["trades"] += len(w.trades)
+            self.writer.candle(res, received)
             for f in res.failures:
-                self._on_failure(f)
+                self.reconciler.on_failure(f)
         except Exception as exc:  # the book contains strategies' failures: anything here is a bug
             raise TaskFailed(f"processing a {symbol}/{interval} candle failed") from exc
 
-    def _on_failure(self, f: Failure) -> None:
-        from kit.store import events, strategies
-
-        self._counts["strategy_failures"] += len(f.group.members)
-        log.warning("strategy failed", extra={"strategy": repr(f.group.strategy), "members": len(f.group.members),
-                                               "error": f.error[:300]})  # fmt: skip
-        for m in list(f.group.members.values()):
-            kw = {"level": "warning", "strategy_id": m.id, "user_id": m.user_id}
-            if m in f.paused:
-                self.book.remove(m.id)
-                self._failing.pop(m.id, None)
-                self._note_problem(m.id, m.user_id, m.name, "paused", f.error)
-                self._known[m.id] = (m.user_id, "paused", m.version)
-                self._counts["strategies_paused"] += 1
-                op = (strategies.set_state_for_daemon, self.store, m.id, "paused")
-                self._queue.put_nowait(("op", (*op, {"failures": m.failures, "last_error": f.error}), time.monotonic()))
-                msg = f"paused after {m.failures} failures: {f.error}"
-                self._queue.put_nowait(
-                    ("op", (events.record, self.store, "strategy_paused", msg, kw), time.monotonic())
-                )
-                log.warning("strategy paused", extra={"strategy_id": m.id, "failures": m.failures})
-            else:
-                self._failing[m.id] = f.error
-                op = (strategies.set_state_for_daemon, self.store, m.id, "active")
-                self._queue.put_nowait(("op", (*op, {"failures": m.failures, "last_error": f.error}), time.monotonic()))
-                self._queue.put_nowait(
-                    ("op", (events.record, self.store, "strategy_failed", f.error, kw), time.monotonic())
-                )
-        for skey in [k for k in self._streams if k not in self.book.streams]:
-            self._streams.pop(skey).cancel()  # every strategy of the stream paused: unsubscribe
-
-    # ----- the writer ------------------------------------------------------------------------
-
-    async def _writer(self) -> None:
-        from kit.store import ledger
-
-        stopping = False
-        while not stopping:
-            items = [await self._queue.get()]
-            if self._fault is not None:
-                self._fault.check("writer")
-            while not self._queue.empty() and len(items) < 256:
-                items.append(self._queue.get_nowait())
-            writes: list[Any] = []
-            advance: list[tuple[int, list[int]]] = []
-            received: list[float] = []
-            ops: list[Any] = []
-            for kind, payload, t in items:
-                if kind == "candle":
-                    res: CandleResult = payload
-                    writes.extend(res.writes)
-                    if res.advance:
-                        advance.append((res.open_time, res.advance))
-                    received.append(t)
-                elif kind == "op":
-                    ops.append(payload)
-                else:
-                    stopping = True
-            if writes or advance:
-                await self._db(ledger.commit, self.store, writes, advance)
-                done = time.monotonic()
-                self._latency.extend(done - t for t in received)
-                self._counts["commits"] += 1
-            for _ in received:  # committed, or (no writes at all) nothing to wait for
-                self._waiting.popleft()
-            for fn, *args, kw in ops:
-                await self._db(lambda fn=fn, args=args, kw=kw: fn(*args, **kw))
-
-    # ----- heartbeats, status, metrics -------------------------------------------------------
-
-    async def _heartbeats(self) -> None:
-        from kit.store import events
-
-        while True:
-            if self._fault is not None:
-                self._fault.check("heartbeat")
-            st = self.status(brief=True)
-            await self._db(
-                events.heartbeat, self.store, self.config.daemon_id, self.started_at.replace(tzinfo=None), st
-            )
-            log.info(
-                "status",
-                extra={k: st[k] for k in ("uptime_s", "streams", "strategies", "analyses", "candles", "fills",
-                                          "trades", "queue", "db_ok", "feed_connected")},
-            )  # fmt: skip
-            now = datetime.now(UTC).replace(tzinfo=None)
-            hb, ev = await self._db(
-                events.prune, self.store,
-                heartbeats_older_than=now - timedelta(days=self.config.keep_heartbeats_days),
-                events_older_than=now - timedelta(days=self.config.keep_events_days),
-            )  # fmt: skip
-            if hb or ev:
-                log.info("pruned old operator rows", extra={"heartbeats": hb, "events": ev})
-            await asyncio.sleep(self.config.heartbeat_every)
+    # ----- health, status, metrics -----------------------------------------------------------
 
     def ready(self) -> bool:
         """Nothing fails: see :meth:`health`."""
@@ -608,39 +309,21 @@ class Daemon:
 
     def health(self) -> Health:
         """The verdict ``/ready`` serves: ok, or degraded/down with the reasons (:func:`assess`)."""
-        failing = []
-        for sid, err in list(self._failing.items()):
-            m = self.book.members.get(sid)
-            if m is None or m.failures == 0:
-                del self._failing[sid]  # paused, removed or recovered
-            else:
-                user = self._user_names.get(m.user_id, str(m.user_id))
-                failing.append(f"strategy {sid} ({user}/{m.name}) ({m.failures} in a row): {err}")
+        failed = self.supervisor.failed
         return assess(
-            failed_task=self._failed[0] if self._failed else None,
+            failed_task=failed[0] if failed else None,
             stopping=self._stop.is_set(),
-            db_ok=self._db_ok,
-            feed_connected=self._feed_connected(),
-            streams={f"{s}/{i}": h for (s, i), h in self._subscribed_health()},
-            write_queue=len(self._waiting),
-            write_lag_s=self._write_lag(),
+            db_ok=self.db_ok,
+            feed_connected=self.feed_connected(),
+            streams=self.streams.health(),
+            write_queue=self.writer.waiting,
+            write_lag_s=self.writer.lag(),
             max_write_lag=self.config.max_write_lag,
-            cannot_load=[
-                f"strategy {p['id']} ({p['user']}/{p['name']}): {p['error']}"
-                for p in self._problems.values()
-                if p["state"] == "error"
-            ],
-            failing=failing,
+            cannot_load=self.reconciler.cannot_load_reasons(),
+            failing=self.reconciler.failing_reasons(),
         )
 
-    def _subscribed_health(self) -> list[tuple[tuple[str, str], StreamHealth]]:
-        """Health of the streams subscribed now (a stream whose strategies all left does not count)."""
-        return [(k, h) for k, h in self._stream_health.items() if k in self._streams]
-
-    def _write_lag(self) -> float:
-        return time.monotonic() - self._waiting[0] if self._waiting else 0.0
-
-    def _feed_connected(self) -> bool:
+    def feed_connected(self) -> bool:
         if self.feed is None:
             return False
         try:
@@ -648,140 +331,13 @@ class Daemon:
         except Exception:
             return False
 
-    def _by_user(self) -> dict[str, dict[str, int]]:
-        out: dict[str, dict[str, int]] = {}
-        for sid, (uid, state, _v) in self._known.items():
-            if state == "off":
-                continue
-            name = self._user_names.get(uid, str(uid))
-            d = out.setdefault(name, {"active": 0, "paused": 0, "error": 0, "running": 0})
-            d[state] = d.get(state, 0) + 1
-            d["running"] += 1 if sid in self.book.members else 0
-        return out
-
-    def _latency_ms(self) -> dict[str, float | None]:
-        lat = sorted(self._latency)
-        if not lat:
-            return {"p50": None, "p99": None, "n": 0}
-        q = lambda p: round(1000 * lat[min(len(lat) - 1, int(p * len(lat)))], 3)  # noqa: E731
-        return {"p50": q(0.5), "p99": q(0.99), "n": len(lat)}
-
     def status(self, brief: bool = False) -> dict[str, Any]:
         """The ``/status`` document (``brief``: the heartbeat's summary)."""
-        groups = sum(len(s.groups) for s in self.book.streams.values())
-        c = self._counts
-        health = self.health()
-        st: dict[str, Any] = {
-            "daemon_id": self.config.daemon_id,
-            "started_at": self.started_at.isoformat(),
-            "uptime_s": round(time.monotonic() - self._t0, 1),
-            "ready": health.ready,
-            "health": health.state,
-            "reasons": list(health.reasons),
-            "db_ok": self._db_ok,
-            "db_waits": self._db_waits,
-            "feed_connected": self._feed_connected(),
-            "streams": len(self.book.streams),
-            "strategies": len(self.book.members),
-            "analyses": groups,
-            "candles": c["candles"],
-            "evaluations": c["analyses"],
-            "fills": c["fills"],
-            "trades": c["trades"],
-            "strategy_failures": c["strategy_failures"],
-            "strategies_paused": c["strategies_paused"],
-            "strategies_failing": len(self._failing),
-            "strategies_cannot_load": sum(p["state"] == "error" for p in self._problems.values()),
-            "stream_failures": c["stream_failures"],
-            "streams_failing": sum(h.failing for _k, h in self._subscribed_health()),
-            "commits": c["commits"],
-            "queue": len(self._waiting),
-            "write_lag_s": round(self._write_lag(), 3),
-            "persist_latency_ms": self._latency_ms(),
-        }
-        if brief:
-            return st
-        st["strategies_by_user"] = self._by_user()
-        st["stream_detail"] = [
-            {
-                "symbol": s.symbol,
-                "interval": s.interval,
-                "groups": len(s.groups),
-                "strategies": s.members,
-                "indicators": 0 if s.state is None else len(s.state.slots),
-                "candles": s.candles,
-                "last_candle": None
-                if s.last_time is None
-                else datetime.fromtimestamp(s.last_time / 1000, UTC).isoformat(),
-                "failures": h.failures,
-                "failures_total": h.total,
-                "last_error": h.last_error,
-            }
-            for s in self.book.streams.values()
-            for h in [self._stream_health.get((s.symbol, s.interval), StreamHealth())]
-        ]
-        st["strategy_detail"] = [
-            {"id": m.id, "user": self._user_names.get(m.user_id, str(m.user_id)), "name": m.name, "version": m.version,
-             "checkpoint": m.checkpoint, "position": m.broker.state.position, "fills": m.fills, "trades": m.trades,
-             "failures": m.failures, "last_signal": m.last_signal, "last_error": self._failing.get(m.id)}
-            for m in self.book.members.values()
-        ]  # fmt: skip
-        st["strategy_problems"] = list(self._problems.values())
-        st["feed"] = self.feed.stats() if self.feed is not None else None
-        if self.engine is not None:
-            es = self.engine.stats()
-            st["engine"] = {k: es[k] for k in ("streams", "subscribers", "unique_specs", "updates")}
-        st["modules"] = {name: name in sys.modules for name in _HEAVY}
-        st["python"] = sys.version.split()[0]
-        return st
+        return _report.status(self, brief)
 
     def metrics(self) -> str:
         """Prometheus text for ``/metrics``."""
-        c = self._counts
-        lat = sorted(self._latency)
-        by_state: Counter[str] = Counter(state for _u, state, _v in self._known.values() if state != "off")
-        m: list[tuple[str, str, str, list[tuple[dict[str, str], float]]]] = [
-            ("kit_daemon_up", "gauge", "1 while the daemon runs", [({}, 1)]),
-            ("kit_daemon_ready", "gauge", "1 when nothing fails (/ready is 200)", [({}, int(self.ready()))]),
-            ("kit_daemon_uptime_seconds", "gauge", "seconds since start", [({}, time.monotonic() - self._t0)]),
-            ("kit_daemon_database_up", "gauge", "1 when the last database call succeeded", [({}, int(self._db_ok))]),
-            ("kit_daemon_streams", "gauge", "streams subscribed", [({}, len(self.book.streams))]),
-            ("kit_daemon_strategies", "gauge", "strategies by daemon state",
-             [({"state": s}, by_state.get(s, 0)) for s in ("active", "paused", "error")]),
-            ("kit_daemon_strategies_running", "gauge", "strategies being evaluated", [({}, len(self.book.members))]),
-            ("kit_daemon_analyses", "gauge", "unique evaluations per candle (groups)",
-             [({}, sum(len(s.groups) for s in self.book.streams.values()))]),
-            ("kit_daemon_candles_total", "counter", "closed candles processed", [({}, c["candles"])]),
-            ("kit_daemon_evaluations_total", "counter", "group evaluations", [({}, c["analyses"])]),
-            ("kit_daemon_fills_total", "counter", "paper fills", [({}, c["fills"])]),
-            ("kit_daemon_trades_total", "counter", "closed trades", [({}, c["trades"])]),
-            ("kit_daemon_strategy_failures_total", "counter", "failed strategy evaluations",
-             [({}, c["strategy_failures"])]),
-            ("kit_daemon_commits_total", "counter", "ledger transactions", [({}, c["commits"])]),
-            ("kit_daemon_database_waits_total", "counter", "retries while the database was down",
-             [({}, self._db_waits)]),
-            ("kit_daemon_write_queue", "gauge", "closed candles waiting to be committed", [({}, len(self._waiting))]),
-            ("kit_daemon_write_lag_seconds", "gauge", "age of the oldest candle waiting to be committed",
-             [({}, self._write_lag())]),
-            ("kit_daemon_stream_failures_total", "counter", "failed stream subscriptions",
-             [({}, c["stream_failures"])]),
-            ("kit_daemon_streams_failing", "gauge", "streams failing repeatedly",
-             [({}, sum(h.failing for _k, h in self._subscribed_health()))]),
-            ("kit_daemon_strategies_failing", "gauge", "running strategies whose last evaluation failed",
-             [({}, len(self._failing))]),
-            ("kit_daemon_persist_latency_seconds", "summary", "closed candle received -> decisions committed",
-             [({"quantile": str(q)}, lat[min(len(lat) - 1, int(q * len(lat)))] if lat else math.nan)
-              for q in (0.5, 0.9, 0.99)]),
-        ]  # fmt: skip
-        if self.feed is not None:
-            fs = self.feed.stats()
-            for key in ("connections", "streams", "messages", "reconnects", "stalls", "backfilled", "gaps", "lagging"):
-                v = fs.get(key)
-                if isinstance(v, int | float):
-                    kind = "gauge" if key in ("connections", "streams") else "counter"
-                    name = f"kit_feed_{key}" + ("_total" if kind == "counter" else "")
-                    m.append((name, kind, f"feed {key}", [({}, v)]))
-        return prometheus(m)
+        return _report.metrics(self)
 
 
 def _url_id(url: str) -> str:
