@@ -305,5 +305,8 @@ def test_text_from_user_code_is_cleaned_and_capped_before_the_database(store):
     assert row.class_path == "kit.strategies:EmaCross\ufffd"
     (key,) = [k for k in row.params if k != "fast"]
     assert key == "note\ufffd" and "\x00" not in row.params[key] and len(row.params[key]) <= 2000
+    events.heartbeat(store, "host:1", ev["time"], {"reasons": [nasty]})  # /ready's reasons quote user errors
+    (reason,) = events.latest_heartbeat(store)["status"]["reasons"]
+    assert reason.startswith("bad\ufffdbyte") and len(reason) <= 2000
     # a lookup by the same raw name finds the cleaned row
     assert row.name == "n\ufffdame" and strategies.find(store, alice, "n\x00ame").id == rec.id

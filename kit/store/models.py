@@ -172,7 +172,7 @@ class Heartbeat(SQLModel, table=True):
     daemon_id: str = Field(sa_column=sa.Column(sa.String(128), nullable=False, index=True))
     time: datetime = Field(default_factory=utcnow, sa_column=sa.Column(sa.DateTime(), nullable=False, index=True))
     started_at: datetime = Field(sa_column=sa.Column(sa.DateTime(), nullable=False))
-    status: dict[str, Any] = Field(default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False))
+    status: dict[str, Any] = Field(default_factory=dict, sa_column=sa.Column(SafeJSON, nullable=False))
 
 
 class Event(SQLModel, table=True):
