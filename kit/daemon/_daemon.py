@@ -55,6 +55,8 @@ from kit.daemon._status import StatusServer
 from kit.daemon._streams import Streams
 from kit.daemon._supervisor import Supervisor
 from kit.daemon._writer import Writer
+from kit.engine import IndicatorEngine, Row
+from kit.feed import Feed
 from kit.settings import Settings, _ws_twin
 from kit.store import Store, events
 
@@ -93,8 +95,8 @@ class Daemon:
             keep=self.config.history,
         )
         self.store = Store(self.database_url)  # no connection until the first query
-        self.feed: Any = None
-        self.engine: Any = None
+        self.feed: Feed | None = None
+        self.engine: IndicatorEngine | None = None
         self.status_server: StatusServer | None = None
         self.status_port: int | None = None
         self.guard_path = s.data_dir / "daemon" / f"in-hand-{_url_id(self.database_url)}.bin"
@@ -125,9 +127,6 @@ class Daemon:
 
     async def run(self) -> None:
         """Start, run until :meth:`stop` (or a signal), then shut down cleanly."""
-        from kit.engine import IndicatorEngine
-        from kit.feed import Feed
-
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -282,7 +281,7 @@ class Daemon:
 
     # ----- the hot path ----------------------------------------------------------------------
 
-    def _on_row(self, symbol: str, interval: str, row: Any) -> None:
+    def _on_row(self, symbol: str, interval: str, row: Row) -> None:
         received = time.monotonic()
         try:
             if self._fault is not None:

@@ -22,7 +22,8 @@ from kit.daemon._book import Book, Failure, Member, describe
 from kit.daemon._guard import Verdict
 from kit.daemon._streams import Streams
 from kit.daemon._writer import RunDb, Writer
-from kit.store import events, ledger, strategies, users
+from kit.store import Store, events, ledger, strategies, users
+from kit.store.models import Checkpoint, StrategyRecord
 
 log = logging.getLogger("kit.daemon")
 
@@ -53,12 +54,12 @@ class Problem:
         return asdict(self)
 
 
-def _load_running(store: Any) -> tuple[list[Any], dict[int, Any], dict[int, str]]:
+def _load_running(store: Store) -> tuple[list[StrategyRecord], dict[int, Checkpoint], dict[int, str]]:
     recs = strategies.list_all_for_daemon(store, active_only=False)
     return recs, ledger.load_checkpoints(store), {u.id: u.name for u in users.list(store)}
 
 
-def _prepare(store: Any, rec: Any, default_start: int) -> Any:
+def _prepare(store: Store, rec: StrategyRecord, default_start: int) -> Checkpoint:
     """The checkpoint to resume ``rec`` from, creating it (flat, full cash) the first time."""
     model = FillModel(**rec.broker) if rec.broker else FillModel()
     start = rec.start_time if rec.start_time is not None else default_start
@@ -72,7 +73,7 @@ class Reconciler:
 
     def __init__(
         self,
-        store: Any,
+        store: Store,
         book: Book,
         writer: Writer,
         streams: Streams,
@@ -133,7 +134,7 @@ class Reconciler:
         if self.book.remove(sid) is not None:
             log.info("strategy removed", extra={"strategy_id": sid})
 
-    async def _apply(self, rec: Any, now: int) -> None:
+    async def _apply(self, rec: StrategyRecord, now: int) -> None:
         """One changed row: stop it, note why it cannot run, or (re)start it."""
         sid = rec.id
         old = self.book.members.get(sid)
@@ -153,7 +154,7 @@ class Reconciler:
         if sid in self.book.members:
             log.info("strategy started", extra={"strategy_id": sid, "version": rec.version, "strategy": rec.name})
 
-    async def _start(self, rec: Any, cp: Any, now: int, carry: Member | None = None) -> None:
+    async def _start(self, rec: StrategyRecord, cp: Checkpoint | None, now: int, carry: Member | None = None) -> None:
         try:
             if carry is not None:  # a new version of a running strategy: keep its live state
                 checkpoint, state = carry.checkpoint, carry.broker.state.to_dict()

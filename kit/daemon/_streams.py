@@ -15,12 +15,12 @@ import logging
 import math
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
 
 from kit.daemon._book import Book, Stream, describe
 from kit.daemon._config import DaemonConfig
 from kit.daemon._health import StreamHealth, TaskFailed
 from kit.daemon._supervisor import Supervisor
+from kit.engine import IndicatorEngine, Row
 from kit.market.intervals import interval_ms
 
 log = logging.getLogger("kit.daemon")
@@ -36,13 +36,13 @@ class Streams:
         book: Book,
         config: DaemonConfig,
         supervisor: Supervisor,
-        on_row: Callable[[str, str, Any], None],
+        on_row: Callable[[str, str, Row], None],
         now_ms: Callable[[], int],
         counts: Counter[str],
     ) -> None:
         self.book = book
         self.config = config
-        self.engine: Any = None
+        self.engine: IndicatorEngine | None = None
         self._supervisor = supervisor
         self._on_row = on_row
         self._now_ms = now_ms

@@ -23,7 +23,7 @@ from typing import Any
 
 from kit.daemon._book import CandleResult
 from kit.daemon._health import FaultPlan
-from kit.store import ledger
+from kit.store import Store, ledger
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +58,7 @@ class Writer:
 
     def __init__(
         self,
-        store: Any,
+        store: Store,
         run_db: RunDb,
         *,
         commit: Callable[..., object] = ledger.commit,
