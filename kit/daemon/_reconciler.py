@@ -112,8 +112,11 @@ class Reconciler:
     async def poll(self) -> None:
         """Apply whatever changed in the strategies table since the last poll."""
         versions = await self._run_db(strategies.versions_for_daemon, self.store)
-        for sid in [sid for sid in self.known if sid not in versions]:
+        gone = [sid for sid in self.known if sid not in versions]
+        for sid in gone:
             self._forget(sid)
+        if gone:
+            self._streams.prune()  # a deleted row may have been the last on its stream
         changed = [sid for sid, (v, _a) in versions.items() if sid not in self.known or self.known[sid].version != v]
         if not changed:
             return
