@@ -193,8 +193,12 @@ def test_daemon_process_status_live_changes_failures_and_graceful_stop(sqlite_ur
     kinds = {e["kind"] for e in events.recent(store, 100)}
     assert {"start", "strategy_failed", "strategy_paused", "strategy_error"} <= kinds
 
+    # a strategy that cannot load is not ready (degraded: the daemon runs, a user's strategy does not)
+    code, body = get_json(cluster.base + "/ready")
+    assert code == 503 and body["state"] == "degraded"
+    assert [r for r in body["reasons"] if r.startswith(f"cannot load strategy {gone.id} (bob/gone)")], body
     metrics = get_json(cluster.base + "/metrics")[1]
-    assert _metric(metrics, "kit_daemon_up") == 1 and _metric(metrics, "kit_daemon_ready") == 1
+    assert _metric(metrics, "kit_daemon_up") == 1 and _metric(metrics, "kit_daemon_ready") == 0
     assert _metric(metrics, 'kit_daemon_strategies{state="paused"}') == 2
     assert _metric(metrics, "kit_daemon_candles_total") > 300
     assert "# TYPE kit_daemon_persist_latency_seconds summary" in metrics

@@ -397,3 +397,30 @@ def test_ledger_advance_moves_many_checkpoints_forward_only(store):
     ledger.commit(store, [], [(T0 + 60_000, ids)])  # never backwards
     cps = ledger.load_checkpoints(store)
     assert [cps[i].last_open_time for i in ids] == [T0 + 120_000] * 2 + [T0 + 60_000] * 3
+
+
+def test_text_from_user_code_is_cleaned_and_capped_before_the_database(store):
+    """NUL (PostgreSQL refuses it), other control characters, lone surrogates (not UTF-8) and
+    overlong values never make a write fail: the ledger must not stop on a strategy's error text."""
+    alice = users.add(store, "alice", "pw")
+    nasty = "bad\x00byte\x07 \ud800 tab\tand\nnewline " + "x" * 10_000
+    rec = strategies.upsert(
+        store, alice, name="n\x00ame", class_path="kit.strategies:EmaCross\x00",
+        params={"fast": 5, "note\x00": nasty}, symbol="BTCUSDT", interval="1m",
+    )  # fmt: skip
+    strategies.set_state_for_daemon(store, rec.id, "error", last_error=nasty)
+    events.record(store, "strategy_failed", nasty, level="warning", strategy_id=rec.id, user_id=alice.id)
+    (row,) = strategies.list(store, alice)
+    ev = events.recent(store, 1)[0]
+    for text, cap in ((row.name, 128), (row.class_path, 255), (row.last_error, 2000), (ev["message"], 4000)):
+        assert len(text) <= cap
+        assert not any(c in text for c in "\x00\x07\ud800")
+    assert row.last_error.startswith("bad\ufffdbyte\ufffd \ufffd tab\tand\nnewline xxx")
+    assert row.class_path == "kit.strategies:EmaCross\ufffd"
+    (key,) = [k for k in row.params if k != "fast"]
+    assert key == "note\ufffd" and "\x00" not in row.params[key] and len(row.params[key]) <= 2000
+    events.heartbeat(store, "host:1", ev["time"], {"reasons": [nasty]})  # /ready's reasons quote user errors
+    (reason,) = events.latest_heartbeat(store)["status"]["reasons"]
+    assert reason.startswith("bad\ufffdbyte") and len(reason) <= 2000
+    # a lookup by the same raw name finds the cleaned row
+    assert row.name == "n\ufffdame" and strategies.find(store, alice, "n\x00ame").id == rec.id

@@ -33,10 +33,12 @@ import math
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from kit.broker import BrokerState, FillModel, PaperBroker
+from kit.daemon._guard import group_id
 from kit.engine import StreamState
 from kit.market.intervals import interval_ms
 from kit.store.ledger import CandleWrite
@@ -69,6 +71,7 @@ class Group:
     key: tuple[Any, ...]
     strategy: Strategy
     evaluator: Any
+    gid: int  # identity across restarts (the crash-loop guard's note)
     members: dict[int, Member] = field(default_factory=dict)
     evaluations: int = 0
     failures: int = 0
@@ -144,6 +147,14 @@ class Stream:
         return {s for g in self.groups.values() for s in g.strategy.specs}
 
 
+def describe(exc: BaseException) -> str:
+    """``Type: message`` of an exception raised by user code, even when its ``__str__`` raises."""
+    try:
+        return f"{type(exc).__name__}: {exc}"
+    except Exception:
+        return f"{type(exc).__name__}: <message unavailable: its __str__ raised>"
+
+
 def _signal_name(sig: Signal) -> str:
     for name in ("entry", "exit", "short_entry", "short_exit"):
         if getattr(sig, name):
@@ -214,9 +225,13 @@ class Book:
         kill_after: float | None = 10.0,
         keep: int = 1000,
         group: bool = True,
+        mark: Callable[[int], None] | None = None,
     ) -> None:
         #: False evaluates every strategy on its own (the benchmark's naive peer)
         self.group = group
+        #: Called with a group's ``gid`` before user code runs for it and with 0 after the candle
+        #: (:class:`kit.daemon._guard.InHand`: a process that dies in hand names the culprit).
+        self.mark = mark
         self.max_failures = max_failures
         self.eval_timeout = eval_timeout
         self.kill_after = kill_after
@@ -249,7 +264,10 @@ class Book:
         group = stream.groups.get(key)
         if group is None:
             stream.add_specs(strategy.specs)
-            group = stream.groups[key] = Group(key, strategy, strategy.live())
+            gid = group_id(skey, key)
+            if self.mark is not None:
+                self.mark(gid)
+            group = stream.groups[key] = Group(key, strategy, strategy.live(), gid)
             # Warm a group born mid-stream from the rows the stream remembers.
             if stream.state is not None and stream.last_time is not None:
                 try:
@@ -260,6 +278,8 @@ class Book:
                             group.evaluator.on_candle(row.candle, row.values)
                 except (Exception, EvaluationOverrun):
                     pass  # a failing warm-up shows at its first live evaluation
+            if self.mark is not None:
+                self.mark(0)
         if stream.last_time is not None:
             checkpoint = max(checkpoint, stream.last_time)  # joined mid-run: from the next candle
             broker.state.last_time_ms = checkpoint
@@ -292,6 +312,11 @@ class Book:
         if not stream.groups and not keep_stream:
             del self.streams[skey]
         return m
+
+    def stream_of(self, strategy_id: int) -> tuple[str, str] | None:
+        """The (symbol, interval) a running strategy is on, or None."""
+        where = self._where.get(strategy_id)
+        return where[0] if where else None
 
     # ----- the hot path ----------------------------------------------------------------------
 
@@ -345,9 +370,13 @@ class Book:
                     advance.append(m.id)
                     continue
                 writes.append(self._write(m, t, candle, fills, sig))
+        if self.mark is not None:
+            self.mark(0)
         return CandleResult(writes, advance, failures, t)
 
     def _evaluate(self, group: Group, candle: Any, values: dict[Any, Any]) -> tuple[Signal | None, str | None]:
+        if self.mark is not None:
+            self.mark(group.gid)
         t0 = time.perf_counter()
         try:
             with self._watchdog:
@@ -355,7 +384,7 @@ class Book:
         except EvaluationOverrun:
             return None, f"{OVERRUN}: still running after {self.kill_after} s"
         except Exception as exc:
-            return None, f"{type(exc).__name__}: {exc}"
+            return None, describe(exc)
         finally:
             dt = time.perf_counter() - t0
             group.evaluations += 1

@@ -31,6 +31,8 @@ class DaemonConfig:
         eval_kill_after: seconds after which a still-running evaluation is interrupted and its
             strategy paused at once (an endless loop must not stall everyone else).
         db_retry_max: longest wait in seconds between retries while the database is unavailable.
+        max_write_lag: seconds a closed candle may wait for its commit before ``/ready`` says the
+            writer is behind (503).
         keep_heartbeats_days, keep_events_days: heartbeat and event rows older than this are
             deleted at each heartbeat (the ledger is never pruned).
         daemon_id: name in heartbeats (default ``host:pid``).
@@ -49,13 +51,14 @@ class DaemonConfig:
     eval_timeout: float = 1.0
     eval_kill_after: float = 10.0
     db_retry_max: float = 10.0
+    max_write_lag: float = 30.0
     keep_heartbeats_days: float = 7.0
     keep_events_days: float = 90.0
     daemon_id: str = field(default_factory=_default_id)
 
     def __post_init__(self) -> None:
         for name in ("heartbeat_every", "poll_every", "eval_timeout", "eval_kill_after", "db_retry_max",
-                     "keep_heartbeats_days", "keep_events_days"):  # fmt: skip
+                     "max_write_lag", "keep_heartbeats_days", "keep_events_days"):  # fmt: skip
             v = getattr(self, name)
             if not isinstance(v, int | float) or isinstance(v, bool) or not v > 0:
                 raise ConfigError(f"{name} must be a number of seconds > 0, got {v!r}")

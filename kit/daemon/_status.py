@@ -1,7 +1,8 @@
 """The daemon's HTTP status server: plain asyncio, GET only, four endpoints.
 
 * ``/health``  200 while the process and its event loop are alive.
-* ``/ready``   200 when the feed is connected and the database reachable, else 503.
+* ``/ready``   200 when nothing fails, else 503; JSON ``{"ready", "state", "reasons"}`` says why
+  (state ``down`` or ``degraded``: see :mod:`kit.daemon._health`).
 * ``/status``  JSON: uptime, streams, strategies by user and state, analyses, trades, feed stats.
 * ``/metrics`` Prometheus text exposition format (version 0.0.4).
 """
@@ -20,7 +21,8 @@ _REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 400: "Bad Re
 
 
 class StatusServer:
-    """Serves the callbacks' answers. ``status()`` -> dict, ``ready()`` -> bool, ``metrics()`` -> str."""
+    """Serves the callbacks' answers. ``status()`` -> dict, ``ready()`` -> ``{"ready": bool, ...}`` (the
+    ``/ready`` body), ``metrics()`` -> str."""
 
     def __init__(
         self,
@@ -28,7 +30,7 @@ class StatusServer:
         port: int,
         *,
         status: Callable[[], dict[str, Any]],
-        ready: Callable[[], bool],
+        ready: Callable[[], dict[str, Any]],
         metrics: Callable[[], str],
     ) -> None:
         self.host, self.port = host, port
@@ -40,6 +42,11 @@ class StatusServer:
         self._server = await asyncio.start_server(self._handle, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
         return self.port
+
+    @property
+    def serving(self) -> bool:
+        """True while the listening socket accepts connections."""
+        return self._server is not None and self._server.is_serving()
 
     async def stop(self) -> None:
         if self._server is not None:
@@ -64,8 +71,8 @@ class StatusServer:
             if target == "/health":
                 await self._send(writer, 200, "application/json", '{"status": "ok"}\n')
             elif target == "/ready":
-                ok = self._ready()
-                await self._send(writer, 200 if ok else 503, "application/json", json.dumps({"ready": ok}) + "\n")
+                doc = self._ready()
+                await self._send(writer, 200 if doc["ready"] else 503, "application/json", json.dumps(doc) + "\n")
             elif target == "/status":
                 body = json.dumps(self._status(), default=str, indent=1) + "\n"
                 await self._send(writer, 200, "application/json", body)

@@ -21,6 +21,9 @@ def daemon(
     eval_kill_after: float = typer.Option(
         10.0, "--eval-kill-after", help="Seconds after which a running evaluation is interrupted and paused."
     ),
+    max_write_lag: float = typer.Option(
+        30.0, "--max-write-lag", help="Seconds a candle may wait for its commit before /ready says 503."
+    ),
     keep_heartbeats: float = typer.Option(7.0, "--keep-heartbeats", help="Days of heartbeat rows kept."),
     keep_events: float = typer.Option(90.0, "--keep-events", help="Days of event rows kept."),
 ) -> None:
@@ -40,6 +43,7 @@ def daemon(
             max_failures=max_failures,
             eval_timeout=eval_timeout,
             eval_kill_after=eval_kill_after,
+            max_write_lag=max_write_lag,
             keep_heartbeats_days=keep_heartbeats,
             keep_events_days=keep_events,
         )

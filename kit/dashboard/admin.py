@@ -40,14 +40,57 @@ def _kv(d: dict[str, Any]) -> pd.DataFrame:
         if isinstance(v, float):
             v = round(v, 3)
         elif isinstance(v, dict | list):
-            v = json.dumps(v, default=str)[:200]
+            v = json.dumps(v, default=str)  # whole: the table wraps long values
         rows.append({"key": str(k), "value": str(v)})
     return pd.DataFrame(rows, columns=["key", "value"])
 
 
-def _table(df: pd.DataFrame, name: str, height: int = 200) -> pn.widgets.Tabulator:
+def _table(df: pd.DataFrame, name: str, height: int = 200, wrap: tuple[str, ...] = ()) -> pn.widgets.Tabulator:
     return pn.widgets.Tabulator(df, disabled=True, show_index=False, selectable=False, sizing_mode="stretch_width",
-                                height=height, name=name, layout="fit_columns")  # fmt: skip
+                                height=height, name=name, layout="fit_columns",
+                                formatters={c: {"type": "textarea"} for c in wrap})  # fmt: skip
+
+
+#: The daemon's /status lists, each shown as its own table rather than squeezed into one cell.
+_DAEMON_LISTS = ("reasons", "strategies_by_user", "stream_detail", "strategy_detail", "strategy_problems")
+_STRATEGY_COLUMNS = ["id", "user", "name", "state", "version", "position", "fills", "trades", "failures",
+                     "last signal", "error"]  # fmt: skip
+_DAEMON_STREAM_COLUMNS = ["stream", "strategies", "groups", "candles", "last candle", "failures", "last error"]
+
+
+def daemon_tables(status: dict[str, Any]) -> dict[str, pd.DataFrame]:
+    """The daemon's ``/status`` as the admin page shows it: ``summary`` (figures), ``health`` (one
+    row per reason it is not ready), ``strategies`` (every strategy it runs or had to stop, with the
+    whole error text) and ``streams``."""
+    summary = _kv({k: v for k, v in status.items() if k not in _DAEMON_LISTS})
+    health = pd.DataFrame([{"state": status.get("health", "?"), "reason": r} for r in status.get("reasons", [])],
+                          columns=["state", "reason"])  # fmt: skip
+    rows = [
+        {"id": m.get("id"), "user": m.get("user"), "name": m.get("name"), "state": "failing" if m.get("last_error")
+         else "active", "version": m.get("version"), "position": m.get("position"), "fills": m.get("fills"),
+         "trades": m.get("trades"), "failures": m.get("failures"), "last signal": m.get("last_signal"),
+         "error": m.get("last_error") or ""}
+        for m in status.get("strategy_detail", [])
+    ]  # fmt: skip
+    rows += [{"id": p.get("id"), "user": p.get("user"), "name": p.get("name"), "state": p.get("state"),
+              "error": p.get("error") or ""} for p in status.get("strategy_problems", [])]  # fmt: skip
+    rows.sort(key=lambda r: (r["state"] == "active", r["user"] or "", r["id"] or 0))  # problems first
+    streams = [
+        {"stream": f"{d.get('symbol')}/{d.get('interval')}", "strategies": d.get("strategies"),
+         "groups": d.get("groups"), "candles": d.get("candles"), "last candle": d.get("last_candle"),
+         "failures": d.get("failures"), "last error": d.get("last_error") or ""}
+        for d in status.get("stream_detail", [])
+    ]  # fmt: skip
+    return {
+        "summary": summary,
+        "health": health,
+        "strategies": pd.DataFrame(rows, columns=_STRATEGY_COLUMNS),
+        "streams": pd.DataFrame(streams, columns=_DAEMON_STREAM_COLUMNS),
+    }
+
+
+#: Badge colour and word by the daemon's health state.
+_BADGES = {"ok": ("#16a34a", "ready"), "degraded": ("#d97706", "degraded"), "down": ("#dc2626", "not ready")}
 
 
 #: The streams table: hub figure -> column title (pages: open /kit/live sockets).
@@ -76,16 +119,29 @@ class AdminView:
         self.streams_table = _table(pd.DataFrame(), "streams", 130)
         self.feed_table = _table(_kv({}), "feed", 240)
         self.sessions_table = _table(pd.DataFrame(), "sessions", 200)
-        self.daemon_table = _table(_kv({}), "daemon", 240)
+        self.daemon_table = _table(_kv({}), "daemon", 240, wrap=("value",))
+        self.daemon_health_table = _table(pd.DataFrame(), "daemon health", 110, wrap=("reason",))
+        self.daemon_strategies_table = _table(pd.DataFrame(), "daemon strategies", 260, wrap=("error",))
+        self.daemon_streams_table = _table(pd.DataFrame(), "daemon streams", 130, wrap=("last error",))
         self.users_table = _table(pd.DataFrame(), "users", 200)
         self.events_table = _table(pd.DataFrame(), "events", 260)
         section = lambda title: pn.pane.HTML(f"<h3 class='kit-h'>{title}</h3>", stylesheets=[CSS])  # noqa: E731
         self.panel = pn.Column(
             pn.Row(
-                pn.Column(section("Daemon"), self.daemon_badge, self.daemon_table, sizing_mode="stretch_width"),
+                pn.Column(
+                    section("Daemon"),
+                    self.daemon_badge,
+                    self.daemon_health_table,
+                    self.daemon_table,
+                    sizing_mode="stretch_width",
+                ),
                 pn.Column(section("Feed (this dashboard process)"), self.feed_table, sizing_mode="stretch_width"),
                 sizing_mode="stretch_width",
             ),
+            section("Daemon strategies (problems first; error: the whole text)"),
+            self.daemon_strategies_table,
+            section("Daemon streams"),
+            self.daemon_streams_table,
             section(
                 "Dashboard streams (pages: open live sockets; sent: messages; folded: updates a slow page got merged)"
             ),
@@ -154,11 +210,15 @@ class AdminView:
             status = {"last heartbeat": f"{_ago(age)} ({hb['daemon_id']})", **status}
         else:
             status = {"last heartbeat": "none recorded", **status}
-        color, word = ("#16a34a", "running") if ok else ("#dc2626", "unreachable")
+        color, word = _BADGES.get(status.get("health", "down"), _BADGES["down"]) if ok else ("#dc2626", "unreachable")
         self.daemon_badge.object = (
             f"<span class='kit-badge' style='background:{color}'>daemon {word}</span> <small>{self.status_url}</small>"
         )
-        self.daemon_table.value = _kv(status)
+        tables = daemon_tables(status)
+        self.daemon_table.value = tables["summary"]
+        self.daemon_health_table.value = tables["health"]
+        self.daemon_strategies_table.value = tables["strategies"]
+        self.daemon_streams_table.value = tables["streams"]
 
     def _refresh_store(self) -> None:
         from kit.store import events, strategies, users

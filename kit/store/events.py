@@ -24,7 +24,7 @@ def record(
     with store.begin() as conn:
         conn.execute(
             sa.insert(Event).values(
-                time=utcnow(), level=level, kind=kind, message=message[:4000], strategy_id=strategy_id, user_id=user_id
+                time=utcnow(), level=level, kind=kind, message=message, strategy_id=strategy_id, user_id=user_id
             )
         )
 

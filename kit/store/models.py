@@ -5,6 +5,9 @@ it); wall-clock times are ``datetime`` in UTC. Every table holding a user's data
 ``user_id`` so that scoping is a plain ``WHERE user_id = :me`` on one table, never a join
 that a forgotten condition could widen.
 
+Columns holding text that users' code produced bind through :mod:`kit.store._text`, which
+cleans and caps it (a NUL in a strategy's error message must never stop the ledger).
+
 The Alembic revisions in ``kit/store/migrations/versions`` build exactly this schema; a
 test compares the two so they cannot drift.
 """
@@ -16,6 +19,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
+
+from kit.store._text import SafeJSON, SafeString, SafeText
 
 ROLES = ("viewer", "admin")
 STATES = ("active", "paused", "error")
@@ -58,16 +63,16 @@ class StrategyRecord(SQLModel, table=True):
     __table_args__ = (sa.UniqueConstraint("user_id", "name", name="uq_strategies_user_name"),)
     id: int | None = Field(default=None, primary_key=True)
     user_id: int = Field(sa_column=sa.Column(sa.Integer, sa.ForeignKey("users.id"), nullable=False, index=True))
-    name: str = Field(sa_column=sa.Column(sa.String(128), nullable=False))
-    class_path: str = Field(sa_column=sa.Column(sa.String(255), nullable=False))
-    params: dict[str, Any] = Field(default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False))
-    broker: dict[str, Any] = Field(default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False))
+    name: str = Field(sa_column=sa.Column(SafeString(128), nullable=False))
+    class_path: str = Field(sa_column=sa.Column(SafeString(255), nullable=False))
+    params: dict[str, Any] = Field(default_factory=dict, sa_column=sa.Column(SafeJSON, nullable=False))
+    broker: dict[str, Any] = Field(default_factory=dict, sa_column=sa.Column(SafeJSON, nullable=False))
     symbol: str = Field(sa_column=sa.Column(sa.String(32), nullable=False))
     interval: str = Field(sa_column=sa.Column(sa.String(8), nullable=False))
     active: bool = Field(default=True, sa_column=sa.Column(sa.Boolean, nullable=False))
     state: str = Field(default="active", sa_column=sa.Column(sa.String(16), nullable=False))
     failures: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False))
-    last_error: str | None = Field(default=None, sa_column=sa.Column(sa.Text, nullable=True))
+    last_error: str | None = Field(default=None, sa_column=sa.Column(SafeText(2000), nullable=True))
     last_signal: str | None = Field(default=None, sa_column=sa.Column(sa.String(32), nullable=True))
     #: First candle (open time, ms) the daemon trades; earlier candles only warm the strategy up.
     start_time: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, nullable=True))
@@ -167,7 +172,7 @@ class Heartbeat(SQLModel, table=True):
     daemon_id: str = Field(sa_column=sa.Column(sa.String(128), nullable=False, index=True))
     time: datetime = Field(default_factory=utcnow, sa_column=sa.Column(sa.DateTime(), nullable=False, index=True))
     started_at: datetime = Field(sa_column=sa.Column(sa.DateTime(), nullable=False))
-    status: dict[str, Any] = Field(default_factory=dict, sa_column=sa.Column(sa.JSON, nullable=False))
+    status: dict[str, Any] = Field(default_factory=dict, sa_column=sa.Column(SafeJSON, nullable=False))
 
 
 class Event(SQLModel, table=True):
@@ -180,4 +185,4 @@ class Event(SQLModel, table=True):
     kind: str = Field(sa_column=sa.Column(sa.String(32), nullable=False))
     strategy_id: int | None = Field(default=None, sa_column=sa.Column(sa.Integer, nullable=True, index=True))
     user_id: int | None = Field(default=None, sa_column=sa.Column(sa.Integer, nullable=True, index=True))
-    message: str = Field(default="", sa_column=sa.Column(sa.Text, nullable=False))
+    message: str = Field(default="", sa_column=sa.Column(SafeText(4000), nullable=False))

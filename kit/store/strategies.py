@@ -211,7 +211,7 @@ def set_state_for_daemon(
     if failures is not None:
         values["failures"] = int(failures)
     if last_error is not None:
-        values["last_error"] = last_error[:2000]
+        values["last_error"] = last_error
     with store.begin() as conn:
         conn.execute(sa.update(StrategyRecord).where(StrategyRecord.id == int(strategy_id)).values(**values))
 
