@@ -117,13 +117,25 @@ class Settings:
 
 
 def mask_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (for logs and reprs)."""
+    """``url`` with any password replaced by ``***`` (for logs and reprs).
+
+    Parsed as RFC 3986 reads it: the authority runs to the first ``/``, ``?`` or ``#`` after
+    ``scheme://`` and its userinfo to the authority's *last* ``@``. A password holding one of
+    those characters unencoded makes the URL ambiguous (drivers disagree: SQLAlchemy reads
+    ``:p@ss@host`` as password ``p`` on host ``ss@host``), so when an ``@`` also follows the
+    authority, everything up to the URL's last ``@`` is masked: too much hidden is harmless,
+    a piece of a password shown is not.
+    """
     scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest.split("/", 1)[0]:
+    if not sep or "@" not in rest:
         return url
-    creds, _, host = rest.partition("@")
-    user, colon, _ = creds.partition(":")
-    return f"{scheme}://{user}{':***' if colon else ''}@{host}"
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    authority, tail = rest[:end], rest[end:]
+    if "@" in tail:
+        return f"{scheme}://***@{rest.rpartition('@')[2]}"
+    userinfo, _, hostport = authority.rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    return f"{scheme}://{user}{':***' if colon else ''}@{hostport}{tail}"
 
 
 def __getattr__(name: str) -> Settings:

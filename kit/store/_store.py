@@ -18,18 +18,12 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from kit.errors import ConfigError
+from kit.settings import mask_url
 from kit.store._lock import DaemonLock
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-
-
-def _mask(url: str) -> str:
-    try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return "<unparseable url>"
 
 
 class Store:
@@ -71,7 +65,7 @@ class Store:
         self._write_engine = self.engine.execution_options(kit_write=True)
 
     def __repr__(self) -> str:
-        return f"Store({_mask(self.url)!r})"
+        return f"Store({mask_url(self.url)!r})"
 
     @contextmanager
     def session(self, *, write: bool = False) -> Iterator[Session]:
