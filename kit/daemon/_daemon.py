@@ -33,6 +33,7 @@ import sqlalchemy as sa
 from kit.daemon._book import Book, CandleResult, Failure
 from kit.daemon._config import DaemonConfig
 from kit.daemon._status import StatusServer, prometheus
+from kit.errors import ConfigError
 from kit.market.intervals import interval_ms
 
 log = logging.getLogger("kit.daemon")
@@ -81,6 +82,7 @@ class Daemon:
         s = Settings.from_env()
         self.database_url = self.config.database_url or s.database_url
         self.exchange_url = self.config.exchange_url or s.exchange_url
+        self.strategy_modules = s.strategy_module_prefixes  # KIT_STRATEGY_MODULES: what may be imported
         self.exchange_ws_url = self.config.exchange_ws_url or (
             s.exchange_ws_url if self.config.exchange_url is None else None
         )
@@ -125,6 +127,7 @@ class Daemon:
         """Start, run until :meth:`stop` (or a signal), then shut down cleanly."""
         from kit.engine import IndicatorEngine
         from kit.feed import Feed
+        from kit.settings import Settings
         from kit.store import Store
 
         loop = asyncio.get_running_loop()
@@ -133,9 +136,10 @@ class Daemon:
                 loop.add_signal_handler(sig, self.stop)
         self.store = Store(self.database_url)
         if self.config.status_port is not None:
+            s = Settings.from_env()
             self.status_server = StatusServer(
                 self.config.status_host, self.config.status_port, status=self.status, ready=self.ready,
-                metrics=self.metrics,
+                metrics=self.metrics, token=s.status_token, allowed_hosts=s.allowed_host_names,
             )  # fmt: skip
             self.status_port = await self.status_server.start()
             log.info("status server listening", extra={"port": self.status_port})
@@ -243,7 +247,19 @@ class Daemon:
 
     async def _start_member(self, rec: Any, cp: Any, now: int, carry: Any = None) -> None:
         from kit.store import strategies
+        from kit.strategy import check_module_allowed
 
+        try:
+            check_module_allowed(rec.class_path, self.strategy_modules)
+        except ConfigError as exc:
+            # Before importing anything: importing the class is what would run its code here.
+            msg = f"refused, not imported: {exc}"
+            self.book.remove(rec.id)  # a running version of it stops too
+            log.error("strategy refused", extra={"strategy_id": rec.id, "path": rec.class_path})
+            self._known[rec.id] = (rec.user_id, "paused", rec.version)
+            await self._db(lambda: strategies.set_state_for_daemon(self.store, rec.id, "paused", last_error=msg))
+            await self._event("strategy_refused", msg, level="error", strategy_id=rec.id, user_id=rec.user_id)
+            return
         try:
             if carry is not None:  # a new version of a running strategy: keep its live state
                 checkpoint, state = carry.checkpoint, carry.broker.state.to_dict()
