@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -26,6 +27,16 @@ from kit.exchange import ExchangeSimulator
 from tests.fixtures.exchange import SAMPLE_DIR, http_get, http_post
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def _free_ports(n: int) -> list[int]:
+    socks = [socket.socket() for _ in range(n)]
+    for s in socks:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
 
 
 async def _raw(port: int, request: str) -> tuple[int, bytes]:
@@ -170,3 +181,30 @@ def test_a_dead_dispatcher_ends_kit_exchange_with_a_non_zero_exit(free_port):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert out.returncode == 1, out.stdout + out.stderr
     assert "exchange simulator failed: RuntimeError: dispatcher bug; exiting" in out.stderr
+
+
+@pytest.mark.slow
+def test_kit_up_notices_a_simulator_whose_dispatcher_died(tmp_path, free_port):
+    # The same injected bug, in the simulator `kit up` starts (through a sitecustomize on the
+    # children's path): kit up must stop and say so, not keep serving a frozen replay.
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(
+        "import sys\n"
+        "if sys.argv[1:2] == ['exchange'] or 'exchange' in sys.argv[:3]:\n"
+        "    import kit.exchange.simulator as m\n"
+        "    def _tick(self):\n"
+        "        raise RuntimeError('dispatcher bug')\n"
+        "    m.ExchangeSimulator._tick = _tick\n"
+    )
+    dash_port, status_port = _free_ports(2)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KIT_", "PANEL_", "BOKEH_"))}
+    env.update(KIT_DATA_DIR=str(tmp_path / "data"), KIT_REPLAY_DATA=str(SAMPLE_DIR),
+               KIT_EXCHANGE_URL=f"http://127.0.0.1:{free_port}", KIT_STATUS_PORT=str(status_port),
+               KIT_DEMO_PASSWORD="demo-pass-for-tests-0", PYTHONPATH=f"{hook}{os.pathsep}{ROOT}")  # fmt: skip
+    out = subprocess.run([sys.executable, "-m", "kit", "up", "--port", str(dash_port)], env=env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)  # fmt: skip
+    text = out.stdout + out.stderr
+    assert out.returncode != 0, text
+    assert "simulator exited with code 1" in text
+    assert "dispatcher bug" in text

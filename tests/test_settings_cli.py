@@ -48,6 +48,17 @@ def test_secrets_file_is_read_and_secrets_never_printed(tmp_path) -> None:
         Settings.from_env({"KIT_SECRETS_FILE": str(tmp_path / "missing")})
 
 
+def test_status_and_simulator_tokens_are_secrets_and_lists_are_split() -> None:
+    s = Settings.from_env({"KIT_STATUS_TOKEN": "tok-status-1", "KIT_SIM_CONTROL_TOKEN": "tok-sim-2",
+                           "KIT_ALLOWED_HOSTS": " kit.example.org, ,status.internal ",
+                           "KIT_STRATEGY_MODULES": "mystrats,team.alpha"})  # fmt: skip
+    assert s.status_token == "tok-status-1" and s.sim_control_token == "tok-sim-2"
+    assert "tok-status-1" not in repr(s) and "tok-sim-2" not in repr(s)
+    assert s.allowed_host_names == ("kit.example.org", "status.internal")
+    assert s.strategy_module_prefixes == ("mystrats", "team.alpha")
+    assert Settings.from_env({}).strategy_module_prefixes == ()
+
+
 def test_passwords_in_urls_are_masked() -> None:
     s = Settings.from_env({"KIT_DATABASE_URL": "postgresql+psycopg://kit:pg-pass@db:5432/kit",
                            "KIT_REDIS_URL": "redis://:redis-pass@cache:6379/0"})  # fmt: skip
