@@ -79,3 +79,15 @@ def test_kit_up_child_logs_are_owner_only(tmp_path: Path) -> None:
         assert _mode(tmp_path / "data" / "logs" / "echo.log") == 0o600
     finally:
         os.umask(old)
+
+
+def test_a_world_readable_database_is_named_in_a_warning(tmp_path: Path, caplog) -> None:
+    from kit.store import Store
+
+    db = tmp_path / "kit.db"
+    db.touch()
+    db.chmod(0o644)  # made by an older kit, or by hand
+    with caplog.at_level("WARNING", logger="kit.store._store"):
+        Store(f"sqlite:///{db}").migrate()
+    assert any(str(db) in r.getMessage() and "chmod 600" in r.getMessage() for r in caplog.records)
+    assert _mode(db) == 0o644  # named, not changed behind the operator's back
