@@ -208,3 +208,43 @@ def test_kit_up_notices_a_simulator_whose_dispatcher_died(tmp_path, free_port):
     assert out.returncode != 0, text
     assert "simulator exited with code 1" in text
     assert "dispatcher bug" in text
+
+
+def test_kit_exchange_takes_its_control_token_and_host_names_from_settings_and_options(free_port):
+    import urllib.error
+    import urllib.request
+
+    env = {**os.environ, "KIT_SIM_CONTROL_TOKEN": "sim-token-env", "KIT_ALLOWED_HOSTS": "a.example.org",
+           "PYTHONPATH": str(ROOT)}  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-m", "kit", "exchange", "--port", str(free_port), "--data",
+                             str(SAMPLE_DIR), "--allowed-host", "b.example.org"], env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+
+    def call(path: str, method: str = "GET", **headers: str) -> int:
+        req = urllib.request.Request(f"http://127.0.0.1:{free_port}{path}", method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if call("/api/v3/ping") == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline and proc.poll() is None, "kit exchange did not start"
+            time.sleep(0.2)
+        auth = {"Authorization": "Bearer sim-token-env"}
+        assert call("/_sim/pause", "POST") == 401
+        assert call("/_sim/pause", "POST", **auth) == 200
+        assert call("/api/v3/ping", Host="a.example.org") == 200
+        assert call("/api/v3/ping", Host="b.example.org:9400") == 200
+        assert call("/api/v3/ping", Host="c.example.org") == 421
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    assert b"sim-token-env" not in err
