@@ -6,14 +6,16 @@ BIN    := $(VENV)/bin
 export NUMBA_CACHE_DIR ?= $(CURDIR)/.cache/numba
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test test-fast bench lint fmt clean-venv setup
+.PHONY: run test test-fast bench lint fmt clean-venv setup lock
 
-$(BIN)/kit: requirements.txt requirements-dev.txt pyproject.toml
+# Everything is installed from requirements-lock.txt: every package of the tree (pip and setuptools
+# included) at one version with its hashes, so nothing floats and nothing unverified gets in.
+# requirements*.txt say what kit wants; `make lock` turns them into the lock (see README).
+$(BIN)/kit: requirements-lock.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (kit needs Python 3.11)"; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -r requirements-dev.txt
-	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip install --quiet --require-hashes -r requirements-lock.txt
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $(BIN)/kit
 
 setup: $(BIN)/kit
@@ -41,3 +43,10 @@ fmt: $(BIN)/kit
 
 clean-venv:
 	rm -rf $(VENV)
+
+# Re-resolve requirements*.txt (newest versions they allow) into the lock, with every hash.
+# Needs uv (e.g. `python3.11 -m venv /tmp/uv && /tmp/uv/bin/pip install uv==0.13.8`, then UV=/tmp/uv/bin/uv).
+UV ?= uv
+lock:
+	$(UV) pip compile requirements-dev.txt --python-version 3.11.7 --python-platform linux --generate-hashes \
+		--custom-compile-command "make lock" -o requirements-lock.txt

@@ -61,7 +61,11 @@ _register()
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``kit`` console script."""
     try:
-        app(args=argv, standalone_mode=False)
+        # Outside standalone mode click returns a command's typer.Exit code instead of exiting
+        # with it: pass it on, or `kit up` reporting a dead child would still exit 0.
+        code = app(args=argv, standalone_mode=False)
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except KitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

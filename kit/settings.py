@@ -14,7 +14,7 @@ from pathlib import Path
 from kit.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-_SECRET_NAMES = {"cookie_secret", "api_key", "api_secret", "demo_password"}
+_SECRET_NAMES = {"cookie_secret", "api_key", "api_secret", "demo_password", "status_token", "sim_control_token"}
 
 
 def _default_data_dir() -> Path:
@@ -67,6 +67,14 @@ class Settings:
     api_key: str = ""
     api_secret: str = ""
     demo_password: str = ""
+    # Names (comma-separated) the status server and the simulator answer to besides loopback
+    # and their bound address: what a reverse proxy or a remote client puts in ``Host``.
+    allowed_hosts: str = ""
+    status_token: str = ""  # when set, /status and /metrics need "Authorization: Bearer <it>"
+    sim_control_token: str = ""  # when set, the simulator's /_sim/* controls need it (else loopback only)
+    # Package prefixes (comma-separated) the daemon may import strategy classes from; kit's own
+    # are always allowed. Empty: any importable module (whoever can promote runs code).
+    strategy_modules: str = ""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -99,6 +107,14 @@ class Settings:
         return s
 
     @property
+    def allowed_host_names(self) -> tuple[str, ...]:
+        return _csv(self.allowed_hosts)
+
+    @property
+    def strategy_module_prefixes(self) -> tuple[str, ...]:
+        return _csv(self.strategy_modules)
+
+    @property
     def is_simulator(self) -> bool:
         """True unless the exchange URL points at a non-loopback host (a real exchange)."""
         host = self.exchange_url.split("://", 1)[-1].split("/", 1)[0].split(":")[0]
@@ -116,14 +132,30 @@ class Settings:
         return f"Settings({', '.join(parts)})"
 
 
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in value.split(",") if x.strip())
+
+
 def mask_url(url: str) -> str:
-    """``url`` with any password replaced by ``***`` (for logs and reprs)."""
+    """``url`` with any password replaced by ``***`` (for logs and reprs).
+
+    Parsed as RFC 3986 reads it: the authority runs to the first ``/``, ``?`` or ``#`` after
+    ``scheme://`` and its userinfo to the authority's *last* ``@``. A password holding one of
+    those characters unencoded makes the URL ambiguous (drivers disagree: SQLAlchemy reads
+    ``:p@ss@host`` as password ``p`` on host ``ss@host``), so when an ``@`` also follows the
+    authority, everything up to the URL's last ``@`` is masked: too much hidden is harmless,
+    a piece of a password shown is not.
+    """
     scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest.split("/", 1)[0]:
+    if not sep or "@" not in rest:
         return url
-    creds, _, host = rest.partition("@")
-    user, colon, _ = creds.partition(":")
-    return f"{scheme}://{user}{':***' if colon else ''}@{host}"
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    authority, tail = rest[:end], rest[end:]
+    if "@" in tail:
+        return f"{scheme}://***@{rest.rpartition('@')[2]}"
+    userinfo, _, hostport = authority.rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    return f"{scheme}://{user}{':***' if colon else ''}@{hostport}{tail}"
 
 
 def __getattr__(name: str) -> Settings:

@@ -13,7 +13,7 @@ from websockets.exceptions import ConnectionClosed
 
 from kit.exchange._faults import GARBAGE
 from kit.market.files import to_ms
-from tests.fixtures.exchange import http_get, recv_json, small_frames
+from tests.fixtures.exchange import http_get, http_post, recv_json, small_frames
 
 MIN = 60_000
 
@@ -107,26 +107,26 @@ async def test_admin_endpoint_injects_faults_and_controls_the_clock(simulator):
     sim = await simulator(speed=600)
     async with connect(f"{sim.ws_url}/ws/btcusdt@kline_1m", max_queue=None) as ws:
         await recv_json(ws)
-        status, _, stats = await http_get(f"{sim.rest_url}/_sim/fault?kind=drop")
+        status, _, stats = await http_post(f"{sim.rest_url}/_sim/fault?kind=drop")
         assert status == 200 and stats["faults"]["drop"] == 1
         with pytest.raises(ConnectionClosed):
             while True:
                 await asyncio.wait_for(ws.recv(), 10)
-    status, _, stats = await http_get(f"{sim.rest_url}/_sim/pause")
+    status, _, stats = await http_post(f"{sim.rest_url}/_sim/pause")
     assert stats["paused"] is True
     frozen = sim.now_ms()
     _, _, body = await http_get(f"{sim.rest_url}/api/v3/time")
     assert body["serverTime"] == frozen
-    _, _, stats = await http_get(f"{sim.rest_url}/_sim/speed?x=max")
+    _, _, stats = await http_post(f"{sim.rest_url}/_sim/speed?x=max")
     assert stats["speed"] == "max"
-    _, _, stats = await http_get(f"{sim.rest_url}/_sim/resume")
+    _, _, stats = await http_post(f"{sim.rest_url}/_sim/resume")
     assert stats["paused"] is False
     for kind in ("stall&seconds=0", "malformed&n=2", "duplicate&n=1", "reorder&n=1"):
-        status, _, _ = await http_get(f"{sim.rest_url}/_sim/fault?kind={kind}")
+        status, _, _ = await http_post(f"{sim.rest_url}/_sim/fault?kind={kind}")
         assert status == 200, kind
-    status, _, body = await http_get(f"{sim.rest_url}/_sim/fault?kind=meteor")
+    status, _, body = await http_post(f"{sim.rest_url}/_sim/fault?kind=meteor")
     assert status == 400 and "meteor" in body["msg"]
-    status, _, body = await http_get(f"{sim.rest_url}/_sim/speed?x=fast")
+    status, _, body = await http_post(f"{sim.rest_url}/_sim/speed?x=fast")
     assert status == 400 and "speed" in body["msg"]
 
 

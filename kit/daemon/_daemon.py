@@ -80,7 +80,7 @@ class Daemon:
 
     def __init__(self, config: DaemonConfig | None = None) -> None:
         self.config = config or DaemonConfig()
-        s = Settings.from_env()
+        s = self._settings = Settings.from_env()
         self.database_url = self.config.database_url or s.database_url
         self.exchange_url = self.config.exchange_url or s.exchange_url
         self.exchange_ws_url = self.config.exchange_ws_url or (
@@ -114,7 +114,7 @@ class Daemon:
         self.writer = Writer(self.store, self._db, fault=self._fault)
         self.streams = Streams(self.book, self.config, self.supervisor, self._on_row, self._now_ms, self.counts)
         self.reconciler = Reconciler(self.store, self.book, self.writer, self.streams, self._db, self._server_now,
-                                     self.counts)  # fmt: skip
+                                     self.counts, strategy_modules=s.strategy_module_prefixes)  # fmt: skip
 
     # ----- lifecycle -------------------------------------------------------------------------
 
@@ -136,6 +136,7 @@ class Daemon:
             self.status_server = StatusServer(
                 self.config.status_host, self.config.status_port, status=self.status,
                 ready=lambda: self.health().to_dict(), metrics=self.metrics,
+                token=self._settings.status_token, allowed_hosts=self._settings.allowed_host_names,
             )  # fmt: skip
             self.status_port = await self.status_server.start()
             log.info("status server listening", extra={"port": self.status_port})

@@ -22,8 +22,10 @@ from kit.daemon._book import Book, Failure, Member, describe
 from kit.daemon._guard import Verdict
 from kit.daemon._streams import Streams
 from kit.daemon._writer import RunDb, Writer
+from kit.errors import ConfigError
 from kit.store import Store, events, ledger, strategies, users
 from kit.store.models import Checkpoint, StrategyRecord
+from kit.strategy import check_module_allowed
 
 log = logging.getLogger("kit.daemon")
 
@@ -80,6 +82,7 @@ class Reconciler:
         run_db: RunDb,
         server_now: Callable[[], Awaitable[int]],
         counts: Counter[str],
+        strategy_modules: tuple[str, ...] = (),
     ) -> None:
         self.store = store
         self.book = book
@@ -88,6 +91,7 @@ class Reconciler:
         self._run_db = run_db
         self._server_now = server_now
         self._counts = counts
+        self._strategy_modules = strategy_modules  # KIT_STRATEGY_MODULES: what may be imported
         self.known: dict[int, Known] = {}
         self.user_names: dict[int, str] = {}
         self.problems: dict[int, Problem] = {}
@@ -158,6 +162,19 @@ class Reconciler:
             log.info("strategy started", extra={"strategy_id": sid, "version": rec.version, "strategy": rec.name})
 
     async def _start(self, rec: StrategyRecord, cp: Checkpoint | None, now: int, carry: Member | None = None) -> None:
+        try:
+            check_module_allowed(rec.class_path, self._strategy_modules)
+        except ConfigError as exc:
+            # Before importing anything: importing the class is what would run its code here.
+            msg = f"refused, not imported: {exc}"
+            self.book.remove(rec.id)  # a running version of it stops too
+            log.error("strategy refused", extra={"strategy_id": rec.id, "path": rec.class_path})
+            self.known[rec.id] = Known(rec.user_id, "paused", rec.version)
+            self._note(rec.id, rec.user_id, rec.name, "paused", msg)
+            await self._run_db(strategies.set_state_for_daemon, self.store, rec.id, "paused", last_error=msg)
+            self._writer.op(events.record, self.store, "strategy_refused", msg, level="error", strategy_id=rec.id,
+                            user_id=rec.user_id)  # fmt: skip
+            return
         try:
             if carry is not None:  # a new version of a running strategy: keep its live state
                 checkpoint, state = carry.checkpoint, carry.broker.state.to_dict()

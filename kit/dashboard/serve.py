@@ -21,8 +21,9 @@ APPS_DIR = PROJECT_ROOT / "apps"
 
 
 def secrets_dir(settings: Settings) -> Path:
-    d = settings.data_dir / "secrets"
-    d.mkdir(parents=True, exist_ok=True)
+    from kit._fs import private_dir
+
+    d = private_dir(settings.data_dir / "secrets")
     try:
         d.chmod(0o700)
     except OSError:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from kit._fs import open_private_append, private_dir
 from kit.errors import ConfigError, KitError
 from kit.settings import Settings
 
@@ -58,11 +59,11 @@ class Supervisor:
         self.log_dir = log_dir
         self.out = out
         self.children: list[Child] = []
-        log_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(log_dir)
 
     def start(self, name: str, cmd: list[str], env: dict[str, str]) -> Child:
         child = Child(name, cmd, self.log_dir / f"{name}.log")
-        child._log = open(child.log_path, "ab")  # noqa: SIM115 - closed in stop_all
+        child._log = os.fdopen(open_private_append(child.log_path), "ab")  # closed in stop_all
         child.proc = subprocess.Popen(
             cmd, env=env, stdout=child._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C reaches kit up only; it stops the children in order
@@ -265,7 +266,7 @@ def run_up(port: int | None = None, host: str = "127.0.0.1", speed: float = 60.0
     if settings.redis_url:
         _require_redis(settings.redis_url)
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
     store = Store(settings.database_url)
     store.migrate()
     password, created = ensure_demo_user(settings, store)
@@ -380,7 +381,7 @@ def run_dashboard(port: int | None = None, host: str = "127.0.0.1") -> int:
     settings = Settings.from_env()
     port = settings.dashboard_port if port is None else port
     _require_port(host, port, "dashboard", "another kit up or panel serve is running; stop it or use --port")
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(settings.data_dir)
     store = Store(settings.database_url)
     store.migrate()
     store.dispose()

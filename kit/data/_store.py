@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from kit._fs import private_dir
 from kit.data._ranges import Range, intersect, merge, subtract
 from kit.errors import ConfigError, DataError, ExchangeError
 from kit.market.aggregate import resample
@@ -115,7 +116,7 @@ class _Cache:
         Rows are written before the index that vouches for them, each by rename, under a lock
         file so two processes backfilling the same series do not lose each other's rows.
         """
-        self.dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.dir)
         with _locked(self.dir / f".{self.path.stem}.lock"):
             self._add(frame, covered)
 

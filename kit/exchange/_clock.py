@@ -5,9 +5,16 @@ from __future__ import annotations
 import math
 import time
 
+# Finite speeds beyond this overflow the clock's arithmetic (1e308 killed the dispatcher); a
+# speed that fast is what "max" is for. Below the minimum the clock would all but stand still.
+MIN_SPEED, MAX_SPEED = 0.01, 1e7
+
 
 def parse_speed(speed: float | str) -> float:
-    """``speed`` as a float: simulated seconds per real second; ``"max"`` or ``inf`` = as fast as possible."""
+    """``speed`` as a float: simulated seconds per real second; ``"max"`` or ``inf`` = as fast as possible.
+
+    Finite speeds must lie in [``MIN_SPEED``, ``MAX_SPEED``].
+    """
     if isinstance(speed, str):
         if speed.strip().lower() in ("max", "inf", "infinity"):
             return math.inf
@@ -17,6 +24,10 @@ def parse_speed(speed: float | str) -> float:
             raise ValueError(f"speed must be a positive number or 'max', got {speed!r}") from None
     if isinstance(speed, bool) or not isinstance(speed, (int, float)) or math.isnan(speed) or speed <= 0:
         raise ValueError(f"speed must be a positive number or 'max', got {speed!r}")
+    if math.isinf(speed):
+        return math.inf
+    if not MIN_SPEED <= speed <= MAX_SPEED:
+        raise ValueError(f"speed must be between {MIN_SPEED:g} and {MAX_SPEED:g}, or 'max', got {speed!r}")
     return float(speed)
 
 

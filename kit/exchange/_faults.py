@@ -8,7 +8,9 @@ meanwhile wait in the connection's queue (and a queue that overflows disconnects
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import math
 import time
 from typing import TYPE_CHECKING
 
@@ -16,6 +18,9 @@ if TYPE_CHECKING:
     from kit.exchange.simulator import ExchangeSimulator
 
 log = logging.getLogger("kit.exchange")
+
+MAX_STALL_S = 3600.0  # a stall is a test of patience, not a way to hang the simulator for good
+MAX_COUNT = 10_000  # frames a counted fault may touch per connection
 
 #: Garbage frames cycled through by ``malformed``: not JSON, not an object, wrong types, NaN prices,
 #: a binary frame, and a kline missing its fields.
@@ -37,6 +42,7 @@ class Faults:
     def __init__(self, sim: ExchangeSimulator) -> None:
         self._sim = sim
         self.stall_until = 0.0  # time.monotonic() deadline
+        self._stall_changed = asyncio.Event()  # replaced at each change; set wakes current sleepers
         self.injected: dict[str, int] = {"drop": 0, "stall": 0, "malformed": 0, "duplicate": 0, "reorder": 0}
 
     def drop_all(self) -> int:
@@ -49,16 +55,35 @@ class Faults:
         return len(conns)
 
     def stall(self, seconds: float) -> None:
-        """Send nothing at all (no events, no answers, no pings) for ``seconds`` of real time."""
-        if seconds < 0:
-            raise ValueError(f"seconds must be >= 0, got {seconds!r}")
-        self.stall_until = max(self.stall_until, time.monotonic() + seconds)
-        self.injected["stall"] += 1
-        log.warning("fault: stalling all connections for %.3f s", seconds)
+        """Send nothing at all (no events, no answers, no pings) for ``seconds`` of real time.
+
+        The new stall replaces the current one: ``stall(0)`` ends a stall at once.
+        """
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not math.isfinite(seconds):
+            raise ValueError(f"seconds must be a finite number, got {seconds!r}")
+        if not 0 <= seconds <= MAX_STALL_S:
+            raise ValueError(f"seconds must be between 0 and {MAX_STALL_S:g}, got {seconds!r}")
+        self.stall_until = time.monotonic() + seconds
+        self._stall_changed.set()
+        self._stall_changed = asyncio.Event()
+        if seconds:
+            self.injected["stall"] += 1
+            log.warning("fault: stalling all connections for %.3f s", seconds)
+        else:
+            log.warning("fault: stall ended")
 
     def stalled_for(self) -> float:
         """Real seconds left in the current stall (0 if none)."""
         return max(0.0, self.stall_until - time.monotonic())
+
+    async def wait_stall(self) -> None:
+        """Return once no stall is in force: at once if none, early if the stall is ended or shortened."""
+        while (left := self.stalled_for()) > 0:
+            changed = self._stall_changed
+            try:
+                await asyncio.wait_for(changed.wait(), left)
+            except TimeoutError:
+                pass
 
     def malformed(self, n: int = 1, *, replace: bool = True) -> None:
         """The next ``n`` event frames of each connection are garbage (cycling through :data:`GARBAGE`).
@@ -85,7 +110,7 @@ class Faults:
             conn.reorder += n
 
     def _count(self, kind: str, n: int) -> None:
-        if not isinstance(n, int) or n < 0:
-            raise ValueError(f"n must be a non-negative integer, got {n!r}")
+        if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= MAX_COUNT:
+            raise ValueError(f"n must be an integer between 0 and {MAX_COUNT}, got {n!r}")
         self.injected[kind] += n
         log.warning("fault: %s x%d", kind, n)

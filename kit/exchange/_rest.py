@@ -4,6 +4,9 @@ Answered from the WebSocket server's ``process_request`` hook (plain HTTP GET, o
 TCP connection: ``Connection: close``). Request weight is counted per client IP over a sliding
 60 s window of real time; over ``weight_limit`` the answer is HTTP 429 with ``Retry-After``.
 Every answer carries ``X-MBX-USED-WEIGHT-1M``.
+
+``/_sim/*`` are the simulator's own controls (see :func:`_admin`): POST, bounded values, and
+answered only to loopback clients or, with a control token, to requests that carry it.
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlsplit
 
 from websockets.datastructures import Headers
-from websockets.http11 import Response
+from websockets.http11 import Request, Response
 
+from kit._guard import bearer_ok, is_loopback
 from kit.errors import KitError
-from kit.exchange import _wire
+from kit.exchange import _faults, _wire
 from kit.market.intervals import INTERVALS
 
 if TYPE_CHECKING:
@@ -32,7 +36,15 @@ WEIGHTS = {"/api/v3/klines": 2, "/api/v3/ping": 1, "/api/v3/time": 1, "/api/v3/e
 _INT_RE = re.compile(r"^[0-9]{1,20}$")
 _SYMBOL_RE = re.compile(r"^[A-Z0-9-_.]{1,20}$")
 _QUOTES = ("USDT", "USDC", "FDUSD", "TUSD", "BUSD", "DAI", "EUR", "TRY", "BRL", "BTC", "ETH", "BNB")
-_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 429: "Too Many Requests"}
+_REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+            405: "Method Not Allowed", 421: "Misdirected Request", 429: "Too Many Requests"}  # fmt: skip
+# Each control and the parameters it takes; fault parameters depend on the kind.
+_CONTROLS: dict[str, tuple[str, ...]] = {
+    "/_sim/stats": (), "/_sim/pause": (), "/_sim/resume": (), "/_sim/speed": ("x",),
+    "/_sim/fault": ("kind", "n", "seconds", "replace"),
+}  # fmt: skip
+_FAULT_PARAMS = {"drop": (), "stall": ("seconds",), "malformed": ("n", "replace"), "duplicate": ("n",),
+                 "reorder": ("n",)}  # fmt: skip
 
 
 class BadRequest(Exception):
@@ -88,13 +100,15 @@ def respond(status: int, body: bytes, used: int | None = None, extra: dict[str, 
     return Response(status, _REASONS.get(status, "Error"), headers, body)
 
 
-def handle(sim: ExchangeSimulator, path: str, ip: str) -> Response:
-    """Answer one HTTP GET."""
+def handle(sim: ExchangeSimulator, request: Request, ip: str) -> Response:
+    """Answer one plain HTTP request (GET; POST for the controls)."""
     sim._counters["http_requests"] += 1
-    url = urlsplit(path)
+    url = urlsplit(request.path)
     route = url.path.rstrip("/") or "/"
     if route.startswith("/_sim"):
-        return _admin(sim, route, dict(parse_qsl(url.query)))
+        return _admin(sim, route, request, url.query, ip)
+    if request.method not in ("GET", "HEAD"):
+        return respond(405, _wire.rest_error(-1000, "GET only"), extra={"Allow": "GET"})
     weight = WEIGHTS.get(route)
     if weight is None:
         return respond(404, _wire.rest_error(-1000, f"Unknown path {url.path!r}"))
@@ -277,32 +291,85 @@ def _exchange_info(sim: ExchangeSimulator, params: dict[str, str]) -> bytes:
     return json.dumps(info, separators=(",", ":")).encode()
 
 
-def _admin(sim: ExchangeSimulator, route: str, q: dict[str, str]) -> Response:
-    """``/_sim/...``: control a simulator running as its own process (GET; see the CLI's help)."""
+def _admin(sim: ExchangeSimulator, route: str, request: Request, query: str, ip: str) -> Response:
+    """``/_sim/...``: control a simulator running as its own process (see the CLI's help).
+
+    Guarded first: with a control token every request needs ``Authorization: Bearer <token>``
+    (a refused one counts against the client's request weight, so guessing is rate limited);
+    without one only loopback clients are answered. Then POST for whatever changes the simulator
+    (``stats`` may also be read with GET), and every parameter checked: unknown or inapplicable
+    names, duplicates, and values out of bounds are a 400, never a dead dispatcher.
+    """
+    allowed = _CONTROLS.get(route)
+    if allowed is None:
+        return respond(404, _wire.rest_error(-1000, f"Unknown path {route!r}"))
+    refused = None
+    if sim.control_token:
+        if not bearer_ok(_one(request.headers, "Authorization"), sim.control_token):
+            refused = (401, "Authorization: Bearer <control token> required", {"WWW-Authenticate": "Bearer"})
+    elif not is_loopback(ip):
+        refused = (403, "controls answer loopback clients only; start the simulator with --control-token", {})
+    if refused is not None:
+        ok, used, retry = sim._weights.take(ip, 1)
+        if not ok:
+            msg = _wire.rest_error(-1003, "Too many refused requests.")
+            return respond(429, msg, used, {"Retry-After": str(retry)})
+        return respond(refused[0], _wire.rest_error(-1002, refused[1]), extra=refused[2])
+    if request.method != "POST" and not (route == "/_sim/stats" and request.method == "GET"):
+        return respond(405, _wire.rest_error(-1000, f"{route} takes POST"), extra={"Allow": "POST"})
     try:
+        q = _params(query)
+        unknown = sorted(set(q) - set(allowed))
+        if unknown:
+            raise BadRequest(-1104, f"{route} takes no parameter {', '.join(map(repr, unknown))}")
         if route == "/_sim/fault":
-            kind = q.get("kind", "")
-            n = int(q.get("n", "1"))
-            if kind == "drop":
-                sim.faults.drop_all()
-            elif kind == "stall":
-                sim.faults.stall(float(q.get("seconds", "5")))
-            elif kind == "malformed":
-                sim.faults.malformed(n, replace=q.get("replace", "true").lower() != "false")
-            elif kind == "duplicate":
-                sim.faults.duplicate(n)
-            elif kind == "reorder":
-                sim.faults.reorder(n)
-            else:
-                raise ValueError(f"unknown fault kind {kind!r}; expected drop, stall, malformed, duplicate, reorder")
+            _fault(sim, q)
         elif route == "/_sim/pause":
             sim.pause()
         elif route == "/_sim/resume":
             sim.resume()
         elif route == "/_sim/speed":
-            sim.set_speed(q.get("x", ""))
-        elif route != "/_sim/stats":
-            return respond(404, _wire.rest_error(-1000, f"Unknown path {route!r}"))
+            sim.set_speed(_mandatory(q, "x"))
+    except BadRequest as exc:
+        return respond(exc.status, _wire.rest_error(exc.code, exc.msg))
     except (ValueError, KitError) as exc:
         return respond(400, _wire.rest_error(-1100, str(exc)))
     return respond(200, json.dumps(sim.stats(), default=str).encode())
+
+
+def _fault(sim: ExchangeSimulator, q: dict[str, str]) -> None:
+    kind = q.get("kind", "")
+    takes = _FAULT_PARAMS.get(kind)
+    if takes is None:
+        raise ValueError(f"unknown fault kind {kind!r}; expected drop, stall, malformed, duplicate, reorder")
+    extra = sorted(set(q) - {"kind", *takes})
+    if extra:
+        raise ValueError(f"fault {kind} takes no parameter {', '.join(map(repr, extra))}")
+    n = _int(q, "n")
+    n = 1 if n is None else n
+    if not 1 <= n <= _faults.MAX_COUNT:
+        raise ValueError(f"n must be between 1 and {_faults.MAX_COUNT}, got {n}")
+    if kind == "drop":
+        sim.faults.drop_all()
+    elif kind == "stall":
+        raw = q.get("seconds", "5")
+        try:
+            seconds = float(raw)
+        except ValueError:
+            raise ValueError(f"seconds must be a number, got {raw!r}") from None
+        sim.faults.stall(seconds)  # checks 0 <= seconds <= MAX_STALL_S; 0 ends a stall
+    elif kind == "malformed":
+        replace = q.get("replace", "true").lower()
+        if replace not in ("true", "false"):
+            raise ValueError(f"replace must be true or false, got {q['replace']!r}")
+        sim.faults.malformed(n, replace=replace == "true")
+    elif kind == "duplicate":
+        sim.faults.duplicate(n)
+    else:
+        sim.faults.reorder(n)
+
+
+def _one(headers: Headers, name: str) -> str | None:
+    """The header's value if sent exactly once (a repeated one is ambiguous: None)."""
+    values = headers.get_all(name)
+    return values[0] if len(values) == 1 else None

@@ -126,9 +126,8 @@ class Connection:
                     batch.append(queue.get_nowait())
                 if not self._room.is_set() and queue.qsize() <= self.capacity // 2:
                     self._room.set()
-                wait = faults.stalled_for()
-                if wait:
-                    await asyncio.sleep(wait)
+                if faults.stalled_for():
+                    await faults.wait_stall()
                 frames: list[str | bytes] = []
                 for kind, frame in batch:
                     if kind == _EVENT and (self.malformed or self.duplicate or self.reorder or self._held is not None):
@@ -155,9 +154,8 @@ class Connection:
         try:
             while True:
                 await asyncio.sleep(sim.ping_interval)
-                wait = sim.faults.stalled_for()
-                if wait:
-                    await asyncio.sleep(wait)
+                if sim.faults.stalled_for():
+                    await sim.faults.wait_stall()
                 waiter = await self.ws.ping(str(int(time.time() * 1000)))
                 sim._counters["pings_sent"] += 1
                 try:

@@ -23,23 +23,36 @@ def exchange(
     ),
     update_every: float = typer.Option(2.0, "--update-every", help="Simulated seconds between forming updates."),
     symbols: str = typer.Option(None, "--symbols", help="Comma-separated symbols to serve (default: all)."),
+    allowed_host: list[str] = typer.Option(
+        None, "--allowed-host", help="A Host name to answer besides loopback and --host (repeatable)."
+    ),
+    control_token: str = typer.Option(
+        None,
+        "--control-token",
+        help="Bearer token the /_sim controls require (KIT_SIM_CONTROL_TOKEN keeps it out of ps). "
+        "Without one, only loopback clients may use them.",
+    ),
 ) -> None:
     """Replay candles over Binance's spot REST + WebSocket protocol on one port.
 
-    Admin endpoints (plain GET, for tests driving a separate process): /_sim/stats /_sim/pause
-    /_sim/resume /_sim/speed?x=60 /_sim/fault?kind=drop|stall|malformed|duplicate|reorder&n=3&seconds=5
+    Controls (POST, for tests driving a separate process; loopback clients only unless a control
+    token is set): /_sim/pause /_sim/resume /_sim/speed?x=60 (0.01 to 1e7, or max)
+    /_sim/fault?kind=drop|stall|malformed|duplicate|reorder with n=1..10000, seconds=0..3600 (0 ends a
+    stall), replace=true|false; /_sim/stats also answers GET.
     """
     import asyncio
     import logging
+    import sys
 
     from kit.exchange.simulator import ExchangeSimulator
     from kit.settings import Settings
 
+    settings = Settings.from_env()
     start_value: int | str | None = start
     if start is not None and start.isdigit():
         start_value = int(start)
     sim = ExchangeSimulator(
-        data=data or Settings.from_env().replay_data,
+        data=data or settings.replay_data,
         speed=speed,
         start=start_value,
         host=host,
@@ -48,13 +61,21 @@ def exchange(
         max_connection_age=max_connection_age,
         update_every=update_every,
         symbols=[s.strip() for s in symbols.split(",") if s.strip()] if symbols else None,
+        allowed_hosts=[*settings.allowed_host_names, *(allowed_host or [])],
+        control_token=control_token or settings.sim_control_token or None,
     )
 
     async def main() -> None:
         async with sim:
-            await asyncio.Event().wait()
+            await sim.serve_forever()
 
+    log = logging.getLogger("kit.exchange")
     try:
         asyncio.run(main())
     except KeyboardInterrupt:
-        logging.getLogger("kit.exchange").info("stopped")
+        log.info("stopped")
+    except Exception as exc:
+        # Crash-only: the dispatcher died (already logged with its traceback); a live process
+        # with a dead clock would answer 500s forever, so exit and let the supervisor see it.
+        log.critical("exchange simulator failed: %s: %s; exiting", type(exc).__name__, exc)
+        sys.exit(1)

@@ -48,6 +48,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from kit._guard import HostCheck
 from kit.errors import ConfigError
 from kit.exchange import _rest, _wire
 from kit.exchange._clock import SimClock, parse_speed
@@ -132,6 +133,10 @@ class ExchangeSimulator:
         max_update_rate: forming updates per stream per real second at most (None: every boundary).
         max_connects: WebSocket connection attempts per IP per 5 minutes of real time (Binance: 300);
             beyond it the handshake is refused with HTTP 429 and ``Retry-After``. None: unlimited.
+        allowed_hosts: names answered besides loopback and the bound address; any other ``Host``
+            gets 421 (a web page cannot reach the simulator through DNS rebinding).
+        control_token: when set, the ``/_sim/*`` controls need ``Authorization: Bearer <token>``;
+            without it they answer loopback clients only.
     """
 
     def __init__(
@@ -153,6 +158,8 @@ class ExchangeSimulator:
         send_queue: int = 10_000,
         max_connects: int | None = 300,
         max_update_rate: float | None = 20.0,
+        allowed_hosts: Iterable[str] = (),
+        control_token: str | None = None,
     ) -> None:
         if data is None:
             from kit.settings import Settings
@@ -186,6 +193,8 @@ class ExchangeSimulator:
         self.data = load(data, symbols)
         self.start_ms = _parse_start(start, self.data)
         self.host, self._port = host, port
+        self._hosts = HostCheck.for_server(host, allowed_hosts)
+        self.control_token = control_token or ""
         self.weight_limit = weight_limit
         self.max_connection_age = float(max_connection_age)
         self.ping_interval = float(ping_interval)
@@ -218,7 +227,7 @@ class ExchangeSimulator:
             (
                 "connections_total", "messages_sent", "messages_received", "events_final", "events_forming",
                 "http_requests", "http_429", "dropped_slow", "dropped_rate_limit", "dropped_lifetime",
-                "dropped_pong", "pings_sent", "pongs_received", "faulty_frames", "refused_connects",
+                "dropped_pong", "pings_sent", "pongs_received", "faulty_frames", "refused_connects", "refused_hosts",
             ),
             0,
         )  # fmt: skip
@@ -289,9 +298,11 @@ class ExchangeSimulator:
         await self.stop()
 
     async def serve_forever(self) -> None:
+        """Serve until cancelled. Raises what killed the dispatcher: a simulator whose clock no
+        longer moves must not look alive (``kit exchange`` then exits non-zero and ``kit up`` notices)."""
         await self.start()
-        assert self._server is not None
-        await self._server.serve_forever()
+        assert self._runner is not None
+        await self._runner  # the dispatcher runs until cancelled; an exception ends serving
 
     # ------------------------------------------------------------------ clock control
     def now_ms(self) -> int:
@@ -351,8 +362,13 @@ class ExchangeSimulator:
     # ------------------------------------------------------------------ HTTP + WS entry
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         ip = connection.remote_address[0] if connection.remote_address else "?"
+        hosts = request.headers.get_all("Host")
+        local = connection.local_address[0] if connection.local_address else None
+        if len(hosts) != 1 or not self._hosts.allows(hosts[0], local):
+            self._counters["refused_hosts"] += 1
+            return _rest.respond(421, _wire.rest_error(-1000, "Unknown Host: not a name of this server."))
         if request.headers.get("Upgrade", "").lower() != "websocket":
-            return _rest.handle(self, request.path, ip)
+            return _rest.handle(self, request, ip)
         if self.max_connects is not None:
             now = time.monotonic()
             attempts = self._attempts.setdefault(ip, collections.deque())

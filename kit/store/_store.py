@@ -18,18 +18,12 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from kit.errors import ConfigError
+from kit.settings import mask_url
 from kit.store._lock import DaemonLock
 
 log = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
-
-
-def _mask(url: str) -> str:
-    try:
-        return sa.engine.make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return "<unparseable url>"
 
 
 class Store:
@@ -55,8 +49,8 @@ class Store:
         kwargs: dict[str, Any] = {"echo": echo, "future": True}
         if self.dialect == "sqlite":
             db = parsed.database
-            if db and db != ":memory:":
-                Path(db).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            if db and db != ":memory:" and not db.startswith("file:"):
+                _private_sqlite(Path(db).expanduser())
             kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
         else:
             kwargs.update(pool_size=pool_size, max_overflow=5, pool_pre_ping=True)
@@ -71,7 +65,7 @@ class Store:
         self._write_engine = self.engine.execution_options(kit_write=True)
 
     def __repr__(self) -> str:
-        return f"Store({_mask(self.url)!r})"
+        return f"Store({mask_url(self.url)!r})"
 
     @contextmanager
     def session(self, *, write: bool = False) -> Iterator[Session]:
@@ -136,6 +130,17 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
+
+
+def _private_sqlite(path: Path) -> None:
+    """Create the database file 0600 before SQLite does (it would use the umask, usually 0644);
+    its -wal and -shm files take the database's mode."""
+    from kit._fs import private_file
+
+    existed = path.exists()
+    private_file(path)
+    if existed and path.stat().st_mode & 0o077:
+        log.warning("%s is readable by other users (password hashes, ledgers): chmod 600 it", path)
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:

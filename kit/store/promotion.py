@@ -79,7 +79,8 @@ def promote(
     """
     from kit.broker import resolve_model
     from kit.market.intervals import validate_interval, validate_symbol
-    from kit.strategy import Strategy
+    from kit.settings import Settings
+    from kit.strategy import Strategy, check_module_allowed
 
     if isinstance(strategy, type) and issubclass(strategy, Strategy):
         strategy = strategy()
@@ -89,6 +90,7 @@ def promote(
     interval = validate_interval(interval)
     cls = type(strategy)
     path = cls.path
+    check_module_allowed(path, Settings.from_env().strategy_module_prefixes)  # the daemon would refuse it
     if not cls.importable():
         raise ConfigError(
             f"strategy class {cls.__qualname__} is defined in {cls.__module__!r}, which the daemon cannot import; "
