@@ -67,6 +67,11 @@ class Settings:
     api_key: str = ""
     api_secret: str = ""
     demo_password: str = ""
+    #: Dashboard cookies: ``auto`` (Secure when the request came over HTTPS, as the proxy reports it
+    #: with ``KIT_PROXY_HEADERS=1``), ``1`` always Secure, ``0`` never.
+    cookie_secure: str = "auto"
+    #: ``1`` behind a reverse proxy: trust its X-Forwarded-For/-Proto (``panel serve --use-xheaders``).
+    proxy_headers: str = "0"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:

@@ -261,9 +261,10 @@ def users_db(tmp_path_factory):
     ],
 )
 def test_authorize(users_db, user, path, allowed):
-    from kit.dashboard.auth import authorize
+    from kit.dashboard import auth
 
-    assert authorize({"user": user} if user else None, path) is allowed
+    session = auth.valid_session(user, 0) if user else None
+    assert auth.allowed(session, path) is allowed
 
 
 def test_login_validation_uses_the_hashed_passwords(users_db):
@@ -385,9 +386,11 @@ async def test_a_page_that_stops_answering_is_closed_and_released(simulator, sam
     old_secret, config.cookie_secret = config.cookie_secret, secret
     try:
         cookie = tornado.web.create_signed_value(secret, "user", "vera").decode()
+        kit = tornado.web.create_signed_value(secret, "kit_session", "0:vera").decode()
         url = f"ws://127.0.0.1:{port}/kit/live?stream=BTCUSDT@1m&since=0"
         # max_queue=1: once this client stops calling recv(), it stops reading the socket, pongs included
-        ws = await connect(url, additional_headers={"Cookie": f"user={cookie}"}, max_queue=1, ping_interval=None)
+        ws = await connect(url, additional_headers={"Cookie": f"user={cookie}; kit_session={kit}"}, max_queue=1,
+                           ping_interval=None)  # fmt: skip
         await asyncio.wait_for(ws.recv(), 30)
         b = hub.broadcasts[("BTCUSDT", "1m")]
         assert len(b.clients) == 1 and hub.listeners() == 1
