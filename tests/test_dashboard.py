@@ -317,7 +317,7 @@ def test_panel_command_keeps_the_secret_off_the_command_line(tmp_path):
         panel_command(70000)
 
 
-def test_demo_user_is_created_once(tmp_path):
+def test_demo_user_is_a_viewer_and_its_generated_password_is_shown_once(tmp_path):
     from kit.dashboard.up import ensure_demo_user
     from kit.store import Store, users
 
@@ -325,19 +325,27 @@ def test_demo_user_is_created_once(tmp_path):
     store = Store(f"sqlite:///{tmp_path / 'kit.db'}")
     store.migrate()
     pw, created = ensure_demo_user(s, store)
-    assert created and pw and len(pw) >= 10
-    assert users.authenticate(store, "demo", pw) is not None
-    assert stat.S_IMODE(os.stat(tmp_path / "secrets" / "demo_password").st_mode) == 0o600
-    assert ensure_demo_user(s, store) == (pw, False)  # second run: same password, nothing new
+    assert created and pw and len(pw) >= 12
+    demo = users.authenticate(store, "demo", pw)
+    assert demo is not None and demo.role == "viewer"
+    assert ensure_demo_user(s, store) == (None, False)  # second run: nothing new, nothing to print
+    assert not (tmp_path / "secrets" / "demo_password").exists()  # kept only as a hash
     store.dispose()
 
     s2 = Settings.from_env({"KIT_DATA_DIR": str(tmp_path / "b"), "KIT_DEMO_PASSWORD": "demo-pass-from-env"})
     (tmp_path / "b").mkdir()
     store2 = Store(f"sqlite:///{tmp_path / 'b' / 'kit.db'}")
     store2.migrate()
-    assert ensure_demo_user(s2, store2) == ("demo-pass-from-env", True)
-    assert users.authenticate(store2, "demo", "demo-pass-from-env") is not None
+    assert ensure_demo_user(s2, store2) == (None, True)  # the operator knows it: not printed
+    assert users.authenticate(store2, "demo", "demo-pass-from-env").role == "viewer"
     store2.dispose()
+    weak = Settings.from_env({"KIT_DATA_DIR": str(tmp_path / "c"), "KIT_DEMO_PASSWORD": "demo"})
+    store3 = Store(f"sqlite:///{tmp_path / 'c.db'}")
+    store3.migrate()
+    with pytest.raises(ConfigError, match="KIT_DEMO_PASSWORD: password must be at least 8"):
+        ensure_demo_user(weak, store3)
+    assert users.get(store3, "demo") is None
+    store3.dispose()
 
 
 def test_port_free_sees_a_listening_server():

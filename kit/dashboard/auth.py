@@ -230,7 +230,8 @@ def cookie_secure(handler: Any) -> bool:
 
 
 class CookiePolicy:
-    """Mixin for the handlers that set cookies: ``SameSite=Lax`` always, ``Secure`` per :func:`cookie_secure`.
+    """Mixin for the handlers that set cookies: ``SameSite=Lax`` and ``HttpOnly`` always, ``Secure`` per
+    :func:`cookie_secure`.
 
     Lax keeps the cookies off cross-site POSTs and embedded requests (the Activate/Deactivate
     buttons cannot be driven from another site) while a link to the dashboard still logs in.
@@ -238,6 +239,7 @@ class CookiePolicy:
 
     def set_cookie(self, name: str, value: str | bytes, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("samesite", "Lax")
+        kwargs["httponly"] = True  # no script of the page ever reads them
         if cookie_secure(self):
             kwargs["secure"] = True
         super().set_cookie(name, value, *args, **kwargs)  # type: ignore[misc]
@@ -308,7 +310,7 @@ def _make_login_handler() -> type:
                 message = message.format(retry=int(retry) if retry.isdigit() and len(retry) < 7 else "a few")
             next_url = _validate_next_url(self.get_argument("next", state.base_url))
             if next_url:
-                self.set_cookie("next_url", next_url, httponly=True)
+                self.set_cookie("next_url", next_url)
             self.set_header("Cache-Control", "no-store")
             self.write(LOGIN_TEMPLATE.render(login_endpoint=self._login_endpoint, errormessage=message))
 

@@ -62,11 +62,12 @@ def apps_dir() -> Path:
 
 def panel_command(port: int, *, address: str = "127.0.0.1", admin: bool = True,
                   allow_origin: list[str] | None = None, extra: list[str] | None = None,
-                  more_apps: list[str] | None = None) -> list[str]:  # fmt: skip
+                  more_apps: list[str] | None = None, settings: Settings | None = None) -> list[str]:  # fmt: skip
     """``panel serve`` for the dashboard (``/dashboard``, also at ``/``) and the admin page (``/ops``).
 
     ``extra``: more ``panel serve`` options, e.g. ``["--unused-session-lifetime", "1000"]``;
-    ``more_apps``: more scripts to serve next to them (the benchmark's peer page).
+    ``more_apps``: more scripts to serve next to them (the benchmark's peer page); ``settings``:
+    where ``KIT_PROXY_HEADERS`` is read (default: this process's environment).
     """
     if not 0 <= port < 65536:
         raise ConfigError(f"port must be 0-65535, got {port}")
@@ -79,7 +80,7 @@ def panel_command(port: int, *, address: str = "127.0.0.1", admin: bool = True,
     ]  # fmt: skip
     if admin:
         cmd.append("--admin")
-    if _truthy(Settings.from_env().proxy_headers):
+    if _truthy((settings or Settings.from_env()).proxy_headers):
         cmd.append("--use-xheaders")  # the proxy's X-Forwarded-Proto/-For: Secure cookies, real client address
     origins = list(allow_origin or [])
     if port:
