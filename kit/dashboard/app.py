@@ -33,7 +33,10 @@ def setup() -> None:
     session opens a chart).
     """
     from kit.dashboard.guard import install
+    from kit.logs import setup_kit_logger
 
+    settings = Settings.from_env()
+    setup_kit_logger(settings.log_level, settings.log_format)
     install()
     pn.config.authorize_callback = authorize
     pn.config.global_css = [*pn.config.global_css, CSS]
