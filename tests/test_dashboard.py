@@ -440,3 +440,52 @@ async def test_open_positions_keep_their_market_live_for_unrealised_pnl(simulato
         store.dispose()
     assert hub.listeners() == 0
     await feed.stop()
+
+
+def test_my_strategies_escapes_what_it_puts_into_html(tmp_path):
+    """A strategy name (chosen by whoever promotes) is text, never markup (so are exception texts)."""
+    from kit.dashboard import mine
+    from kit.store import Store, strategies, users
+
+    store = Store(f"sqlite:///{tmp_path / 'kit.db'}")
+    store.migrate()
+    users.add(store, "alice", "alice-password")
+    evil = "<img src=x onerror=alert(1)>"
+    rec = strategies.upsert(store, "alice", name=evil, class_path="kit.strategies:EmaCross", params={},
+                            symbol="BTCUSDT", interval="1m")  # fmt: skip
+    hub = Hub(feed_factory=lambda: pytest.fail("no market is needed"), grace_s=0.0)
+    view = mine.StrategiesView(store, "alice", hub)
+    try:
+        view.refresh()
+        view.choice.value = rec.id
+        view.deactivate.clicks += 1
+        assert "deactivated" in view.message.object
+        assert "<img" not in view.message.object and "&lt;img src=x" in view.message.object
+    finally:
+        view.close()
+        store.dispose()
+
+
+def test_login_throttle_locks_exponentially_per_name_and_address_and_forgets():
+    from kit.dashboard.throttle import LoginThrottle
+
+    t = LoginThrottle(free_per_name=3, free_per_address=5, base_s=1.0, max_lock_s=8.0, forget_s=100.0, max_keys=10)
+    now = 1000.0
+    assert [t.failed("Alice", "1.1.1.1", now) for _ in range(3)] == [0.0, 0.0, 0.0]  # typos are free
+    locks = [t.failed("alice", "1.1.1.1", now) for _ in range(5)]  # same name whatever the case
+    assert locks == [1.0, 2.0, 4.0, 8.0, 8.0]  # doubling, capped
+    assert t.wait("ALICE", "9.9.9.9", now) == 8.0  # the name, from anywhere
+    assert t.wait("bob", "1.1.1.1", now) == 4.0  # the address too: its 3 failures over 5 locked it 4 s
+    assert t.wait("bob", "2.2.2.2", now) == 0.0
+    assert t.wait("alice", "9.9.9.9", now + 8.0) == 0.0  # a lock ends
+    t.succeeded("alice", "1.1.1.1", now + 9)
+    assert t.failed("alice", "3.3.3.3", now + 9) == 0.0  # a right password: the name starts over
+    assert t.wait("carol", "1.1.1.1", now + 9) == 0.0 and t.failed("carol", "1.1.1.1", now + 9) > 0  # not the address
+    assert t.wait("dave", "4.4.4.4", now + 500) == 0.0
+    t.failed("dave", "4.4.4.4", now + 500)
+    assert t.failed("dave", "4.4.4.4", now + 700) == 0.0  # unseen for forget_s: counted from scratch
+    for i in range(100):  # made-up names cannot grow memory without bound
+        t.failed(f"n{i}", f"10.0.0.{i}", now + 800)
+    assert len(t) <= 10
+    with pytest.raises(ValueError):
+        LoginThrottle(free_per_name=0)
