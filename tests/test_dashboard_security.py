@@ -273,3 +273,11 @@ def test_the_login_page_says_only_what_kit_wrote(stack):
         page = _request(stack.base_url, "/login?" + q)
         assert page.status == 200
         assert "<script>alert" not in page.text and "555-0100" not in page.text and "inf s" not in page.text
+
+
+def test_a_logout_link_on_another_site_does_not_end_the_users_other_sessions(stack):
+    other_device = _cookie(stack, "bob")
+    cookie = _cookie(stack, "bob")
+    resp = _request(stack.base_url, "/logout", cookie, headers={"Sec-Fetch-Site": "cross-site"})
+    assert resp.status == 200 and any(c.startswith("kit_session=") for c in resp.headers.get_all("Set-Cookie"))
+    assert _request(stack.base_url, "/dashboard", other_device).status == 200

@@ -189,14 +189,6 @@ def forget_user(name: str) -> None:
     _states.pop(name, None)
 
 
-def user_role(name: str | None) -> str | None:
-    """``"admin"``, ``"viewer"`` or None for an unknown or disabled user (not a session check)."""
-    state = _user_state(name) if name else None
-    if state is None or state[2]:
-        return None
-    return "admin" if state[0] == "admin" else "viewer"
-
-
 def is_admin_path(path: str) -> bool:
     """Whether ``path`` (a request path, maybe with a prefix) is one of the admin pages."""
     path = "/" + path.strip("/")

@@ -47,7 +47,10 @@ class KitLogoutHandler(auth.CookiePolicy, LogoutHandler):
 
     async def get(self, *args: Any) -> None:
         user = auth.current_user(self.request.cookies)
-        if user is not None:
+        # A link on another site must not log the user out of every device (Lax cookies ride along on
+        # top-level navigations): from there, only this browser's cookies are cleared.
+        cross_site = self.request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none")
+        if user is not None and not cross_site:
             import asyncio
 
             from kit.store import users
