@@ -449,12 +449,13 @@ def test_my_strategies_escapes_what_it_puts_into_html(tmp_path):
 
     store = Store(f"sqlite:///{tmp_path / 'kit.db'}")
     store.migrate()
-    users.add(store, "alice", "alice-password")
+    users.add(store, "zoe", "zoe-password")
     evil = "<img src=x onerror=alert(1)>"
-    rec = strategies.upsert(store, "alice", name=evil, class_path="kit.strategies:EmaCross", params={},
+    rec = strategies.upsert(store, "zoe", name=evil, class_path="kit.strategies:EmaCross", params={},
                             symbol="BTCUSDT", interval="1m")  # fmt: skip
     hub = Hub(feed_factory=lambda: pytest.fail("no market is needed"), grace_s=0.0)
-    view = mine.StrategiesView(store, "alice", hub)
+    mine.invalidate("zoe")  # the view caches per user name across sessions
+    view = mine.StrategiesView(store, "zoe", hub)
     try:
         view.refresh()
         view.choice.value = rec.id

@@ -317,7 +317,7 @@ def _make_login_handler() -> type:
             from panel.auth import _validate_next_url, state
 
             name = self.get_argument("username", "")[:64]
-            password = self.get_argument("password", "")
+            password = self.get_argument("password", "", strip=False)  # spaces are part of a password
             address = self.request.remote_ip or "?"
             wait = THROTTLE.wait(name, address, time.monotonic())
             if wait > 0:
