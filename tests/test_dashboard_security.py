@@ -281,3 +281,18 @@ def test_a_logout_link_on_another_site_does_not_end_the_users_other_sessions(sta
     resp = _request(stack.base_url, "/logout", cookie, headers={"Sec-Fetch-Site": "cross-site"})
     assert resp.status == 200 and any(c.startswith("kit_session=") for c in resp.headers.get_all("Set-Cookie"))
     assert _request(stack.base_url, "/dashboard", other_device).status == 200
+
+
+def test_the_dashboards_query_parameters_are_checked(stack):
+    cookie = _cookie(stack, "bob")
+    bad = [
+        ("symbol=NOPE", "unknown symbol"),
+        ("interval=7m", "unknown interval"),
+        ("symbol=%3Cscript%3E", "unknown symbol"),
+        ("symbol=BTCUSDT&interval=1e308", "unknown interval"),
+    ]
+    for q, why in bad:
+        for app in ("/dashboard", "/"):
+            resp = _request(stack.base_url, f"{app}?{q}", cookie)
+            assert resp.status == 400 and why in resp.text and "<script>" not in resp.text, (app, q)
+    assert _request(stack.base_url, "/dashboard?symbol=ETHUSDT&interval=5m", cookie).status == 200

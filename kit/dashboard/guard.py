@@ -21,7 +21,7 @@ import asyncio
 import logging
 from typing import Any
 
-from tornado.escape import url_escape
+from tornado.escape import url_escape, xhtml_escape
 from tornado.ioloop import PeriodicCallback
 from tornado.web import RequestHandler
 from tornado.websocket import WebSocketHandler
@@ -189,8 +189,34 @@ class _Guarded:
             self.set_status(403)  # type: ignore[attr-defined]
             self.finish("403: not allowed")  # type: ignore[attr-defined]
             return
+        error = bad_query(path, self.request.query_arguments)  # type: ignore[attr-defined]
+        if error is not None:
+            self.set_status(400)  # type: ignore[attr-defined]
+            self.set_header("Content-Type", "text/plain; charset=utf-8")  # type: ignore[attr-defined]
+            self.finish(f"400: {xhtml_escape(error)}")  # type: ignore[attr-defined]  # it quotes the request
+            return
         self.kit_user = user
         await super().prepare()  # type: ignore[misc]
+
+
+#: The query parameters kit's pages take, per application (Bokeh's own are not touched).
+_DASHBOARD_APPS = ("/", "/dashboard")
+
+
+def bad_query(path: str, args: dict[str, list[bytes]]) -> str | None:
+    """Why the query of a page request is invalid (a clear 400), or None."""
+    if path not in _DASHBOARD_APPS:
+        return None
+    from kit.dashboard.live import symbols
+    from kit.dashboard.market import INTERVALS
+
+    for key, check, what in (("symbol", symbols().__contains__, "symbol"),
+                             ("interval", INTERVALS.__contains__, "interval")):  # fmt: skip
+        for raw in args.get(key, []):
+            value = raw.decode("utf-8", "replace")
+            if not check(value):
+                return f"unknown {what} {value[:32]!r}"
+    return None
 
 
 def _guarded_ws(base: type) -> type:

@@ -226,7 +226,7 @@ class LiveSocket(WebSocketHandler):
         stream = self.get_query_argument("stream", "")[:_MAX_ARG]
         symbol, _, interval = stream.partition("@")
         raw_since = self.get_query_argument("since", "0") or "0"
-        if interval not in INTERVALS or symbol not in _symbols() or not _SINCE.match(raw_since):
+        if interval not in INTERVALS or symbol not in symbols() or not _SINCE.match(raw_since):
             # ``since=inf`` once raised OverflowError here: every value is checked, none converted blindly
             self.close(CLOSE_BAD_REQUEST, f"bad stream or since: {stream!r}"[:120])
             return
@@ -285,5 +285,6 @@ class LiveSocket(WebSocketHandler):
 
 
 @functools.cache
-def _symbols() -> frozenset[str]:
+def symbols() -> frozenset[str]:
+    """The symbols this dashboard serves (the replay data's, or the configured exchange's)."""
     return frozenset(available_symbols(Settings.from_env()))
