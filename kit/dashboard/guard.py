@@ -22,7 +22,7 @@ import logging
 from typing import Any
 
 from tornado.escape import url_escape, xhtml_escape
-from tornado.ioloop import PeriodicCallback
+from tornado.ioloop import IOLoop, PeriodicCallback
 from tornado.web import RequestHandler
 from tornado.websocket import WebSocketHandler
 
@@ -76,13 +76,17 @@ class Revoker:
         self.sockets: dict[str, dict[WebSocketHandler, int]] = {}
         self.closed = 0
         self._timer: PeriodicCallback | None = None
+        self._loop: IOLoop | None = None
         self._sweeping = False
         self._task: asyncio.Future[int] | None = None
 
     def add(self, user: auth.SessionUser, handler: WebSocketHandler) -> None:
         self.sockets.setdefault(user.name, {})[handler] = user.gen
-        if self._timer is None:  # on the server loop, which is current here
-            self._timer = PeriodicCallback(self._tick, self.sweep_s * 1000)
+        loop = IOLoop.current()  # the server's loop (another one only in tests embedding handlers)
+        if self._timer is None or self._loop is not loop:
+            if self._timer is not None:
+                self._timer.stop()
+            self._timer, self._loop = PeriodicCallback(self._tick, self.sweep_s * 1000), loop
             self._timer.start()
 
     def discard(self, name: str, handler: WebSocketHandler) -> None:
