@@ -317,7 +317,7 @@ def test_panel_command_keeps_the_secret_off_the_command_line(tmp_path):
         panel_command(70000)
 
 
-def test_demo_user_is_a_viewer_and_its_generated_password_is_shown_once(tmp_path):
+def test_demo_user_is_a_viewer_and_its_generated_password_is_shown_once(tmp_path, caplog):
     from kit.dashboard.up import ensure_demo_user
     from kit.store import Store, users
 
@@ -345,6 +345,10 @@ def test_demo_user_is_a_viewer_and_its_generated_password_is_shown_once(tmp_path
     with pytest.raises(ConfigError, match="KIT_DEMO_PASSWORD: password must be at least 8"):
         ensure_demo_user(weak, store3)
     assert users.get(store3, "demo") is None
+    users.add(store3, "demo", "made-by-an-old-kit", role="admin")  # what kit up used to create
+    with caplog.at_level("WARNING", logger="kit.up"):
+        assert ensure_demo_user(weak, store3) == (None, False)
+    assert "kit users role demo viewer" in caplog.text
     store3.dispose()
 
 

@@ -166,3 +166,25 @@ def test_failed_logins_are_throttled_per_client_address(proxied):
         _post_login(proxied, f"nobody{i}", "some-guess-123", "10.5.0.1")
     assert "error=throttled" in _post_login(proxied, "bob", USERS["bob"][0], "10.5.0.1").getheader("Location")
     assert _cookie(_post_login(proxied, "bob", USERS["bob"][0], "10.5.0.2"))
+
+
+def test_a_burst_of_logins_beyond_the_queue_is_told_to_retry_not_queued_forever(proxied):
+    from kit.dashboard.auth import MAX_PENDING
+
+    results: list[str] = []
+
+    def one(i: int) -> None:
+        resp = _post_login(proxied, "bob", USERS["bob"][0], f"10.6.{i // 200}.{i % 200}")
+        results.append(resp.getheader("Location") or "")
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(6 * MAX_PENDING)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert len(results) == 6 * MAX_PENDING
+    busy = [r for r in results if "error=busy" in r]
+    assert busy and all(r == "/" or "error=busy" in r for r in results), results
+    assert "busy checking other logins" in _login_page(proxied, busy[0])
+    root = _cookie(_post_login(proxied, "root", USERS["root"][0], "10.6.9.9"))
+    assert _stats(proxied, root)["logins"]["busy"] >= len(busy)
