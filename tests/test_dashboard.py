@@ -324,6 +324,8 @@ def test_demo_user_is_a_viewer_and_its_generated_password_is_shown_once(tmp_path
     s = Settings.from_env({"KIT_DATA_DIR": str(tmp_path)})
     store = Store(f"sqlite:///{tmp_path / 'kit.db'}")
     store.migrate()
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "demo_password").write_text("left-by-an-older-kit\n")
     pw, created = ensure_demo_user(s, store)
     assert created and pw and len(pw) >= 12
     demo = users.authenticate(store, "demo", pw)

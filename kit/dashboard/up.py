@@ -160,8 +160,12 @@ def ensure_demo_user(settings: Settings, store: Any) -> tuple[str | None, bool]:
     generated one is returned once, to be printed once, and kept only as a hash. ``demo`` is a
     viewer: an admin is created on purpose, with ``kit users add NAME --admin``.
     """
+    from kit.dashboard.serve import secrets_dir
     from kit.store import users
 
+    old_copy = secrets_dir(settings) / "demo_password"  # older kits kept the password in clear here
+    if old_copy.is_file():
+        old_copy.unlink()
     existing = users.get(store, DEMO_USER)
     if existing is not None:
         if existing.role == "admin":
