@@ -188,3 +188,21 @@ def test_a_burst_of_logins_beyond_the_queue_is_told_to_retry_not_queued_forever(
     assert "busy checking other logins" in _login_page(proxied, busy[0])
     root = _cookie(_post_login(proxied, "root", USERS["root"][0], "10.6.9.9"))
     assert _stats(proxied, root)["logins"]["busy"] >= len(busy)
+
+
+def test_a_database_outage_gives_a_clear_login_message_not_a_crash_nor_a_lock(proxied):
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(proxied.db_url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE users RENAME TO users_away"))
+    try:
+        for _ in range(8):  # more than the free failures: an outage must not lock anyone out
+            where = _post_login(proxied, "bob", USERS["bob"][0], "10.7.0.1").getheader("Location")
+            assert "error=unavailable" in where
+        assert "cannot be checked right now" in _login_page(proxied, where)
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text("ALTER TABLE users_away RENAME TO users"))
+        engine.dispose()
+    assert _cookie(_post_login(proxied, "bob", USERS["bob"][0], "10.7.0.1"))

@@ -50,6 +50,7 @@ LOGIN_ERRORS = {
     "invalid": "Invalid username or password.",
     "throttled": "Too many failed logins for this user or address: try again in {retry} s.",
     "busy": "The server is busy checking other logins: try again in a moment.",
+    "unavailable": "Logins cannot be checked right now (the database does not answer): try again later.",
 }
 
 # Self-contained (no CDN: the dashboard must look right offline).
@@ -331,6 +332,10 @@ def _make_login_handler() -> type:
                 LOGIN_STATS["busy"] += 1
                 log.warning("login refused: too many checks waiting", extra={"user": name, "address": address})
                 self._refuse("busy")
+                return
+            except Exception:  # the database being down: not the user's failure, and no crash page
+                log.exception("login check failed", extra={"user": name, "address": address})
+                self._refuse("unavailable")
                 return
             if who is None:
                 LOGIN_STATS["failed"] += 1
