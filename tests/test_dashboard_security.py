@@ -22,12 +22,17 @@ import sqlalchemy as sa
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.fixtures.dashboard import USERS, login_cookie
+from tests.fixtures.dashboard import USERS, login, login_cookie, wait_for_bokeh
 
 pytestmark = pytest.mark.slow
 
 #: Users of this module only (the stack's alice, bob and root stay as the fixture made them).
-EXTRA = {"dora": ("dora-pass-4444", "viewer"), "eve": ("eve-pass-55555", "viewer"), "finn": ("finn-pass-6666", "admin")}
+EXTRA = {
+    "dora": ("dora-pass-4444", "viewer"),
+    "eve": ("eve-pass-55555", "viewer"),
+    "finn": ("finn-pass-6666", "admin"),
+    "gus": ("gus-pass-77777", "viewer"),
+}
 
 
 @pytest.fixture(scope="module")
@@ -296,3 +301,17 @@ def test_the_dashboards_query_parameters_are_checked(stack):
             resp = _request(stack.base_url, f"{app}?{q}", cookie)
             assert resp.status == 400 and why in resp.text and "<script>" not in resp.text, (app, q)
     assert _request(stack.base_url, "/dashboard?symbol=ETHUSDT&interval=5m", cookie).status == 200
+
+
+@pytest.mark.browser
+def test_an_open_page_goes_to_the_login_page_when_its_user_is_disabled(stack, chromium):
+    page = login(chromium, stack.base_url, "gus", _pw("gus"))
+    try:
+        wait_for_bokeh(page)
+        page.wait_for_timeout(3000)  # the page's live socket opens right after the chart
+        assert _kit(stack, "users", "disable", "gus").returncode == 0
+        page.wait_for_url("**/login*", timeout=15_000)  # the live socket closed with "session ended"
+        page.goto(stack.base_url + "/dashboard")
+        assert urllib.parse.urlparse(page.url).path == "/login"
+    finally:
+        page.context.close()
