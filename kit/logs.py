@@ -49,3 +49,17 @@ def setup(level: str = "INFO", fmt: str = "text") -> None:
     root.setLevel(level.upper())
     for noisy in ("websockets", "asyncio", "numba", "bokeh", "tornado", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def setup_kit_logger(level: str = "INFO", fmt: str = "text") -> None:
+    """kit's own loggers only (``kit.*``), with kit's format, in a process whose root logger belongs
+    to someone else (``panel serve``): logins, refusals and revocations reach the log with their fields."""
+    lg = logging.getLogger("kit")
+    if any(getattr(h, "kit", False) for h in lg.handlers):
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    handler.kit = True  # type: ignore[attr-defined]
+    lg.addHandler(handler)
+    lg.setLevel(level.upper())
+    lg.propagate = False

@@ -75,6 +75,11 @@ class Settings:
     # Package prefixes (comma-separated) the daemon may import strategy classes from; kit's own
     # are always allowed. Empty: any importable module (whoever can promote runs code).
     strategy_modules: str = ""
+    #: Dashboard cookies: ``auto`` (Secure when the request came over HTTPS, as the proxy reports it
+    #: with ``KIT_PROXY_HEADERS=1``), ``1`` always Secure, ``0`` never.
+    cookie_secure: str = "auto"
+    #: ``1`` behind a reverse proxy: trust its X-Forwarded-For/-Proto (``panel serve --use-xheaders``).
+    proxy_headers: str = "0"
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:

@@ -261,9 +261,10 @@ def users_db(tmp_path_factory):
     ],
 )
 def test_authorize(users_db, user, path, allowed):
-    from kit.dashboard.auth import authorize
+    from kit.dashboard import auth
 
-    assert authorize({"user": user} if user else None, path) is allowed
+    session = auth.valid_session(user, 0) if user else None
+    assert auth.allowed(session, path) is allowed
 
 
 def test_login_validation_uses_the_hashed_passwords(users_db):
@@ -316,27 +317,41 @@ def test_panel_command_keeps_the_secret_off_the_command_line(tmp_path):
         panel_command(70000)
 
 
-def test_demo_user_is_created_once(tmp_path):
+def test_demo_user_is_a_viewer_and_its_generated_password_is_shown_once(tmp_path, caplog):
     from kit.dashboard.up import ensure_demo_user
     from kit.store import Store, users
 
     s = Settings.from_env({"KIT_DATA_DIR": str(tmp_path)})
     store = Store(f"sqlite:///{tmp_path / 'kit.db'}")
     store.migrate()
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "demo_password").write_text("left-by-an-older-kit\n")
     pw, created = ensure_demo_user(s, store)
-    assert created and pw and len(pw) >= 10
-    assert users.authenticate(store, "demo", pw) is not None
-    assert stat.S_IMODE(os.stat(tmp_path / "secrets" / "demo_password").st_mode) == 0o600
-    assert ensure_demo_user(s, store) == (pw, False)  # second run: same password, nothing new
+    assert created and pw and len(pw) >= 12
+    demo = users.authenticate(store, "demo", pw)
+    assert demo is not None and demo.role == "viewer"
+    assert ensure_demo_user(s, store) == (None, False)  # second run: nothing new, nothing to print
+    assert not (tmp_path / "secrets" / "demo_password").exists()  # kept only as a hash
     store.dispose()
 
     s2 = Settings.from_env({"KIT_DATA_DIR": str(tmp_path / "b"), "KIT_DEMO_PASSWORD": "demo-pass-from-env"})
     (tmp_path / "b").mkdir()
     store2 = Store(f"sqlite:///{tmp_path / 'b' / 'kit.db'}")
     store2.migrate()
-    assert ensure_demo_user(s2, store2) == ("demo-pass-from-env", True)
-    assert users.authenticate(store2, "demo", "demo-pass-from-env") is not None
+    assert ensure_demo_user(s2, store2) == (None, True)  # the operator knows it: not printed
+    assert users.authenticate(store2, "demo", "demo-pass-from-env").role == "viewer"
     store2.dispose()
+    weak = Settings.from_env({"KIT_DATA_DIR": str(tmp_path / "c"), "KIT_DEMO_PASSWORD": "demo"})
+    store3 = Store(f"sqlite:///{tmp_path / 'c.db'}")
+    store3.migrate()
+    with pytest.raises(ConfigError, match="KIT_DEMO_PASSWORD: password must be at least 8"):
+        ensure_demo_user(weak, store3)
+    assert users.get(store3, "demo") is None
+    users.add(store3, "demo", "made-by-an-old-kit", role="admin")  # what kit up used to create
+    with caplog.at_level("WARNING", logger="kit.up"):
+        assert ensure_demo_user(weak, store3) == (None, False)
+    assert "kit users role demo viewer" in caplog.text
+    store3.dispose()
 
 
 def test_port_free_sees_a_listening_server():
@@ -385,9 +400,11 @@ async def test_a_page_that_stops_answering_is_closed_and_released(simulator, sam
     old_secret, config.cookie_secret = config.cookie_secret, secret
     try:
         cookie = tornado.web.create_signed_value(secret, "user", "vera").decode()
+        kit = tornado.web.create_signed_value(secret, "kit_session", "0:vera").decode()
         url = f"ws://127.0.0.1:{port}/kit/live?stream=BTCUSDT@1m&since=0"
         # max_queue=1: once this client stops calling recv(), it stops reading the socket, pongs included
-        ws = await connect(url, additional_headers={"Cookie": f"user={cookie}"}, max_queue=1, ping_interval=None)
+        ws = await connect(url, additional_headers={"Cookie": f"user={cookie}; kit_session={kit}"}, max_queue=1,
+                           ping_interval=None)  # fmt: skip
         await asyncio.wait_for(ws.recv(), 30)
         b = hub.broadcasts[("BTCUSDT", "1m")]
         assert len(b.clients) == 1 and hub.listeners() == 1
@@ -429,3 +446,53 @@ async def test_open_positions_keep_their_market_live_for_unrealised_pnl(simulato
         store.dispose()
     assert hub.listeners() == 0
     await feed.stop()
+
+
+def test_my_strategies_escapes_what_it_puts_into_html(tmp_path):
+    """A strategy name (chosen by whoever promotes) is text, never markup (so are exception texts)."""
+    from kit.dashboard import mine
+    from kit.store import Store, strategies, users
+
+    store = Store(f"sqlite:///{tmp_path / 'kit.db'}")
+    store.migrate()
+    users.add(store, "zoe", "zoe-password")
+    evil = "<img src=x onerror=alert(1)>"
+    rec = strategies.upsert(store, "zoe", name=evil, class_path="kit.strategies:EmaCross", params={},
+                            symbol="BTCUSDT", interval="1m")  # fmt: skip
+    hub = Hub(feed_factory=lambda: pytest.fail("no market is needed"), grace_s=0.0)
+    mine.invalidate("zoe")  # the view caches per user name across sessions
+    view = mine.StrategiesView(store, "zoe", hub)
+    try:
+        view.refresh()
+        view.choice.value = rec.id
+        view.deactivate.clicks += 1
+        assert "deactivated" in view.message.object
+        assert "<img" not in view.message.object and "&lt;img src=x" in view.message.object
+    finally:
+        view.close()
+        store.dispose()
+
+
+def test_login_throttle_locks_exponentially_per_name_and_address_and_forgets():
+    from kit.dashboard.throttle import LoginThrottle
+
+    t = LoginThrottle(free_per_name=3, free_per_address=5, base_s=1.0, max_lock_s=8.0, forget_s=100.0, max_keys=10)
+    now = 1000.0
+    assert [t.failed("Alice", "1.1.1.1", now) for _ in range(3)] == [0.0, 0.0, 0.0]  # typos are free
+    locks = [t.failed("alice", "1.1.1.1", now) for _ in range(5)]  # same name whatever the case
+    assert locks == [1.0, 2.0, 4.0, 8.0, 8.0]  # doubling, capped
+    assert t.wait("ALICE", "9.9.9.9", now) == 8.0  # the name, from anywhere
+    assert t.wait("bob", "1.1.1.1", now) == 4.0  # the address too: its 3 failures over 5 locked it 4 s
+    assert t.wait("bob", "2.2.2.2", now) == 0.0
+    assert t.wait("alice", "9.9.9.9", now + 8.0) == 0.0  # a lock ends
+    t.succeeded("alice", "1.1.1.1", now + 9)
+    assert t.failed("alice", "3.3.3.3", now + 9) == 0.0  # a right password: the name starts over
+    assert t.wait("carol", "1.1.1.1", now + 9) == 0.0 and t.failed("carol", "1.1.1.1", now + 9) > 0  # not the address
+    assert t.wait("dave", "4.4.4.4", now + 500) == 0.0
+    t.failed("dave", "4.4.4.4", now + 500)
+    assert t.failed("dave", "4.4.4.4", now + 700) == 0.0  # unseen for forget_s: counted from scratch
+    for i in range(100):  # made-up names cannot grow memory without bound
+        t.failed(f"n{i}", f"10.0.0.{i}", now + 800)
+    assert len(t) <= 10
+    with pytest.raises(ValueError):
+        LoginThrottle(free_per_name=0)

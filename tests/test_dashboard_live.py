@@ -61,7 +61,18 @@ async def test_refused_without_a_login_or_from_another_origin(dashboard_stack):
 
 
 @pytest.mark.parametrize(
-    "query", ["stream=BTCUSDT@7m", "stream=NOPE@1m", "stream=BTCUSDT", "stream=BTCUSDT@1m&since=x"]
+    "query",
+    [
+        "stream=BTCUSDT@7m",
+        "stream=NOPE@1m",
+        "stream=BTCUSDT",
+        "stream=BTCUSDT@1m&since=x",
+        "stream=BTCUSDT@1m&since=inf",
+        "stream=BTCUSDT@1m&since=1e308",
+        "stream=BTCUSDT@1m&since=nan",
+        "stream=BTCUSDT@1m&since=-5",
+        "stream=BTCUSDT@1m&since=9999999999999999999999",
+    ],
 )
 async def test_a_bad_stream_is_closed_with_a_reason(dashboard_stack, query):
     cookie = _cookie(dashboard_stack)

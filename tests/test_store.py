@@ -376,7 +376,7 @@ def test_upgrade_from_the_first_schema_keeps_data(db_url):
         cols = {c["name"] for c in sa.inspect(conn).get_columns("strategies")}
         assert "last_signal" not in cols
     s.migrate()
-    assert s.current_revision() == "0002"
+    assert s.current_revision() == "0002_dashsec"
     rec = strategies.get(s, "old", 1)
     assert rec.name == "legacy" and rec.last_signal is None
     s.downgrade("0001")

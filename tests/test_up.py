@@ -101,7 +101,8 @@ def test_kit_up_runs_everything_and_stops_cleanly_on_ctrl_c(tmp_path):
         text = out.wait_for("Press Ctrl-C", timeout=300)
         base = f"http://127.0.0.1:{dash}"
         assert f"dashboard   {base}/" in text
-        assert "user demo, password demo-pass-for-tests" in text
+        assert "user demo (viewer), password from KIT_DEMO_PASSWORD" in text
+        assert "demo-pass-for-tests" not in text  # the operator set it: never printed
         assert "REPLAY (simulator" in text
         children = psutil.Process(proc.pid).children(recursive=True)
         cmds = [" ".join(c.cmdline()) for c in children]

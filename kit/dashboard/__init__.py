@@ -4,7 +4,10 @@ Layout of this layer (the served scripts in ``apps/`` stay thin; every callback 
 because Bokeh clears a served script's globals when its session ends):
 
 - :mod:`kit.dashboard.auth`: ``KitLoginHandler`` (the ``panel.auth`` entry point ``kit``), checks
-  passwords against the users table; :func:`~kit.dashboard.auth.authorize` gates admin pages.
+  passwords against the users table off the event loop, throttled (:mod:`kit.dashboard.throttle`);
+  the signed session (``kit_session``: user and session generation) and who may open what.
+- :mod:`kit.dashboard.guard`: every per-application request (page, Bokeh WebSocket, autoload,
+  metadata) authorised on connect, security headers, and the closing of revoked sessions' sockets.
 - :mod:`kit.dashboard.hub`: the process-wide :class:`~kit.dashboard.hub.Hub`, one feed (or the
   relayed feed, with ``KIT_REDIS_URL``) and one indicator engine shared by every session.
 - :mod:`kit.dashboard.live`: ``/kit/live``, each stream's candles encoded once and written to every

@@ -228,7 +228,8 @@ class AdminView:
             rows = []
             for u in users.list(self.store):
                 c = counts.get(u.name, {})
-                rows.append({"user": u.name, "role": u.role, "strategies": c.get("total", 0), "on": c.get("on", 0),
+                role = f"{u.role} (disabled)" if u.disabled else u.role
+                rows.append({"user": u.name, "role": role, "strategies": c.get("total", 0), "on": c.get("on", 0),
                              "active": c.get("active", 0), "paused": c.get("paused", 0),
                              "error": c.get("error", 0)})  # fmt: skip
             self.users_table.value = pd.DataFrame(rows)

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 import uuid
+from html import escape
 from typing import Any
 
 import panel as pn
 
 from kit.dashboard._style import CSS
-from kit.dashboard.auth import authorize, get_store, user_role
+from kit.dashboard.auth import authorize, get_store, session_user
 from kit.dashboard.hub import Hub, SessionInfo, get_hub
 from kit.settings import Settings
 
@@ -25,10 +26,18 @@ log = logging.getLogger("kit.dashboard")
 def setup() -> None:
     """Process-wide set-up for ``panel serve --setup apps/setup.py``: authorisation, store, hub.
 
-    Runs once per server process before any request: installs :func:`~kit.dashboard.auth.authorize`
-    as ``pn.config.authorize_callback`` (admin pages 403 for viewers), migrates the database and
-    creates the hub (the feed itself connects when the first session opens a chart).
+    Runs once per server process before any request: guards every per-application route (WebSockets
+    included) and adds the security headers (:func:`kit.dashboard.guard.install`), installs
+    :func:`~kit.dashboard.auth.authorize` as ``pn.config.authorize_callback`` (admin pages 403 for
+    viewers), migrates the database and creates the hub (the feed itself connects when the first
+    session opens a chart).
     """
+    from kit.dashboard.guard import install
+    from kit.logs import setup_kit_logger
+
+    settings = Settings.from_env()
+    setup_kit_logger(settings.log_level, settings.log_format)
+    install()
     pn.config.authorize_callback = authorize
     pn.config.global_css = [*pn.config.global_css, CSS]
     get_store()
@@ -78,28 +87,28 @@ def _header(settings: Settings, user: str, *, admin: bool, page: str) -> pn.view
     links.append('<a href="./logout">Log out</a>')
     return pn.pane.HTML(
         f'<div class="kit-bar"><span class="kit-brand">kit</span>{source_badge(settings)}'
-        f'<span class="kit-user">signed in as <b>{user}</b>{"".join(links)}</span></div>',
+        f'<span class="kit-user">signed in as <b>{escape(user)}</b>{"".join(links)}</span></div>',
         sizing_mode="stretch_width",
         stylesheets=[CSS],
     )
 
 
 def _denied(message: str) -> pn.viewable.Viewable:
-    return pn.pane.HTML(f"<h2>403</h2><p>{message}</p>", stylesheets=[CSS])
+    return pn.pane.HTML(f"<h2>403</h2><p>{escape(message)}</p>", stylesheets=[CSS])
 
 
 def dashboard(chart_cls: type | None = None) -> pn.viewable.Viewable:
-    """The main page: Market and My strategies, for the logged-in user (``pn.state.user``).
+    """The main page: Market and My strategies, for the logged-in user (kit's signed session).
 
     ``chart_cls``: a :class:`~kit.dashboard.chart.CandleChart` subclass (the benchmark's peer).
     """
     from kit.dashboard.market import INTERVALS, MarketView
 
     pn.extension("tabulator", notifications=False)
-    user = pn.state.user
-    role = user_role(user)
-    if role is None:
+    who = session_user()  # the signed cookies, never pn.state.user (which believes an is_guest cookie)
+    if who is None:
         return _denied("Log in first.")
+    user, role = who.name, who.role
     settings = Settings.from_env()
     hub = get_hub()
     doc = pn.state.curdoc
@@ -167,9 +176,10 @@ def admin_page() -> pn.viewable.Viewable:
     from kit.dashboard.admin import REFRESH_S, AdminView
 
     pn.extension("tabulator", notifications=False)
-    user = pn.state.user
-    if user_role(user) != "admin":
+    who = session_user()
+    if who is None or who.role != "admin":
         return _denied("The admin page is for administrators only.")
+    user = who.name
     settings = Settings.from_env()
     hub = get_hub()
     session = Session(hub, user, "ops")

@@ -85,6 +85,7 @@ function connect() {
     if (st.ws !== ws) return;
     st.ws = null;
     if (ev.code === 4400) { console.error("kit live refused:", ev.reason); return; }
+    if (ev.code === 4401) { window.location.assign(base + "/login"); return; }  // session ended: log in again
     st.timer = setTimeout(connect, Math.min(30000, 500 * 2 ** st.tries++) * (0.5 + Math.random()));
   };
 }

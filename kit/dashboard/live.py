@@ -28,6 +28,7 @@ import functools
 import json
 import logging
 import math
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -193,13 +194,9 @@ def broadcast_for(hub: Hub, symbol: str, interval: str) -> StreamBroadcast:
     return b
 
 
-def _cookie_user(handler: Any) -> str | None:
-    from panel.config import config
-
-    if not config.cookie_secret:
-        return None
-    raw = handler.get_secure_cookie("user", max_age_days=config.oauth_expiry)
-    return raw.decode() if raw else None
+#: ``since``: a candle open time in ms (15 digits last until the year 33658; a page may send "....0").
+_SINCE = re.compile(r"^[0-9]{1,15}(\.[0-9]{1,6})?$")
+_MAX_ARG = 64
 
 
 class LiveSocket(WebSocketHandler):
@@ -218,24 +215,27 @@ class LiveSocket(WebSocketHandler):
         self._client: _Client | None = None
 
     def prepare(self) -> None:  # before the upgrade: a refusal is a plain HTTP status
-        from kit.dashboard.auth import user_role
+        from kit.dashboard.auth import current_user
 
-        self.user = _cookie_user(self)
-        if user_role(self.user) is None:
+        self.session = current_user(self.request.cookies)
+        if self.session is None:
             raise HTTPError(403, "log in first")
+        self.user = self.session.name
 
     def open(self, *_args: Any) -> None:
-        stream = self.get_query_argument("stream", "")
+        stream = self.get_query_argument("stream", "")[:_MAX_ARG]
         symbol, _, interval = stream.partition("@")
-        try:
-            since = int(float(self.get_query_argument("since", "0") or 0))
-        except ValueError:
-            since = -1
-        if interval not in INTERVALS or symbol not in _symbols() or since < 0:
-            self.close(CLOSE_BAD_REQUEST, f"bad stream or since: {stream!r}")
+        raw_since = self.get_query_argument("since", "0") or "0"
+        if interval not in INTERVALS or symbol not in symbols() or not _SINCE.match(raw_since):
+            # ``since=inf`` once raised OverflowError here: every value is checked, none converted blindly
+            self.close(CLOSE_BAD_REQUEST, f"bad stream or since: {stream!r}"[:120])
             return
+        since = int(float(raw_since))
+        from kit.dashboard.guard import REVOKER
+
+        REVOKER.add(self.session, self)  # closed when the user's session ends
         hub = self._hub_factory()
-        info = hub.sessions.get(self.get_query_argument("sid", ""))
+        info = hub.sessions.get(self.get_query_argument("sid", "")[:_MAX_ARG])
         counter = None
         if info is not None and info.user == self.user:  # the admin page's per-session update count
 
@@ -271,6 +271,11 @@ class LiveSocket(WebSocketHandler):
         pass  # the page only listens
 
     def on_close(self) -> None:
+        session = getattr(self, "session", None)
+        if session is not None:
+            from kit.dashboard.guard import REVOKER
+
+            REVOKER.discard(session.name, self)
         pinger = getattr(self, "_pinger", None)
         if pinger is not None:
             pinger.stop()
@@ -280,5 +285,6 @@ class LiveSocket(WebSocketHandler):
 
 
 @functools.cache
-def _symbols() -> frozenset[str]:
+def symbols() -> frozenset[str]:
+    """The symbols this dashboard serves (the replay data's, or the configured exchange's)."""
     return frozenset(available_symbols(Settings.from_env()))

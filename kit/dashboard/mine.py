@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from html import escape
 from typing import Any
 
 import pandas as pd
@@ -68,7 +69,7 @@ class StrategiesView:
         self.equity_fig = fig
         self.empty = pn.pane.HTML("", visible=False, stylesheets=[CSS])
         self.panel = pn.Column(
-            pn.pane.HTML(f"<h3 class='kit-h'>Strategies of {self.user}</h3>", stylesheets=[CSS]),
+            pn.pane.HTML(f"<h3 class='kit-h'>Strategies of {escape(self.user)}</h3>", stylesheets=[CSS]),
             self.empty,
             self.strategies,
             pn.Row(self.choice, self.activate, self.deactivate, self.message),
@@ -86,7 +87,7 @@ class StrategiesView:
             recs, tr, pos, fills = _load(self.store, self.user)
         except Exception as exc:
             log.warning("refresh failed for %s: %s", self.user, exc)
-            self.message.object = f"<span class='kit-err'>Could not read the database: {exc}</span>"
+            self.message.object = f"<span class='kit-err'>Could not read the database: {escape(str(exc))}</span>"
             return
         self._watch_open_positions(recs, pos)
         prices = {r.symbol: self.hub.last_price(r.symbol) for r in recs}
@@ -150,7 +151,7 @@ class StrategiesView:
         try:
             eq = trades.equity(self.store, self.user, sid)
         except Exception as exc:
-            self.message.object = f"<span class='kit-err'>{exc}</span>"
+            self.message.object = f"<span class='kit-err'>{escape(str(exc))}</span>"
             return
         t = [float(x) for x in (eq.index.as_unit("ms").asi8)]
         self.equity_source.data = {"time": t, "equity": eq.to_numpy(dtype="float64").tolist()}
@@ -165,10 +166,10 @@ class StrategiesView:
         try:
             rec = strategies.set_active(self.store, self.user, sid, active)
         except Exception as exc:  # NotFound for someone else's id, like a missing one
-            self.message.object = f"<span class='kit-err'>{exc}</span>"
+            self.message.object = f"<span class='kit-err'>{escape(str(exc))}</span>"
             return
         word = "activated" if active else "deactivated"
-        self.message.object = f"<span class='kit-ok'>#{rec.id} {rec.name} {word}.</span>"
+        self.message.object = f"<span class='kit-ok'>#{rec.id} {escape(rec.name)} {word}.</span>"
         self._last_key = None
         invalidate(self.user)
         self.refresh()

@@ -1,42 +1,75 @@
 """Extra HTTP routes of the dashboard server (``panel serve --plugins kit.dashboard.routes``).
 
-``GET /kit/stats``: the hub's figures as JSON (sessions, streams, feed), for monitoring and the
-benchmark; ``/kit/live``: the pages' live candles (:class:`kit.dashboard.live.LiveSocket`).
-``/kit/stats`` is for admins only: the signed login cookie is checked here, since Panel's
-``authorize_callback`` only guards its own pages.
+``GET /kit/stats``: the hub's figures and the login counters as JSON, for monitoring and the
+benchmark (admins only: the signed session is checked here, since Panel's ``authorize_callback``
+only guards its own pages); ``/kit/live``: the pages' live candles
+(:class:`kit.dashboard.live.LiveSocket`); ``/logout``: Panel's logout page that also ends every
+session of the user (these routes come before the auth provider's, so kit's ``/logout`` wins).
 """
 
 from __future__ import annotations
 
 import json
+from typing import Any
 
+from panel.auth import LogoutHandler
 from tornado.web import RequestHandler
+
+from kit.dashboard import auth
+from kit.dashboard.guard import REVOKER, check_installed
 
 
 class StatsHandler(RequestHandler):
-    """The process's hub statistics; 403 unless logged in as an admin."""
+    """The process's hub statistics and login counters; 403 unless logged in as an admin."""
 
     def get(self) -> None:
-        from panel.config import config
-
-        from kit.dashboard.auth import user_role
         from kit.dashboard.hub import get_hub
 
-        raw = self.get_secure_cookie("user", max_age_days=config.oauth_expiry) if config.cookie_secret else None
-        user = raw.decode() if raw else None
-        if user_role(user) != "admin":
+        user = auth.current_user(self.request.cookies)
+        if user is None or user.role != "admin":
             self.set_status(403)
             self.finish({"error": "admins only"})
             return
         self.set_header("Content-Type", "application/json")
         self.set_header("Cache-Control", "no-store")
-        self.finish(json.dumps(get_hub().stats(), default=str))
+        stats = get_hub().stats()
+        stats["logins"] = {**auth.LOGIN_STATS, "throttle_keys": len(auth.THROTTLE)}
+        stats["sockets"] = REVOKER.stats()
+        self.finish(json.dumps(stats, default=str))
+
+
+class KitLogoutHandler(auth.CookiePolicy, LogoutHandler):
+    """Panel's logout page, after ending every session of the user (every device, every socket).
+
+    A copied cookie would otherwise keep working after logout: the cookie itself cannot be recalled,
+    so the user's session generation moves instead.
+    """
+
+    async def get(self, *args: Any) -> None:
+        user = auth.current_user(self.request.cookies)
+        # A link on another site must not log the user out of every device (Lax cookies ride along on
+        # top-level navigations): from there, only this browser's cookies are cleared.
+        cross_site = self.request.headers.get("Sec-Fetch-Site", "same-origin") not in ("same-origin", "none")
+        if user is not None and not cross_site:
+            import asyncio
+
+            from kit.store import users
+
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, users.end_sessions, auth.get_store(), user.name)
+            auth.forget_user(user.name)
+            REVOKER.end(user.name, "logged out")
+            auth.log.info("logout", extra={"user": user.name, "address": self.request.remote_ip})
+        self.clear_cookie(auth.SESSION_COOKIE)
+        self.set_header("Cache-Control", "no-store")
+        super().get()
 
 
 def _routes() -> list[tuple[str, type, dict]]:
     from kit.dashboard.live import LiveSocket
 
-    return [(r"/kit/stats", StatsHandler, {}), (r"/kit/live", LiveSocket, {})]
+    check_installed()
+    return [(r"/kit/stats", StatsHandler, {}), (r"/kit/live", LiveSocket, {}), (r"/logout", KitLogoutHandler, {})]
 
 
 #: Read by ``panel serve --plugins``.

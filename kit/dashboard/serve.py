@@ -9,6 +9,8 @@ environment, never on a command line that ``ps`` would show.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import secrets
 import sys
@@ -61,11 +63,12 @@ def apps_dir() -> Path:
 
 def panel_command(port: int, *, address: str = "127.0.0.1", admin: bool = True,
                   allow_origin: list[str] | None = None, extra: list[str] | None = None,
-                  more_apps: list[str] | None = None) -> list[str]:  # fmt: skip
+                  more_apps: list[str] | None = None, settings: Settings | None = None) -> list[str]:  # fmt: skip
     """``panel serve`` for the dashboard (``/dashboard``, also at ``/``) and the admin page (``/ops``).
 
     ``extra``: more ``panel serve`` options, e.g. ``["--unused-session-lifetime", "1000"]``;
-    ``more_apps``: more scripts to serve next to them (the benchmark's peer page).
+    ``more_apps``: more scripts to serve next to them (the benchmark's peer page); ``settings``:
+    where ``KIT_PROXY_HEADERS`` is read (default: this process's environment).
     """
     if not 0 <= port < 65536:
         raise ConfigError(f"port must be 0-65535, got {port}")
@@ -78,6 +81,8 @@ def panel_command(port: int, *, address: str = "127.0.0.1", admin: bool = True,
     ]  # fmt: skip
     if admin:
         cmd.append("--admin")
+    if _truthy((settings or Settings.from_env()).proxy_headers):
+        cmd.append("--use-xheaders")  # the proxy's X-Forwarded-Proto/-For: Secure cookies, real client address
     origins = list(allow_origin or [])
     if port:
         hosts = {address, "127.0.0.1", "localhost"} - {"0.0.0.0", "::"}
@@ -89,11 +94,20 @@ def panel_command(port: int, *, address: str = "127.0.0.1", admin: bool = True,
     return cmd + list(extra or [])
 
 
+def _truthy(value: str) -> bool:
+    return value.strip().lower() in ("1", "true", "yes", "on")
+
+
 def panel_env(settings: Settings, base: dict[str, str] | None = None) -> dict[str, str]:
     """The environment for the ``panel serve`` child: the cookie secret and a quiet Bokeh."""
     env = dict(os.environ if base is None else base)
-    for key in ("PANEL_COOKIE_SECRET", "BOKEH_COOKIE_SECRET", "PANEL_OAUTH_PROVIDER"):
+    for key in ("PANEL_COOKIE_SECRET", "BOKEH_COOKIE_SECRET", "PANEL_OAUTH_PROVIDER", "BOKEH_SECRET_KEY"):
         env.pop(key, None)
-    env["PANEL_COOKIE_SECRET"] = cookie_secret(settings)
+    secret = cookie_secret(settings)
+    env["PANEL_COOKIE_SECRET"] = secret
+    # Signed Bokeh session ids and tokens: a session's cookies (which say who is logged in) come from
+    # its token, so nobody may mint one; the key is derived, so it never equals the cookie secret.
+    env["BOKEH_SIGN_SESSIONS"] = "yes"
+    env["BOKEH_SECRET_KEY"] = hmac.new(secret.encode(), b"kit bokeh session tokens", hashlib.sha256).hexdigest()
     env.setdefault("BOKEH_PY_LOG_LEVEL", "warning")
     return env

@@ -5,14 +5,15 @@ Each part runs as its own child process (its own process group, output in
 stopped cleanly; Ctrl-C (SIGINT) or SIGTERM stops the dashboard, then the daemon, then the
 simulator, each with SIGTERM and a grace period before SIGKILL.
 
-On first run it creates the demo user ``demo`` (password ``KIT_DEMO_PASSWORD``, else generated
-and kept in ``<data_dir>/secrets/demo_password``) and promotes two example strategies for it.
+On first run it creates the demo user ``demo``, a viewer (password ``KIT_DEMO_PASSWORD``, else
+generated and printed that once), and promotes two example strategies for it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib.util
+import logging
 import os
 import signal
 import socket
@@ -29,6 +30,7 @@ from kit._fs import open_private_append, private_dir
 from kit.errors import ConfigError, KitError
 from kit.settings import Settings
 
+log = logging.getLogger("kit.up")
 DEMO_USER = "demo"
 STOP_GRACE_S = 10.0
 READY_TIMEOUT_S = 90.0
@@ -153,25 +155,34 @@ def wait_port(host: str, port: int, child: Child, timeout: float = 30.0) -> None
 
 # -- the demo user ---------------------------------------------------------------------------
 def ensure_demo_user(settings: Settings, store: Any) -> tuple[str | None, bool]:
-    """Create ``demo`` if missing. Returns (password if known, created now)."""
+    """Create the viewer ``demo`` if missing. Returns (its password if generated just now, created now).
+
+    The password is ``KIT_DEMO_PASSWORD`` (checked against the password policy) or generated; a
+    generated one is returned once, to be printed once, and kept only as a hash. ``demo`` is a
+    viewer: an admin is created on purpose, with ``kit users add NAME --admin``.
+    """
     from kit.dashboard.serve import secrets_dir
     from kit.store import users
 
-    pw_file = secrets_dir(settings) / "demo_password"
-    if users.get(store, DEMO_USER) is not None:
-        if settings.demo_password:
-            return settings.demo_password, False
-        return (pw_file.read_text().strip() if pw_file.is_file() else None), False
+    old_copy = secrets_dir(settings) / "demo_password"  # older kits kept the password in clear here
+    if old_copy.is_file():
+        old_copy.unlink()
+    existing = users.get(store, DEMO_USER)
+    if existing is not None:
+        if existing.role == "admin":
+            log.warning("the demo user is an admin (made by an older kit up): `kit users role demo viewer`")
+        return None, False
     if settings.demo_password:
-        password = settings.demo_password
-    else:
-        import secrets
+        try:
+            users.check_password(settings.demo_password, DEMO_USER)
+        except ConfigError as exc:
+            raise ConfigError(f"KIT_DEMO_PASSWORD: {exc}") from None
+        users.add(store, DEMO_USER, settings.demo_password, role="viewer")
+        return None, True
+    import secrets
 
-        password = secrets.token_urlsafe(9)
-        fd = os.open(pw_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(password + "\n")
-    users.add(store, DEMO_USER, password, role="admin")
+    password = secrets.token_urlsafe(12)
+    users.add(store, DEMO_USER, password, role="viewer")
     return password, True
 
 
@@ -303,7 +314,7 @@ def run_up(port: int | None = None, host: str = "127.0.0.1", speed: float = 60.0
             _say(out, "starting the relay (the feed to Redis, for the dashboard)")
             sup.start("relay", [*kit_cmd, "relay"], env)
         _say(out, f"starting the dashboard on {host}:{port}")
-        dash = sup.start("dashboard", panel_command(port, address=host), panel_env(settings, env))
+        dash = sup.start("dashboard", panel_command(port, address=host, settings=settings), panel_env(settings, env))
         promoted: list[str] = []
         if created or not _has_strategies(store):
             _say(out, "promoting the demo user's example strategies (first run: a short backtest each)...")
@@ -327,8 +338,14 @@ def run_up(port: int | None = None, host: str = "127.0.0.1", speed: float = 60.0
             "kit is up",
             f"  dashboard   {url}",
             f"  data        {badge}",
-            f"  login       user {DEMO_USER}, password "
-            + (password if password else "(set on first run; KIT_DEMO_PASSWORD or `kit users` to reset)"),
+            f"  login       user {DEMO_USER} (viewer), password "
+            + (
+                f"{password} (generated now and shown once)"
+                if password
+                else "from KIT_DEMO_PASSWORD"
+                if settings.demo_password
+                else "shown on first run (`kit users passwd demo` sets a new one)"
+            ),
         ]
         if promoted:
             lines.append(f"  strategies  {'; '.join(promoted)}")
@@ -387,7 +404,8 @@ def run_dashboard(port: int | None = None, host: str = "127.0.0.1") -> int:
     store.dispose()
     print(f"dashboard: http://{host}:{port}/  (data: {'REPLAY' if settings.is_simulator else 'LIVE'} "
           f"from {settings.exchange_url})", flush=True)  # fmt: skip
-    proc = subprocess.Popen(panel_command(port, address=host), env=panel_env(settings, _kit_env(settings)))
+    cmd = panel_command(port, address=host, settings=settings)
+    proc = subprocess.Popen(cmd, env=panel_env(settings, _kit_env(settings)))
     try:
         return proc.wait()
     except KeyboardInterrupt:  # Ctrl-C reached panel serve too (same process group): let it finish

@@ -43,8 +43,73 @@ def users_add(
 
     store = _store()
     store.migrate()
-    user = users.add(store, name, _read_password(prompt=True), role="admin" if admin else "viewer")
+    users.check_name(name)
+    if users.get(store, name) is not None:  # before asking for a password that cannot be used
+        from kit.errors import ConfigError
+
+        raise ConfigError(f"user {name!r} already exists")
+    password = _read_password(prompt=True)
+    users.check_password(password, name)
+    user = users.add(store, name, password, role="admin" if admin else "viewer")
     typer.echo(f"added {user.role} {user.name}")
+
+
+@users_app.command("passwd")
+def users_passwd(name: str = typer.Argument(..., help="Login name.")) -> None:
+    """Reset a user's password (prompt, or stdin when piped); ends every session of theirs."""
+    from kit.store import users
+
+    store = _store()
+    if users.get(store, name) is None:
+        from kit.store import NotFound
+
+        raise NotFound(f"unknown user {name!r}")
+    password = _read_password(prompt=True)
+    users.check_password(password, name)
+    users.set_password(store, name, password)
+    typer.echo(f"password of {name} reset; their sessions ended")
+
+
+@users_app.command("role")
+def users_role(
+    name: str = typer.Argument(..., help="Login name."),
+    role: str = typer.Argument(..., help="viewer or admin."),
+) -> None:
+    """Change a user's role; ends every session of theirs (the new role applies at their next login)."""
+    from kit.store import users
+
+    user = users.set_role(_store(), name, role)
+    typer.echo(f"{user.name} is now {user.role}; their sessions ended")
+
+
+@users_app.command("disable")
+def users_disable(name: str = typer.Argument(..., help="Login name.")) -> None:
+    """Refuse a user's logins and end their sessions (their strategies and data stay)."""
+    from kit.store import users
+
+    users.set_disabled(_store(), name, True)
+    typer.echo(f"{name} disabled; their sessions ended")
+
+
+@users_app.command("enable")
+def users_enable(name: str = typer.Argument(..., help="Login name.")) -> None:
+    """Let a disabled user log in again."""
+    from kit.store import users
+
+    users.set_disabled(_store(), name, False)
+    typer.echo(f"{name} enabled")
+
+
+@users_app.command("remove")
+def users_remove(
+    name: str = typer.Argument(..., help="Login name."),
+    force: bool = typer.Option(False, "--force", help="Also when some of their strategies are switched on."),
+) -> None:
+    """Delete a user with their strategies and ledger (refused while one of their strategies is on)."""
+    from kit.store import users
+
+    n = users.remove(_store(), name, force=force)
+    typer.echo(f"removed {name} and {n} strateg{'y' if n == 1 else 'ies'}")
 
 
 @users_app.command("list")
@@ -54,10 +119,11 @@ def users_list() -> None:
 
     store = _store()
     counts = {c["user"]: c for c in strategies.counts_for_admin(store)}
-    typer.echo(f"{'name':<24} {'role':<7} strategies")
+    typer.echo(f"{'name':<24} {'role':<7} {'state':<8} strategies")
     for u in users.list(store):
         c = counts.get(u.name, {"total": 0, "on": 0})
-        typer.echo(f"{u.name:<24} {u.role:<7} {c['total']} ({c['on']} on)")
+        state = "disabled" if u.disabled else "enabled"
+        typer.echo(f"{u.name:<24} {u.role:<7} {state:<8} {c['total']} ({c['on']} on)")
 
 
 @strategies_app.command("list")

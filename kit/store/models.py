@@ -39,6 +39,11 @@ class User(SQLModel, table=True):
     password_hash: str = Field(sa_column=sa.Column(sa.String(255), nullable=False))
     role: str = Field(default="viewer", sa_column=sa.Column(sa.String(16), nullable=False, server_default="viewer"))
     created_at: datetime = Field(default_factory=utcnow, sa_column=sa.Column(sa.DateTime(), nullable=False))
+    #: Signed into every login cookie; bumping it (logout, new password, role change, disable) ends
+    #: every session of the user at once, since the cookies stay valid otherwise until they expire.
+    session_gen: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False, server_default="0"))
+    #: A disabled user cannot log in and keeps their data; ``kit users enable`` undoes it.
+    disabled: bool = Field(default=False, sa_column=sa.Column(sa.Boolean, nullable=False, server_default=sa.false()))
 
     def __repr__(self) -> str:  # never show the hash
         return f"User(id={self.id!r}, name={self.name!r}, role={self.role!r})"
