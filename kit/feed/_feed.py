@@ -418,12 +418,22 @@ class Feed:
         return events
 
     async def _rest_range(self, stream: Stream, start: int, end: int) -> list[Candle]:
+        return await self._rest_call(stream, self.rest.klines_range, stream.symbol, stream.interval, start, end)
+
+    async def _first_open(self, stream: Stream) -> int | None:
+        """Open time of the exchange's first candle of ``stream`` (None: it has none yet)."""
+        first = await self._rest_call(
+            stream, lambda: self.rest.klines(stream.symbol, stream.interval, start_ms=0, limit=1)
+        )
+        return first[0].open_time if first else None
+
+    async def _rest_call(self, stream: Stream, fn: Callable[..., Any], *args: Any) -> Any:
         attempt = 0
         assert self._rest_sem is not None
         while True:
             try:
                 async with self._rest_sem:
-                    return await asyncio.to_thread(self.rest.klines_range, stream.symbol, stream.interval, start, end)
+                    return await asyncio.to_thread(fn, *args)
             except ExchangeError as exc:
                 if exc.status is not None and 400 <= exc.status < 500 and exc.status not in (418, 429):
                     raise

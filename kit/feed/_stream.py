@@ -285,19 +285,27 @@ class Stream:
         """The last ``n`` closed candles before ``end`` (with the gaps among them) over REST.
 
         The first window is ``n`` slots; an outage inside it makes the stream look further back
-        (doubling, a few times) so a strategy still gets ``n`` candles to warm up on.
+        (doubling, a few times) so a strategy still gets ``n`` candles to warm up on. No request
+        starts before the epoch or the exchange's first candle: a symbol with fewer candles than
+        ``n`` (a young listing, a 1d stream) yields what exists and warms up as candles come.
         """
         span = n * (self.step or 31 * 86_400_000)
-        events = await self.feed._fetch_events(self, end - span, end, lead_gap=False)
-        lo = end - span
+        lo = max(0, end - span)
+        events = await self.feed._fetch_events(self, lo, end, lead_gap=False)
+        floor: int | None = None
         for _ in range(4):
             have = sum(1 for e in events if not e.is_gap)
-            if have >= n:
+            if have >= n or lo == 0:
                 break
+            if floor is None:
+                floor = await self.feed._first_open(self)
+            if floor is None or lo <= floor:
+                break  # the window already reaches back to the exchange's first candle
             span *= 2
             first = next((e.candle.open_time for e in events if not e.is_gap), end)
-            more = await self.feed._fetch_events(self, lo - span, first, lead_gap=False, settle=False)
-            lo -= span
+            start = max(floor, lo - span)
+            more = await self.feed._fetch_events(self, start, first, lead_gap=False, settle=False)
+            lo = start
             if any(not e.is_gap for e in more):
                 events = more + events  # `more` ends with the gap up to `first`, if there is one
         return events
