@@ -12,10 +12,24 @@ every subscriber sees every closed candle exactly once, in order. Real outages b
 :class:`GapEvent` (with ``gaps=True``). See :class:`Feed` and :class:`Subscription`.
 """
 
-from kit.feed._events import GapEvent, KlineEvent
-from kit.feed._feed import Feed, shared_feed
+from kit.feed._events import Event, GapEvent, KlineEvent
+from kit.feed._feed import Feed
 from kit.feed._rest import RestClient
+from kit.feed._shared import shared_feed
+from kit.feed._source import CandleSource, CandleSubscription, Lifecycle
 from kit.feed._stream import stream_name
 from kit.feed._subscription import Subscription
 
-__all__ = ["Feed", "GapEvent", "KlineEvent", "RestClient", "Subscription", "shared_feed", "stream_name"]
+__all__ = [
+    "CandleSource",
+    "CandleSubscription",
+    "Event",
+    "Feed",
+    "GapEvent",
+    "KlineEvent",
+    "Lifecycle",
+    "RestClient",
+    "Subscription",
+    "shared_feed",
+    "stream_name",
+]
