@@ -26,7 +26,7 @@ import sys
 import time
 from collections import Counter, deque
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
@@ -34,6 +34,10 @@ from kit.daemon._book import Book, CandleResult, Failure
 from kit.daemon._config import DaemonConfig
 from kit.daemon._status import StatusServer, prometheus
 from kit.market.intervals import interval_ms
+
+if TYPE_CHECKING:
+    from kit.engine import IndicatorEngine
+    from kit.feed import Feed
 
 log = logging.getLogger("kit.daemon")
 
@@ -95,8 +99,10 @@ class Daemon:
             keep=self.config.history,
         )
         self.store: Any = None
-        self.feed: Any = None
-        self.engine: Any = None
+        # The daemon holds the exchange connection itself (a Feed: its REST clock and connection
+        # figures feed /ready); strategies read it through the engine, typed on kit.feed.CandleSource.
+        self.feed: Feed | None = None
+        self.engine: IndicatorEngine | None = None
         self.status_server: StatusServer | None = None
         self.status_port: int | None = None
         self.started_at = datetime.now(UTC)

@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from kit.errors import ConfigError
-from kit.feed import GapEvent, KlineEvent
+from kit.feed import Event, KlineEvent, Lifecycle
 from kit.feed._subscription import check_request
 from kit.market.intervals import next_open
 from kit.relay._keys import Keys, decode_entry, decode_forming, stream_name
@@ -61,6 +61,13 @@ class RedisFeed:
             self.redis = aioredis.Redis.from_url(self.redis_url)
         return self
 
+    def register(self, sub: RedisSubscription) -> None:
+        """A subscription started (it calls this); ``stop()`` closes it."""
+        self._subs.add(sub)
+
+    def unregister(self, sub: RedisSubscription) -> None:
+        self._subs.discard(sub)
+
     async def stop(self) -> None:
         for sub in list(self._subs):
             await sub.aclose()
@@ -99,7 +106,10 @@ class RedisFeed:
 
 
 class RedisSubscription:
-    """One reader of one relayed stream; async iterator and async context manager."""
+    """One reader of one relayed stream; async iterator and async context manager.
+
+    Its life is a :class:`~kit.feed.Lifecycle`, as a feed subscription's.
+    """
 
     def __init__(self, feed: RedisFeed, symbol: str, interval: str, *, history: int, gaps: bool) -> None:
         self.feed = feed
@@ -108,13 +118,13 @@ class RedisSubscription:
         self.name = stream_name(symbol, interval)
         self.history = history
         self.gaps = gaps
-        self.closed = False
+        self.state = Lifecycle.NEW
         #: Times the reader fell behind the relay's trimmed stream (a hole it could not fill).
         self.trimmed = 0
         self._last_id: str | None = None
         self._last_open: int = -1
         self._expect: int | None = None
-        self._ready: deque[KlineEvent | GapEvent] = deque()
+        self._ready: deque[Event] = deque()
         self._forming: KlineEvent | None = None
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
@@ -130,26 +140,38 @@ class RedisSubscription:
         return self
 
     @property
+    def closed(self) -> bool:
+        return self.state is Lifecycle.CLOSED
+
+    @property
     def queued(self) -> int:
         return len(self._ready)
 
-    async def start(self) -> None:
-        if self._tasks:
-            return
-        await self.feed.start()
-        self.feed._subs.add(self)
-        await self._announce()
+    async def start(self) -> RedisSubscription:
+        if self.state is not Lifecycle.NEW:
+            return self
+        self.state = Lifecycle.ACTIVE
+        try:
+            await self.feed.start()
+            self.feed.register(self)
+            await self._announce()
+        except BaseException:
+            # Redis unreachable: not started, so the next start() (or anext()) tries again.
+            self.state = Lifecycle.NEW
+            self.feed.unregister(self)
+            raise
         self._tasks = [
             asyncio.create_task(self._renew(), name=f"demand-{self.name}"),
             asyncio.create_task(self._read_closed(), name=f"closed-{self.name}"),
             asyncio.create_task(self._read_forming(), name=f"forming-{self.name}"),
         ]
+        return self
 
     async def aclose(self) -> None:
-        if self.closed:
+        if self.state is Lifecycle.CLOSED:
             return
-        self.closed = True
-        self.feed._subs.discard(self)
+        self.state = Lifecycle.CLOSED
+        self.feed.unregister(self)
         # One at a time, and bounded: cancelling redis-py's blocking read and its pub/sub reader
         # together can leave both waiting on the connection pool.
         for t in self._tasks:
@@ -159,8 +181,8 @@ class RedisSubscription:
                 log.warning("reader task %s did not stop within 5 s", t.get_name())
         self._wake.set()
 
-    async def __anext__(self) -> KlineEvent | GapEvent:
-        if not self._tasks:
+    async def __anext__(self) -> Event:
+        if self.state is Lifecycle.NEW:
             await self.start()
         while True:
             if self._ready:
@@ -171,7 +193,7 @@ class RedisSubscription:
                 if f.candle.open_time > self._last_open:  # never a forming update of a closed candle
                     return f
                 continue
-            if self.closed:
+            if self.state is Lifecycle.CLOSED:
                 raise StopAsyncIteration
             for t in self._tasks:
                 if t.done() and not t.cancelled() and t.exception() is not None:

@@ -1,0 +1,96 @@
+"""The typed seam "something that yields candles" (kit.feed.CandleSource) and its one lifecycle.
+
+Feed (the exchange) and RedisFeed (the exchange through kit relay) are used the same way by the
+engine, the daemon and the dashboard; both run for real here (simulator, Redis db 15).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import pytest
+import redis
+
+from kit.engine import IndicatorEngine
+from kit.exchange import ExchangeSimulator
+from kit.feed import CandleSource, Feed, Lifecycle
+from kit.relay import Keys, RedisFeed, Relay
+
+START = "2025-06-01 02:00"
+
+
+@pytest.fixture
+def keys(redis_url):
+    k = Keys(f"kit-test-{uuid.uuid4().hex[:10]}")
+    yield k
+    r = redis.Redis.from_url(redis_url)
+    for key in r.scan_iter(f"{k.prefix}:*"):
+        r.delete(key)
+    r.close()
+
+
+async def _read_through_the_seam(source: CandleSource, n: int) -> tuple[list[Lifecycle], list]:
+    """What the engine, the hub and the daemon do with any source: subscribe, enter, read, leave."""
+    sub = source.subscribe("BTCUSDT", "1m", history=3)
+    states = [sub.state]
+    events = []
+    async with sub:
+        states.append(sub.state)
+        while len(events) < n:
+            ev = await asyncio.wait_for(anext(sub), 20)
+            if ev.closed:
+                events.append(ev.candle.open_time)
+    states.append(sub.state)
+    assert sub.closed
+    return states, events
+
+
+async def test_the_feed_and_the_redis_feed_are_one_kind_of_candle_source(btc_eth_1m, redis_url, keys):
+    async with (
+        ExchangeSimulator(data=btc_eth_1m, speed=3000, start=START) as sim,
+        Feed(sim.ws_url, sim.rest_url) as feed,
+        Relay(feed, redis_url, keys=keys, history=10, poll=0.05),
+    ):
+        rfeed = RedisFeed(redis_url, keys=keys)
+        assert isinstance(feed, CandleSource) and isinstance(rfeed, CandleSource)
+        async with rfeed:
+            direct, relayed = await asyncio.gather(_read_through_the_seam(feed, 5), _read_through_the_seam(rfeed, 5))
+    lifecycle = [Lifecycle.NEW, Lifecycle.ACTIVE, Lifecycle.CLOSED]
+    assert direct[0] == relayed[0] == lifecycle
+    for _, opens in (direct, relayed):
+        assert opens == sorted(set(opens)) and len(opens) == 5
+
+
+async def test_engine_subscriptions_share_the_lifecycle(btc_eth_1m):
+    async with (
+        ExchangeSimulator(data=btc_eth_1m, speed=3000, start=START) as sim,
+        Feed(sim.ws_url, sim.rest_url) as feed,
+        IndicatorEngine(feed) as engine,
+    ):
+        sub = engine.subscribe("BTCUSDT", "1m", ["ema(5)"], history=10)
+        assert sub.state is Lifecycle.NEW and not sub.closed
+        async with sub:
+            assert sub.state is Lifecycle.ACTIVE and len(sub.history) == 10
+            row = await asyncio.wait_for(anext(sub), 20)
+            assert row.closed
+        assert sub.state is Lifecycle.CLOSED and sub.closed
+
+
+async def test_the_engine_refuses_what_is_not_a_candle_source():
+    with pytest.raises(ValueError, match="candle source"):
+        IndicatorEngine(object())  # type: ignore[arg-type]
+
+
+async def test_a_subscription_closed_before_it_started_never_attaches():
+    feed = Feed("ws://127.0.0.1:9", "http://127.0.0.1:9")
+    sub = feed.subscribe("BTCUSDT", "1m")
+    sub.close()
+    assert sub.state is Lifecycle.CLOSED
+    try:
+        await sub.start()  # e.g. `async with` on a subscription a callback already closed
+        assert feed.stats()["streams"] == 0, "a closed subscription must not hold an exchange stream"
+        with pytest.raises(StopAsyncIteration):
+            await anext(sub)
+    finally:
+        await feed.stop()
