@@ -7,27 +7,15 @@ engine, the daemon and the dashboard; both run for real here (simulator, Redis d
 from __future__ import annotations
 
 import asyncio
-import uuid
 
 import pytest
-import redis
 
 from kit.engine import IndicatorEngine
 from kit.exchange import ExchangeSimulator
 from kit.feed import CandleSource, Feed, Lifecycle
-from kit.relay import Keys, RedisFeed, Relay
+from kit.relay import RedisFeed, Relay
 
 START = "2025-06-01 02:00"
-
-
-@pytest.fixture
-def keys(redis_url):
-    k = Keys(f"kit-test-{uuid.uuid4().hex[:10]}")
-    yield k
-    r = redis.Redis.from_url(redis_url)
-    for key in r.scan_iter(f"{k.prefix}:*"):
-        r.delete(key)
-    r.close()
 
 
 async def _read_through_the_seam(source: CandleSource, n: int) -> tuple[list[Lifecycle], list]:
@@ -46,6 +34,7 @@ async def _read_through_the_seam(source: CandleSource, n: int) -> tuple[list[Lif
     return states, events
 
 
+@pytest.mark.redis
 async def test_the_feed_and_the_redis_feed_are_one_kind_of_candle_source(btc_eth_1m, redis_url, keys):
     async with (
         ExchangeSimulator(data=btc_eth_1m, speed=3000, start=START) as sim,
