@@ -249,9 +249,8 @@ class Feed:
             # Last subscriber gone: UNSUBSCRIBE (reference counting) and forget the stream's state.
             del self._streams[stream.name]
             stream.close()
-            conn = stream.conn
-            if isinstance(conn, Connection):
-                conn.discard(stream.name)
+            if stream.conn is not None:
+                stream.conn.discard(stream.name)
 
     def resync(self, sub: Subscription) -> None:
         """Re-attach a lagging lossless ``sub``: closed candles after its cursor up to the stream's."""

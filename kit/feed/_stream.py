@@ -15,6 +15,7 @@ from kit.feed._events import Event
 from kit.feed._order import StreamOrder
 
 if TYPE_CHECKING:
+    from kit.feed._connection import Connection
     from kit.feed._history import History
     from kit.feed._subscription import Subscription
 
@@ -44,8 +45,8 @@ class Stream:
         self.exhausted = False
         #: The REST fetch (seed or backfill) in progress, if any.
         self.task: asyncio.Task | None = None
-        #: The connection carrying the stream (a :class:`~kit.feed._connection.Connection`).
-        self.conn: object | None = None
+        #: The connection carrying the stream.
+        self.conn: Connection | None = None
 
     def __repr__(self) -> str:
         return f"Stream({self.name}, subscribers={len(self.subs)}, {self.order.phase.value})"
