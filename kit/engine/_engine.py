@@ -8,14 +8,14 @@ from collections.abc import Iterable
 from typing import Any
 
 from kit.engine._state import Row, StreamState, as_spec
-from kit.feed import CandleSource, Lifecycle
+from kit.feed import BaseSubscription, CandleSource, Lifecycle
 from kit.indicators import IndicatorSpec
 from kit.market.intervals import validate_interval, validate_symbol
 
 log = logging.getLogger("kit.engine")
 
 
-class EngineSubscription:
+class EngineSubscription(BaseSubscription):
     """One subscriber of one stream: ``async with`` to join, ``async for row in sub`` to read.
 
     ``history`` (set on entering) holds the last ``history`` closed rows, its specs warmed; the
@@ -39,7 +39,6 @@ class EngineSubscription:
         "history_size",
         "interval",
         "specs",
-        "state",
         "symbol",
     )
 
@@ -52,6 +51,7 @@ class EngineSubscription:
         history: int,
         forming: bool,
     ) -> None:
+        super().__init__()
         self._engine = engine
         self.symbol = symbol
         self.interval = interval
@@ -60,7 +60,6 @@ class EngineSubscription:
         self.forming = forming
         #: the last ``history`` closed rows at the moment of joining
         self.history: list[Row] = []
-        self.state = Lifecycle.NEW
         #: closed rows skipped because this subscriber fell more than ``max_queue`` rows behind
         self.dropped = 0
         self._stream: _LiveStream | None = None
@@ -70,28 +69,12 @@ class EngineSubscription:
     def __repr__(self) -> str:
         return f"EngineSubscription({self.symbol} {self.interval}, specs={len(self.specs)}, {self.state.value})"
 
-    @property
-    def closed(self) -> bool:
-        return self.state is Lifecycle.CLOSED
+    # -- lifecycle (BaseSubscription): closing leaves the stream; specs nobody else uses are dropped,
+    # and the upstream subscription is closed when this was the stream's last subscriber.
+    async def _attach(self) -> None:
+        await self._engine.attach(self)
 
-    async def start(self) -> EngineSubscription:
-        if self.state is Lifecycle.NEW:
-            self.state = Lifecycle.ACTIVE
-            await self._engine.attach(self)
-        return self
-
-    async def __aenter__(self) -> EngineSubscription:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Leave the stream (synchronous, idempotent): specs nobody else uses are dropped, and the
-        upstream subscription is closed when this was the stream's last subscriber."""
-        if self.state is Lifecycle.CLOSED:
-            return
-        self.state = Lifecycle.CLOSED
+    def _detach(self, attached: bool) -> None:
         self._engine.detach(self)
 
     def add(self, *specs: IndicatorSpec | str) -> None:
@@ -119,9 +102,6 @@ class EngineSubscription:
         self.history = history
         self._stream = stream
         self._cursor = stream.base + len(stream.log)
-
-    def __aiter__(self) -> EngineSubscription:
-        return self
 
     async def __anext__(self) -> Row:
         if self.state is Lifecycle.NEW:

@@ -16,11 +16,12 @@ from kit.feed._events import Event, GapEvent, KlineEvent
 from kit.feed._feed import Feed
 from kit.feed._rest import RestClient
 from kit.feed._shared import shared_feed
-from kit.feed._source import CandleSource, CandleSubscription, Lifecycle
+from kit.feed._source import BaseSubscription, CandleSource, CandleSubscription, Lifecycle
 from kit.feed._stream import stream_name
 from kit.feed._subscription import Subscription
 
 __all__ = [
+    "BaseSubscription",
     "CandleSource",
     "CandleSubscription",
     "Event",

@@ -26,6 +26,54 @@ class Lifecycle(Enum):
     CLOSED = "closed"
 
 
+class BaseSubscription:
+    """The lifecycle every subscription shares, written once: ``start()`` attaches once (``NEW ->
+    ACTIVE``), ``close()`` is synchronous and idempotent (``-> CLOSED``), ``async with`` does both.
+
+    A subclass says what attaching and detaching mean (:meth:`_attach`, :meth:`_detach`).
+    """
+
+    __slots__ = ("state",)
+
+    def __init__(self) -> None:
+        self.state = Lifecycle.NEW
+
+    @property
+    def closed(self) -> bool:
+        return self.state is Lifecycle.CLOSED
+
+    async def start(self) -> Self:
+        """Attach (once). ``async with`` calls this; so does the first ``anext()``."""
+        if self.state is Lifecycle.NEW:
+            self.state = Lifecycle.ACTIVE
+            await self._attach()
+        return self
+
+    def close(self) -> None:
+        """Detach now. Idempotent, synchronous: safe from a callback or after the source stopped."""
+        if self.state is Lifecycle.CLOSED:
+            return
+        attached = self.state is Lifecycle.ACTIVE
+        self.state = Lifecycle.CLOSED
+        self._detach(attached)
+
+    async def _attach(self) -> None:
+        raise NotImplementedError
+
+    def _detach(self, attached: bool) -> None:
+        """Called once, on closing; ``attached``: ``start()`` had been called."""
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    def __aiter__(self) -> Self:
+        return self
+
+
 class CandleSubscription(Protocol):
     """One consumer of one stream: ``async with`` to attach, ``async for`` to read events."""
 

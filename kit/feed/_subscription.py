@@ -25,13 +25,14 @@ from typing import TYPE_CHECKING
 
 from kit.errors import ConfigError
 from kit.feed._events import Event
-from kit.feed._source import Lifecycle
+from kit.feed._source import BaseSubscription, Lifecycle
 from kit.market.intervals import validate_interval, validate_symbol
 
 if TYPE_CHECKING:
     from kit.feed._feed import Feed
 
 MODES = ("lossless", "conflate")
+_CLOSED = Lifecycle.CLOSED  # read on the hot path
 
 
 def check_request(symbol: str, interval: str, history: object, mode: str) -> str:
@@ -45,7 +46,7 @@ def check_request(symbol: str, interval: str, history: object, mode: str) -> str
     return symbol
 
 
-class Subscription:
+class Subscription(BaseSubscription):
     """An async iterator over one stream's events; also an async context manager.
 
     Made by :meth:`kit.feed.Feed.subscribe`. Leaving the ``async with`` block (or calling
@@ -72,13 +73,13 @@ class Subscription:
         "max_queue",
         "mode",
         "resyncs",
-        "state",
         "symbol",
     )
 
     def __init__(
         self, feed: Feed, symbol: str, interval: str, *, history: int, mode: str, gaps: bool, max_queue: int
     ) -> None:
+        super().__init__()
         self._feed = feed
         self.symbol = symbol
         self.interval = interval
@@ -87,7 +88,6 @@ class Subscription:
         self.lossless = mode == "lossless"
         self.gaps = gaps
         self.max_queue = max_queue
-        self.state = Lifecycle.NEW
         self._q: deque[Event] = deque()
         self._seed: deque[Event] = deque()
         self._seed_task: asyncio.Task | None = None
@@ -106,44 +106,23 @@ class Subscription:
             f"Subscription({self.symbol} {self.interval}, mode={self.mode}, queued={len(self._q)}, {self.state.value})"
         )
 
-    # -- lifecycle -------------------------------------------------------------------------------
-    @property
-    def closed(self) -> bool:
-        return self.state is Lifecycle.CLOSED
-
-    async def start(self) -> Subscription:
-        """Attach to the feed (starting it on the running loop if needed). ``async with`` calls this."""
-        if self.state is Lifecycle.NEW:
-            self.state = Lifecycle.ACTIVE
-            await self._feed.attach(self)
-        return self
+    # -- lifecycle (BaseSubscription) ----------------------------------------------------------
+    async def _attach(self) -> None:
+        await self._feed.attach(self)
 
     def close(self) -> None:
         """Unsubscribe now; events still queued are discarded. Idempotent, synchronous, safe from a
         callback (e.g. Panel's ``on_session_destroyed``) or after the feed stopped."""
         self._q.clear()
         self._seed.clear()
-        self._end()
+        super().close()
 
-    def _end(self) -> None:
-        if self.state is Lifecycle.CLOSED:
-            return
-        attached = self.state is Lifecycle.ACTIVE
-        self.state = Lifecycle.CLOSED
+    def _detach(self, attached: bool) -> None:
         if self._seed_task is not None and not self._seed_task.done():
             self._seed_task.cancel()
         if attached:
             self._feed.detach(self)
         self._wake()
-
-    async def __aenter__(self) -> Subscription:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.close()
-
-    def __aiter__(self) -> Subscription:
-        return self
 
     @property
     def queued(self) -> int:
@@ -204,7 +183,7 @@ class Subscription:
 
     def put(self, ev: Event) -> None:
         """Queue one live event (the feed's hot path)."""
-        if self._cut or self.state is Lifecycle.CLOSED:
+        if self._cut or self.state is _CLOSED:
             return
         q = self._q
         if ev.is_gap:
@@ -252,10 +231,10 @@ class Subscription:
 
     def fail(self, exc: BaseException) -> None:
         """End the subscription with ``exc``, raised to the consumer once its queue is drained."""
-        if self.state is Lifecycle.CLOSED:
+        if self.state is _CLOSED:
             return
         self._closed_error = exc
-        self._end()  # what is queued is still delivered, then the error is raised
+        BaseSubscription.close(self)  # what is queued is still delivered, then the error is raised
 
     def move_cursor(self, cursor: int | None) -> None:
         """Live events from now on follow the closed candle opening at ``cursor``."""
