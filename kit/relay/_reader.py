@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from kit.errors import ConfigError
-from kit.feed import Event, KlineEvent, Lifecycle
+from kit.feed import BaseSubscription, Event, KlineEvent, Lifecycle
 from kit.feed._subscription import check_request
 from kit.market.intervals import next_open
 from kit.relay._keys import Keys, decode_entry, decode_forming, stream_name
@@ -105,20 +105,40 @@ class RedisFeed:
         }
 
 
-class RedisSubscription:
+class RedisSubscription(BaseSubscription):
     """One reader of one relayed stream; async iterator and async context manager.
 
-    Its life is a :class:`~kit.feed.Lifecycle`, as a feed subscription's.
+    Its life is a :class:`~kit.feed.Lifecycle`, as a feed subscription's (:class:`BaseSubscription`).
+    Leaving ``async with`` (or :meth:`aclose`) waits for the reader tasks to stop; :meth:`close`
+    (synchronous) leaves that to a task.
     """
 
+    __slots__ = (
+        "_expect",
+        "_forming",
+        "_last_id",
+        "_last_open",
+        "_ready",
+        "_stopping",
+        "_tasks",
+        "_wake",
+        "feed",
+        "gaps",
+        "history",
+        "interval",
+        "name",
+        "symbol",
+        "trimmed",
+    )
+
     def __init__(self, feed: RedisFeed, symbol: str, interval: str, *, history: int, gaps: bool) -> None:
+        super().__init__()
         self.feed = feed
         self.symbol = symbol
         self.interval = interval
         self.name = stream_name(symbol, interval)
         self.history = history
         self.gaps = gaps
-        self.state = Lifecycle.NEW
         #: Times the reader fell behind the relay's trimmed stream (a hole it could not fill).
         self.trimmed = 0
         self._last_id: str | None = None
@@ -128,29 +148,17 @@ class RedisSubscription:
         self._forming: KlineEvent | None = None
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
-
-    async def __aenter__(self) -> RedisSubscription:
-        await self.start()
-        return self
+        self._stopping: asyncio.Task | None = None  # held: the loop keeps tasks only weakly
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-    def __aiter__(self) -> RedisSubscription:
-        return self
-
-    @property
-    def closed(self) -> bool:
-        return self.state is Lifecycle.CLOSED
 
     @property
     def queued(self) -> int:
         return len(self._ready)
 
-    async def start(self) -> RedisSubscription:
-        if self.state is not Lifecycle.NEW:
-            return self
-        self.state = Lifecycle.ACTIVE
+    # -- lifecycle (BaseSubscription) ------------------------------------------------------------
+    async def _attach(self) -> None:
         try:
             await self.feed.start()
             self.feed.register(self)
@@ -165,21 +173,19 @@ class RedisSubscription:
             asyncio.create_task(self._read_closed(), name=f"closed-{self.name}"),
             asyncio.create_task(self._read_forming(), name=f"forming-{self.name}"),
         ]
-        return self
+
+    def _detach(self, attached: bool) -> None:
+        self.feed.unregister(self)
+        self._wake.set()
+        if self._tasks:  # a synchronous close(): the tasks stop in the background
+            tasks, self._tasks = self._tasks, []
+            self._stopping = asyncio.get_running_loop().create_task(_stop(tasks), name=f"stop-{self.name}")
 
     async def aclose(self) -> None:
-        if self.state is Lifecycle.CLOSED:
-            return
-        self.state = Lifecycle.CLOSED
-        self.feed.unregister(self)
-        # One at a time, and bounded: cancelling redis-py's blocking read and its pub/sub reader
-        # together can leave both waiting on the connection pool.
-        for t in self._tasks:
-            t.cancel()
-            done, _ = await asyncio.wait({t}, timeout=5.0)
-            if not done:
-                log.warning("reader task %s did not stop within 5 s", t.get_name())
-        self._wake.set()
+        """Close and wait until the reader tasks have stopped."""
+        tasks, self._tasks = self._tasks, []
+        self.close()
+        await _stop(tasks)
 
     async def __anext__(self) -> Event:
         if self.state is Lifecycle.NEW:
@@ -273,3 +279,13 @@ class RedisSubscription:
                 self._wake.set()
         finally:
             await pubsub.aclose()
+
+
+async def _stop(tasks: list[asyncio.Task]) -> None:
+    # One at a time, and bounded: cancelling redis-py's blocking read and its pub/sub reader
+    # together can leave both waiting on the connection pool.
+    for t in tasks:
+        t.cancel()
+        done, _ = await asyncio.wait({t}, timeout=5.0)
+        if not done:
+            log.warning("reader task %s did not stop within 5 s", t.get_name())
