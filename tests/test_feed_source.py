@@ -7,13 +7,15 @@ engine, the daemon and the dashboard; both run for real here (simulator, Redis d
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 
 import pytest
 
 from kit.engine import IndicatorEngine
 from kit.exchange import ExchangeSimulator
 from kit.feed import CandleSource, Feed, Lifecycle
-from kit.relay import RedisFeed, Relay
+from kit.relay import Keys, RedisFeed, Relay
 
 START = "2025-06-01 02:00"
 
@@ -34,14 +36,20 @@ async def _read_through_the_seam(source: CandleSource, n: int) -> tuple[list[Lif
     return states, events
 
 
-@pytest.mark.redis
-async def test_the_feed_and_the_redis_feed_are_one_kind_of_candle_source(btc_eth_1m, redis_url, keys):
+@contextlib.asynccontextmanager
+async def _exchange_and_relay(data, redis_url: str, keys: Keys) -> AsyncIterator[tuple[Feed, RedisFeed]]:
+    """The simulator, a feed on it, a relay of that feed into Redis, and a reader of the relay."""
     async with (
-        ExchangeSimulator(data=btc_eth_1m, speed=3000, start=START) as sim,
+        ExchangeSimulator(data=data, speed=3000, start=START) as sim,
         Feed(sim.ws_url, sim.rest_url) as feed,
         Relay(feed, redis_url, keys=keys, history=10, poll=0.05),
     ):
-        rfeed = RedisFeed(redis_url, keys=keys)
+        yield feed, RedisFeed(redis_url, keys=keys)
+
+
+@pytest.mark.redis
+async def test_the_feed_and_the_redis_feed_are_one_kind_of_candle_source(btc_eth_1m, redis_url, keys):
+    async with _exchange_and_relay(btc_eth_1m, redis_url, keys) as (feed, rfeed):
         assert isinstance(feed, CandleSource) and isinstance(rfeed, CandleSource)
         async with rfeed:
             direct, relayed = await asyncio.gather(_read_through_the_seam(feed, 5), _read_through_the_seam(rfeed, 5))
@@ -53,12 +61,7 @@ async def test_the_feed_and_the_redis_feed_are_one_kind_of_candle_source(btc_eth
 
 @pytest.mark.redis
 async def test_a_redis_subscription_closes_synchronously_as_the_others_do(btc_eth_1m, redis_url, keys):
-    async with (
-        ExchangeSimulator(data=btc_eth_1m, speed=3000, start=START) as sim,
-        Feed(sim.ws_url, sim.rest_url) as feed,
-        Relay(feed, redis_url, keys=keys, history=10, poll=0.05),
-    ):
-        rfeed = RedisFeed(redis_url, keys=keys)
+    async with _exchange_and_relay(btc_eth_1m, redis_url, keys) as (_, rfeed):
         async with rfeed:
             sub = await rfeed.subscribe("BTCUSDT", "1m", history=2).start()
             await asyncio.wait_for(anext(sub), 20)
