@@ -61,15 +61,14 @@ async def test_the_feed_and_the_redis_feed_are_one_kind_of_candle_source(btc_eth
 
 @pytest.mark.redis
 async def test_a_redis_subscription_closes_synchronously_as_the_others_do(btc_eth_1m, redis_url, keys):
-    async with _exchange_and_relay(btc_eth_1m, redis_url, keys) as (_, rfeed):
-        async with rfeed:
-            sub = await rfeed.subscribe("BTCUSDT", "1m", history=2).start()
-            await asyncio.wait_for(anext(sub), 20)
-            assert rfeed.stats()["subscribers"] == 1
-            sub.close()  # e.g. from a Panel session callback, which cannot await
-            assert sub.state is Lifecycle.CLOSED and rfeed.stats()["subscribers"] == 0
-            with pytest.raises(StopAsyncIteration):
-                await anext(sub)
+    async with _exchange_and_relay(btc_eth_1m, redis_url, keys) as (_, rfeed), rfeed:
+        sub = await rfeed.subscribe("BTCUSDT", "1m", history=2).start()
+        await asyncio.wait_for(anext(sub), 20)
+        assert rfeed.stats()["subscribers"] == 1
+        sub.close()  # e.g. from a Panel session callback, which cannot await
+        assert sub.state is Lifecycle.CLOSED and rfeed.stats()["subscribers"] == 0
+        with pytest.raises(StopAsyncIteration):
+            await anext(sub)
 
 
 async def test_engine_subscriptions_share_the_lifecycle(btc_eth_1m):

@@ -176,6 +176,8 @@ class RedisSubscription(BaseSubscription):
 
     def _detach(self, attached: bool) -> None:
         self.feed.unregister(self)
+        self._ready.clear()  # as a feed subscription: what is still queued is discarded
+        self._forming = None
         self._wake.set()
         if self._tasks:  # a synchronous close(): the tasks stop in the background
             tasks, self._tasks = self._tasks, []
