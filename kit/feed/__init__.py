@@ -10,6 +10,9 @@ One WebSocket connection carries every (symbol, interval) in use (live SUBSCRIBE
 reference counted); reconnects, stalls, duplicates and reordering are repaired over REST so
 every subscriber sees every closed candle exactly once, in order. Real outages become
 :class:`GapEvent` (with ``gaps=True``). See :class:`Feed` and :class:`Subscription`.
+
+:class:`CandleSource` is the typed seam every candle source satisfies (this feed,
+:class:`kit.relay.RedisFeed`, a replay); every subscription moves through one :class:`Lifecycle`.
 """
 
 from kit.feed._events import Event, GapEvent, KlineEvent
