@@ -20,8 +20,9 @@ from pathlib import Path
 
 import numpy as np
 
-from kit.feed import Feed
+from kit.feed import Feed, Lifecycle, Subscription
 from kit.feed._stream import Stream, stream_name
+from kit.market.candle import Candle
 from kit.market.files import read_candles, to_ms
 from kit.market.intervals import interval_ms
 
@@ -58,20 +59,25 @@ def _frames_one_stream(n_candles: int) -> tuple[list[str], int]:
     return out, int(t[0])
 
 
-def _attach(feed: Feed, symbol: str, interval: str, first_open: int, **kw) -> list:
-    """Register a stream and return a subscription factory; no socket (frames are injected)."""
+def _attach(feed: Feed, symbol: str, interval: str, first_open: int, **kw) -> Stream:
+    """Register a live stream whose next candle opens at ``first_open``; no socket (frames are injected)."""
     name = stream_name(symbol, interval)
     st = feed._streams.get(name)
     if st is None:
-        st = feed._streams[name] = Stream(feed, symbol, interval)
-        st.last_closed = first_open - interval_ms(interval)
+        st = feed._streams[name] = Stream(symbol, interval)
+        # The ordering's own path to live, without the history fetch: the first update, then go live.
+        step = interval_ms(interval)
+        st.order.on_kline(Candle(first_open - step, 1.0, 1.0, 1.0, 1.0, 0.0), True, 0)
+        st.order.go_live(first_open)
+        st.order.resume()
     return st
 
 
-def _subscribe(feed: Feed, st: Stream, **kw):
+def _subscribe(feed: Feed, st: Stream, **kw) -> Subscription:
     sub = feed.subscribe(st.symbol, st.interval, **kw)
-    sub._started = True
-    st.add(sub)
+    sub.state = Lifecycle.ACTIVE
+    st.subs.append(sub)
+    sub.move_cursor(st.last_closed)
     return sub
 
 

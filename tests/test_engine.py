@@ -393,3 +393,20 @@ async def test_giving_up_while_the_stream_opens_drops_it(btc):
     await asyncio.sleep(0.01)
     assert engine.stats()["streams"] == 0
     assert src.active == 0  # the upstream subscription was closed
+
+
+async def test_a_daily_stream_shorter_than_the_history_warms_up_on_what_exists():
+    # The daemon asks for --history (1000) plus warm-up: a symbol with 16 closed days gets those 16
+    # rows (the EMA still warming), then live rows; never an error from a request before 1970.
+    data = {("BTCUSDT", "1m"): sample_slice("BTCUSDT", "2025-05-20 00:00", "2025-06-08 00:00")}
+    async with (
+        ExchangeSimulator(data=data, speed=20_000, start="2025-06-05 23:00") as sim,
+        Feed(sim.ws_url, sim.rest_url) as feed,
+        IndicatorEngine(feed, keep=1000) as engine,
+        engine.subscribe("BTCUSDT", "1d", ["ema(20)"], history=1000) as sub,
+    ):
+        assert len(sub.history) == 16
+        live = await asyncio.wait_for(anext(sub), 20)
+    day = 86_400_000
+    assert live.candle.open_time == sub.history[-1].candle.open_time + day
+    assert math.isnan(live.values[spec("ema", 20)]), "20 days are not there yet: the EMA warms up"

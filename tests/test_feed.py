@@ -16,6 +16,7 @@ from tests.fixtures.feed import (
     OUTAGE_START,
     assert_exactly_once_in_order,
     collect_closed,
+    sample_slice,
 )
 
 MIN = 60_000
@@ -316,6 +317,24 @@ async def test_outage_inside_history_is_reported(outage_1m):
     assert gaps == [GapEvent("BTCUSDT", "1m", _ms(OUTAGE_START), _ms(OUTAGE_END))]
     closed = [e.candle.open_time for e in events if not e.is_gap and e.closed]
     assert len(closed) >= 100 and closed == sorted(set(closed))
+
+
+@pytest.mark.parametrize("history", [1000, 30_000])
+async def test_daily_stream_with_fewer_candles_than_history_starts_with_what_exists(history):
+    # 16 closed days before the start: far fewer than asked. 30,000 days reach before 1970 at once;
+    # 1,000 days did so only when the feed kept doubling its look-back for the missing candles.
+    data = {("BTCUSDT", "1m"): sample_slice("BTCUSDT", "2025-05-20 00:00", "2025-06-08 00:00")}
+    day = 86_400_000
+    first, start = _ms(pd.Timestamp("2025-05-20", tz="UTC")), _ms(pd.Timestamp("2025-06-05", tz="UTC"))
+    async with (
+        ExchangeSimulator(data=data, speed=20_000, start="2025-06-05 23:00") as sim,
+        make_feed(sim) as feed,
+        feed.subscribe("BTCUSDT", "1d", history=history) as sub,
+    ):
+        got = await collect_closed(sub, start, timeout=20)
+        st = feed.stats()
+    assert [c[0] for c in got] == list(range(first, start + day, day)), "every day there is, then live"
+    assert st["rest_requests"] < 10, "no retry loop"
 
 
 # -- errors and loops -----------------------------------------------------------------------------------

@@ -11,16 +11,14 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 
 import pandas as pd
 import pytest
-import redis
 
 from kit.errors import ConfigError
 from kit.exchange import ExchangeSimulator
 from kit.feed import Feed
-from kit.relay import Keys, RedisFeed, Relay
+from kit.relay import RedisFeed, Relay
 from tests.fixtures.feed import OUTAGE_END, OUTAGE_START, assert_exactly_once_in_order, collect_closed
 
 pytestmark = pytest.mark.redis
@@ -29,16 +27,6 @@ MIN = 60_000
 SPEED = 3000.0
 START = "2025-06-01 02:00"
 START_MS = int(pd.Timestamp(START, tz="UTC").value // 1_000_000)
-
-
-@pytest.fixture
-def keys(redis_url):
-    k = Keys(f"kit-test-{uuid.uuid4().hex[:10]}")
-    yield k
-    r = redis.Redis.from_url(redis_url)
-    for key in r.scan_iter(f"{k.prefix}:*"):
-        r.delete(key)
-    r.close()
 
 
 def fast_feed(sim: ExchangeSimulator) -> Feed:

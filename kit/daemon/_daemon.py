@@ -95,6 +95,8 @@ class Daemon:
             keep=self.config.history,
         )
         self.store = Store(self.database_url)  # no connection until the first query
+        # The daemon holds the exchange connection itself (a Feed: its REST clock and connection
+        # figures feed /ready); strategies read it through the engine, typed on kit.feed.CandleSource.
         self.feed: Feed | None = None
         self.engine: IndicatorEngine | None = None
         self.status_server: StatusServer | None = None

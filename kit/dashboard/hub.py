@@ -23,9 +23,13 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from kit.market.intervals import interval_ms
+
+if TYPE_CHECKING:
+    from kit.engine import IndicatorEngine
+    from kit.feed import CandleSource
 
 log = logging.getLogger("kit.dashboard.hub")
 
@@ -125,8 +129,8 @@ class Hub:
 
     def __init__(
         self,
-        feed_factory: Callable[[], Any] | None = None,
-        engine_factory: Callable[[Any], Any] | None = None,
+        feed_factory: Callable[[], CandleSource] | None = None,
+        engine_factory: Callable[[CandleSource], IndicatorEngine] | None = None,
         *,
         overlays: tuple[Overlay, ...] = OVERLAYS,
         grace_s: float = GRACE_S,
@@ -138,8 +142,8 @@ class Hub:
         self.overlays = overlays
         self.grace_s = grace_s
         self._streams: dict[tuple[str, str], _Stream] = {}
-        self._feed: Any = None
-        self._engine: Any = None
+        self._feed: CandleSource | None = None
+        self._engine: IndicatorEngine | None = None
         self._specs: list[tuple[Overlay, Any]] | None = None
         self.sessions: dict[str, SessionInfo] = {}
         #: (symbol, interval) -> the stream's live broadcast (see :mod:`kit.dashboard.live`)
@@ -151,13 +155,13 @@ class Hub:
 
     # -- the shared feed and engine -------------------------------------------------------------
     @property
-    def feed(self) -> Any:
+    def feed(self) -> CandleSource:
         if self._feed is None:
             self._feed = self._feed_factory() if self._feed_factory is not None else default_feed()
         return self._feed
 
     @property
-    def engine(self) -> Any:
+    def engine(self) -> IndicatorEngine | None:
         """The shared indicator engine, or None when the engine layer is not installed."""
         if self._engine is None:
             if self._engine_factory is not None:
@@ -321,7 +325,7 @@ class Hub:
             specs = [sp for _, sp in self.specs()]
             labels = {sp: ov for ov, sp in self.specs()}
             async with engine.subscribe(st.symbol, st.interval, specs=specs, history=st.history, forming=True) as sub:
-                for row in getattr(sub, "history", ()):  # the engine hands history over on entering
+                for row in sub.history:  # the engine hands history over on entering
                     self._on(st, row.candle, True, _flatten(row.values, labels))
                 async for row in sub:
                     self._on(st, row.candle, bool(row.closed), _flatten(row.values, labels))
@@ -329,10 +333,9 @@ class Hub:
             st.source = "feed"
             async with self.feed.subscribe(st.symbol, st.interval, history=st.history, mode="conflate") as sub:
                 async for ev in sub:
-                    candle = getattr(ev, "candle", None)
-                    if candle is None:  # a gap event: nothing to draw
+                    if ev.is_gap:  # nothing to draw
                         continue
-                    self._on(st, candle, bool(ev.closed), {})
+                    self._on(st, ev.candle, ev.closed, {})
 
     def _on(self, st: _Stream, c: Any, closed: bool, values: dict[str, float]) -> None:
         bar = Bar(int(c.open_time), c.open, c.high, c.low, c.close, c.volume, closed, values, time.time() * 1000.0)
@@ -436,7 +439,7 @@ def _num(x: Any) -> float:
     return f
 
 
-def default_feed() -> Any:
+def default_feed() -> CandleSource:
     """The dashboard's candle source: with ``KIT_REDIS_URL`` set, the feed ``kit relay`` publishes to
     Redis (:class:`kit.relay.RedisFeed`), so any number of dashboard processes and hosts share the
     relay's one exchange connection; otherwise this process's own :func:`kit.feed.shared_feed`."""

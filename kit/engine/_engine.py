@@ -8,18 +8,20 @@ from collections.abc import Iterable
 from typing import Any
 
 from kit.engine._state import Row, StreamState, as_spec
+from kit.feed import BaseSubscription, CandleSource, Lifecycle
 from kit.indicators import IndicatorSpec
 from kit.market.intervals import validate_interval, validate_symbol
 
 log = logging.getLogger("kit.engine")
 
 
-class EngineSubscription:
+class EngineSubscription(BaseSubscription):
     """One subscriber of one stream: ``async with`` to join, ``async for row in sub`` to read.
 
     ``history`` (set on entering) holds the last ``history`` closed rows, its specs warmed; the
     rows yielded next continue from there without a gap. Forming rows (``closed=False``) are
     yielded only with ``forming=True``, and only the latest one (a viewer wants the present).
+    Its life is a :class:`~kit.feed.Lifecycle`, as a feed subscription's.
 
     Subscribers do not have queues of their own: each reads the stream's shared log of closed
     rows at its own cursor, so publishing a row costs the same for 1 or 10,000 subscribers. A
@@ -30,9 +32,7 @@ class EngineSubscription:
         "_cursor",
         "_engine",
         "_forming_seen",
-        "_started",
         "_stream",
-        "closed",
         "dropped",
         "forming",
         "history",
@@ -51,6 +51,7 @@ class EngineSubscription:
         history: int,
         forming: bool,
     ) -> None:
+        super().__init__()
         self._engine = engine
         self.symbol = symbol
         self.interval = interval
@@ -59,36 +60,22 @@ class EngineSubscription:
         self.forming = forming
         #: the last ``history`` closed rows at the moment of joining
         self.history: list[Row] = []
-        self.closed = False
         #: closed rows skipped because this subscriber fell more than ``max_queue`` rows behind
         self.dropped = 0
         self._stream: _LiveStream | None = None
         self._cursor = 0
         self._forming_seen = -1
-        self._started = False
 
     def __repr__(self) -> str:
-        return f"EngineSubscription({self.symbol} {self.interval}, specs={len(self.specs)}, closed={self.closed})"
+        return f"EngineSubscription({self.symbol} {self.interval}, specs={len(self.specs)}, {self.state.value})"
 
-    async def start(self) -> EngineSubscription:
-        if not self._started:
-            self._started = True
-            await self._engine._attach(self)
-        return self
+    # -- lifecycle (BaseSubscription): closing leaves the stream; specs nobody else uses are dropped,
+    # and the upstream subscription is closed when this was the stream's last subscriber.
+    async def _attach(self) -> None:
+        await self._engine.attach(self)
 
-    async def __aenter__(self) -> EngineSubscription:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Leave the stream (synchronous, idempotent): specs nobody else uses are dropped, and the
-        upstream subscription is closed when this was the stream's last subscriber."""
-        if self.closed:
-            return
-        self.closed = True
-        self._engine._detach(self)
+    def _detach(self, attached: bool) -> None:
+        self._engine.detach(self)
 
     def add(self, *specs: IndicatorSpec | str) -> None:
         """Also follow ``specs`` from now on; new ones are warmed from the stream's kept rows (and
@@ -105,11 +92,19 @@ class EngineSubscription:
         st = self._stream
         return 0 if st is None else max(0, st.base + len(st.log) - max(self._cursor, st.base))
 
-    def __aiter__(self) -> EngineSubscription:
-        return self
+    @property
+    def stream(self) -> _LiveStream | None:
+        """The engine stream this subscription reads (None until it has joined)."""
+        return self._stream
+
+    def join(self, stream: _LiveStream, history: list[Row]) -> None:
+        """Read ``stream`` from its next row on, after ``history`` (the engine calls this on entering)."""
+        self.history = history
+        self._stream = stream
+        self._cursor = stream.base + len(stream.log)
 
     async def __anext__(self) -> Row:
-        if not self._started:
+        if self.state is Lifecycle.NEW:
             await self.start()
         while True:
             st = self._stream
@@ -150,6 +145,7 @@ class _LiveStream:
     """A StreamState fed by one upstream subscription; publishes rows to a log all subscribers read."""
 
     def __init__(self, engine: IndicatorEngine, symbol: str, interval: str, upstream_history: int) -> None:
+        # Rows go to subscribers through a shared log; the task below reads the one upstream.
         self.engine = engine
         self.state = StreamState(symbol, interval, keep=max(engine.keep, upstream_history))
         self.subs: dict[EngineSubscription, None] = {}  # insertion-ordered set
@@ -168,7 +164,8 @@ class _LiveStream:
         self.upstream_history = upstream_history
         self.task = asyncio.get_running_loop().create_task(self._run(), name=f"kit-engine-{symbol}-{interval}")
 
-    def _wake(self) -> None:
+    def wake(self) -> None:
+        """Wake every subscriber waiting for a row."""
         w = self.waiter
         if w is not None:
             self.waiter = None
@@ -185,7 +182,7 @@ class _LiveStream:
             self.base += cut
         self.forming = None  # superseded by its candle's closed row
         self.rows_published += 1
-        self._wake()
+        self.wake()
 
     async def _run(self) -> None:
         st = self.state
@@ -195,7 +192,7 @@ class _LiveStream:
             ) as up:
                 seen = 0
                 async for ev in up:
-                    if getattr(ev, "is_gap", False):
+                    if ev.is_gap:
                         continue
                     if ev.closed:
                         row = st.on_closed(ev.candle)
@@ -207,10 +204,10 @@ class _LiveStream:
                         self.forming = st.on_forming(ev.candle)
                         self.forming_seq += 1
                         self.rows_published += 1
-                        self._wake()
+                        self.wake()
                     # Ready once the upstream history is in: caught up with what the source has
                     # queued (a Feed's ``queued``), or as many closed candles as were asked for.
-                    if not self.ready.is_set() and (seen >= self.upstream_history or getattr(up, "queued", 0) == 0):
+                    if not self.ready.is_set() and (seen >= self.upstream_history or up.queued == 0):
                         self.ready.set()
             self.ended = True
             log.debug("engine stream source ended", extra={"stream": f"{st.symbol} {st.interval}"})
@@ -220,19 +217,18 @@ class _LiveStream:
             self.error = exc
         finally:
             self.ready.set()
-            self._wake()
+            self.wake()
             if self.ended or self.error is not None:
-                self.engine._drop_stream(self)
+                self.engine.drop_stream(self)
 
 
 class IndicatorEngine:
     """Indicators computed once per stream, shared by every subscriber.
 
     Args:
-        feed: the candle source: anything with ``feed.subscribe(symbol, interval, history=N,
-            mode="lossless")`` returning an async context manager that yields events with
-            ``.candle`` (a :class:`~kit.market.Candle`), ``.closed`` and optionally ``.is_gap``
-            -- i.e. :class:`kit.feed.Feed` (live exchange, simulator, replay).
+        feed: the candle source, a :class:`kit.feed.CandleSource`: :class:`kit.feed.Feed` (live
+            exchange, simulator, replay), :class:`kit.relay.RedisFeed`, or anything whose
+            ``subscribe(symbol, interval, history=N, mode="lossless")`` yields feed events.
         keep: closed rows each stream remembers at least (warm-up of specs added later, and the
             upstream history asked for when a stream opens).
         max_queue: closed rows a slow subscriber may fall behind before it skips ahead (the
@@ -246,9 +242,9 @@ class IndicatorEngine:
     missing rows. Nothing here is specific to live data.
     """
 
-    def __init__(self, feed: Any, *, keep: int = 1000, max_queue: int = 1000) -> None:
-        if not hasattr(feed, "subscribe"):
-            raise ValueError(f"feed must have a subscribe() method (a kit.feed.Feed), got {feed!r}")
+    def __init__(self, feed: CandleSource, *, keep: int = 1000, max_queue: int = 1000) -> None:
+        if not isinstance(feed, CandleSource):
+            raise ValueError(f"feed must be a candle source with subscribe() (a kit.feed.Feed), got {feed!r}")
         if int(keep) < 1:
             raise ValueError(f"keep must be >= 1, got {keep!r}")
         if int(max_queue) < 1:
@@ -291,7 +287,8 @@ class IndicatorEngine:
             seen[as_spec(s)] = None
         return EngineSubscription(self, sym, itv, tuple(seen), history, bool(forming))
 
-    async def _attach(self, sub: EngineSubscription) -> None:
+    async def attach(self, sub: EngineSubscription) -> None:
+        """Join ``sub`` to its stream (its ``start()`` calls this), opening the stream if needed."""
         key = (sub.symbol, sub.interval)
         warm = max((s.warmup for s in sub.specs), default=0)
         need = sub.history_size + warm + 1
@@ -309,16 +306,14 @@ class IndicatorEngine:
         stream.pending -= 1
         if stream.error is not None:
             if not stream.subs and not stream.pending:
-                self._drop_stream(stream)
+                self.drop_stream(stream)
             raise stream.error
         if sub.closed:  # closed while waiting
             self._maybe_drop(stream)
             return
         # From here to the end nothing awaits: history and live rows meet without a gap.
         stream.state.add_specs(sub.specs)
-        sub.history = stream.state.history(sub.history_size)
-        sub._stream = stream
-        sub._cursor = stream.base + len(stream.log)
+        sub.join(stream, stream.state.history(sub.history_size))
         if stream.ended:  # a finite source already ran out: history only
             stream.state.remove_specs(sub.specs)
             return
@@ -326,8 +321,9 @@ class IndicatorEngine:
         if sub.forming:
             stream.forming_subs += 1
 
-    def _detach(self, sub: EngineSubscription) -> None:
-        stream = sub._stream
+    def detach(self, sub: EngineSubscription) -> None:
+        """Take ``sub`` off its stream (its ``close()`` calls this)."""
+        stream = sub.stream
         if stream is None:
             return
         if sub in stream.subs:
@@ -335,16 +331,17 @@ class IndicatorEngine:
             if sub.forming:
                 stream.forming_subs -= 1
             stream.state.remove_specs(sub.specs)
-        stream._wake()  # a task of this subscriber blocked in __anext__ sees it closed
+        stream.wake()  # a task of this subscriber blocked in __anext__ sees it closed
         self._maybe_drop(stream)
 
     def _maybe_drop(self, stream: _LiveStream) -> None:
         if not stream.subs and not stream.pending:
-            self._drop_stream(stream)
+            self.drop_stream(stream)
             if not stream.task.done():
                 stream.task.cancel()
 
-    def _drop_stream(self, stream: _LiveStream) -> None:
+    def drop_stream(self, stream: _LiveStream) -> None:
+        """Forget ``stream`` (its source ended or failed, or nobody reads it)."""
         key = (stream.state.symbol, stream.state.interval)
         if self._streams.get(key) is stream:
             del self._streams[key]
@@ -360,7 +357,7 @@ class IndicatorEngine:
             for sub in list(stream.subs):
                 sub.close()
             stream.task.cancel()
-            stream._wake()
+            stream.wake()
             try:
                 await stream.task
             except BaseException:

@@ -17,13 +17,16 @@ import logging
 import random
 import time
 from collections import deque
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
+from kit.errors import ExchangeError
+
 if TYPE_CHECKING:
-    from kit.feed._feed import Feed
+    from kit.feed._config import FeedConfig
 
 log = logging.getLogger("kit.feed")
 
@@ -34,11 +37,24 @@ MAX_ATTEMPTS_5MIN = 100
 
 
 class Connection:
-    """Owns a set of stream names and one WebSocket carrying them."""
+    """Owns a set of stream names, one WebSocket carrying them, and its control requests.
 
-    def __init__(self, feed: Feed, index: int) -> None:
-        self.feed = feed
+    Frames go to ``on_frame(raw, conn)``; after a reconnect ``on_reconnect(stream_names)`` is
+    called (the feed catches up streams that stay silent).
+    """
+
+    def __init__(
+        self,
+        config: FeedConfig,
+        index: int,
+        on_frame: Callable[[str | bytes, Connection], None],
+        on_reconnect: Callable[[list[str]], None],
+    ) -> None:
+        self.config = config
         self.index = index
+        self._on_frame = on_frame
+        self._on_reconnect = on_reconnect
+        self._pending: dict[int, asyncio.Future[Any]] = {}  # control requests awaiting their answer
         self.streams: dict[str, None] = {}  # wanted, in subscription order
         self._sent: set[str] = set()  # subscribed on the current socket
         self._dirty = asyncio.Event()
@@ -52,6 +68,10 @@ class Connection:
         self.last_frame = time.monotonic()
         self.connected_at = 0.0
         self.connects = 0
+        self.reconnects = 0
+        self.stalls = 0
+        self.control_sent = 0
+        self.control_errors = 0
 
     def __repr__(self) -> str:
         return f"Connection({self.index}, streams={len(self.streams)}, connected={self.connected})"
@@ -79,7 +99,7 @@ class Connection:
 
     # -- the connection loop ---------------------------------------------------------------------
     async def _run(self) -> None:
-        feed = self.feed
+        cfg = self.config
         failures = 0
         while not self._closing:
             if not self.streams:
@@ -88,11 +108,11 @@ class Connection:
                 await self._dirty.wait()
                 continue
             await self._respect_attempt_limit()
-            url = feed.ws_url.rstrip("/") + "/stream"
+            url = cfg.ws_url + "/stream"
             try:
                 async with connect(
                     url,
-                    open_timeout=feed.open_timeout,
+                    open_timeout=cfg.open_timeout,
                     close_timeout=1.0,
                     ping_interval=None,  # the server pings; we answer (each pong counts toward 5 msg/s)
                     max_size=2**22,
@@ -104,9 +124,9 @@ class Connection:
                     self.connects += 1
                     self.connected_at = self.last_frame = time.monotonic()
                     if self.connects > 1:
-                        feed._counts["reconnects"] += 1
+                        self.reconnects += 1
                         log.info("reconnected", extra={"connection": self.index, "streams": len(self.streams)})
-                        feed._schedule_catch_up(list(self.streams))
+                        self._on_reconnect(list(self.streams))
                     self._sent = set()
                     self._dirty.set()
                     await self._serve(ws)
@@ -124,8 +144,8 @@ class Connection:
                 break
             # A connection that lived a while resets the backoff; a flapping one keeps growing it.
             lived = time.monotonic() - self.connected_at if self.connected_at else 0.0
-            failures = 0 if lived > feed.backoff_reset else failures + 1
-            delay = min(feed.backoff_max, feed.backoff_initial * 2 ** max(failures - 1, 0))
+            failures = 0 if lived > cfg.backoff_reset else failures + 1
+            delay = min(cfg.backoff_max, cfg.backoff_initial * 2 ** max(failures - 1, 0))
             await asyncio.sleep(random.uniform(delay / 2, delay))  # jitter: many feeds don't reconnect in lockstep
 
     async def _respect_attempt_limit(self) -> None:
@@ -142,7 +162,7 @@ class Connection:
     async def _serve(self, ws: ClientConnection) -> None:
         sender = asyncio.get_running_loop().create_task(self._sender(ws), name=f"kit-feed-send-{self.index}")
         watchdog = asyncio.get_running_loop().create_task(self._watchdog(ws), name=f"kit-feed-watch-{self.index}")
-        on_frame = self.feed._on_frame
+        on_frame = self._on_frame
         try:
             async for raw in ws:
                 self.last_frame = time.monotonic()
@@ -157,11 +177,11 @@ class Connection:
                 raise sender.exception()  # type: ignore[misc]
 
     async def _watchdog(self, ws: ClientConnection) -> None:
-        timeout = self.feed.stall_timeout
+        timeout = self.config.stall_timeout
         while True:
             await asyncio.sleep(min(1.0, timeout / 4))
             if self._sent and time.monotonic() - self.last_frame > timeout:
-                self.feed._counts["stalls"] += 1
+                self.stalls += 1
                 log.warning("no frame for stall_timeout seconds; reconnecting", extra={"connection": self.index})
                 ws.transport.abort()  # a stalled peer may not answer a close handshake
                 return
@@ -172,7 +192,7 @@ class Connection:
         sent = self._sent_times
         while sent and now - sent[0] >= 1.0:
             sent.popleft()
-        if len(sent) < int(self.feed.control_rate):
+        if len(sent) < int(self.config.control_rate):
             return 0.0
         return 1.0 - (now - sent[0]) + 0.01
 
@@ -181,7 +201,7 @@ class Connection:
             await asyncio.sleep(wait)
         self._sent_times.append(time.monotonic())
         await ws.send(json.dumps(msg))
-        self.feed._counts["control_sent"] += 1
+        self.control_sent += 1
 
     async def _sender(self, ws: ClientConnection) -> None:
         """Bring the socket's subscriptions in line with ``streams``, paced under 5 messages/s."""
@@ -214,10 +234,85 @@ class Connection:
         rid = self._next_id
         self._next_id += 1
         fut = asyncio.get_running_loop().create_future()
-        self.feed._pending[rid] = fut
+        self._pending[rid] = fut
         try:
             msg = {"method": method, "id": rid} | ({"params": params} if params is not None else {})
             await self._send_control(ws, msg)
             return await asyncio.wait_for(fut, timeout)
         finally:
-            self.feed._pending.pop(rid, None)
+            self._pending.pop(rid, None)
+
+    def on_control(self, msg: dict) -> bool:
+        """An answer to a control message (``{"result", "id"}`` or an error); False if ``msg`` is none."""
+        rid = msg.get("id")
+        fut = self._pending.get(rid) if isinstance(rid, int) else None
+        err = msg.get("error") if isinstance(msg.get("error"), dict) else (msg if "code" in msg else None)
+        if err is not None and "result" not in msg:
+            # Binance's stream servers answer {"error": {"code", "msg"}, "id"}; older docs show it flat.
+            self.control_errors += 1
+            log.warning("exchange refused a control message", extra={"code": err.get("code"), "msg": err.get("msg")})
+            if fut is not None and not fut.done():
+                fut.set_exception(ExchangeError(f"exchange refused: {err.get('msg')}", code=err.get("code")))
+            return True
+        if "result" in msg:
+            if fut is not None and not fut.done():
+                fut.set_result(msg["result"])
+            return True
+        return False
+
+
+class ConnectionPool:
+    """The feed's connections: a new stream goes on the first with room; a new socket only past it.
+
+    The pool keeps the counters of connections it has closed, so the feed's figures outlive them.
+    """
+
+    COUNTERS = ("reconnects", "stalls", "control_sent", "control_errors")
+
+    def __init__(
+        self,
+        config: FeedConfig,
+        on_frame: Callable[[str | bytes, Connection], None],
+        on_reconnect: Callable[[list[str]], None],
+    ) -> None:
+        self.config = config
+        self._on_frame = on_frame
+        self._on_reconnect = on_reconnect
+        self.conns: list[Connection] = []
+        self._retired = dict.fromkeys(self.COUNTERS, 0)
+
+    def assign(self, name: str) -> Connection:
+        """The connection that carries stream ``name`` from now on (it subscribes at its pace)."""
+        conn = next((c for c in self.conns if len(c.streams) < self.config.max_streams_per_connection), None)
+        if conn is None:
+            conn = Connection(self.config, len(self.conns), self._on_frame, self._on_reconnect)
+            self.conns.append(conn)
+            conn.start()
+        conn.add(name)
+        return conn
+
+    async def stop(self) -> None:
+        for conn in self.conns:
+            await conn.stop()
+            for k in self.COUNTERS:
+                self._retired[k] += getattr(conn, k)
+        self.conns.clear()
+
+    def counters(self) -> dict[str, int]:
+        return {k: self._retired[k] + sum(getattr(c, k) for c in self.conns) for k in self.COUNTERS}
+
+    @property
+    def connected(self) -> int:
+        return sum(1 for c in self.conns if c.connected)
+
+    def last_frame(self) -> float | None:
+        """``time.monotonic()`` of the newest frame on any connection (None before the first connect)."""
+        return max((c.last_frame for c in self.conns if c.connects), default=None)
+
+    async def list_subscriptions(self) -> list[str]:
+        out: list[str] = []
+        for conn in self.conns:
+            if conn.connected:
+                result = await conn.request("LIST_SUBSCRIPTIONS")
+                out.extend(result if isinstance(result, list) else [])
+        return sorted(out)

@@ -5,19 +5,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import weakref
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from kit.errors import ConfigError, ExchangeError
-from kit.feed._connection import Connection
+from kit.feed._config import FeedConfig
+from kit.feed._connection import Connection, ConnectionPool
 from kit.feed._events import GapEvent, KlineEvent
+from kit.feed._history import History
+from kit.feed._logs import iso, log_bad_frame
+from kit.feed._order import Action, Backfill, Drop, Seed
 from kit.feed._rest import RestClient
 from kit.feed._stream import Stream, stream_name
 from kit.feed._subscription import Subscription, check_request
 from kit.market.candle import Candle
-from kit.market.intervals import next_open
 
 try:  # orjson parses kline frames ~2x faster; the stdlib is the fallback, not a requirement.
     from orjson import loads as _loads
@@ -26,23 +28,9 @@ except ImportError:  # pragma: no cover - depends on the environment
 
 log = logging.getLogger("kit.feed")
 
-_COUNTERS = (
-    "messages",
-    "malformed",
-    "invalid",
-    "unknown_stream",
-    "duplicates",
-    "stale",
-    "out_of_order",
-    "reconnects",
-    "stalls",
-    "backfilled",
-    "gaps",
-    "gap_candles",
-    "lagging",
-    "control_sent",
-    "control_errors",
-)
+# The feed's own counters; its connections count reconnects, stalls and control messages.
+_COUNTERS = ("messages", "malformed", "invalid", "unknown_stream", "duplicates", "stale", "out_of_order",
+             "backfilled", "gaps", "gap_candles", "lagging")  # fmt: skip
 
 
 class Feed:
@@ -93,48 +81,33 @@ class Feed:
             s = Settings.from_env()
             ws_url = s.exchange_ws_url if ws_url is None else ws_url
             rest_url = s.exchange_url if rest_url is None else rest_url
-        if not isinstance(ws_url, str) or not ws_url.startswith(("ws://", "wss://")):
-            raise ConfigError(f"ws_url must start with ws:// or wss://, got {ws_url!r}")
-        _positive("stall_timeout", stall_timeout)
-        _positive("backoff_initial", backoff_initial)
-        _positive("backoff_max", backoff_max)
-        _positive("control_rate", control_rate)
-        _positive("open_timeout", open_timeout)
-        _positive("catch_up_after", catch_up_after)
-        if control_rate >= 5:
-            raise ConfigError(f"control_rate must be below Binance's 5 messages/s, got {control_rate!r}")
-        if not 1 <= int(max_streams_per_connection) <= 1024:
-            raise ConfigError(f"max_streams_per_connection must be 1..1024, got {max_streams_per_connection!r}")
-        if int(max_queue) < 16:
-            raise ConfigError(f"max_queue must be >= 16, got {max_queue!r}")
-        if int(rest_concurrency) < 1:
-            raise ConfigError(f"rest_concurrency must be >= 1, got {rest_concurrency!r}")
-        self.ws_url = ws_url.rstrip("/")
+        self.config = FeedConfig(
+            ws_url,
+            rest_url,
+            stall_timeout=stall_timeout,
+            max_streams_per_connection=max_streams_per_connection,
+            max_queue=max_queue,
+            backoff_initial=backoff_initial,
+            backoff_max=backoff_max,
+            backoff_reset=backoff_reset,
+            control_rate=control_rate,
+            rest_concurrency=rest_concurrency,
+            open_timeout=open_timeout,
+            catch_up_after=catch_up_after,
+        )
+        self.ws_url = self.config.ws_url
         self.rest = RestClient(rest_url, max_retries=1)
         self.rest_url = self.rest.base_url
-        self.stall_timeout = float(stall_timeout)
-        self.max_streams_per_connection = int(max_streams_per_connection)
-        self.max_queue = int(max_queue)
-        self.backoff_initial = float(backoff_initial)
-        self.backoff_max = float(backoff_max)
-        self.backoff_reset = float(backoff_reset)
-        self.control_rate = float(control_rate)
-        self.open_timeout = float(open_timeout)
-        self.catch_up_after = float(catch_up_after)
+        self.max_queue = self.config.max_queue
         self._catch_ups: set[asyncio.Task] = set()
-        self._rest_concurrency = int(rest_concurrency)
-        self._rest_sem: asyncio.Semaphore | None = None
+        self._history: History | None = None
         self._streams: dict[str, Stream] = {}
-        self._conns: list[Connection] = []
-        self._pending: dict[int, asyncio.Future] = {}
-        self._symbols: set[str] | None = None
+        self._conns = ConnectionPool(self.config, self._on_frame, self._schedule_catch_up)
         self._watchers: set[asyncio.Task] = set()
-        self._counts: Counter[str] = Counter({k: 0 for k in _COUNTERS})
+        self._counts: Counter[str] = Counter(dict.fromkeys(_COUNTERS, 0))
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._started_at = 0.0
         self._rate_mark = (time.monotonic(), 0)
         self._rate = 0.0
-        self._stopping = False
 
     def __repr__(self) -> str:
         return f"Feed({self.ws_url!r}, streams={len(self._streams)}, running={self.running})"
@@ -144,6 +117,11 @@ class Feed:
     def running(self) -> bool:
         return self._loop is not None
 
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The event loop the feed runs on (None until started, and after :meth:`stop`)."""
+        return self._loop
+
     async def start(self) -> Feed:
         """Bind the feed to the running loop. Idempotent; ``async with feed`` calls it."""
         loop = asyncio.get_running_loop()
@@ -152,9 +130,12 @@ class Feed:
         if self._loop is not None:
             raise RuntimeError("this Feed runs on another event loop; use kit.feed.shared_feed() per loop")
         self._loop = loop
-        self._stopping = False
-        self._rest_sem = asyncio.Semaphore(self._rest_concurrency)
-        self._started_at = time.monotonic()
+        self._history = History(
+            self.rest,
+            concurrency=self.config.rest_concurrency,
+            backoff_initial=self.config.backoff_initial,
+            backoff_max=self.config.backoff_max,
+        )
         log.debug("feed started", extra={"ws_url": self.ws_url, "rest_url": self.rest_url})
         return self
 
@@ -162,15 +143,12 @@ class Feed:
         """Close every subscription and connection. The feed can be started again afterwards."""
         if self._loop is None:
             return
-        self._stopping = True
         for task in list(self._catch_ups):
             task.cancel()
         for stream in list(self._streams.values()):
             stream.close()
         self._streams.clear()
-        for conn in self._conns:
-            await conn.stop()
-        self._conns.clear()
+        await self._conns.stop()
         self._loop = None
 
     async def run(self) -> None:
@@ -241,63 +219,65 @@ class Feed:
                     except Exception:
                         log.exception("a feed watch callback failed", extra={"stream": stream_name(symbol, interval)})
 
-        task = asyncio.get_running_loop().create_task(
-            pump(), name=f"kit-feed-watch-{stream_name(sub.symbol, interval)}"
-        )
-        self._watchers.add(task)
-        task.add_done_callback(self._watchers.discard)
+        self._spawn(pump(), f"kit-feed-watch-{stream_name(sub.symbol, interval)}")
         return sub
 
-    async def _attach(self, sub: Subscription) -> None:
+    async def attach(self, sub: Subscription) -> None:
+        """Register ``sub`` (its ``start()`` calls this): every update after the stream's cursor,
+        its history before it."""
         await self.start()
+        if sub.closed:  # closed while the feed started
+            return
         name = stream_name(sub.symbol, sub.interval)
         stream = self._streams.get(name)
         if stream is None:
-            stream = self._streams[name] = Stream(self, sub.symbol, sub.interval)
-            conn = self._conn_for_new_stream()
-            stream.conn = conn
-            conn.add(name)
+            stream = self._streams[name] = Stream(sub.symbol, sub.interval)
+            stream.conn = self._conns.assign(name)
             # Binance accepts a SUBSCRIBE to any well-formed name and then stays silent: ask
             # REST whether the symbol is listed, so a typo fails instead of waiting forever.
-            task = asyncio.get_running_loop().create_task(self._check_symbol(stream), name=f"kit-feed-check-{name}")
-            self._watchers.add(task)  # the loop holds tasks weakly
-            task.add_done_callback(self._watchers.discard)
-        stream.add(sub)
+            self._spawn(self._check_symbol(stream), f"kit-feed-check-{name}")
+        assert self._history is not None
+        stream.join(sub, self._history)
 
-    async def _check_symbol(self, stream: Stream) -> None:
-        try:
-            if self._symbols is None or stream.symbol not in self._symbols:
-                async with self._rest_sem:  # type: ignore[union-attr]
-                    self._symbols = await asyncio.to_thread(self.rest.symbols)
-        except Exception as exc:  # unreachable now: the stream keeps waiting and reconnecting
-            log.debug("could not check the symbol list", extra={"error": str(exc)})
+    def detach(self, sub: Subscription) -> None:
+        """Forget ``sub`` (its ``close()`` calls this); the last subscriber's leaving unsubscribes."""
+        stream = self._streams.get(stream_name(sub.symbol, sub.interval))
+        if stream is None or sub not in stream.subs:
             return
-        if stream.symbol not in self._symbols:
-            err = ExchangeError(f"unknown symbol {stream.symbol!r}: the exchange at {self.rest_url} does not list it")
-            for sub in list(stream.subs):
-                sub._fail(err)
-
-    def _detach(self, sub: Subscription) -> None:
-        stream = sub._stream
-        if stream is None:
-            return
-        stream.remove(sub)
-        if not stream.subs and self._streams.get(stream.name) is stream:
+        stream.subs.remove(sub)
+        if not stream.subs:
             # Last subscriber gone: UNSUBSCRIBE (reference counting) and forget the stream's state.
             del self._streams[stream.name]
             stream.close()
-            conn = stream.conn
-            if isinstance(conn, Connection):
-                conn.discard(stream.name)
+            if stream.conn is not None:
+                stream.conn.discard(stream.name)
 
-    def _conn_for_new_stream(self) -> Connection:
-        for conn in self._conns:
-            if len(conn.streams) < self.max_streams_per_connection:
-                return conn
-        conn = Connection(self, len(self._conns))
-        self._conns.append(conn)
-        conn.start()
-        return conn
+    def resync(self, sub: Subscription) -> None:
+        """Re-attach a lagging lossless ``sub``: closed candles after its cursor up to the stream's."""
+        stream = self._streams.get(stream_name(sub.symbol, sub.interval))
+        if stream is not None and not sub.closed and sub in stream.subs:
+            assert self._history is not None
+            stream.resync(sub, self._history)
+
+    def note_lagging(self, sub: Subscription) -> None:
+        """A lossless ``sub`` was cut because its consumer lags (it calls this)."""
+        self._counts["lagging"] += 1
+        log.warning(
+            "subscriber lags; it will be resynced from the feed's buffer or REST",
+            extra={"stream": stream_name(sub.symbol, sub.interval), "queued": sub.queued},
+        )
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        self._watchers.add(task)  # the loop holds tasks weakly
+        task.add_done_callback(self._watchers.discard)
+
+    async def _check_symbol(self, stream: Stream) -> None:
+        assert self._history is not None
+        if await self._history.listed(stream.symbol) is False:
+            err = ExchangeError(f"unknown symbol {stream.symbol!r}: the exchange at {self.rest_url} does not list it")
+            for sub in list(stream.subs):
+                sub.fail(err)
 
     # -- the hot path: one frame from the wire ----------------------------------------------------
     def _on_frame(self, raw: str | bytes, conn: Connection | None = None) -> None:
@@ -307,15 +287,15 @@ class Feed:
             msg = _loads(raw)
         except ValueError:
             counts["malformed"] += 1
-            _log_bad("malformed JSON", raw)
+            log_bad_frame("malformed JSON", raw)
             return
         if type(msg) is not dict:
             counts["malformed"] += 1
-            _log_bad("frame is not an object", raw)
+            log_bad_frame("frame is not an object", raw)
             return
         data = msg.get("data")
         if data is None:
-            self._on_control(msg, raw)
+            self._on_control(msg, raw, conn)
             return
         try:
             stream = self._streams.get(msg["stream"])
@@ -330,42 +310,104 @@ class Feed:
                 raise ValueError("symbol or interval does not match the stream name")
         except (KeyError, TypeError, ValueError, AttributeError):
             counts["malformed"] += 1
-            _log_bad("malformed kline", raw)
+            log_bad_frame("malformed kline", raw)
             return
         if stream is None:
             counts["unknown_stream"] += 1  # e.g. a frame that crossed our UNSUBSCRIBE
             return
-        if not candle.is_valid() or (stream._fixed and (t - stream._offset) % stream.step):
+        order = stream.order
+        if not candle.is_valid() or (order.fixed and (t - order.offset) % order.step):
             counts["invalid"] += 1
-            _log_bad("invalid candle values", raw)
+            log_bad_frame("invalid candle values", raw)
             return
-        stream.on_kline(candle, x, event_ms if type(event_ms) is int else 0)
+        action = order.on_kline(candle, x, event_ms if type(event_ms) is int else 0)
+        if type(action) is KlineEvent:  # the common case, inlined: deliver
+            if x:
+                stream.recent.append(action)
+            for sub in stream.subs:
+                sub.put(action)
+        elif action is not None:
+            self._carry_out(stream, action)
 
-    def _on_control(self, msg: dict, raw: str | bytes) -> None:
-        rid = msg.get("id")
-        fut = self._pending.get(rid) if isinstance(rid, int) else None
-        err = msg.get("error") if isinstance(msg.get("error"), dict) else (msg if "code" in msg else None)
-        if err is not None and "result" not in msg:
-            # Binance's stream servers answer {"error": {"code", "msg"}, "id"}; older docs show it flat.
-            self._counts["control_errors"] += 1
-            log.warning("exchange refused a control message", extra={"code": err.get("code"), "msg": err.get("msg")})
-            if fut is not None and not fut.done():
-                fut.set_exception(ExchangeError(f"exchange refused: {err.get('msg')}", code=err.get("code")))
-            return
-        if "result" in msg:
-            if fut is not None and not fut.done():
-                fut.set_result(msg["result"])
+    def _on_control(self, msg: dict, raw: str | bytes, conn: Connection | None) -> None:
+        if conn is not None and conn.on_control(msg):
             return
         if msg.get("e") == "serverShutdown" or msg.get("stream") == "!serverShutdown":
             log.info("exchange announced a shutdown")
             return
         self._counts["malformed"] += 1
-        _log_bad("unexpected frame", raw)
+        log_bad_frame("unexpected frame", raw)
+
+    # -- carrying out what a stream's ordering asks for -------------------------------------------
+    def _carry_out(self, stream: Stream, action: Action) -> None:
+        if type(action) is KlineEvent:
+            stream.deliver(action)
+        elif type(action) is Drop:
+            self._counts[action.counter] += 1
+        elif type(action) is Backfill:
+            self._fetch(stream, self._backfill(stream, action))
+        elif type(action) is Seed:
+            self._fetch(stream, self._seed(stream, action.end))
+
+    def _fetch(self, stream: Stream, coro: Coroutine[Any, Any, None]) -> None:
+        stream.task = asyncio.get_running_loop().create_task(
+            self._guard(stream, coro), name=f"kit-feed-sync-{stream.name}"
+        )
+
+    async def _guard(self, stream: Stream, coro: Coroutine[Any, Any, None]) -> None:
+        # REST fetches retry transient failures forever; what escapes is permanent (an unknown
+        # symbol, a refused request): every subscriber of the stream gets the error.
+        try:
+            await coro
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.error("stream failed", extra={"stream": stream.name, "error": str(exc)})
+            stream.order.fail()
+            for sub in list(stream.subs):
+                sub.fail(exc)
+
+    def _resume(self, stream: Stream) -> None:
+        """A fetch is done: replay what the stream buffered meanwhile."""
+        stream.task = None
+        for action in stream.order.resume():
+            self._carry_out(stream, action)
+
+    async def _seed(self, stream: Stream, first_open: int) -> None:
+        """The stream's first update opens at ``first_open``: fetch the history subscribers want, go live."""
+        assert self._history is not None
+        want = max((s.history for s in stream.subs), default=0)
+        events = await self._history.last(stream.order, want, first_open) if want else []
+        n_closed = sum(1 for e in events if not e.is_gap)
+        stream.exhausted = n_closed < want
+        stream.recent.extend(events)
+        stream.order.go_live(first_open)
+        stream.seed_waiting(self._history)
+        for ev in events:
+            if ev.is_gap:
+                self._note_gap(stream, ev, live=False)
+        self._resume(stream)
+
+    async def _backfill(self, stream: Stream, fill: Backfill) -> None:
+        """Closed candles in ``[fill.start, fill.end)`` were missed: fetch, deliver, report real gaps."""
+        assert self._history is not None
+        events = await self._history.events(stream.order, fill.start, fill.end, lead_gap=True)
+        n = 0
+        for ev in stream.order.accept_backfill(events, fill.end):
+            if ev.is_gap:
+                self._note_gap(stream, ev, live=True)
+            else:
+                n += 1
+            stream.deliver(ev)
+        self._counts["backfilled"] += n
+        if n:
+            log.info("backfilled missed candles", extra={"stream": stream.name, "candles": n})
+        self._resume(stream)
 
     # -- after a reconnect -----------------------------------------------------------------------
     def _schedule_catch_up(self, names: list[str]) -> None:
         """Called on a reconnect: later, catch up the streams among ``names`` that stayed silent."""
-        marks = {n: st._last_event_ms for n in names if (st := self._streams.get(n)) is not None}
+        marks = {n: st.order.last_event_ms for n in names if (st := self._streams.get(n)) is not None}
         if not marks:
             return
         task = asyncio.get_running_loop().create_task(self._catch_up(marks), name="kit-feed-catch-up")
@@ -373,9 +415,9 @@ class Feed:
         task.add_done_callback(self._catch_ups.discard)
 
     async def _catch_up(self, marks: dict[str, int]) -> None:
-        await asyncio.sleep(self.catch_up_after)
+        await asyncio.sleep(self.config.catch_up_after)
         silent = [st for n, mark in marks.items() if (st := self._streams.get(n)) is not None
-                  and st._last_event_ms == mark]  # fmt: skip
+                  and st.order.last_event_ms == mark]  # fmt: skip
         if not silent:
             return
         try:
@@ -384,76 +426,23 @@ class Feed:
             log.warning("cannot read the exchange's clock to catch up", extra={"error": str(exc)})
             return
         for st in silent:
-            st.catch_up(now)
-
-    # -- REST ------------------------------------------------------------------------------------
-    async def _fetch_events(
-        self, stream: Stream, start: int, end: int, *, lead_gap: bool, settle: bool = True
-    ) -> list[Any]:
-        """Closed candles with ``start <= open_time < end`` as events, plus GapEvents for holes.
-
-        Retries transient failures forever (the exchange may be restarting); a 4xx answer
-        (unknown symbol...) raises :class:`ExchangeError`. A hole at the start counts only if
-        ``lead_gap`` (a backfill from a known candle); history windows start at an arbitrary time.
-        ``settle``: ``end`` is the live edge, where REST may lag the WebSocket by a moment, so a
-        hole at the end is checked twice before it is believed.
-        """
-        if start >= end:
-            return []
-        candles = await self._rest_range(stream, start, end)
-        if settle and (not candles or candles[-1].open_time < _prev_open(end, stream)):
-            # A trailing hole might be REST lagging the WebSocket by a moment: look once more.
-            await asyncio.sleep(0.5)
-            candles = await self._rest_range(stream, start, end)
-        events: list[Any] = []
-        sym, iv = stream.symbol, stream.interval
-        expected = start if lead_gap else (candles[0].open_time if candles else end)
-        for c in candles:
-            if c.open_time > expected:
-                events.append(GapEvent(sym, iv, expected, c.open_time))
-            events.append(KlineEvent(sym, iv, c, True))
-            expected = next_open(c.open_time, iv)
-        if expected < end and (candles or lead_gap):
-            events.append(GapEvent(sym, iv, expected, end))
-        return events
-
-    async def _rest_range(self, stream: Stream, start: int, end: int) -> list[Candle]:
-        attempt = 0
-        assert self._rest_sem is not None
-        while True:
-            try:
-                async with self._rest_sem:
-                    return await asyncio.to_thread(self.rest.klines_range, stream.symbol, stream.interval, start, end)
-            except ExchangeError as exc:
-                if exc.status is not None and 400 <= exc.status < 500 and exc.status not in (418, 429):
-                    raise
-                wait = min(self.backoff_max, self.backoff_initial * 2**attempt)
-                attempt += 1
-                log.warning(
-                    "REST backfill failed; retrying", extra={"stream": stream.name, "error": str(exc), "wait_s": wait}
-                )
-                await asyncio.sleep(wait)
+            fill = st.order.catch_up(now)
+            if fill is not None:
+                self._carry_out(st, fill)
 
     # -- bookkeeping -----------------------------------------------------------------------------
     def _note_gap(self, stream: Stream, ev: GapEvent, *, live: bool) -> None:
         self._counts["gaps"] += 1
-        step = stream.step or 1
+        step = stream.order.step or 1
         self._counts["gap_candles"] += max(1, (ev.end_ms - ev.start_ms) // step)
         log.warning(
             "exchange has no candles in a range (real outage)",
             extra={
                 "stream": stream.name,
-                "start": _iso(ev.start_ms),
-                "end": _iso(ev.end_ms),
+                "start": iso(ev.start_ms),
+                "end": iso(ev.end_ms),
                 "where": "live" if live else "history",
             },
-        )
-
-    def _note_lagging(self, sub: Subscription) -> None:
-        self._counts["lagging"] += 1
-        log.warning(
-            "subscriber lags; it will be resynced from the feed's buffer or REST",
-            extra={"stream": stream_name(sub.symbol, sub.interval), "queued": len(sub._q)},
         )
 
     def stats(self) -> dict[str, Any]:
@@ -472,14 +461,14 @@ class Feed:
         if now - t0 >= 0.5:
             self._rate = (n - n0) / (now - t0)
             self._rate_mark = (now, n)
-        last = max((c.last_frame for c in self._conns if c.connects), default=None)
-        c = self._counts
+        last = self._conns.last_frame()
+        c = {**self._counts, **self._conns.counters()}
         return {
             "running": self.running,
             "ws_url": self.ws_url,
             "rest_url": self.rest_url,
-            "connections": sum(1 for x in self._conns if x.connected),
-            "connections_total": len(self._conns),
+            "connections": self._conns.connected,
+            "connections_total": len(self._conns.conns),
             "streams": len(self._streams),
             "subscribers": {name: len(s.subs) for name, s in self._streams.items()},
             "messages": n,
@@ -502,70 +491,4 @@ class Feed:
 
     async def list_subscriptions(self) -> list[str]:
         """Ask the exchange which streams each connection carries (``LIST_SUBSCRIPTIONS``)."""
-        out: list[str] = []
-        for conn in self._conns:
-            if conn.connected:
-                result = await conn.request("LIST_SUBSCRIPTIONS")
-                out.extend(result if isinstance(result, list) else [])
-        return sorted(out)
-
-
-def _positive(name: str, value: float) -> None:
-    if not isinstance(value, int | float) or not value > 0:
-        raise ConfigError(f"{name} must be a number > 0, got {value!r}")
-
-
-def _prev_open(t: int, stream: Stream) -> int:
-    return stream._prev(t)
-
-
-def _iso(ms: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ms / 1000))
-
-
-_bad_logged = [0.0, 0]
-
-
-def _log_bad(what: str, raw: str | bytes) -> None:
-    # At most one line per second: a flood of bad frames must not become a flood of logs.
-    now = time.monotonic()
-    _bad_logged[1] += 1
-    if now - _bad_logged[0] >= 1.0:
-        log.warning(
-            "dropped bad frame from the exchange",
-            extra={"reason": what, "frame": str(raw[:160]), "since_last_log": _bad_logged[1]},
-        )
-        _bad_logged[0], _bad_logged[1] = now, 0
-
-
-# -- one feed per event loop ------------------------------------------------------------------------
-_shared: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Feed] = weakref.WeakKeyDictionary()
-
-
-def shared_feed(**kwargs: Any) -> Feed:
-    """The process-wide :class:`Feed` of the running event loop (created on first use).
-
-    For notebooks and the Panel server: every cell or session that calls this shares one
-    exchange connection. Call it from the loop (a coroutine, a loop callback, a Jupyter cell);
-    called outside any loop it returns a feed that binds to the first loop that starts it.
-    Keyword arguments apply only when the feed is first created.
-    """
-    try:
-        loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-    except RuntimeError:
-        loop = None
-    if loop is None:
-        # Called outside a loop (a plain notebook cell on an old kernel, a module import): one
-        # feed that binds to the first loop it is started on.
-        global _unbound
-        if _unbound is None or (_unbound._loop is not None and not _unbound._loop.is_running()):
-            _unbound = Feed(**kwargs)
-        return _unbound
-    feed = _shared.get(loop)
-    if feed is None:
-        feed = _unbound if _unbound is not None and _unbound._loop is loop else Feed(**kwargs)
-        _shared[loop] = feed
-    return feed
-
-
-_unbound: Feed | None = None
+        return await self._conns.list_subscriptions()

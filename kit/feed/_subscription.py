@@ -21,16 +21,18 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from kit.errors import ConfigError
-from kit.feed._events import GapEvent, KlineEvent
+from kit.feed._events import Event
+from kit.feed._source import BaseSubscription, Lifecycle
 from kit.market.intervals import validate_interval, validate_symbol
 
 if TYPE_CHECKING:
-    from kit.feed._stream import Stream
+    from kit.feed._feed import Feed
 
 MODES = ("lossless", "conflate")
+_CLOSED = Lifecycle.CLOSED  # read on the hot path
 
 
 def check_request(symbol: str, interval: str, history: object, mode: str) -> str:
@@ -44,12 +46,14 @@ def check_request(symbol: str, interval: str, history: object, mode: str) -> str
     return symbol
 
 
-class Subscription:
+class Subscription(BaseSubscription):
     """An async iterator over one stream's events; also an async context manager.
 
     Made by :meth:`kit.feed.Feed.subscribe`. Leaving the ``async with`` block (or calling
     :meth:`close`, which is synchronous and idempotent) unsubscribes; when the last subscriber
-    of a stream leaves, the feed sends ``UNSUBSCRIBE``.
+    of a stream leaves, the feed sends ``UNSUBSCRIBE``. Its life is a :class:`~kit.feed.Lifecycle`.
+
+    The methods under "producer side" are the feed's: they never await and never block.
     """
 
     __slots__ = (
@@ -60,10 +64,7 @@ class Subscription:
         "_q",
         "_seed",
         "_seed_task",
-        "_started",
-        "_stream",
         "_waiter",
-        "closed",
         "dropped",
         "gaps",
         "history",
@@ -76,8 +77,9 @@ class Subscription:
     )
 
     def __init__(
-        self, feed: Any, symbol: str, interval: str, *, history: int, mode: str, gaps: bool, max_queue: int
+        self, feed: Feed, symbol: str, interval: str, *, history: int, mode: str, gaps: bool, max_queue: int
     ) -> None:
+        super().__init__()
         self._feed = feed
         self.symbol = symbol
         self.interval = interval
@@ -86,17 +88,14 @@ class Subscription:
         self.lossless = mode == "lossless"
         self.gaps = gaps
         self.max_queue = max_queue
-        self._stream: Stream | None = None
-        self._q: deque[KlineEvent | GapEvent] = deque()
-        self._seed: deque[KlineEvent | GapEvent] = deque()
+        self._q: deque[Event] = deque()
+        self._seed: deque[Event] = deque()
         self._seed_task: asyncio.Task | None = None
         self._waiter: asyncio.Future | None = None
         # Open time of the last closed candle accepted (seeded or queued): where a resync resumes.
         self._cursor: int | None = None
         self._cut = False
-        self._started = False
         self._closed_error: BaseException | None = None
-        self.closed = False
         #: Events this subscription lost on purpose (conflate mode's dropped backlog).
         self.dropped = 0
         #: Times a lossless subscription was cut and resynced because its consumer lagged.
@@ -104,42 +103,26 @@ class Subscription:
 
     def __repr__(self) -> str:
         return (
-            f"Subscription({self.symbol} {self.interval}, mode={self.mode}, queued={len(self._q)}, "
-            f"closed={self.closed})"
+            f"Subscription({self.symbol} {self.interval}, mode={self.mode}, queued={len(self._q)}, {self.state.value})"
         )
 
-    # -- lifecycle -------------------------------------------------------------------------------
-    async def start(self) -> Subscription:
-        """Attach to the feed (starting it on the running loop if needed). ``async with`` calls this."""
-        if not self._started:
-            self._started = True
-            await self._feed._attach(self)
-        return self
+    # -- lifecycle (BaseSubscription) ----------------------------------------------------------
+    async def _attach(self) -> None:
+        await self._feed.attach(self)
 
     def close(self) -> None:
         """Unsubscribe now; events still queued are discarded. Idempotent, synchronous, safe from a
         callback (e.g. Panel's ``on_session_destroyed``) or after the feed stopped."""
         self._q.clear()
         self._seed.clear()
-        self._end()
+        super().close()
 
-    def _end(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
+    def _detach(self, attached: bool) -> None:
         if self._seed_task is not None and not self._seed_task.done():
             self._seed_task.cancel()
-        self._feed._detach(self)
+        if attached:
+            self._feed.detach(self)
         self._wake()
-
-    async def __aenter__(self) -> Subscription:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.close()
-
-    def __aiter__(self) -> Subscription:
-        return self
 
     @property
     def queued(self) -> int:
@@ -151,9 +134,14 @@ class Subscription:
         """True while a lossless subscription is cut off and waits to be resynced."""
         return self._cut
 
+    @property
+    def cursor(self) -> int | None:
+        """Open time of the last closed candle accepted (seeded or queued): where a resync resumes."""
+        return self._cursor
+
     # -- consumer side ---------------------------------------------------------------------------
-    async def __anext__(self) -> KlineEvent | GapEvent:
-        if not self._started:
+    async def __anext__(self) -> Event:
+        if self.state is Lifecycle.NEW:
             await self.start()
         while True:
             if self._seed:
@@ -166,17 +154,20 @@ class Subscription:
                 self._seed_task = None
                 exc = None if task.cancelled() else task.exception()
                 if exc is not None:
-                    self._fail(exc)
+                    self.fail(exc)
                 continue
             if self._q:
                 return self._q.popleft()
-            if self.closed:
+            if self.state is Lifecycle.CLOSED:
                 if self._closed_error is not None:
                     err, self._closed_error = self._closed_error, None
                     raise err
                 raise StopAsyncIteration
             if self._cut:
-                self._resync()
+                # Re-attach: the closed candles missed since the cursor first, then live.
+                self._cut = False
+                self.resyncs += 1
+                self._feed.resync(self)
                 continue
             self._waiter = asyncio.get_running_loop().create_future()
             try:
@@ -184,23 +175,15 @@ class Subscription:
             finally:
                 self._waiter = None
 
-    def _resync(self) -> None:
-        """Re-attach a cut lossless subscription: missed closed candles first, then live."""
-        self._cut = False
-        self.resyncs += 1
-        stream = self._stream
-        if stream is None or self.closed:
-            return
-        self._seed_task = stream.seed_after(self, self._cursor)
-
-    # -- producer side (called by the Stream, on the loop, never awaits) ---------------------------
+    # -- producer side (the feed's, on the loop, never awaits) -----------------------------------
     def _wake(self) -> None:
         w = self._waiter
         if w is not None and not w.done():
             w.set_result(None)
 
-    def _put(self, ev: KlineEvent | GapEvent) -> None:
-        if self._cut or self.closed:
+    def put(self, ev: Event) -> None:
+        """Queue one live event (the feed's hot path)."""
+        if self._cut or self.state is _CLOSED:
             return
         q = self._q
         if ev.is_gap:
@@ -232,28 +215,32 @@ class Subscription:
 
     def _overflow(self) -> None:
         q = self._q
-        kept: deque[KlineEvent | GapEvent] = deque(e for e in q if e.closed or e.is_gap)
+        kept: deque[Event] = deque(e for e in q if e.closed or e.is_gap)
         last = q[-1]
         if not last.closed and not last.is_gap:
             kept.append(last)  # the latest forming update is still news
         if len(kept) < self.max_queue * 3 // 4:
             self._q = kept
             return
-        # Still full of closed candles: stop queueing; _resync() refills from the cursor later.
+        # Still full of closed candles: stop queueing; a resync refills from the cursor later.
         self._q = kept
         while self._q and not self._q[-1].closed and not self._q[-1].is_gap:
             self._q.pop()
         self._cut = True
-        self._feed._note_lagging(self)
+        self._feed.note_lagging(self)
 
-    def _fail(self, exc: BaseException) -> None:
+    def fail(self, exc: BaseException) -> None:
         """End the subscription with ``exc``, raised to the consumer once its queue is drained."""
-        if self.closed:
+        if self.state is _CLOSED:
             return
         self._closed_error = exc
-        self._end()  # what is queued is still delivered, then the error is raised
+        BaseSubscription.close(self)  # what is queued is still delivered, then the error is raised
 
-    def _seeded(self, events: list[KlineEvent | GapEvent]) -> None:
+    def move_cursor(self, cursor: int | None) -> None:
+        """Live events from now on follow the closed candle opening at ``cursor``."""
+        self._cursor = cursor
+
+    def seed(self, events: list[Event]) -> None:
         """Events to yield before the live queue (history, or a resync's missed candles)."""
         for ev in events:
             if ev.is_gap:
@@ -262,3 +249,7 @@ class Subscription:
             else:
                 self._seed.append(ev)
         self._wake()
+
+    def seed_later(self, task: asyncio.Task | None) -> None:
+        """A fetch that will :meth:`seed` this subscription; the consumer waits for it (and gets its error)."""
+        self._seed_task = task

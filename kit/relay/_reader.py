@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from kit.errors import ConfigError
-from kit.feed import GapEvent, KlineEvent
+from kit.feed import BaseSubscription, Event, KlineEvent, Lifecycle
 from kit.feed._subscription import check_request
 from kit.market.intervals import next_open
 from kit.relay._keys import Keys, decode_entry, decode_forming, stream_name
@@ -61,6 +61,13 @@ class RedisFeed:
             self.redis = aioredis.Redis.from_url(self.redis_url)
         return self
 
+    def register(self, sub: RedisSubscription) -> None:
+        """A subscription started (it calls this); ``stop()`` closes it."""
+        self._subs.add(sub)
+
+    def unregister(self, sub: RedisSubscription) -> None:
+        self._subs.discard(sub)
+
     async def stop(self) -> None:
         for sub in list(self._subs):
             await sub.aclose()
@@ -98,69 +105,92 @@ class RedisFeed:
         }
 
 
-class RedisSubscription:
-    """One reader of one relayed stream; async iterator and async context manager."""
+class RedisSubscription(BaseSubscription):
+    """One reader of one relayed stream; async iterator and async context manager.
+
+    Its life is a :class:`~kit.feed.Lifecycle`, as a feed subscription's (:class:`BaseSubscription`).
+    Leaving ``async with`` (or :meth:`aclose`) waits for the reader tasks to stop; :meth:`close`
+    (synchronous) leaves that to a task.
+    """
+
+    __slots__ = (
+        "_expect",
+        "_forming",
+        "_last_id",
+        "_last_open",
+        "_ready",
+        "_stopping",
+        "_tasks",
+        "_wake",
+        "feed",
+        "gaps",
+        "history",
+        "interval",
+        "name",
+        "symbol",
+        "trimmed",
+    )
 
     def __init__(self, feed: RedisFeed, symbol: str, interval: str, *, history: int, gaps: bool) -> None:
+        super().__init__()
         self.feed = feed
         self.symbol = symbol
         self.interval = interval
         self.name = stream_name(symbol, interval)
         self.history = history
         self.gaps = gaps
-        self.closed = False
         #: Times the reader fell behind the relay's trimmed stream (a hole it could not fill).
         self.trimmed = 0
         self._last_id: str | None = None
         self._last_open: int = -1
         self._expect: int | None = None
-        self._ready: deque[KlineEvent | GapEvent] = deque()
+        self._ready: deque[Event] = deque()
         self._forming: KlineEvent | None = None
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task] = []
-
-    async def __aenter__(self) -> RedisSubscription:
-        await self.start()
-        return self
+        self._stopping: asyncio.Task | None = None  # held: the loop keeps tasks only weakly
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-    def __aiter__(self) -> RedisSubscription:
-        return self
 
     @property
     def queued(self) -> int:
         return len(self._ready)
 
-    async def start(self) -> None:
-        if self._tasks:
-            return
-        await self.feed.start()
-        self.feed._subs.add(self)
-        await self._announce()
+    # -- lifecycle (BaseSubscription) ------------------------------------------------------------
+    async def _attach(self) -> None:
+        try:
+            await self.feed.start()
+            self.feed.register(self)
+            await self._announce()
+        except BaseException:
+            # Redis unreachable: not started, so the next start() (or anext()) tries again.
+            self.state = Lifecycle.NEW
+            self.feed.unregister(self)
+            raise
         self._tasks = [
             asyncio.create_task(self._renew(), name=f"demand-{self.name}"),
             asyncio.create_task(self._read_closed(), name=f"closed-{self.name}"),
             asyncio.create_task(self._read_forming(), name=f"forming-{self.name}"),
         ]
 
-    async def aclose(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        self.feed._subs.discard(self)
-        # One at a time, and bounded: cancelling redis-py's blocking read and its pub/sub reader
-        # together can leave both waiting on the connection pool.
-        for t in self._tasks:
-            t.cancel()
-            done, _ = await asyncio.wait({t}, timeout=5.0)
-            if not done:
-                log.warning("reader task %s did not stop within 5 s", t.get_name())
+    def _detach(self, attached: bool) -> None:
+        self.feed.unregister(self)
+        self._ready.clear()  # as a feed subscription: what is still queued is discarded
+        self._forming = None
         self._wake.set()
+        if self._tasks:  # a synchronous close(): the tasks stop in the background
+            tasks, self._tasks = self._tasks, []
+            self._stopping = asyncio.get_running_loop().create_task(_stop(tasks), name=f"stop-{self.name}")
 
-    async def __anext__(self) -> KlineEvent | GapEvent:
-        if not self._tasks:
+    async def aclose(self) -> None:
+        """Close and wait until the reader tasks have stopped."""
+        tasks, self._tasks = self._tasks, []
+        self.close()
+        await _stop(tasks)
+
+    async def __anext__(self) -> Event:
+        if self.state is Lifecycle.NEW:
             await self.start()
         while True:
             if self._ready:
@@ -171,7 +201,7 @@ class RedisSubscription:
                 if f.candle.open_time > self._last_open:  # never a forming update of a closed candle
                     return f
                 continue
-            if self.closed:
+            if self.state is Lifecycle.CLOSED:
                 raise StopAsyncIteration
             for t in self._tasks:
                 if t.done() and not t.cancelled() and t.exception() is not None:
@@ -251,3 +281,13 @@ class RedisSubscription:
                 self._wake.set()
         finally:
             await pubsub.aclose()
+
+
+async def _stop(tasks: list[asyncio.Task]) -> None:
+    # One at a time, and bounded: cancelling redis-py's blocking read and its pub/sub reader
+    # together can leave both waiting on the connection pool.
+    for t in tasks:
+        t.cancel()
+        done, _ = await asyncio.wait({t}, timeout=5.0)
+        if not done:
+            log.warning("reader task %s did not stop within 5 s", t.get_name())
