@@ -61,7 +61,9 @@ _register()
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``kit`` console script."""
     try:
-        app(args=argv, standalone_mode=False)
+        # Not standalone, so that a KitError reaches the handler below; the price is that
+        # `raise typer.Exit(n)` and Ctrl-C (typer's Exit(130)) come back as a return value.
+        rv = app(args=argv, standalone_mode=False)
     except KitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
@@ -69,15 +71,25 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except typer.Abort:
         sys.exit(1)
-    except SystemExit:
-        raise
-    except Exception as exc:  # click's usage errors
-        import click
+    except typer.TyperException as exc:
+        _show_usage_error(exc)
+        sys.exit(exc.exit_code)
+    if isinstance(rv, int) and not isinstance(rv, bool):
+        sys.exit(rv)
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+
+def _show_usage_error(exc: typer.TyperException) -> None:
+    """Print a usage mistake as the command's usage, a help hint and one ``Error:`` line.
+
+    typer vendors click (there is no ``click`` package to import): its usage errors
+    (missing or malformed argument, unknown option or command) derive from
+    ``typer.TyperException`` and know how to show themselves.
+    """
+    show = getattr(exc, "show", None)
+    if callable(show):
+        show()
+    else:
+        print(f"Error: {exc.format_message()}", file=sys.stderr)
 
 
 if __name__ == "__main__":

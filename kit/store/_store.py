@@ -97,7 +97,7 @@ class Store:
 
     def migrate(self, revision: str = "head") -> None:
         """Upgrade the schema to ``revision`` (default the newest) with Alembic."""
-        logging.getLogger("alembic").setLevel(logging.WARNING)  # per-plugin/revision lines are noise in a CLI
+        _quiet_alembic()
         from alembic import command
 
         command.upgrade(self.alembic_config(), revision)
@@ -108,6 +108,7 @@ class Store:
         command.downgrade(self.alembic_config(), revision)
 
     def current_revision(self) -> str | None:
+        _quiet_alembic()  # before the import, which logs its plugins
         from alembic.runtime.migration import MigrationContext
 
         with self.engine.connect() as conn:
@@ -150,3 +151,8 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 def _sqlite_begin(conn: sa.Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("kit_write") else "BEGIN")
+
+
+def _quiet_alembic() -> None:
+    # Alembic logs every plugin and revision at INFO: noise around a CLI's one line of output.
+    logging.getLogger("alembic").setLevel(logging.WARNING)

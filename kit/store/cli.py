@@ -16,10 +16,16 @@ strategies_app = typer.Typer(help="Promoted strategies the daemon runs.", no_arg
 db_app = typer.Typer(help="The database schema (Alembic).", no_args_is_help=True)
 
 
-def _store():
+def _store(*, schema: bool = True):
+    """The configured store; with ``schema``, refuse one line early if it was never migrated
+    (every table query would otherwise end in SQLAlchemy's "no such table" traceback)."""
+    from kit.errors import ConfigError
     from kit.store import Store
 
-    return Store()
+    store = Store()
+    if schema and store.current_revision() is None:
+        raise ConfigError(f"database {store!r} has no kit schema yet; run `kit db upgrade` first")
+    return store
 
 
 def _read_password(prompt: bool) -> str:
@@ -41,7 +47,7 @@ def users_add(
     """Add a user; the password is read from a prompt, or from stdin when piped."""
     from kit.store import users
 
-    store = _store()
+    store = _store(schema=False)
     store.migrate()
     user = users.add(store, name, _read_password(prompt=True), role="admin" if admin else "viewer")
     typer.echo(f"added {user.role} {user.name}")
@@ -116,16 +122,23 @@ def trades_cmd(
 @db_app.command("upgrade")
 def db_upgrade(revision: str = typer.Argument("head")) -> None:
     """Create or upgrade the schema (alembic upgrade)."""
-    store = _store()
+    from alembic.util import CommandError
+
+    from kit.errors import ConfigError
+
+    store = _store(schema=False)
     before = store.current_revision()
-    store.migrate(revision)
+    try:
+        store.migrate(revision)
+    except CommandError as exc:  # an unknown or unreachable revision: the user's argument
+        raise ConfigError(f"db upgrade {revision}: {exc}") from None
     typer.echo(f"database {store!r}: {before or 'empty'} -> {store.current_revision()}")
 
 
 @db_app.command("current")
 def db_current() -> None:
     """Print the schema revision."""
-    store = _store()
+    store = _store(schema=False)
     typer.echo(store.current_revision() or "empty")
 
 

@@ -1,0 +1,198 @@
+"""The ``kit`` front door: every usage mistake prints the usage and one line, exits 2, no traceback."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import typer.main
+
+from kit.cli import app, main
+
+_TRACEBACK = "Traceback (most recent call last)"
+
+
+def _leaves(group: object, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], object]]:
+    """Every runnable command of the app, discovered from it (so a new command is covered too)."""
+    for name, cmd in sorted(group.commands.items()):  # type: ignore[attr-defined]
+        if hasattr(cmd, "commands"):
+            yield from _leaves(cmd, (*path, name))
+        else:
+            yield (*path, name), cmd
+
+
+def _groups(group: object, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    for name, cmd in sorted(group.commands.items()):  # type: ignore[attr-defined]
+        if hasattr(cmd, "commands"):
+            yield (*path, name)
+            yield from _groups(cmd, (*path, name))
+
+
+ROOT = typer.main.get_command(app)
+COMMANDS = dict(_leaves(ROOT))
+GROUPS = list(_groups(ROOT))
+
+
+def _kind(param: object) -> str:
+    """``int``, ``float``, ``str``... : the annotation typer converts the parameter's text to."""
+    annotation = param.type_descriptor.annotation  # type: ignore[attr-defined]
+    return getattr(annotation, "__name__", str(annotation)).lower()
+
+
+def _filler(param: object) -> str:
+    kind = _kind(param)
+    return "1" if "int" in kind else "1.5" if "float" in kind else "x"
+
+
+def _argv(
+    path: tuple[str, ...], cmd: object, *, bad: object = None, value: str = "not-a-number", drop: object = None
+) -> list[str]:
+    """Arguments for ``cmd`` with every required parameter filled, ``bad`` set to ``value`` and
+    ``drop`` left out (a missing argument)."""
+    positional: list[str] = []
+    options: list[str] = []
+    for p in cmd.params:  # type: ignore[attr-defined]
+        if p is drop or getattr(p, "is_flag", False):
+            continue
+        text = value if p is bad else _filler(p) if p.required else None
+        if text is None:
+            continue
+        if p.param_type_name == "argument":
+            positional.append(text)
+        else:
+            options += [p.opts[0], text]
+    return [*path, *options, *positional]
+
+
+def _cases() -> Iterator[tuple[str, list[str]]]:
+    for path, cmd in COMMANDS.items():
+        name = " ".join(path)
+        yield f"{name}: unknown option", [*_argv(path, cmd), "--no-such-option"]
+        for p in cmd.params:  # type: ignore[attr-defined]
+            if p.required:
+                yield f"{name}: missing {p.name}", _argv(path, cmd, drop=p)
+            if any(k in _kind(p) for k in ("int", "float")):
+                yield f"{name}: malformed {p.name}", _argv(path, cmd, bad=p)
+            if getattr(p, "max", None) is not None:
+                yield f"{name}: {p.name} out of range", _argv(path, cmd, bad=p, value=str(p.max + 1))
+    for path in GROUPS:
+        yield f"{' '.join(path)}: no subcommand", list(path)
+        yield f"{' '.join(path)}: unknown subcommand", [*path, "no-such-command"]
+    yield "unknown command", ["no-such-command"]
+    yield "unknown log level", ["--log-level", "LOUD", "db", "current"]
+
+
+CASES = dict(_cases())
+
+
+@pytest.fixture
+def root_logging() -> Iterator[None]:
+    """`kit`'s root callback configures logging for a process; put pytest's handlers back after."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_the_cli_discovers_every_command_of_every_layer() -> None:
+    names = {" ".join(p) for p in COMMANDS}
+    assert {"exchange", "feed", "backfill", "relay", "replay", "daemon", "up", "dashboard", "trades"} <= names
+    assert {"users add", "users list", "strategies list", "strategies activate", "db upgrade", "db current"} <= names
+    assert len(CASES) > 40
+
+
+@pytest.mark.parametrize("argv", list(CASES.values()), ids=list(CASES))
+def test_every_usage_mistake_prints_usage_and_one_error_line_and_exits_2(
+    argv: list[str],
+    capsys: pytest.CaptureFixture[str],
+    root_logging: None,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KIT_DATABASE_URL", f"sqlite:///{tmp_path / 'kit.db'}")
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    out, err = capsys.readouterr()
+    assert exit_.value.code == 2, (argv, out, err)
+    assert _TRACEBACK not in out + err
+    errors = [ln for ln in (out + err).splitlines() if ln.lower().startswith("error:")]
+    assert len(errors) <= 1, (argv, out, err)
+    # click's usage errors show the usage (a bare group shows its help); a KitError is one line
+    assert "Usage" in out + err or (errors and err.strip() == errors[0]), (argv, out, err)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["trades"],
+        ["backfill"],
+        ["feed", "BTCUSDT", "1m", "--history", "lots"],
+        ["exchange", "--port", "99999"],
+        ["dashboard", "--port", "-5"],
+        ["daemon", "--status-port", "70000"],
+    ],
+    ids=" ".join,
+)
+def test_the_installed_command_shows_usage_not_a_missing_module(argv: list[str], tmp_path: Path) -> None:
+    res = subprocess.run([sys.executable, "-m", "kit", *argv], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert res.returncode == 2, res.stderr
+    assert _TRACEBACK not in res.stderr and "ModuleNotFoundError" not in res.stderr
+    assert "Usage: " in res.stderr
+    assert [ln for ln in res.stderr.splitlines() if ln.startswith("Error:")], res.stderr
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["strategies", "list"],
+        ["strategies", "activate", "7"],
+        ["trades", "--user", "alice"],
+        ["users", "list"],
+    ],
+    ids=" ".join,
+)
+def test_store_commands_on_a_database_never_migrated_say_run_kit_db_upgrade(
+    argv: list[str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    root_logging: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KIT_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2
+    assert err.strip().splitlines() == [err.strip()] and "kit db upgrade" in err
+
+
+def test_an_unknown_revision_for_db_upgrade_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], root_logging: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KIT_DATABASE_URL", f"sqlite:///{tmp_path / 'kit.db'}")
+    with pytest.raises(SystemExit) as exit_:
+        main(["db", "upgrade", "no-such-revision"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and _TRACEBACK not in err
+    assert err.startswith("error: db upgrade no-such-revision:")
+
+
+def test_a_command_raising_typer_exit_sets_the_process_status(tmp_path: Path) -> None:
+    # `kit replay --check` reports a parity failure with typer.Exit(1); in non-standalone mode typer
+    # returns that code instead of exiting, so main() must pass it on (it used to exit 0).
+    script = tmp_path / "exit3.py"
+    script.write_text(
+        "import sys, typer\n"
+        "from kit import cli\n"
+        "@cli.app.command('fail-with-3')\n"
+        "def _f() -> None:\n"
+        "    raise typer.Exit(3)\n"
+        "cli.main(sys.argv[1:])\n"
+    )
+    res = subprocess.run([sys.executable, str(script), "fail-with-3"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 3, res.stderr
