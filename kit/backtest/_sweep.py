@@ -73,8 +73,12 @@ def sweep(
     Combinations the strategy rejects (e.g. ``fast >= slow``) are skipped when ``skip_invalid``;
     their count is in ``table.attrs["skipped"]``.
 
-    Columns: the parameters, then ``total_return`` (fraction), ``sharpe`` (annualised),
-    ``max_drawdown`` (negative fraction), ``trades`` (closed), ``win_rate``, ``final_value``, ``fees``.
+    Columns: the parameters, then the figures of ``run(...).stats()`` for that set, with
+    fractions where stats() shows percent: ``total_return`` (Total Return [%] / 100), ``sharpe``
+    (Sharpe Ratio, annualised over 365 days), ``max_drawdown`` (-Max Drawdown [%] / 100; 0 when
+    there was none), ``trades`` (Total Closed Trades), ``win_rate`` (Win Rate [%] / 100),
+    ``final_value`` (End Value), ``fees`` (Total Fees Paid). One difference: a set whose equity
+    never moves has ``sharpe`` NaN, where vectorbt says +inf, so it never sorts first.
     """
     if not (isinstance(strategy_cls, type) and issubclass(strategy_cls, Strategy)):
         raise TypeError(f"sweep() needs a Strategy class, got {strategy_cls!r}")
