@@ -221,3 +221,19 @@ def test_every_sweep_metric_equals_run_for_random_sets_including_ruinous_ones(sh
         assert set(want) == set(bt._sweep.METRICS)
         wrong = {k: (row[k], v) for k, v in want.items() if not _same(row[k], v, rel=1e-7)}
         assert not wrong, (params, wrong)
+
+
+def test_a_sweep_says_why_parameter_sets_were_rejected_with_a_count_per_reason(frame):
+    grid = {"fast": [30, 40, 600], "slow": [10, 20]}  # fast >= slow four times, fast > 500 twice
+    with pytest.raises(ConfigError) as err:
+        bt.sweep(EmaCross, frame, grid, progress=False)
+    msg = str(err.value)
+    assert "no valid parameter set for EmaCross (6 rejected)" in msg
+    assert "4 x parameters fast=30 and slow=10: fast must be shorter than slow" in msg
+    assert "2 x parameter EmaCross.fast=600 is out of range: must be <= 500" in msg
+    table = bt.sweep(EmaCross, frame.iloc[:500], {"fast": [5, 30, 600], "slow": [20]}, progress=False)
+    assert list(table["fast"]) == [5] and table.attrs["skipped"] == 2
+    assert table.attrs["rejected"] == {
+        "parameters fast=30 and slow=20: fast must be shorter than slow": 1,
+        "parameter EmaCross.fast=600 is out of range: must be <= 500": 1,
+    }

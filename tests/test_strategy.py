@@ -86,6 +86,41 @@ def test_bad_params_name_the_parameter(kwargs, needle):
         Toy(**kwargs)
 
 
+@pytest.mark.parametrize("value", [np.int64(5), np.int32(5), np.uint16(5), np.float64(5.0), np.float32(5.0)])
+def test_numpy_numbers_are_accepted_as_parameters_and_stored_as_python_numbers(value):
+    s = EmaCross(fast=value)
+    assert s.fast == 5 and type(s.fast) is int
+    assert s == EmaCross(fast=5) and hash(s) == hash(EmaCross(fast=5))  # one group in the daemon
+    assert json.loads(json.dumps(s.to_dict())) == EmaCross(fast=5).to_dict()
+    t = Toy(level=value, n=value, flag=np.bool_(True))
+    assert (type(t.level), type(t.n), type(t.flag)) == (float, int, bool)
+    assert t.params == {"level": 5.0, "n": 5, "flag": True, "mode": "a"}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"n": np.float64(2.5)}, "integer"),
+        ({"n": np.int64(11)}, "range"),
+        ({"level": np.float64("nan")}, "finite"),
+        ({"level": np.float32("inf")}, "finite"),
+        ({"n": np.float64("inf")}, "integer"),
+        ({"flag": np.int64(2)}, "bool"),
+    ],
+)
+def test_numpy_numbers_are_still_checked_against_the_parameter(kwargs, needle):
+    with pytest.raises(ValueError, match=needle):
+        Toy(**kwargs)
+
+
+def test_a_sweep_row_feeds_back_into_the_strategy_class():
+    table = pd.DataFrame({"fast": [5, 8], "slow": [20.0, 30.0], "short": [True, False], "sharpe": [1.0, 0.5]})
+    best = table.sort_values("sharpe", ascending=False).iloc[0]  # an object row of numpy scalars
+    params = best[list(EmaCross.param_defs().keys() & set(table))]
+    assert EmaCross(**params) == EmaCross(fast=5, slow=20, short=True)
+    assert EmaCross(**table.iloc[1][["fast", "slow"]]).replace(short=best["short"]).short is True
+
+
 def test_ready_strategies_validate_their_parameters():
     with pytest.raises(ValueError, match="fast"):
         EmaCross(fast=30, slow=20)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
 _MISSING = object()
 
 
@@ -14,7 +16,8 @@ class Param:
         class RsiReversion(Strategy):
             period: int = Param(14, ge=2, le=200, doc="RSI length")
 
-    The annotation (``int``, ``float``, ``bool`` or ``str``) is the parameter's type; the
+    The annotation (``int``, ``float``, ``bool`` or ``str``) is the parameter's type (NumPy
+    scalars are accepted and stored as the Python number); the
     bounds (``ge``/``gt``/``le``/``lt``) and ``choices`` are checked by the strategy's
     constructor, which raises :class:`ValueError` naming the parameter.
     """
@@ -63,13 +66,22 @@ class Param:
     def validate(self, value: Any, owner: str = "") -> Any:
         """Return ``value`` converted to the parameter's type, or raise ``ValueError`` naming it."""
         where = f"{owner}.{self.name}" if owner else self.name
+        if isinstance(value, np.generic):
+            # NumPy scalars (a sweep row, np.arange) are plain numbers to a user; .item() gives the
+            # Python int/float/bool, so keys, hashes and JSON match those of Python literals
+            value = value.item()
         t = self.type
         if t is bool:
             if not isinstance(value, bool | int) or (not isinstance(value, bool) and value not in (0, 1)):
                 raise ValueError(f"parameter {where} must be a bool, got {value!r}")
             value = bool(value)
         elif t is int:
-            if isinstance(value, bool) or not isinstance(value, int | float) or float(value) != int(value):
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or float(value) != int(value)
+            ):
                 raise ValueError(f"parameter {where} must be an integer, got {value!r}")
             value = int(value)
         elif t is float:
