@@ -237,3 +237,15 @@ def test_a_sweep_says_why_parameter_sets_were_rejected_with_a_count_per_reason(f
         "parameters fast=30 and slow=20: fast must be shorter than slow": 1,
         "parameter EmaCross.fast=600 is out of range: must be <= 500": 1,
     }
+
+
+def test_backtests_and_sweeps_refuse_a_zero_close_naming_the_row(frame):
+    bad = frame.iloc[:600].copy()
+    bad.iloc[321, bad.columns.get_loc("close")] = 0.0
+    where = f"row 321 ({bad.index[321]})"
+    with pytest.raises(DataError, match=r"close=0\.0: prices must be > 0") as err:
+        bt.run(EmaCross(), bad)
+    assert where in str(err.value)
+    with pytest.raises(DataError, match=r"close=0\.0: prices must be > 0") as err:
+        bt.sweep(EmaCross, bad, {"fast": [5, 8]}, progress=False)
+    assert where in str(err.value)

@@ -114,3 +114,18 @@ def test_argument_errors_are_kit_errors(free_port, no_local_files):
     with pytest.raises(ExchangeError, match="cannot reach") as err:
         load("BTCUSDT", "1m", "2025-06-01", "2025-06-02", progress=False, rest_url=f"http://127.0.0.1:{free_port}")
     assert isinstance(err.value, KitError) and "\n" not in str(err.value)
+
+
+def test_load_refuses_a_candle_file_with_impossible_rows(sample_dir, tmp_path, monkeypatch):
+    src = read_candles(sample_dir / "ETHUSDT_1h_20230101_20240110.csv.gz").iloc[:100].copy()
+    src.iloc[40, src.columns.get_loc("high")] = src.iloc[40, src.columns.get_loc("low")] - 5.0
+    src.iloc[70, src.columns.get_loc("volume")] = -1.0
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    out = src.reset_index()
+    out["open_time"] = out["open_time"].astype("datetime64[ms, UTC]").astype("int64")
+    out.to_csv(folder / "ETHUSDT_1h_20230101_20230105.csv.gz", index=False)
+    monkeypatch.setenv("KIT_REPLAY_DATA", str(folder))
+    with pytest.raises(DataError, match="high < low") as err:
+        load("ETHUSDT", "1h", "2023-01-01", "2023-01-05", progress=False, offline=True)
+    assert f"row 40 ({src.index[40]})" in str(err.value) and "2 bad rows" in str(err.value)

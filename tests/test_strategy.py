@@ -190,6 +190,42 @@ def test_bad_frames_get_errors_naming_the_problem(frame):
             RsiReversion().run_signals(bad)
 
 
+def _spoil(frame: pd.DataFrame, column: str, value: float, rows: list[int]) -> pd.DataFrame:
+    bad = frame.copy()
+    j = bad.columns.get_loc(column)
+    for i in rows:
+        bad.iloc[i, j] = bad.iloc[i, bad.columns.get_loc("low")] - 1.0 if column == "high" else value
+    return bad
+
+
+IMPOSSIBLE = [
+    ("close", 0.0, "close=0.0: prices must be > 0"),
+    ("open", -3.5, "open=-3.5: prices must be > 0"),
+    ("low", 0.0, "low=0.0: prices must be > 0"),
+    ("high", float("nan"), "high < low"),
+    ("volume", -2.0, "volume=-2.0: volume must be >= 0"),
+]
+
+
+@pytest.mark.parametrize(("column", "value", "needle"), IMPOSSIBLE, ids=[c for c, *_ in IMPOSSIBLE])
+def test_impossible_candles_are_refused_naming_the_first_bad_row(frame, column, value, needle):
+    from kit.replay import replay
+
+    bad = _spoil(frame.iloc[:400], column, value, [250, 120, 300])
+    first = f"row 120 ({bad.index[120]})"
+    runs = {
+        "check_frame": lambda: check_frame(bad),
+        "signals": lambda: EmaCross().run_signals(bad),
+        "replay": lambda: replay(EmaCross(), bad, symbol="BTCUSDT", interval="1m"),
+    }
+    for name, call in runs.items():
+        with pytest.raises(DataError) as err:
+            call()
+        msg = str(err.value)
+        assert first in msg and needle in msg and "3 bad rows" in msg, (name, msg)
+        assert "\n" not in msg
+
+
 def test_garbage_from_signals_is_rejected(frame):
     class WrongLength(Toy):
         def signals(self, d):

@@ -19,6 +19,7 @@ from kit.errors import ConfigError, DataError, ExchangeError
 from kit.market.aggregate import resample
 from kit.market.candle import COLUMNS
 from kit.market.files import read_candles, scan, to_ms
+from kit.market.frame import check_frame
 from kit.market.intervals import INTERVALS, bucket_start, interval_ms, validate_interval, validate_symbol
 
 log = logging.getLogger("kit.data")
@@ -315,7 +316,10 @@ def load(
     out = out[~out.index.duplicated(keep="first")].sort_index()
     out = slice_ms(out, first, stop)
     out.index.name = "open_time"
-    return out[list(COLUMNS)].astype("float64")
+    out = out[list(COLUMNS)].astype("float64")
+    if len(out):
+        check_frame(out, name=f"{symbol} {interval} candles")
+    return out
 
 
 def _connect(url: str, interval: str, *, required: bool) -> tuple[Any, int | None]:
