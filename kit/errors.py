@@ -22,3 +22,7 @@ class ExchangeError(KitError):
         super().__init__(message)
         self.status = status
         self.code = code
+
+
+class DataWarning(UserWarning):
+    """Candle data is incomplete (e.g. ``kit.load`` covers only part of the range asked for)."""

@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import os
+import warnings
 from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
@@ -15,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from kit.data._ranges import Range, intersect, merge, subtract
-from kit.errors import ConfigError, DataError, ExchangeError
+from kit.errors import ConfigError, DataError, DataWarning, ExchangeError
 from kit.market.aggregate import resample
 from kit.market.candle import COLUMNS
 from kit.market.files import read_candles, scan, to_ms
@@ -233,9 +234,14 @@ def load(
         progress: show a tqdm progress bar while fetching.
         offline: never ask the exchange; return what local sources have.
 
+    Warns (:class:`kit.errors.DataWarning`, naming the covered range) when the sources cover only
+    part of the range: offline beyond the local data, or past the exchange's last closed candle.
+
     Raises:
         ConfigError: unknown interval, malformed symbol, start not before end.
-        DataError: the exchange does not list the symbol.
+        DataError: no candle at all in the range (an unknown symbol or a typo offline, a range
+            outside the local data or the exchange's history), saying what the local data holds;
+            the exchange does not list the symbol.
         ExchangeError: data is missing locally and the exchange cannot be reached.
     """
     from kit.settings import Settings
@@ -310,16 +316,80 @@ def load(
             cache.add(fetched, fetch)
             take(fetched, fetch, fetch)
 
-    if not parts:
-        return empty_frame()
     out = pd.concat([p for p in parts if len(p)]) if any(len(p) for p in parts) else empty_frame()
     out = out[~out.index.duplicated(keep="first")].sort_index()
     out = slice_ms(out, first, stop)
     out.index.name = "open_time"
     out = out[list(COLUMNS)].astype("float64")
-    if len(out):
-        check_frame(out, name=f"{symbol} {interval} candles")
+    # Say what is missing rather than hand back an empty or short frame: an empty one fails far
+    # from here, a short one gives a backtest of the wrong period. Real outages are covered.
+    asked = (first, stop if end_ms is None else end_ms)
+    where = "the local data" if client is None or closed_limit is None else f"the exchange at {client.base_url}"
+    if out.empty:
+        raise DataError(
+            f"no {symbol} {interval} candles {_span(asked, end_ms is None)}: "
+            + _nothing_because(want, have, closed_limit, where, settings, symbol, interval, offline)
+        )
+    uncovered = subtract(want, have)
+    if uncovered:
+        warnings.warn(
+            f"{symbol} {interval}: {where} covers only {_ranges(merge(have))} of the range asked for, "
+            f"{_span((first, end_ms or stop))}; {len(out)} candles returned",
+            DataWarning,
+            stacklevel=2,
+        )
+    check_frame(out, name=f"{symbol} {interval} candles")
     return out
+
+
+def _span(r: Range, open_end: bool = False) -> str:
+    return f"from {_iso(r[0])}" + ("" if open_end else f" to {_iso(r[1])}")
+
+
+def _ranges(ranges: list[Range]) -> str:
+    return ", ".join(f"{_iso(a)} to {_iso(b)}" for a, b in ranges) or "nothing"
+
+
+def _nothing_because(
+    want: list[Range],
+    have: list[Range],
+    closed_limit: int | None,
+    where: str,
+    settings: Any,
+    symbol: str,
+    interval: str,
+    offline: bool,
+) -> str:
+    """Why ``load`` found no candle, with what is there instead (for a typo or a wrong range)."""
+    if have and not subtract(want, have):
+        return f"{where} has none there (a real outage, or before the symbol was listed)"
+    if closed_limit is not None:
+        return f"the exchange has closed candles only before {_iso(closed_limit)}"
+    held = _local_inventory(settings)
+    exchange = "offline" if offline else "the exchange did not answer"
+    mine = {iv: cov for (sym, iv), cov in held.items() if sym == symbol}
+    if mine:
+        covers = "; ".join(f"{symbol} {iv} covers {_ranges(cov)}" for iv, cov in sorted(mine.items()))
+        return f"local data for {covers} ({exchange})"
+    names = ", ".join(f"{sym} {iv}" for sym, iv in sorted(held)) or "nothing"
+    return (
+        f"no local data for {symbol} (cache {Path(settings.data_dir) / 'cache'}, files {settings.replay_data}, "
+        f"which hold {names}; {exchange})"
+    )
+
+
+def _local_inventory(settings: Any) -> dict[tuple[str, str], list[Range]]:
+    """(symbol, interval) -> ranges covered by the cache and the candle files."""
+    out: dict[tuple[str, str], list[Range]] = {}
+    folder = settings.replay_data
+    if folder and Path(folder).is_dir():
+        for f in scan(folder):
+            out.setdefault((f.symbol, f.interval), []).extend(_local_files(folder, f.symbol, f.interval)[1])
+    root = Path(settings.data_dir) / "cache"
+    for meta in root.glob("*/*.json") if root.is_dir() else ():
+        symbol, interval = meta.parent.name, meta.stem
+        out.setdefault((symbol, interval), []).extend(_Cache(root, symbol, interval).covered())
+    return {k: merge(v) for k, v in out.items()}
 
 
 def _connect(url: str, interval: str, *, required: bool) -> tuple[Any, int | None]:
