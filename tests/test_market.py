@@ -13,6 +13,7 @@ from kit.market import Candle, bucket_start, interval_ms, validate_interval, val
 from kit.market.aggregate import resample
 from kit.market.files import count_gaps, read_candles, scan, to_ms
 from kit.market.intervals import INTERVALS, next_open
+from kit.market.times import parse_ms
 
 
 def ms(*args: int) -> int:
@@ -120,3 +121,55 @@ def test_resample_refuses_impossible_targets() -> None:
     )
     with pytest.raises(DataError, match="cannot build 5m"):
         resample(frame, "3m", "5m")
+
+
+# ----- one time parser ---------------------------------------------------------------------
+
+
+NOON = ms(2025, 6, 1, 12, 0)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2025-06-01T12:00",
+        "2025-06-01 12:00",
+        "2025-06-01T12:00Z",
+        "2025-06-01T14:00+02:00",
+        datetime(2025, 6, 1, 12),
+        datetime(2025, 6, 1, 12, tzinfo=UTC),
+        pd.Timestamp("2025-06-01 12:00"),
+        pd.Timestamp("2025-06-01 08:00", tz="America/New_York"),
+        NOON,
+        np.int64(NOON),
+        float(NOON),
+        np.float64(NOON),
+    ],
+    ids=repr,
+)
+def test_every_form_of_a_time_reads_as_the_same_ms_utc(value: object) -> None:
+    assert parse_ms(value, "start") == NOON
+
+
+def test_a_date_is_its_midnight_utc() -> None:
+    from datetime import date
+
+    assert parse_ms("2025-06-01", "start") == parse_ms(date(2025, 6, 1), "start") == ms(2025, 6, 1)
+
+
+@pytest.mark.parametrize("bad", [True, "yesterday-ish", "", float("nan"), float("inf"), None, [1], pd.NaT])
+def test_what_is_not_a_time_is_one_config_error_naming_the_argument(bad: object) -> None:
+    hint = r"\(try 2025-06-01, 2025-06-01T12:00Z or ms"
+    with pytest.raises(ConfigError, match=r"^until is not a date or time: .* " + hint):
+        parse_ms(bad, "until")
+
+
+def test_the_simulator_and_the_store_read_times_with_the_one_parser(sample_dir) -> None:
+    from kit.data import load
+    from kit.exchange import ExchangeSimulator
+
+    for bad in ("yesterday-ish", float("nan")):
+        with pytest.raises(ConfigError, match=r"^start is not a date or time"):
+            ExchangeSimulator(data=sample_dir, start=bad)
+        with pytest.raises(ConfigError, match=r"^start is not a date or time"):
+            load("BTCUSDT", "1m", bad, "2025-06-02", offline=True)

@@ -22,29 +22,11 @@ from kit.market.candle import COLUMNS
 from kit.market.files import read_candles, scan, to_ms
 from kit.market.frame import check_frame
 from kit.market.intervals import INTERVALS, bucket_start, interval_ms, validate_interval, validate_symbol
+from kit.market.times import parse_ms
 
 log = logging.getLogger("kit.data")
 
 TimeLike = str | int | float | datetime | date | pd.Timestamp
-
-
-def to_ms_utc(value: TimeLike, name: str) -> int:
-    """A time as ms UTC: ISO text (``2025-06-01``, ``2025-06-01T12:00``), a datetime, or int ms.
-
-    Naive times are UTC.
-    """
-    if isinstance(value, bool):
-        raise ConfigError(f"{name} must be a date, a time or ms since the epoch, got {value!r}")
-    if isinstance(value, int | float | np.integer):
-        return int(value)
-    try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError):
-        raise ConfigError(f"{name} is not a date or time: {value!r}") from None
-    if ts is pd.NaT:
-        raise ConfigError(f"{name} is not a date or time: {value!r}")
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    return int(ts.value // 1_000_000)
 
 
 def empty_frame() -> pd.DataFrame:
@@ -252,8 +234,8 @@ def load(
         raise ConfigError("interval '1M' is not supported by the candle store; use 1w or 1d")
     step = interval_ms(interval)
     settings = Settings.from_env()
-    start_ms = to_ms_utc(start, "start")
-    end_ms = None if end is None else to_ms_utc(end, "end")
+    start_ms = parse_ms(start, "start")
+    end_ms = None if end is None else parse_ms(end, "end")
     if end_ms is not None and start_ms >= end_ms:
         raise ConfigError(f"start ({_iso(start_ms)}) must be before end ({_iso(end_ms)})")
     # Candles whose open time falls in [start, end): buckets from the first open >= start.

@@ -34,11 +34,9 @@ import collections
 import heapq
 import logging
 import math
-import numbers
 import socket
 import time
 from collections.abc import Iterable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -54,6 +52,7 @@ from kit.exchange._clock import SimClock, parse_speed
 from kit.exchange._data import DataSpec, MarketData, Series, load
 from kit.exchange._faults import Faults
 from kit.exchange._ws import STREAM_RE, Connection
+from kit.market.times import parse_ms
 
 log = logging.getLogger("kit.exchange")
 
@@ -77,31 +76,11 @@ class _Stream:
         self.last_g = -1  # last forming boundary sent
 
 
-def to_ms(value: object, name: str = "start") -> int:
-    """A time given as ms (int), an ISO string, a datetime or a pandas Timestamp, as ms UTC."""
-    if isinstance(value, bool):
-        raise ConfigError(f"{name}: expected ms, an ISO time or a Timestamp, got {value!r}")
-    if isinstance(value, numbers.Integral):
-        return int(value)
-    if isinstance(value, numbers.Real) and math.isfinite(float(value)):
-        return int(value)
-    ts = None
-    if isinstance(value, (str, datetime, pd.Timestamp)):
-        try:
-            ts = pd.Timestamp(value)
-        except ValueError:
-            ts = None
-    if ts is None or ts is pd.NaT:
-        raise ConfigError(f"{name}: cannot read {value!r} as a time (try 2025-06-01T00:00Z or ms)")
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    return int(ts.value // 1_000_000)
-
-
 def _parse_start(start: object, data: MarketData) -> int:
     if start is None:
         t = data.first_open + _HISTORY_CANDLES * data.finest_step
         return min(t, data.last_end)
-    t = to_ms(start)
+    t = parse_ms(start, "start")
     if not data.first_open <= t <= data.last_end:
         raise ConfigError(f"start: {_iso(t)} is outside the data ({_iso(data.first_open)} to {_iso(data.last_end)})")
     return t
@@ -319,7 +298,7 @@ class ExchangeSimulator:
 
     async def wait_until(self, ms: int | str | pd.Timestamp, timeout: float | None = None) -> None:
         """Wait until the simulated clock has reached ``ms`` and every event due by then is queued."""
-        target = to_ms(ms, "ms")
+        target = parse_ms(ms, "ms")
         deadline = None if timeout is None else time.monotonic() + timeout
         while self._processed < target:
             if deadline is not None and time.monotonic() > deadline:
