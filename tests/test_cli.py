@@ -196,3 +196,30 @@ def test_a_command_raising_typer_exit_sets_the_process_status(tmp_path: Path) ->
     )
     res = subprocess.run([sys.executable, str(script), "fail-with-3"], capture_output=True, text=True, timeout=60)
     assert res.returncode == 3, res.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["-s", "kit.nothere:Thing"], "cannot import module"),
+        (["-s", "kit.strategies:Nope"], "has no 'Nope'"),
+        (["-p", "fast=30", "-p", "slow=20"], "fast must be shorter than slow"),
+        (["-p", "fast=abc"], "must be an integer"),
+        (["-p", "nope=1"], "unknown parameter 'nope'"),
+        (["-p", "fast"], "expected NAME=VALUE"),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else v,
+)
+def test_replay_with_a_bad_strategy_or_parameter_is_one_line(
+    args: list[str],
+    needle: str,
+    sample_dir: Path,
+    capsys: pytest.CaptureFixture[str],
+    root_logging: None,
+) -> None:
+    data = str(sample_dir / "ETHUSDT_1h_20230101_20240110.csv.gz")
+    with pytest.raises(SystemExit) as exit_:
+        main(["replay", data, *args])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and _TRACEBACK not in err
+    assert err.startswith("error: ") and err.count("\n") == 1 and needle in err, err

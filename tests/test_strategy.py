@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kit.errors import DataError
+from kit.errors import ConfigError, DataError, KitError
 from kit.market import Candle
 from kit.market.files import read_candles
 from kit.strategies import BollingerBreakout, EmaCross, RsiReversion
@@ -119,6 +119,26 @@ def test_a_sweep_row_feeds_back_into_the_strategy_class():
     params = best[list(EmaCross.param_defs().keys() & set(table))]
     assert EmaCross(**params) == EmaCross(fast=5, slow=20, short=True)
     assert EmaCross(**table.iloc[1][["fast", "slow"]]).replace(short=best["short"]).short is True
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Toy(n=0),
+        lambda: Toy(level="x"),
+        lambda: Toy(nope=1),
+        lambda: EmaCross(fast=30, slow=20),  # the strategy's own validate() raising ValueError
+        lambda: Strategy.load("kit.strategies:Nope"),
+        lambda: Strategy.from_dict({"path": RsiReversion.path, "params": {"upper": 300}}),
+    ],
+    ids=["range", "type", "unknown", "validate", "load", "from_dict"],
+)
+def test_a_bad_parameter_is_a_kit_error_and_still_a_value_error(make):
+    # One error policy: what the user got wrong is a KitError (one line at the CLI, never a
+    # traceback) and, as Python expects of a bad argument, a ValueError.
+    with pytest.raises(KitError) as err:
+        make()
+    assert isinstance(err.value, ValueError) and isinstance(err.value, ConfigError)
 
 
 def test_ready_strategies_validate_their_parameters():

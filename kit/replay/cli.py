@@ -65,10 +65,7 @@ def replay_cmd(
     if not p.is_file() or m is None:
         raise ConfigError(f"{data!r} is not a candle file named like BTCUSDT_1m_20250520_20250818.csv.gz")
     klass = ALL[strategy] if strategy in ALL else Strategy.load(strategy)
-    try:
-        strat = klass(**_parse_params(param))
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+    strat = klass(**_parse_params(param))  # a bad class path or parameter is an InputError: one line
     frame = read_candles(p)
     if skip < 0 or rows < 0:
         raise ConfigError("--skip and --rows must be >= 0")
