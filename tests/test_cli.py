@@ -223,3 +223,13 @@ def test_replay_with_a_bad_strategy_or_parameter_is_one_line(
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and _TRACEBACK not in err
     assert err.startswith("error: ") and err.count("\n") == 1 and needle in err, err
+
+
+def test_a_malformed_redis_url_is_one_line_that_does_not_echo_its_password(
+    capsys: pytest.CaptureFixture[str], root_logging: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["relay", "--redis-url", "http://:hunter2@127.0.0.1:6379/0"])
+    out, err = capsys.readouterr()
+    assert exit_.value.code == 2 and _TRACEBACK not in err
+    assert err.startswith("error: ") and "redis://" in err and "hunter2" not in out + err, err
