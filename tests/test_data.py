@@ -142,10 +142,10 @@ def test_load_refuses_a_candle_file_with_impossible_rows(sample_dir, tmp_path, m
             "1m",
             "2026-01-01",
             "2026-01-02",
-            ["no BTCUSDT 1m candles", "2025-05-20 00:00", "2025-08-18 18:28"],
+            ["no BTCUSDT 1m candles", "2025-05-20 00:00:00Z", "2025-08-18 18:28:00Z"],
         ),
-        ("BTCUSDT", "1m", "2026-01-01", None, ["no BTCUSDT 1m candles", "2025-08-18 18:28"]),
-        ("ETHUSDT", "1h", "2021-01-01", "2022-01-01", ["no ETHUSDT 1h candles", "2023-01-01 00:00"]),
+        ("BTCUSDT", "1m", "2026-01-01", None, ["no BTCUSDT 1m candles", "2025-08-18 18:28:00Z"]),
+        ("ETHUSDT", "1h", "2021-01-01", "2022-01-01", ["no ETHUSDT 1h candles", "2023-01-01 00:00:00Z"]),
     ],
     ids=["unknown symbol", "typo", "range past the files", "start past the files", "range before the files"],
 )
@@ -168,8 +168,8 @@ def test_load_warns_naming_the_covered_range_when_data_is_partial(sample_dir):
         df = load("BTCUSDT", "1m", "2025-08-18", "2025-08-25", progress=False, offline=True)
     assert len(df) == 18 * 60 + 28 and len(record) == 1
     msg = str(record[0].message)
-    assert "BTCUSDT 1m" in msg and "2025-08-18 00:00 UTC to 2025-08-18 18:28 UTC" in msg, msg
-    assert "2025-08-25 00:00 UTC" in msg, msg
+    assert "BTCUSDT 1m" in msg and "2025-08-18 00:00:00Z to 2025-08-18 18:28:00Z" in msg, msg
+    assert "2025-08-25 00:00:00Z" in msg, msg
     assert record[0].filename == __file__  # points at the caller's line, not kit's
 
 
@@ -183,7 +183,7 @@ def test_load_fully_covered_or_with_real_outages_does_not_warn(sample_dir):
 
 async def test_load_past_the_exchange_clock_warns_and_before_it_finds_nothing(outage_1m, no_local_files):
     async with ExchangeSimulator(data=outage_1m, speed=1.0, start="2023-03-24 15:30") as sim:
-        with pytest.warns(DataWarning, match="2023-03-24 15:30 UTC"):
+        with pytest.warns(DataWarning, match="2023-03-24 15:30:00Z"):
             await asyncio.to_thread(
                 load, "BTCUSDT", "1m", "2023-03-24 15:00", "2023-03-24 17:00", progress=False, rest_url=sim.rest_url
             )

@@ -13,7 +13,7 @@ from kit.market import Candle, bucket_start, interval_ms, validate_interval, val
 from kit.market.aggregate import resample
 from kit.market.files import count_gaps, read_candles, scan, to_ms
 from kit.market.intervals import INTERVALS, next_open
-from kit.market.times import parse_ms
+from kit.market.times import iso, parse_ms
 
 
 def ms(*args: int) -> int:
@@ -173,3 +173,8 @@ def test_the_simulator_and_the_store_read_times_with_the_one_parser(sample_dir) 
             ExchangeSimulator(data=sample_dir, start=bad)
         with pytest.raises(ConfigError, match=r"^start is not a date or time"):
             load("BTCUSDT", "1m", bad, "2025-06-02", offline=True)
+
+
+def test_kit_writes_a_time_in_one_form_that_it_reads_back() -> None:
+    assert iso(NOON) == "2025-06-01 12:00:00Z"
+    assert parse_ms(iso(NOON + 59_999), "t") == NOON + 59_000  # whole seconds

@@ -22,7 +22,7 @@ from kit.market.candle import COLUMNS
 from kit.market.files import read_candles, scan, to_ms
 from kit.market.frame import check_frame
 from kit.market.intervals import INTERVALS, bucket_start, interval_ms, validate_interval, validate_symbol
-from kit.market.times import parse_ms
+from kit.market.times import iso, parse_ms
 
 log = logging.getLogger("kit.data")
 
@@ -237,7 +237,7 @@ def load(
     start_ms = parse_ms(start, "start")
     end_ms = None if end is None else parse_ms(end, "end")
     if end_ms is not None and start_ms >= end_ms:
-        raise ConfigError(f"start ({_iso(start_ms)}) must be before end ({_iso(end_ms)})")
+        raise ConfigError(f"start ({iso(start_ms)}) must be before end ({iso(end_ms)})")
     # Candles whose open time falls in [start, end): buckets from the first open >= start.
     first = bucket_start(start_ms, interval)
     if first < start_ms:
@@ -325,11 +325,11 @@ def load(
 
 
 def _span(r: Range, open_end: bool = False) -> str:
-    return f"from {_iso(r[0])}" + ("" if open_end else f" to {_iso(r[1])}")
+    return f"from {iso(r[0])}" + ("" if open_end else f" to {iso(r[1])}")
 
 
 def _ranges(ranges: list[Range]) -> str:
-    return ", ".join(f"{_iso(a)} to {_iso(b)}" for a, b in ranges) or "nothing"
+    return ", ".join(f"{iso(a)} to {iso(b)}" for a, b in ranges) or "nothing"
 
 
 def _nothing_because(
@@ -346,7 +346,7 @@ def _nothing_because(
     if have and not subtract(want, have):
         return f"{where} has none there (a real outage, or before the symbol was listed)"
     if closed_limit is not None:
-        return f"the exchange has closed candles only before {_iso(closed_limit)}"
+        return f"the exchange has closed candles only before {iso(closed_limit)}"
     held = _local_inventory(settings)
     exchange = "offline" if offline else "the exchange did not answer"
     mine = {iv: cov for (sym, iv), cov in held.items() if sym == symbol}
@@ -418,7 +418,3 @@ def _fetch(client: Any, symbol: str, interval: str, ranges: list[Range], progres
         return empty_frame()
     arr = np.array(rows, dtype="float64")
     return frame_from_ms(arr[:, 0].astype("int64"), {c: arr[:, i + 1] for i, c in enumerate(COLUMNS)})
-
-
-def _iso(ms: int) -> str:
-    return pd.Timestamp(ms, unit="ms", tz="UTC").strftime("%Y-%m-%d %H:%M UTC")

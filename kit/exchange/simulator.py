@@ -52,7 +52,7 @@ from kit.exchange._clock import SimClock, parse_speed
 from kit.exchange._data import DataSpec, MarketData, Series, load
 from kit.exchange._faults import Faults
 from kit.exchange._ws import STREAM_RE, Connection
-from kit.market.times import parse_ms
+from kit.market.times import iso, parse_ms
 
 log = logging.getLogger("kit.exchange")
 
@@ -82,12 +82,8 @@ def _parse_start(start: object, data: MarketData) -> int:
         return min(t, data.last_end)
     t = parse_ms(start, "start")
     if not data.first_open <= t <= data.last_end:
-        raise ConfigError(f"start: {_iso(t)} is outside the data ({_iso(data.first_open)} to {_iso(data.last_end)})")
+        raise ConfigError(f"start: {iso(t)} is outside the data ({iso(data.first_open)} to {iso(data.last_end)})")
     return t
-
-
-def _iso(ms: int) -> str:
-    return pd.Timestamp(ms, unit="ms", tz="UTC").strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 class ExchangeSimulator:
@@ -240,7 +236,7 @@ class ExchangeSimulator:
             "exchange simulator on %s (ws %s): %s; data %s to %s; simulated clock starts %s at speed %s",
             self.rest_url, self.ws_url,
             ", ".join(f"{s} {d.base(s).interval}" for s in d.symbols),
-            _iso(d.first_open), _iso(d.last_end), _iso(self.start_ms),
+            iso(d.first_open), iso(d.last_end), iso(self.start_ms),
             "max (the clock moves only while a stream has subscribers)" if self.clock.is_max
             else f"{self.clock.speed:g}",
         )  # fmt: skip
@@ -504,7 +500,7 @@ class ExchangeSimulator:
         self._processed = max(self._processed, t)
         if t >= self.data.last_end and not self._ended:
             self._ended = True
-            log.info("simulated clock passed the end of the data (%s): no more candles", _iso(self.data.last_end))
+            log.info("simulated clock passed the end of the data (%s): no more candles", iso(self.data.last_end))
         speed = self.clock.speed
         wait = (next_final - t) / speed / 1000.0
         if u:

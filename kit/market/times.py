@@ -1,9 +1,10 @@
-"""Times as users write them, read one way everywhere: the one parser of a time into ms UTC."""
+"""Times as users write them, read and written one way everywhere: ms UTC <-> text."""
 
 from __future__ import annotations
 
 import math
 import numbers
+import time
 from datetime import date
 from typing import Any
 
@@ -42,4 +43,10 @@ def parse_ms(value: Any, name: str) -> int:
     return int(ts.value // 1_000_000)
 
 
-__all__ = ["parse_ms"]
+def iso(ms: int) -> str:
+    """ms UTC as ``2025-06-01 12:00:00Z``: how kit writes a time in messages and logs (and
+    :func:`parse_ms` reads it back). No pandas: cheap enough for any layer."""
+    return time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime(ms // 1000))
+
+
+__all__ = ["iso", "parse_ms"]
