@@ -178,3 +178,12 @@ def test_the_simulator_and_the_store_read_times_with_the_one_parser(sample_dir) 
 def test_kit_writes_a_time_in_one_form_that_it_reads_back() -> None:
     assert iso(NOON) == "2025-06-01 12:00:00Z"
     assert parse_ms(iso(NOON + 59_999), "t") == NOON + 59_000  # whole seconds
+
+
+def test_vectorised_buckets_equal_bucket_start_for_every_fixed_interval() -> None:
+    from kit.market.aggregate import bucket_starts
+
+    t = np.random.default_rng(7).integers(0, 2_000_000_000_000, 500).astype(np.int64)
+    for interval in INTERVALS[:-1]:  # 1M has no fixed length
+        assert bucket_starts(t, interval).tolist() == [bucket_start(int(x), interval) for x in t], interval
+    assert bucket_start(ms(2025, 6, 5, 13), "1w") == ms(2025, 6, 2)  # a Thursday -> its Monday

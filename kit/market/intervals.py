@@ -60,14 +60,18 @@ def interval_ms(interval: str) -> int:
     return int(interval[:-1]) * _MS[interval[-1]]
 
 
+def bucket_offset_ms(interval: str) -> int:
+    """Where ``interval``'s buckets are anchored, in ms after the epoch modulo their length:
+    Monday 00:00 UTC for weeks (the epoch was a Thursday), the epoch for every other fixed one."""
+    return _WEEK_OFFSET_MS if interval.endswith("w") else 0
+
+
 def bucket_start(ts_ms: int, interval: str) -> int:
     """Open time (ms UTC) of the ``interval`` candle containing ``ts_ms``."""
     if interval == "1M":
         d = datetime.fromtimestamp(ts_ms / 1000, tz=UTC)
         return int(datetime(d.year, d.month, 1, tzinfo=UTC).timestamp() * 1000)
-    step = interval_ms(interval)
-    offset = _WEEK_OFFSET_MS if interval.endswith("w") else 0
-    return ts_ms - (ts_ms - offset) % step
+    return ts_ms - (ts_ms - bucket_offset_ms(interval)) % interval_ms(interval)
 
 
 def next_open(open_ms: int, interval: str) -> int:
