@@ -12,7 +12,7 @@ from kit.errors import ConfigError, DataError
 from kit.market import Candle, bucket_start, interval_ms, validate_interval, validate_symbol
 from kit.market.aggregate import resample
 from kit.market.files import count_gaps, read_candles, scan, to_ms
-from kit.market.intervals import INTERVALS, next_open
+from kit.market.intervals import INTERVALS, interval_for_ms, next_open
 from kit.market.times import iso, parse_ms
 
 
@@ -187,3 +187,18 @@ def test_vectorised_buckets_equal_bucket_start_for_every_fixed_interval() -> Non
     for interval in INTERVALS[:-1]:  # 1M has no fixed length
         assert bucket_starts(t, interval).tolist() == [bucket_start(int(x), interval) for x in t], interval
     assert bucket_start(ms(2025, 6, 5, 13), "1w") == ms(2025, 6, 2)  # a Thursday -> its Monday
+
+
+def test_the_interval_of_a_candle_spacing_comes_from_the_one_interval_table() -> None:
+    from kit.replay._replay import infer_interval
+
+    for interval in INTERVALS[:-1]:
+        assert interval_for_ms(interval_ms(interval)) == interval
+        idx = pd.DatetimeIndex(
+            [
+                pd.Timestamp(bucket_start(ms(2025, 6, 2), interval) + k * interval_ms(interval), unit="ms", tz="UTC")
+                for k in range(3)
+            ]
+        )
+        assert infer_interval(idx) == interval  # the replay knew no 3d or 1w
+    assert interval_for_ms(7 * 60_000) is None
