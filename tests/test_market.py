@@ -202,3 +202,21 @@ def test_the_interval_of_a_candle_spacing_comes_from_the_one_interval_table() ->
         )
         assert infer_interval(idx) == interval  # the replay knew no 3d or 1w
     assert interval_for_ms(7 * 60_000) is None
+
+
+def test_a_candle_file_with_an_impossible_row_is_refused_by_every_reader(sample_dir, tmp_path) -> None:
+    from kit.exchange import ExchangeSimulator
+
+    src = read_candles(sample_dir / "ETHUSDT_1h_20230101_20240110.csv.gz").iloc[:50].copy()
+    src.iloc[7, src.columns.get_loc("close")] = 0.0
+    out = src.copy()
+    out.insert(0, "open_time", src.index.as_unit("ms").asi8)
+    path = tmp_path / "ETHUSDT_1h_20230101_20230103.csv.gz"
+    out.to_csv(path, index=False)
+    needle = f"row 7 ({src.index[7]}): close=0.0: prices must be > 0"
+    with pytest.raises(DataError, match=r"ETHUSDT_1h_20230101_20230103") as err:
+        read_candles(path)
+    assert needle in str(err.value)
+    with pytest.raises(DataError) as err:
+        ExchangeSimulator(data=tmp_path)  # would serve the zero close to every client
+    assert needle in str(err.value)

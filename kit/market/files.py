@@ -11,6 +11,7 @@ import pandas as pd
 
 from kit.errors import DataError
 from kit.market.candle import COLUMNS
+from kit.market.frame import check_frame
 from kit.market.intervals import interval_ms
 
 _NAME_RE = re.compile(r"^(?P<symbol>[A-Z0-9]+)_(?P<interval>\d+[smhdwM])_(?P<start>\d{8})_(?P<end>\d{8})\.csv(\.gz)?$")
@@ -43,7 +44,8 @@ def scan(folder: str | Path) -> list[CandleFile]:
 def read_candles(path: str | Path) -> pd.DataFrame:
     """Read one candle file into a frame: UTC ``DatetimeIndex`` named ``open_time``, float64 OHLCV.
 
-    Rows are checked to be sorted and unique; a file that is not gets a :class:`DataError`.
+    Rows are checked to be sorted, unique and possible (:func:`kit.market.frame.check_frame`); a
+    file that is not gets a :class:`DataError` naming it and its first bad row.
     """
     p = Path(path)
     try:
@@ -58,7 +60,8 @@ def read_candles(path: str | Path) -> pd.DataFrame:
         raise DataError(f"candle file {str(p)!r} is not sorted by open_time or has duplicates")
     frame = raw[list(COLUMNS)].copy()
     frame.index = pd.DatetimeIndex(pd.to_datetime(t, unit="ms", utc=True), name="open_time")
-    return frame
+    # every reader (kit.load, the simulator, kit replay) gets only candles a market can print
+    return check_frame(frame, name=f"candle file {str(p)!r}")
 
 
 def to_ms(index: pd.DatetimeIndex) -> np.ndarray:
