@@ -191,3 +191,11 @@ async def test_load_past_the_exchange_clock_warns_and_before_it_finds_nothing(ou
             await asyncio.to_thread(
                 load, "BTCUSDT", "1m", "2023-03-25 00:00", "2023-03-26 00:00", progress=False, rest_url=sim.rest_url
             )
+
+
+def test_load_without_an_end_offline_reaches_the_end_of_finer_local_data(sample_dir):
+    # No 1h file for BTCUSDT: the 1m files are aggregated, and "up to the end of the local
+    # data" must mean theirs (it used to mean "nothing", an empty frame)
+    df = load("BTCUSDT", "1h", "2025-08-18", progress=False, offline=True)
+    assert df.index[0] == pd.Timestamp("2025-08-18 00:00", tz="UTC")
+    assert df.index[-1] == pd.Timestamp("2025-08-18 17:00", tz="UTC")  # 18:00 is not a whole hour yet

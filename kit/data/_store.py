@@ -169,6 +169,22 @@ def _rows_in(frame: pd.DataFrame, ranges: list[Range]) -> pd.DataFrame:
     return pd.concat([slice_ms(frame, a, b) for a, b in ranges])
 
 
+def _usable_finer(interval: str) -> list[str]:
+    """Finer intervals whose candles build ``interval``'s (whole multiples, no 1s), finest last."""
+    step = interval_ms(interval)
+    return [f for f in reversed(INTERVALS[: INTERVALS.index(interval)]) if f != "1s" and not step % interval_ms(f)]
+
+
+def _local_coverage(settings: Any, symbol: str, interval: str) -> list[Range]:
+    """Ranges of ``interval`` candles the cache and the files can give, directly or aggregated."""
+    root = Path(settings.data_dir) / "cache"
+    out = _Cache(root, symbol, interval).covered() + _local_files(settings.replay_data, symbol, interval)[1]
+    for finer in _usable_finer(interval):
+        cov = _Cache(root, symbol, finer).covered() + _local_files(settings.replay_data, symbol, finer)[1]
+        out += _aligned_inside(merge(cov), interval)
+    return merge(out)
+
+
 def _aligned_inside(ranges: list[Range], interval: str) -> list[Range]:
     """Shrink ranges to whole ``interval`` buckets (so aggregated buckets are complete)."""
     step = interval_ms(interval)
@@ -260,8 +276,7 @@ def load(
         if not offline:
             client, closed_limit = _connect(rest_url or settings.exchange_url, interval, required=False)
         if closed_limit is None:
-            _, file_cov = _local_files(settings.replay_data, symbol, interval)
-            ends = [b for _, b in cache.covered() + file_cov]
+            ends = [b for _, b in _local_coverage(settings, symbol, interval)]
             stop = max(ends) if ends else first
         else:
             stop = closed_limit
@@ -274,12 +289,9 @@ def load(
         frame, cov = _local_files(settings.replay_data, symbol, interval)
         take(frame, cov, want)
     # 3. a finer interval, aggregated over the whole buckets it covers
-    for finer in reversed(INTERVALS[: INTERVALS.index(interval)]):
-        missing = subtract(want, have)
-        if not missing:
+    for finer in _usable_finer(interval):
+        if not subtract(want, have):
             break
-        if finer == "1s" or step % interval_ms(finer):
-            continue
         fcache = _Cache(Path(settings.data_dir) / "cache", symbol, finer)
         for frame, cov in ((fcache.read(), fcache.covered()), _local_files(settings.replay_data, symbol, finer)):
             usable = _aligned_inside(intersect(cov, subtract(want, have)), interval)
@@ -310,7 +322,7 @@ def load(
     if out.empty:
         raise DataError(
             f"no {symbol} {interval} candles {_span(asked, end_ms is None)}: "
-            + _nothing_because(want, have, closed_limit, where, settings, symbol, interval, offline)
+            + _nothing_because(want, have, closed_limit, where, settings, symbol, offline)
         )
     uncovered = subtract(want, have)
     if uncovered:
@@ -339,7 +351,6 @@ def _nothing_because(
     where: str,
     settings: Any,
     symbol: str,
-    interval: str,
     offline: bool,
 ) -> str:
     """Why ``load`` found no candle, with what is there instead (for a typo or a wrong range)."""
