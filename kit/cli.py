@@ -10,10 +10,12 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+import warnings
+from typing import Any
 
 import typer
 
-from kit.errors import KitError
+from kit.errors import DataWarning, KitError
 
 # Order is the order of `kit --help`, top-down through the layers.
 _COMMAND_MODULES = (
@@ -60,6 +62,7 @@ _register()
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``kit`` console script."""
+    _kit_warnings_as_one_line()
     try:
         # Not standalone, so that a KitError reaches the handler below; the price is that
         # `raise typer.Exit(n)` and Ctrl-C (typer's Exit(130)) come back as a return value.
@@ -76,6 +79,23 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     if isinstance(rv, int) and not isinstance(rv, bool):
         sys.exit(rv)
+
+
+def _kit_warnings_as_one_line() -> None:
+    """Show kit's own warnings (``DataWarning``: a partial range) as ``warning: ...``, one line,
+    not Python's file:line form with a source line; any other warning keeps its form."""
+    default = warnings.showwarning
+    if getattr(default, "kit_one_line", False):  # main() called again in one process (tests)
+        return
+
+    def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, DataWarning):
+            print(f"warning: {message}", file=sys.stderr)
+        else:
+            default(message, category, *args, **kwargs)
+
+    show.kit_one_line = True  # type: ignore[attr-defined]
+    warnings.showwarning = show
 
 
 def _show_usage_error(exc: typer.TyperException) -> None:

@@ -233,3 +233,20 @@ def test_a_malformed_redis_url_is_one_line_that_does_not_echo_its_password(
     out, err = capsys.readouterr()
     assert exit_.value.code == 2 and _TRACEBACK not in err
     assert err.startswith("error: ") and "redis://" in err and "hunter2" not in out + err, err
+
+
+def test_a_data_warning_is_one_line_on_the_command_line(tmp_path: Path) -> None:
+    script = tmp_path / "warn.py"
+    script.write_text(
+        "import sys, warnings\n"
+        "from kit import cli\n"
+        "from kit.errors import DataWarning\n"
+        "@cli.app.command('partial')\n"
+        "def _p() -> None:\n"
+        "    warnings.warn('BTCUSDT 1m: the local data covers only part', DataWarning, stacklevel=2)\n"
+        "    print('rows')\n"
+        "cli.main(sys.argv[1:])\n"
+    )
+    res = subprocess.run([sys.executable, str(script), "partial"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and res.stdout == "rows\n"
+    assert res.stderr == "warning: BTCUSDT 1m: the local data covers only part\n", res.stderr
