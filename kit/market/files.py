@@ -28,17 +28,19 @@ class CandleFile:
     end: str
 
 
+def parse_name(path: str | Path) -> CandleFile | None:
+    """What a candle file's name says it holds (``BTCUSDT_1m_20250520_20250818.csv.gz``), or None."""
+    p = Path(path)
+    m = _NAME_RE.match(p.name)
+    return None if m is None else CandleFile(p, m["symbol"], m["interval"], m["start"], m["end"])
+
+
 def scan(folder: str | Path) -> list[CandleFile]:
     """Every candle file in ``folder`` (not recursive), sorted by symbol, interval and start."""
     root = Path(folder)
     if not root.is_dir():
         raise DataError(f"candle data folder {str(root)!r} does not exist")
-    found = []
-    for p in sorted(root.iterdir()):
-        m = _NAME_RE.match(p.name)
-        if m:
-            found.append(CandleFile(p, m["symbol"], m["interval"], m["start"], m["end"]))
-    return found
+    return [f for f in map(parse_name, sorted(root.iterdir())) if f is not None]
 
 
 def read_candles(path: str | Path) -> pd.DataFrame:

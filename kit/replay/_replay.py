@@ -34,7 +34,7 @@ import pandas as pd
 
 from kit.broker import Fill, FillModel, PaperBroker, Trade, resolve_model, trades_frame
 from kit.errors import ConfigError, DataError
-from kit.market.files import read_candles
+from kit.market.files import parse_name, read_candles
 from kit.market.intervals import interval_for_ms
 from kit.strategy import Signal, Strategy, check_frame
 from kit.strategy._frame import open_times_ms
@@ -100,14 +100,11 @@ def infer_interval(index: pd.DatetimeIndex) -> str:
 
 def _load(data: Any, symbol: str | None, interval: str | None) -> tuple[pd.DataFrame, str, str]:
     if isinstance(data, str | Path):
-        from kit.market.files import _NAME_RE
-
-        p = Path(data)
-        m = _NAME_RE.match(p.name)
-        frame = read_candles(p)
-        if m is not None:
-            symbol = symbol or m["symbol"]
-            interval = interval or m["interval"]
+        named = parse_name(data)
+        frame = read_candles(data)
+        if named is not None:
+            symbol = symbol or named.symbol
+            interval = interval or named.interval
         data = frame
     check_frame(data)
     interval = interval or infer_interval(data.index)
