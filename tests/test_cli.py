@@ -179,7 +179,7 @@ def test_an_unknown_revision_for_db_upgrade_is_one_line(
         main(["db", "upgrade", "no-such-revision"])
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and _TRACEBACK not in err
-    assert err.startswith("error: db upgrade no-such-revision:")
+    assert err.startswith("error: cannot upgrade the schema to 'no-such-revision':") and err.count("\n") == 1, err
 
 
 def test_a_command_raising_typer_exit_sets_the_process_status(tmp_path: Path) -> None:
@@ -250,3 +250,20 @@ def test_a_data_warning_is_one_line_on_the_command_line(tmp_path: Path) -> None:
     res = subprocess.run([sys.executable, str(script), "partial"], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and res.stdout == "rows\n"
     assert res.stderr == "warning: BTCUSDT 1m: the local data covers only part\n", res.stderr
+
+
+@pytest.mark.parametrize("argv", [["users", "list"], ["db", "upgrade"], ["db", "current"], ["trades", "--user", "a"]])
+def test_a_database_that_does_not_answer_is_one_line_without_its_password(
+    argv: list[str],
+    free_port: int,
+    capsys: pytest.CaptureFixture[str],
+    root_logging: None,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KIT_DATABASE_URL", f"postgresql+psycopg://kit:hunter2@127.0.0.1:{free_port}/kit")
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    out, err = capsys.readouterr()
+    assert exit_.value.code == 2 and _TRACEBACK not in err
+    assert err.startswith("error: cannot reach the database") and err.count("\n") == 1, err
+    assert "hunter2" not in out + err

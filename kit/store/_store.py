@@ -99,8 +99,12 @@ class Store:
         """Upgrade the schema to ``revision`` (default the newest) with Alembic."""
         _quiet_alembic()
         from alembic import command
+        from alembic.util import CommandError
 
-        command.upgrade(self.alembic_config(), revision)
+        try:
+            command.upgrade(self.alembic_config(), revision)
+        except CommandError as exc:  # e.g. a revision that does not exist: the caller's argument
+            raise ConfigError(f"cannot upgrade the schema to {revision!r}: {exc}") from None
 
     def downgrade(self, revision: str) -> None:
         from alembic import command

@@ -17,13 +17,21 @@ db_app = typer.Typer(help="The database schema (Alembic).", no_args_is_help=True
 
 
 def _store(*, schema: bool = True):
-    """The configured store; with ``schema``, refuse one line early if it was never migrated
-    (every table query would otherwise end in SQLAlchemy's "no such table" traceback)."""
-    from kit.errors import ConfigError
+    """The configured store, refused in one line if it does not answer or, with ``schema``, was
+    never migrated (each would otherwise end in a SQLAlchemy traceback on the first query)."""
+    import sqlalchemy as sa
+
+    from kit.errors import ConfigError, KitError
     from kit.store import Store
 
     store = Store()
-    if schema and store.current_revision() is None:
+    try:
+        revision = store.current_revision()
+    except sa.exc.OperationalError as exc:
+        # the driver's first line says why (refused, unknown host, auth); the repr hides the password
+        reason = str(exc.orig or exc).strip().splitlines()[0]
+        raise KitError(f"cannot reach the database {store!r}: {reason}") from None
+    if schema and revision is None:
         raise ConfigError(f"database {store!r} has no kit schema yet; run `kit db upgrade` first")
     return store
 
@@ -122,16 +130,9 @@ def trades_cmd(
 @db_app.command("upgrade")
 def db_upgrade(revision: str = typer.Argument("head")) -> None:
     """Create or upgrade the schema (alembic upgrade)."""
-    from alembic.util import CommandError
-
-    from kit.errors import ConfigError
-
     store = _store(schema=False)
     before = store.current_revision()
-    try:
-        store.migrate(revision)
-    except CommandError as exc:  # an unknown or unreachable revision: the user's argument
-        raise ConfigError(f"db upgrade {revision}: {exc}") from None
+    store.migrate(revision)
     typer.echo(f"database {store!r}: {before or 'empty'} -> {store.current_revision()}")
 
 
