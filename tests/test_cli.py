@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -32,6 +32,7 @@ def _groups(group: object, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ..
             yield from _groups(cmd, (*path, name))
 
 
+Kit = Callable[..., tuple[int, str, str]]
 ROOT = typer.main.get_command(app)
 COMMANDS = dict(_leaves(ROOT))
 GROUPS = list(_groups(ROOT))
@@ -90,13 +91,38 @@ CASES = dict(_cases())
 
 
 @pytest.fixture
-def root_logging() -> Iterator[None]:
-    """`kit`'s root callback configures logging for a process; put pytest's handlers back after."""
-    root = logging.getLogger()
+def kit(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Kit]:
+    """``kit(*argv, db=url)`` runs ``kit.cli.main`` in this process (the database a fresh SQLite file
+    unless ``db``) and returns (exit code, stdout, stderr), having checked there is no traceback."""
+    root = logging.getLogger()  # main() configures logging for a process: put pytest's back after
     handlers, level = root.handlers[:], root.level
-    yield
+
+    def run(*argv: str, db: str | None = None) -> tuple[int, str, str]:
+        monkeypatch.setenv("KIT_DATABASE_URL", db or f"sqlite:///{tmp_path / 'kit.db'}")
+        with pytest.raises(SystemExit) as exit_:
+            main(list(argv))
+        out, err = capsys.readouterr()
+        assert _TRACEBACK not in out + err, (argv, out, err)
+        return int(exit_.value.code or 0), out, err
+
+    yield run
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+def _script(tmp_path: Path, command: str) -> subprocess.CompletedProcess[str]:
+    """Run `kit <name>` with one extra command, ``command`` (the body of a function), in a process."""
+    body = "\n".join("    " + line for line in command.strip().splitlines())
+    script = tmp_path / "extra_command.py"
+    script.write_text(
+        "import sys, typer, warnings\n"
+        "from kit import cli\n"
+        "from kit.errors import DataWarning\n"
+        "@cli.app.command('extra')\n"
+        f"def _extra() -> None:\n{body}\n"
+        "cli.main(sys.argv[1:])\n"
+    )
+    return subprocess.run([sys.executable, str(script), "extra"], capture_output=True, text=True, timeout=60)
 
 
 def test_the_cli_discovers_every_command_of_every_layer() -> None:
@@ -107,19 +133,9 @@ def test_the_cli_discovers_every_command_of_every_layer() -> None:
 
 
 @pytest.mark.parametrize("argv", list(CASES.values()), ids=list(CASES))
-def test_every_usage_mistake_prints_usage_and_one_error_line_and_exits_2(
-    argv: list[str],
-    capsys: pytest.CaptureFixture[str],
-    root_logging: None,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv("KIT_DATABASE_URL", f"sqlite:///{tmp_path / 'kit.db'}")
-    with pytest.raises(SystemExit) as exit_:
-        main(argv)
-    out, err = capsys.readouterr()
-    assert exit_.value.code == 2, (argv, out, err)
-    assert _TRACEBACK not in out + err
+def test_every_usage_mistake_prints_usage_and_one_error_line_and_exits_2(argv: list[str], kit: Kit) -> None:
+    code, out, err = kit(*argv)
+    assert code == 2, (argv, out, err)
     errors = [ln for ln in (out + err).splitlines() if ln.lower().startswith("error:")]
     assert len(errors) <= 1, (argv, out, err)
     # click's usage errors show the usage (a bare group shows its help); a KitError is one line
@@ -148,54 +164,29 @@ def test_the_installed_command_shows_usage_not_a_missing_module(argv: list[str],
 
 @pytest.mark.parametrize(
     "argv",
-    [
-        ["strategies", "list"],
-        ["strategies", "activate", "7"],
-        ["trades", "--user", "alice"],
-        ["users", "list"],
-    ],
+    [["strategies", "list"], ["strategies", "activate", "7"], ["trades", "--user", "alice"], ["users", "list"]],
     ids=" ".join,
 )
-def test_store_commands_on_a_database_never_migrated_say_run_kit_db_upgrade(
-    argv: list[str],
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    root_logging: None,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv("KIT_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
-    with pytest.raises(SystemExit) as exit_:
-        main(argv)
-    err = capsys.readouterr().err
-    assert exit_.value.code == 2
+def test_store_commands_on_a_database_never_migrated_say_run_kit_db_upgrade(argv: list[str], kit: Kit) -> None:
+    code, _, err = kit(*argv)
+    assert code == 2
     assert err.strip().splitlines() == [err.strip()] and "kit db upgrade" in err
 
 
-def test_an_unknown_revision_for_db_upgrade_is_one_line(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], root_logging: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("KIT_DATABASE_URL", f"sqlite:///{tmp_path / 'kit.db'}")
-    with pytest.raises(SystemExit) as exit_:
-        main(["db", "upgrade", "no-such-revision"])
-    err = capsys.readouterr().err
-    assert exit_.value.code == 2 and _TRACEBACK not in err
+def test_an_unknown_revision_for_db_upgrade_is_one_line(kit: Kit) -> None:
+    code, _, err = kit("db", "upgrade", "no-such-revision")
+    assert code == 2
     assert err.startswith("error: cannot upgrade the schema to 'no-such-revision':") and err.count("\n") == 1, err
 
 
-def test_a_command_raising_typer_exit_sets_the_process_status(tmp_path: Path) -> None:
-    # `kit replay --check` reports a parity failure with typer.Exit(1); in non-standalone mode typer
-    # returns that code instead of exiting, so main() must pass it on (it used to exit 0).
-    script = tmp_path / "exit3.py"
-    script.write_text(
-        "import sys, typer\n"
-        "from kit import cli\n"
-        "@cli.app.command('fail-with-3')\n"
-        "def _f() -> None:\n"
-        "    raise typer.Exit(3)\n"
-        "cli.main(sys.argv[1:])\n"
-    )
-    res = subprocess.run([sys.executable, str(script), "fail-with-3"], capture_output=True, text=True, timeout=60)
-    assert res.returncode == 3, res.stderr
+@pytest.mark.parametrize("argv", [["users", "list"], ["db", "upgrade"], ["db", "current"], ["trades", "--user", "a"]])
+def test_a_database_that_does_not_answer_is_one_line_without_its_password(
+    argv: list[str], free_port: int, kit: Kit
+) -> None:
+    code, out, err = kit(*argv, db=f"postgresql+psycopg://kit:hunter2@127.0.0.1:{free_port}/kit")
+    assert code == 2
+    assert err.startswith("error: cannot reach the database") and err.count("\n") == 1, err
+    assert "hunter2" not in out + err
 
 
 @pytest.mark.parametrize(
@@ -211,59 +202,34 @@ def test_a_command_raising_typer_exit_sets_the_process_status(tmp_path: Path) ->
     ids=lambda v: " ".join(v) if isinstance(v, list) else v,
 )
 def test_replay_with_a_bad_strategy_or_parameter_is_one_line(
-    args: list[str],
-    needle: str,
-    sample_dir: Path,
-    capsys: pytest.CaptureFixture[str],
-    root_logging: None,
+    args: list[str], needle: str, sample_dir: Path, kit: Kit
 ) -> None:
-    data = str(sample_dir / "ETHUSDT_1h_20230101_20240110.csv.gz")
-    with pytest.raises(SystemExit) as exit_:
-        main(["replay", data, *args])
-    err = capsys.readouterr().err
-    assert exit_.value.code == 2 and _TRACEBACK not in err
+    code, _, err = kit("replay", str(sample_dir / "ETHUSDT_1h_20230101_20240110.csv.gz"), *args)
+    assert code == 2
     assert err.startswith("error: ") and err.count("\n") == 1 and needle in err, err
 
 
-def test_a_malformed_redis_url_is_one_line_that_does_not_echo_its_password(
-    capsys: pytest.CaptureFixture[str], root_logging: None, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    with pytest.raises(SystemExit) as exit_:
-        main(["relay", "--redis-url", "http://:hunter2@127.0.0.1:6379/0"])
-    out, err = capsys.readouterr()
-    assert exit_.value.code == 2 and _TRACEBACK not in err
+def test_a_malformed_redis_url_is_one_line_that_does_not_echo_its_password(kit: Kit) -> None:
+    code, out, err = kit("relay", "--redis-url", "http://:hunter2@127.0.0.1:6379/0")
+    assert code == 2
     assert err.startswith("error: ") and "redis://" in err and "hunter2" not in out + err, err
 
 
+def test_a_command_raising_typer_exit_sets_the_process_status(tmp_path: Path) -> None:
+    # `kit replay --check` reports a parity failure with typer.Exit(1) and `kit up` a dead child
+    # with its code; in non-standalone mode typer returns that code instead of exiting, so main()
+    # must pass it on (it used to exit 0).
+    res = _script(tmp_path, "raise typer.Exit(3)")
+    assert res.returncode == 3, res.stderr
+
+
 def test_a_data_warning_is_one_line_on_the_command_line(tmp_path: Path) -> None:
-    script = tmp_path / "warn.py"
-    script.write_text(
-        "import sys, warnings\n"
-        "from kit import cli\n"
-        "from kit.errors import DataWarning\n"
-        "@cli.app.command('partial')\n"
-        "def _p() -> None:\n"
-        "    warnings.warn('BTCUSDT 1m: the local data covers only part', DataWarning, stacklevel=2)\n"
-        "    print('rows')\n"
-        "cli.main(sys.argv[1:])\n"
+    res = _script(
+        tmp_path,
+        """
+warnings.warn("BTCUSDT 1m: the local data covers only part", DataWarning, stacklevel=2)
+print("rows")
+""",
     )
-    res = subprocess.run([sys.executable, str(script), "partial"], capture_output=True, text=True, timeout=60)
     assert res.returncode == 0 and res.stdout == "rows\n"
     assert res.stderr == "warning: BTCUSDT 1m: the local data covers only part\n", res.stderr
-
-
-@pytest.mark.parametrize("argv", [["users", "list"], ["db", "upgrade"], ["db", "current"], ["trades", "--user", "a"]])
-def test_a_database_that_does_not_answer_is_one_line_without_its_password(
-    argv: list[str],
-    free_port: int,
-    capsys: pytest.CaptureFixture[str],
-    root_logging: None,
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setenv("KIT_DATABASE_URL", f"postgresql+psycopg://kit:hunter2@127.0.0.1:{free_port}/kit")
-    with pytest.raises(SystemExit) as exit_:
-        main(argv)
-    out, err = capsys.readouterr()
-    assert exit_.value.code == 2 and _TRACEBACK not in err
-    assert err.startswith("error: cannot reach the database") and err.count("\n") == 1, err
-    assert "hunter2" not in out + err
