@@ -10,10 +10,12 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+import warnings
+from typing import Any
 
 import typer
 
-from kit.errors import KitError
+from kit.errors import DataWarning, KitError
 
 # Order is the order of `kit --help`, top-down through the layers.
 _COMMAND_MODULES = (
@@ -60,12 +62,11 @@ _register()
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``kit`` console script."""
+    _kit_warnings_as_one_line()
     try:
-        # Outside standalone mode click returns a command's typer.Exit code instead of exiting
-        # with it: pass it on, or `kit up` reporting a dead child would still exit 0.
-        code = app(args=argv, standalone_mode=False)
-        if isinstance(code, int) and code:
-            sys.exit(code)
+        # Not standalone, so that a KitError reaches the handler below; the price is that
+        # `raise typer.Exit(n)` and Ctrl-C (typer's Exit(130)) come back as a return value.
+        rv = app(args=argv, standalone_mode=False)
     except KitError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
@@ -73,15 +74,42 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except typer.Abort:
         sys.exit(1)
-    except SystemExit:
-        raise
-    except Exception as exc:  # click's usage errors
-        import click
+    except typer.TyperException as exc:
+        _show_usage_error(exc)
+        sys.exit(exc.exit_code)
+    if isinstance(rv, int) and not isinstance(rv, bool):
+        sys.exit(rv)
 
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
+
+def _kit_warnings_as_one_line() -> None:
+    """Show kit's own warnings (``DataWarning``: a partial range) as ``warning: ...``, one line,
+    not Python's file:line form with a source line; any other warning keeps its form."""
+    default = warnings.showwarning
+    if getattr(default, "kit_one_line", False):  # main() called again in one process (tests)
+        return
+
+    def show(message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any) -> None:
+        if issubclass(category, DataWarning):
+            print(f"warning: {message}", file=sys.stderr)
+        else:
+            default(message, category, *args, **kwargs)
+
+    show.kit_one_line = True  # type: ignore[attr-defined]
+    warnings.showwarning = show
+
+
+def _show_usage_error(exc: typer.TyperException) -> None:
+    """Print a usage mistake as the command's usage, a help hint and one ``Error:`` line.
+
+    typer vendors click (there is no ``click`` package to import): its usage errors
+    (missing or malformed argument, unknown option or command) derive from
+    ``typer.TyperException`` and know how to show themselves.
+    """
+    show = getattr(exc, "show", None)
+    if callable(show):
+        show()
+    else:
+        print(f"Error: {exc.format_message()}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -22,3 +22,14 @@ class ExchangeError(KitError):
         super().__init__(message)
         self.status = status
         self.code = code
+
+
+class DataWarning(UserWarning):
+    """Candle data is incomplete (e.g. ``kit.load`` covers only part of the range asked for)."""
+
+
+class InputError(ConfigError, ValueError):
+    """A value passed to kit's Python API is invalid (a strategy parameter out of range, an
+    unknown name). Also a ``ValueError``, what Python code expects of a bad argument, so
+    ``except ValueError`` keeps working; being a :class:`KitError`, the CLI prints it as one line.
+    """

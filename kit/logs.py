@@ -7,6 +7,8 @@ import logging
 import sys
 import time
 
+from kit.errors import ConfigError
+
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
 
@@ -42,6 +44,8 @@ class TextFormatter(logging.Formatter):
 
 def setup(level: str = "INFO", fmt: str = "text") -> None:
     """Configure the root logger once for a command-line process."""
+    if not isinstance(logging.getLevelName(level.upper()), int):
+        raise ConfigError(f"unknown log level {level!r}; expected DEBUG, INFO, WARNING, ERROR or CRITICAL")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import warnings
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from kit.data import gaps, load
-from kit.errors import ConfigError, DataError, ExchangeError, KitError
+from kit.errors import ConfigError, DataError, DataWarning, ExchangeError, KitError
 from kit.exchange import ExchangeSimulator
 from kit.market.aggregate import resample
 from kit.market.files import read_candles
@@ -114,3 +115,87 @@ def test_argument_errors_are_kit_errors(free_port, no_local_files):
     with pytest.raises(ExchangeError, match="cannot reach") as err:
         load("BTCUSDT", "1m", "2025-06-01", "2025-06-02", progress=False, rest_url=f"http://127.0.0.1:{free_port}")
     assert isinstance(err.value, KitError) and "\n" not in str(err.value)
+
+
+def test_load_refuses_a_candle_file_with_impossible_rows(sample_dir, tmp_path, monkeypatch):
+    src = read_candles(sample_dir / "ETHUSDT_1h_20230101_20240110.csv.gz").iloc[:100].copy()
+    src.iloc[40, src.columns.get_loc("high")] = src.iloc[40, src.columns.get_loc("low")] - 5.0
+    src.iloc[70, src.columns.get_loc("volume")] = -1.0
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    out = src.reset_index()
+    out["open_time"] = out["open_time"].astype("datetime64[ms, UTC]").astype("int64")
+    out.to_csv(folder / "ETHUSDT_1h_20230101_20230105.csv.gz", index=False)
+    monkeypatch.setenv("KIT_REPLAY_DATA", str(folder))
+    with pytest.raises(DataError, match="high < low") as err:
+        load("ETHUSDT", "1h", "2023-01-01", "2023-01-05", progress=False, offline=True)
+    assert f"row 40 ({src.index[40]})" in str(err.value) and "2 bad rows" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("symbol", "interval", "start", "end", "needles"),
+    [
+        ("DOGEUSDT", "1m", "2025-06-01", "2025-06-02", ["no DOGEUSDT 1m candles", "BTCUSDT 1m", "ETHUSDT 1h"]),
+        ("BTCUSTD", "1h", "2025-06-01", "2025-06-02", ["no BTCUSTD 1h candles", "BTCUSDT 1m"]),
+        (
+            "BTCUSDT",
+            "1m",
+            "2026-01-01",
+            "2026-01-02",
+            ["no BTCUSDT 1m candles", "2025-05-20 00:00:00Z", "2025-08-18 18:28:00Z"],
+        ),
+        ("BTCUSDT", "1m", "2026-01-01", None, ["no BTCUSDT 1m candles", "2025-08-18 18:28:00Z"]),
+        ("ETHUSDT", "1h", "2021-01-01", "2022-01-01", ["no ETHUSDT 1h candles", "2023-01-01 00:00:00Z"]),
+    ],
+    ids=["unknown symbol", "typo", "range past the files", "start past the files", "range before the files"],
+)
+def test_load_finding_nothing_offline_raises_naming_what_the_local_data_holds(symbol, interval, start, end, needles):
+    with pytest.raises(DataError) as err:
+        load(symbol, interval, start, end, progress=False, offline=True)
+    msg = str(err.value)
+    assert "\n" not in msg
+    for needle in needles:
+        assert needle in msg, msg
+
+
+def test_load_finding_nothing_with_the_exchange_down_raises(free_port, sample_dir):
+    with pytest.raises(DataError, match="no DOGEUSDT 1m candles"):
+        load("DOGEUSDT", "1m", "2025-06-01", progress=False, rest_url=f"http://127.0.0.1:{free_port}")
+
+
+def test_load_warns_naming_the_covered_range_when_data_is_partial(sample_dir):
+    with pytest.warns(DataWarning) as record:
+        df = load("BTCUSDT", "1m", "2025-08-18", "2025-08-25", progress=False, offline=True)
+    assert len(df) == 18 * 60 + 28 and len(record) == 1
+    msg = str(record[0].message)
+    assert "BTCUSDT 1m" in msg and "2025-08-18 00:00:00Z to 2025-08-18 18:28:00Z" in msg, msg
+    assert "2025-08-25 00:00:00Z" in msg, msg
+    assert record[0].filename == __file__  # points at the caller's line, not kit's
+
+
+def test_load_fully_covered_or_with_real_outages_does_not_warn(sample_dir):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        load("BTCUSDT", "1m", "2025-06-01", "2025-06-02", progress=False, offline=True)
+        df = load("ETHUSDT", "1h", "2023-03-01", "2023-12-01", progress=False, offline=True)
+    assert len(gaps(df, "1h")) == 1  # a real outage inside the file is not missing data
+
+
+async def test_load_past_the_exchange_clock_warns_and_before_it_finds_nothing(outage_1m, no_local_files):
+    async with ExchangeSimulator(data=outage_1m, speed=1.0, start="2023-03-24 15:30") as sim:
+        with pytest.warns(DataWarning, match="2023-03-24 15:30:00Z"):
+            await asyncio.to_thread(
+                load, "BTCUSDT", "1m", "2023-03-24 15:00", "2023-03-24 17:00", progress=False, rest_url=sim.rest_url
+            )
+        with pytest.raises(DataError, match="no BTCUSDT 1m candles"):
+            await asyncio.to_thread(
+                load, "BTCUSDT", "1m", "2023-03-25 00:00", "2023-03-26 00:00", progress=False, rest_url=sim.rest_url
+            )
+
+
+def test_load_without_an_end_offline_reaches_the_end_of_finer_local_data(sample_dir):
+    # No 1h file for BTCUSDT: the 1m files are aggregated, and "up to the end of the local
+    # data" must mean theirs (it used to mean "nothing", an empty frame)
+    df = load("BTCUSDT", "1h", "2025-08-18", progress=False, offline=True)
+    assert df.index[0] == pd.Timestamp("2025-08-18 00:00", tz="UTC")
+    assert df.index[-1] == pd.Timestamp("2025-08-18 17:00", tz="UTC")  # 18:00 is not a whole hour yet

@@ -12,7 +12,8 @@ from kit.errors import ConfigError, DataError
 from kit.market import Candle, bucket_start, interval_ms, validate_interval, validate_symbol
 from kit.market.aggregate import resample
 from kit.market.files import count_gaps, read_candles, scan, to_ms
-from kit.market.intervals import INTERVALS, next_open
+from kit.market.intervals import INTERVALS, interval_for_ms, next_open
+from kit.market.times import iso, parse_ms
 
 
 def ms(*args: int) -> int:
@@ -120,3 +121,102 @@ def test_resample_refuses_impossible_targets() -> None:
     )
     with pytest.raises(DataError, match="cannot build 5m"):
         resample(frame, "3m", "5m")
+
+
+# ----- one time parser ---------------------------------------------------------------------
+
+
+NOON = ms(2025, 6, 1, 12, 0)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "2025-06-01T12:00",
+        "2025-06-01 12:00",
+        "2025-06-01T12:00Z",
+        "2025-06-01T14:00+02:00",
+        datetime(2025, 6, 1, 12),
+        datetime(2025, 6, 1, 12, tzinfo=UTC),
+        pd.Timestamp("2025-06-01 12:00"),
+        pd.Timestamp("2025-06-01 08:00", tz="America/New_York"),
+        NOON,
+        np.int64(NOON),
+        float(NOON),
+        np.float64(NOON),
+    ],
+    ids=repr,
+)
+def test_every_form_of_a_time_reads_as_the_same_ms_utc(value: object) -> None:
+    assert parse_ms(value, "start") == NOON
+
+
+def test_a_date_is_its_midnight_utc() -> None:
+    from datetime import date
+
+    assert parse_ms("2025-06-01", "start") == parse_ms(date(2025, 6, 1), "start") == ms(2025, 6, 1)
+
+
+@pytest.mark.parametrize("bad", [True, "yesterday-ish", "", float("nan"), float("inf"), None, [1], pd.NaT])
+def test_what_is_not_a_time_is_one_config_error_naming_the_argument(bad: object) -> None:
+    hint = r"\(try 2025-06-01, 2025-06-01T12:00Z or ms"
+    with pytest.raises(ConfigError, match=r"^until is not a date or time: .* " + hint):
+        parse_ms(bad, "until")
+
+
+def test_the_simulator_and_the_store_read_times_with_the_one_parser(sample_dir) -> None:
+    from kit.data import load
+    from kit.exchange import ExchangeSimulator
+
+    for bad in ("yesterday-ish", float("nan")):
+        with pytest.raises(ConfigError, match=r"^start is not a date or time"):
+            ExchangeSimulator(data=sample_dir, start=bad)
+        with pytest.raises(ConfigError, match=r"^start is not a date or time"):
+            load("BTCUSDT", "1m", bad, "2025-06-02", offline=True)
+
+
+def test_kit_writes_a_time_in_one_form_that_it_reads_back() -> None:
+    assert iso(NOON) == "2025-06-01 12:00:00Z"
+    assert parse_ms(iso(NOON + 59_999), "t") == NOON + 59_000  # whole seconds
+
+
+def test_vectorised_buckets_equal_bucket_start_for_every_fixed_interval() -> None:
+    from kit.market.aggregate import bucket_starts
+
+    t = np.random.default_rng(7).integers(0, 2_000_000_000_000, 500).astype(np.int64)
+    for interval in INTERVALS[:-1]:  # 1M has no fixed length
+        assert bucket_starts(t, interval).tolist() == [bucket_start(int(x), interval) for x in t], interval
+    assert bucket_start(ms(2025, 6, 5, 13), "1w") == ms(2025, 6, 2)  # a Thursday -> its Monday
+
+
+def test_the_interval_of_a_candle_spacing_comes_from_the_one_interval_table() -> None:
+    from kit.replay._replay import infer_interval
+
+    for interval in INTERVALS[:-1]:
+        assert interval_for_ms(interval_ms(interval)) == interval
+        idx = pd.DatetimeIndex(
+            [
+                pd.Timestamp(bucket_start(ms(2025, 6, 2), interval) + k * interval_ms(interval), unit="ms", tz="UTC")
+                for k in range(3)
+            ]
+        )
+        assert infer_interval(idx) == interval  # the replay knew no 3d or 1w
+    assert interval_for_ms(7 * 60_000) is None
+
+
+def test_a_candle_file_with_an_impossible_row_is_refused_by_every_reader(sample_dir, tmp_path) -> None:
+    from kit.exchange import ExchangeSimulator
+
+    src = read_candles(sample_dir / "ETHUSDT_1h_20230101_20240110.csv.gz").iloc[:50].copy()
+    src.iloc[7, src.columns.get_loc("close")] = 0.0
+    out = src.copy()
+    out.insert(0, "open_time", src.index.as_unit("ms").asi8)
+    path = tmp_path / "ETHUSDT_1h_20230101_20230103.csv.gz"
+    out.to_csv(path, index=False)
+    needle = f"row 7 ({src.index[7]}): close=0.0: prices must be > 0"
+    with pytest.raises(DataError, match=r"ETHUSDT_1h_20230101_20230103") as err:
+        read_candles(path)
+    assert needle in str(err.value)
+    with pytest.raises(DataError) as err:
+        ExchangeSimulator(data=tmp_path)  # would serve the zero close to every client
+    assert needle in str(err.value)

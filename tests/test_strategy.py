@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from kit.errors import DataError
+from kit.errors import ConfigError, DataError, KitError
 from kit.market import Candle
 from kit.market.files import read_candles
 from kit.strategies import BollingerBreakout, EmaCross, RsiReversion
@@ -86,6 +86,61 @@ def test_bad_params_name_the_parameter(kwargs, needle):
         Toy(**kwargs)
 
 
+@pytest.mark.parametrize("value", [np.int64(5), np.int32(5), np.uint16(5), np.float64(5.0), np.float32(5.0)])
+def test_numpy_numbers_are_accepted_as_parameters_and_stored_as_python_numbers(value):
+    s = EmaCross(fast=value)
+    assert s.fast == 5 and type(s.fast) is int
+    assert s == EmaCross(fast=5) and hash(s) == hash(EmaCross(fast=5))  # one group in the daemon
+    assert json.loads(json.dumps(s.to_dict())) == EmaCross(fast=5).to_dict()
+    t = Toy(level=value, n=value, flag=np.bool_(True))
+    assert (type(t.level), type(t.n), type(t.flag)) == (float, int, bool)
+    assert t.params == {"level": 5.0, "n": 5, "flag": True, "mode": "a"}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        ({"n": np.float64(2.5)}, "integer"),
+        ({"n": np.int64(11)}, "range"),
+        ({"level": np.float64("nan")}, "finite"),
+        ({"level": np.float32("inf")}, "finite"),
+        ({"n": np.float64("inf")}, "integer"),
+        ({"flag": np.int64(2)}, "bool"),
+    ],
+)
+def test_numpy_numbers_are_still_checked_against_the_parameter(kwargs, needle):
+    with pytest.raises(ValueError, match=needle):
+        Toy(**kwargs)
+
+
+def test_a_sweep_row_feeds_back_into_the_strategy_class():
+    table = pd.DataFrame({"fast": [5, 8], "slow": [20.0, 30.0], "short": [True, False], "sharpe": [1.0, 0.5]})
+    best = table.sort_values("sharpe", ascending=False).iloc[0]  # an object row of numpy scalars
+    params = best[list(EmaCross.param_defs().keys() & set(table))]
+    assert EmaCross(**params) == EmaCross(fast=5, slow=20, short=True)
+    assert EmaCross(**table.iloc[1][["fast", "slow"]]).replace(short=best["short"]).short is True
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: Toy(n=0),
+        lambda: Toy(level="x"),
+        lambda: Toy(nope=1),
+        lambda: EmaCross(fast=30, slow=20),  # the strategy's own validate() raising ValueError
+        lambda: Strategy.load("kit.strategies:Nope"),
+        lambda: Strategy.from_dict({"path": RsiReversion.path, "params": {"upper": 300}}),
+    ],
+    ids=["range", "type", "unknown", "validate", "load", "from_dict"],
+)
+def test_a_bad_parameter_is_a_kit_error_and_still_a_value_error(make):
+    # One error policy: what the user got wrong is a KitError (one line at the CLI, never a
+    # traceback) and, as Python expects of a bad argument, a ValueError.
+    with pytest.raises(KitError) as err:
+        make()
+    assert isinstance(err.value, ValueError) and isinstance(err.value, ConfigError)
+
+
 def test_ready_strategies_validate_their_parameters():
     with pytest.raises(ValueError, match="fast"):
         EmaCross(fast=30, slow=20)
@@ -153,6 +208,42 @@ def test_bad_frames_get_errors_naming_the_problem(frame):
             check_frame(bad)
         with pytest.raises(DataError, match=needle):
             RsiReversion().run_signals(bad)
+
+
+def _spoil(frame: pd.DataFrame, column: str, value: float, rows: list[int]) -> pd.DataFrame:
+    bad = frame.copy()
+    j = bad.columns.get_loc(column)
+    for i in rows:
+        bad.iloc[i, j] = bad.iloc[i, bad.columns.get_loc("low")] - 1.0 if column == "high" else value
+    return bad
+
+
+IMPOSSIBLE = [
+    ("close", 0.0, "close=0.0: prices must be > 0"),
+    ("open", -3.5, "open=-3.5: prices must be > 0"),
+    ("low", 0.0, "low=0.0: prices must be > 0"),
+    ("high", float("nan"), "high < low"),
+    ("volume", -2.0, "volume=-2.0: volume must be >= 0"),
+]
+
+
+@pytest.mark.parametrize(("column", "value", "needle"), IMPOSSIBLE, ids=[c for c, *_ in IMPOSSIBLE])
+def test_impossible_candles_are_refused_naming_the_first_bad_row(frame, column, value, needle):
+    from kit.replay import replay
+
+    bad = _spoil(frame.iloc[:400], column, value, [250, 120, 300])
+    first = f"row 120 ({bad.index[120]})"
+    runs = {
+        "check_frame": lambda: check_frame(bad),
+        "signals": lambda: EmaCross().run_signals(bad),
+        "replay": lambda: replay(EmaCross(), bad, symbol="BTCUSDT", interval="1m"),
+    }
+    for name, call in runs.items():
+        with pytest.raises(DataError) as err:
+            call()
+        msg = str(err.value)
+        assert first in msg and needle in msg and "3 bad rows" in msg, (name, msg)
+        assert "\n" not in msg
 
 
 def test_garbage_from_signals_is_rejected(frame):

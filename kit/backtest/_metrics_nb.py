@@ -17,6 +17,9 @@ def column_metrics(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per column: total return, per-bar Sharpe (mean/std, ddof 1; not annualised), max drawdown, final value.
 
+    Each figure is vectorbt's own definition (the one ``run()``'s portfolio reports), kept step for
+    step: the sweep is only useful if its ranking is the ranking of single runs.
+
     Orders must be sorted by column then bar; ``starts[j]:starts[j+1]`` are column ``j``'s orders.
     """
     n = close.shape[0]
@@ -42,12 +45,19 @@ def column_metrics(
                 pos += asset_flow[p]
                 p += 1
             v = cash + pos * close[i]
-            if prev != 0.0:
+            # vectorbt's return (returns.nb.get_return_nb), so that Sharpe equals run()'s: measured
+            # from a negative value the sign flips (a loss while below zero is still a loss), and
+            # from zero it is 0 or an infinity.
+            if prev == 0.0:
+                r = 0.0 if v == 0.0 else np.inf * np.sign(v)
+            else:
                 r = (v - prev) / prev
-                if not np.isnan(r):
-                    rets[cnt] = r
-                    cnt += 1
-                    s += r
+                if prev < 0.0:
+                    r = -r
+            if not np.isnan(r):
+                rets[cnt] = r
+                cnt += 1
+                s += r
             prev = v
             if v > peak:
                 peak = v
@@ -58,13 +68,16 @@ def column_metrics(
         final[j] = prev
         total[j] = prev / init_cash - 1.0
         mdd[j] = dd
-        if cnt > 1:
+        # vectorbt's sharpe_ratio_1d_nb (NaN under two bars, NaN returns left out, ddof 1) with one
+        # deliberate difference: a flat equity (std 0: the set never traded) is NaN, where vectorbt
+        # says +inf, so that sorting a sweep by Sharpe never ranks a set that does nothing first.
+        if n < 2 or cnt < 2:
+            sharpe[j] = np.nan
+        else:
             mean = s / cnt
             var = 0.0
             for q in range(cnt):
                 var += (rets[q] - mean) ** 2
             std = np.sqrt(var / (cnt - 1))
-            sharpe[j] = mean / std if std > 0 else np.nan
-        else:
-            sharpe[j] = np.nan
+            sharpe[j] = np.nan if std == 0.0 else mean / std
     return total, sharpe, mdd, final

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import re
 import warnings
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -42,6 +44,36 @@ def param_sets(
     return [dict(p) for p in grid]
 
 
+class _Rejections:
+    """Why parameter sets were rejected: one example message per reason, with a count.
+
+    Sets rejected for the same reason differ only in their values (``fast=30`` vs ``fast=40``),
+    so a reason is the message with each ``name=value`` and ``got value`` masked.
+    """
+
+    _VALUES = re.compile(r"(=|\bgot )[^\s,:;)]+")
+
+    def __init__(self) -> None:
+        self._first: dict[str, str] = {}
+        self._count: Counter[str] = Counter()
+
+    def add(self, message: str) -> None:
+        reason = self._VALUES.sub(r"\1...", message)
+        self._first.setdefault(reason, message)
+        self._count[reason] += 1
+
+    @property
+    def total(self) -> int:
+        return sum(self._count.values())
+
+    def counts(self) -> dict[str, int]:
+        """First message of each reason -> sets rejected for it, most frequent first."""
+        return {self._first[r]: n for r, n in self._count.most_common()}
+
+    def __str__(self) -> str:
+        return "; ".join(f"{n} x {message}" for message, n in self.counts().items())
+
+
 def _caching_off(vbt: Any) -> Any:
     caching = vbt.settings["caching"]
     before = caching["enabled"]
@@ -71,26 +103,33 @@ def sweep(
     with the same fill model as :func:`kit.backtest.run`, so a row equals ``run()`` of that set.
     Chunks (default: about 5M bars x columns) bound memory; vectorbt's caching is off meanwhile.
     Combinations the strategy rejects (e.g. ``fast >= slow``) are skipped when ``skip_invalid``;
-    their count is in ``table.attrs["skipped"]``.
+    their count is in ``table.attrs["skipped"]`` and why in ``table.attrs["rejected"]`` (one
+    example message per reason -> count).
 
-    Columns: the parameters, then ``total_return`` (fraction), ``sharpe`` (annualised),
-    ``max_drawdown`` (negative fraction), ``trades`` (closed), ``win_rate``, ``final_value``, ``fees``.
+    Columns: the parameters, then the figures of ``run(...).stats()`` for that set, with
+    fractions where stats() shows percent: ``total_return`` (Total Return [%] / 100), ``sharpe``
+    (Sharpe Ratio, annualised over 365 days), ``max_drawdown`` (-Max Drawdown [%] / 100; 0 when
+    there was none), ``trades`` (Total Closed Trades), ``win_rate`` (Win Rate [%] / 100),
+    ``final_value`` (End Value), ``fees`` (Total Fees Paid). One difference: a set whose equity
+    never moves has ``sharpe`` NaN, where vectorbt says +inf, so it never sorts first.
     """
     if not (isinstance(strategy_cls, type) and issubclass(strategy_cls, Strategy)):
         raise TypeError(f"sweep() needs a Strategy class, got {strategy_cls!r}")
     check_frame(data)
     m = resolve_model(model, fees=fees, slippage=slippage, size=size, size_type=size_type, init_cash=init_cash)
     strategies: list[Strategy] = []
-    skipped = 0
+    rejected = _Rejections()
     for p in param_sets(strategy_cls, grid):
         try:
             strategies.append(strategy_cls(**p))
-        except ValueError:
+        except ValueError as exc:
             if not skip_invalid:
                 raise
-            skipped += 1
+            rejected.add(str(exc))
     if not strategies:
-        raise ConfigError(f"the grid has no valid parameter set for {strategy_cls.__name__} ({skipped} rejected)")
+        raise ConfigError(
+            f"the grid has no valid parameter set for {strategy_cls.__name__} ({rejected.total} rejected): {rejected}"
+        )
     n = len(data)
     if chunk_size is None:
         chunk_size = max(1, min(500, _CHUNK_ELEMENTS // max(n, 1)))
@@ -116,7 +155,8 @@ def sweep(
         if bar is not None:
             bar.close()
     table = pd.DataFrame(rows)
-    table.attrs["skipped"] = skipped
+    table.attrs["skipped"] = rejected.total
+    table.attrs["rejected"] = rejected.counts()
     table.attrs["strategy"] = strategy_cls.path
     table.attrs["model"] = m.to_dict()
     return table

@@ -10,7 +10,9 @@ def register(app: typer.Typer) -> None:
 
 
 def daemon(
-    status_port: int = typer.Option(None, "--status-port", help="HTTP status port (/health /ready /status /metrics)."),
+    status_port: int = typer.Option(
+        None, "--status-port", min=0, max=65535, help="HTTP status port (/health /ready /status /metrics)."
+    ),
     status_host: str = typer.Option("127.0.0.1", "--status-host", help="Interface of the status server."),
     heartbeat: float = typer.Option(300.0, "--heartbeat", help="Seconds between heartbeat rows and status lines."),
     poll: float = typer.Option(2.0, "--poll", help="Seconds between checks for promotions and changes."),

@@ -8,7 +8,9 @@ import typer
 def register(app: typer.Typer) -> None:
     @app.command("up")
     def up(
-        port: int = typer.Option(None, "--port", help="Dashboard port (default KIT_DASHBOARD_PORT or 5006)."),
+        port: int = typer.Option(
+            None, "--port", min=1, max=65535, help="Dashboard port (default KIT_DASHBOARD_PORT or 5006)."
+        ),
         host: str = typer.Option("127.0.0.1", "--host", help="Address the dashboard listens on."),
         speed: float = typer.Option(60.0, "--speed", help="Simulator replay speed (60: one 1m candle per second)."),
     ) -> None:
@@ -21,7 +23,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("dashboard")
     def dashboard(
-        port: int = typer.Option(None, "--port", help="Port (default KIT_DASHBOARD_PORT or 5006)."),
+        port: int = typer.Option(None, "--port", min=1, max=65535, help="Port (default KIT_DASHBOARD_PORT or 5006)."),
         host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on."),
     ) -> None:
         """Serve the live dashboard (login, Market, My strategies, admin page) with panel serve."""

@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import os
+import warnings
 from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
@@ -16,34 +17,17 @@ import pandas as pd
 
 from kit._fs import private_dir
 from kit.data._ranges import Range, intersect, merge, subtract
-from kit.errors import ConfigError, DataError, ExchangeError
+from kit.errors import ConfigError, DataError, DataWarning, ExchangeError
 from kit.market.aggregate import resample
 from kit.market.candle import COLUMNS
 from kit.market.files import read_candles, scan, to_ms
+from kit.market.frame import check_frame
 from kit.market.intervals import INTERVALS, bucket_start, interval_ms, validate_interval, validate_symbol
+from kit.market.times import iso, parse_ms
 
 log = logging.getLogger("kit.data")
 
 TimeLike = str | int | float | datetime | date | pd.Timestamp
-
-
-def to_ms_utc(value: TimeLike, name: str) -> int:
-    """A time as ms UTC: ISO text (``2025-06-01``, ``2025-06-01T12:00``), a datetime, or int ms.
-
-    Naive times are UTC.
-    """
-    if isinstance(value, bool):
-        raise ConfigError(f"{name} must be a date, a time or ms since the epoch, got {value!r}")
-    if isinstance(value, int | float | np.integer):
-        return int(value)
-    try:
-        ts = pd.Timestamp(value)
-    except (ValueError, TypeError):
-        raise ConfigError(f"{name} is not a date or time: {value!r}") from None
-    if ts is pd.NaT:
-        raise ConfigError(f"{name} is not a date or time: {value!r}")
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    return int(ts.value // 1_000_000)
 
 
 def empty_frame() -> pd.DataFrame:
@@ -186,6 +170,22 @@ def _rows_in(frame: pd.DataFrame, ranges: list[Range]) -> pd.DataFrame:
     return pd.concat([slice_ms(frame, a, b) for a, b in ranges])
 
 
+def _usable_finer(interval: str) -> list[str]:
+    """Finer intervals whose candles build ``interval``'s (whole multiples, no 1s), finest last."""
+    step = interval_ms(interval)
+    return [f for f in reversed(INTERVALS[: INTERVALS.index(interval)]) if f != "1s" and not step % interval_ms(f)]
+
+
+def _local_coverage(settings: Any, symbol: str, interval: str) -> list[Range]:
+    """Ranges of ``interval`` candles the cache and the files can give, directly or aggregated."""
+    root = Path(settings.data_dir) / "cache"
+    out = _Cache(root, symbol, interval).covered() + _local_files(settings.replay_data, symbol, interval)[1]
+    for finer in _usable_finer(interval):
+        cov = _Cache(root, symbol, finer).covered() + _local_files(settings.replay_data, symbol, finer)[1]
+        out += _aligned_inside(merge(cov), interval)
+    return merge(out)
+
+
 def _aligned_inside(ranges: list[Range], interval: str) -> list[Range]:
     """Shrink ranges to whole ``interval`` buckets (so aggregated buckets are complete)."""
     step = interval_ms(interval)
@@ -233,9 +233,14 @@ def load(
         progress: show a tqdm progress bar while fetching.
         offline: never ask the exchange; return what local sources have.
 
+    Warns (:class:`kit.errors.DataWarning`, naming the covered range) when the sources cover only
+    part of the range: offline beyond the local data, or past the exchange's last closed candle.
+
     Raises:
         ConfigError: unknown interval, malformed symbol, start not before end.
-        DataError: the exchange does not list the symbol.
+        DataError: no candle at all in the range (an unknown symbol or a typo offline, a range
+            outside the local data or the exchange's history), saying what the local data holds;
+            the exchange does not list the symbol.
         ExchangeError: data is missing locally and the exchange cannot be reached.
     """
     from kit.settings import Settings
@@ -246,10 +251,10 @@ def load(
         raise ConfigError("interval '1M' is not supported by the candle store; use 1w or 1d")
     step = interval_ms(interval)
     settings = Settings.from_env()
-    start_ms = to_ms_utc(start, "start")
-    end_ms = None if end is None else to_ms_utc(end, "end")
+    start_ms = parse_ms(start, "start")
+    end_ms = None if end is None else parse_ms(end, "end")
     if end_ms is not None and start_ms >= end_ms:
-        raise ConfigError(f"start ({_iso(start_ms)}) must be before end ({_iso(end_ms)})")
+        raise ConfigError(f"start ({iso(start_ms)}) must be before end ({iso(end_ms)})")
     # Candles whose open time falls in [start, end): buckets from the first open >= start.
     first = bucket_start(start_ms, interval)
     if first < start_ms:
@@ -272,8 +277,7 @@ def load(
         if not offline:
             client, closed_limit = _connect(rest_url or settings.exchange_url, interval, required=False)
         if closed_limit is None:
-            _, file_cov = _local_files(settings.replay_data, symbol, interval)
-            ends = [b for _, b in cache.covered() + file_cov]
+            ends = [b for _, b in _local_coverage(settings, symbol, interval)]
             stop = max(ends) if ends else first
         else:
             stop = closed_limit
@@ -286,12 +290,9 @@ def load(
         frame, cov = _local_files(settings.replay_data, symbol, interval)
         take(frame, cov, want)
     # 3. a finer interval, aggregated over the whole buckets it covers
-    for finer in reversed(INTERVALS[: INTERVALS.index(interval)]):
-        missing = subtract(want, have)
-        if not missing:
+    for finer in _usable_finer(interval):
+        if not subtract(want, have):
             break
-        if finer == "1s" or step % interval_ms(finer):
-            continue
         fcache = _Cache(Path(settings.data_dir) / "cache", symbol, finer)
         for frame, cov in ((fcache.read(), fcache.covered()), _local_files(settings.replay_data, symbol, finer)):
             usable = _aligned_inside(intersect(cov, subtract(want, have)), interval)
@@ -310,13 +311,79 @@ def load(
             cache.add(fetched, fetch)
             take(fetched, fetch, fetch)
 
-    if not parts:
-        return empty_frame()
     out = pd.concat([p for p in parts if len(p)]) if any(len(p) for p in parts) else empty_frame()
     out = out[~out.index.duplicated(keep="first")].sort_index()
     out = slice_ms(out, first, stop)
     out.index.name = "open_time"
-    return out[list(COLUMNS)].astype("float64")
+    out = out[list(COLUMNS)].astype("float64")
+    # Say what is missing rather than hand back an empty or short frame: an empty one fails far
+    # from here, a short one gives a backtest of the wrong period. Real outages are covered.
+    asked = (first, stop if end_ms is None else end_ms)
+    where = "the local data" if client is None or closed_limit is None else f"the exchange at {client.base_url}"
+    if out.empty:
+        raise DataError(
+            f"no {symbol} {interval} candles {_span(asked, end_ms is None)}: "
+            + _nothing_because(want, have, closed_limit, where, settings, symbol, offline)
+        )
+    uncovered = subtract(want, have)
+    if uncovered:
+        warnings.warn(
+            f"{symbol} {interval}: {where} covers only {_ranges(merge(have))} of the range asked for, "
+            f"{_span((first, end_ms or stop))}; {len(out)} candles returned",
+            DataWarning,
+            stacklevel=2,
+        )
+    check_frame(out, name=f"{symbol} {interval} candles")
+    return out
+
+
+def _span(r: Range, open_end: bool = False) -> str:
+    return f"from {iso(r[0])}" + ("" if open_end else f" to {iso(r[1])}")
+
+
+def _ranges(ranges: list[Range]) -> str:
+    return ", ".join(f"{iso(a)} to {iso(b)}" for a, b in ranges) or "nothing"
+
+
+def _nothing_because(
+    want: list[Range],
+    have: list[Range],
+    closed_limit: int | None,
+    where: str,
+    settings: Any,
+    symbol: str,
+    offline: bool,
+) -> str:
+    """Why ``load`` found no candle, with what is there instead (for a typo or a wrong range)."""
+    if have and not subtract(want, have):
+        return f"{where} has none there (a real outage, or before the symbol was listed)"
+    if closed_limit is not None:
+        return f"the exchange has closed candles only before {iso(closed_limit)}"
+    held = _local_inventory(settings)
+    exchange = "offline" if offline else "the exchange did not answer"
+    mine = {iv: cov for (sym, iv), cov in held.items() if sym == symbol}
+    if mine:
+        covers = "; ".join(f"{symbol} {iv} covers {_ranges(cov)}" for iv, cov in sorted(mine.items()))
+        return f"local data for {covers} ({exchange})"
+    names = ", ".join(f"{sym} {iv}" for sym, iv in sorted(held)) or "nothing"
+    return (
+        f"no local data for {symbol} (cache {Path(settings.data_dir) / 'cache'}, files {settings.replay_data}, "
+        f"which hold {names}; {exchange})"
+    )
+
+
+def _local_inventory(settings: Any) -> dict[tuple[str, str], list[Range]]:
+    """(symbol, interval) -> ranges covered by the cache and the candle files."""
+    out: dict[tuple[str, str], list[Range]] = {}
+    folder = settings.replay_data
+    if folder and Path(folder).is_dir():
+        for f in scan(folder):
+            out.setdefault((f.symbol, f.interval), []).extend(_local_files(folder, f.symbol, f.interval)[1])
+    root = Path(settings.data_dir) / "cache"
+    for meta in root.glob("*/*.json") if root.is_dir() else ():
+        symbol, interval = meta.parent.name, meta.stem
+        out.setdefault((symbol, interval), []).extend(_Cache(root, symbol, interval).covered())
+    return {k: merge(v) for k, v in out.items()}
 
 
 def _connect(url: str, interval: str, *, required: bool) -> tuple[Any, int | None]:
@@ -363,7 +430,3 @@ def _fetch(client: Any, symbol: str, interval: str, ranges: list[Range], progres
         return empty_frame()
     arr = np.array(rows, dtype="float64")
     return frame_from_ms(arr[:, 0].astype("int64"), {c: arr[:, i + 1] for i, c in enumerate(COLUMNS)})
-
-
-def _iso(ms: int) -> str:
-    return pd.Timestamp(ms, unit="ms", tz="UTC").strftime("%Y-%m-%d %H:%M UTC")

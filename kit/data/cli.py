@@ -23,11 +23,8 @@ def backfill(
     """
     from kit.data import gaps, load
 
-    frame = load(symbol, interval, start, end, progress=progress)
+    frame = load(symbol, interval, start, end, progress=progress)  # finding nothing is a DataError
     holes = gaps(frame, interval)
-    if frame.empty:
-        print(f"{symbol.upper()} {interval}: no candles in that range")
-        return
     first, last = frame.index[0], frame.index[-1]
     print(
         f"{symbol.upper()} {interval}: {len(frame)} candles {first:%Y-%m-%d %H:%M} .. {last:%Y-%m-%d %H:%M} UTC, "

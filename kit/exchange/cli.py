@@ -11,7 +11,7 @@ def register(app: typer.Typer) -> None:
 
 def exchange(
     host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
-    port: int = typer.Option(9400, "--port", help="Port for REST and WebSocket (0 = any free port)."),
+    port: int = typer.Option(9400, "--port", min=0, max=65535, help="Port for REST and WebSocket (0 = any free port)."),
     data: str = typer.Option(None, "--data", help="Folder or file of candle files (default KIT_REPLAY_DATA)."),
     speed: str = typer.Option("600", "--speed", help="Simulated seconds per real second, or 'max'."),
     start: str = typer.Option(

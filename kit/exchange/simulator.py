@@ -34,11 +34,9 @@ import collections
 import heapq
 import logging
 import math
-import numbers
 import socket
 import time
 from collections.abc import Iterable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -55,6 +53,7 @@ from kit.exchange._clock import SimClock, parse_speed
 from kit.exchange._data import DataSpec, MarketData, Series, load
 from kit.exchange._faults import Faults
 from kit.exchange._ws import STREAM_RE, Connection
+from kit.market.times import iso, parse_ms
 
 log = logging.getLogger("kit.exchange")
 
@@ -78,38 +77,14 @@ class _Stream:
         self.last_g = -1  # last forming boundary sent
 
 
-def to_ms(value: object, name: str = "start") -> int:
-    """A time given as ms (int), an ISO string, a datetime or a pandas Timestamp, as ms UTC."""
-    if isinstance(value, bool):
-        raise ConfigError(f"{name}: expected ms, an ISO time or a Timestamp, got {value!r}")
-    if isinstance(value, numbers.Integral):
-        return int(value)
-    if isinstance(value, numbers.Real) and math.isfinite(float(value)):
-        return int(value)
-    ts = None
-    if isinstance(value, (str, datetime, pd.Timestamp)):
-        try:
-            ts = pd.Timestamp(value)
-        except ValueError:
-            ts = None
-    if ts is None or ts is pd.NaT:
-        raise ConfigError(f"{name}: cannot read {value!r} as a time (try 2025-06-01T00:00Z or ms)")
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    return int(ts.value // 1_000_000)
-
-
 def _parse_start(start: object, data: MarketData) -> int:
     if start is None:
         t = data.first_open + _HISTORY_CANDLES * data.finest_step
         return min(t, data.last_end)
-    t = to_ms(start)
+    t = parse_ms(start, "start")
     if not data.first_open <= t <= data.last_end:
-        raise ConfigError(f"start: {_iso(t)} is outside the data ({_iso(data.first_open)} to {_iso(data.last_end)})")
+        raise ConfigError(f"start: {iso(t)} is outside the data ({iso(data.first_open)} to {iso(data.last_end)})")
     return t
-
-
-def _iso(ms: int) -> str:
-    return pd.Timestamp(ms, unit="ms", tz="UTC").strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 class ExchangeSimulator:
@@ -270,7 +245,7 @@ class ExchangeSimulator:
             "exchange simulator on %s (ws %s): %s; data %s to %s; simulated clock starts %s at speed %s",
             self.rest_url, self.ws_url,
             ", ".join(f"{s} {d.base(s).interval}" for s in d.symbols),
-            _iso(d.first_open), _iso(d.last_end), _iso(self.start_ms),
+            iso(d.first_open), iso(d.last_end), iso(self.start_ms),
             "max (the clock moves only while a stream has subscribers)" if self.clock.is_max
             else f"{self.clock.speed:g}",
         )  # fmt: skip
@@ -330,7 +305,7 @@ class ExchangeSimulator:
 
     async def wait_until(self, ms: int | str | pd.Timestamp, timeout: float | None = None) -> None:
         """Wait until the simulated clock has reached ``ms`` and every event due by then is queued."""
-        target = to_ms(ms, "ms")
+        target = parse_ms(ms, "ms")
         deadline = None if timeout is None else time.monotonic() + timeout
         while self._processed < target:
             if deadline is not None and time.monotonic() > deadline:
@@ -541,7 +516,7 @@ class ExchangeSimulator:
         self._processed = max(self._processed, t)
         if t >= self.data.last_end and not self._ended:
             self._ended = True
-            log.info("simulated clock passed the end of the data (%s): no more candles", _iso(self.data.last_end))
+            log.info("simulated clock passed the end of the data (%s): no more candles", iso(self.data.last_end))
         speed = self.clock.speed
         wait = (next_final - t) / speed / 1000.0
         if u:

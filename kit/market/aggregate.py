@@ -7,16 +7,14 @@ import pandas as pd
 
 from kit.errors import DataError
 from kit.market.files import to_ms
-from kit.market.intervals import bucket_start, interval_ms
+from kit.market.intervals import bucket_offset_ms, bucket_start, interval_ms
 
 
 def bucket_starts(open_ms: np.ndarray, interval: str) -> np.ndarray:
     """Vectorised :func:`kit.market.intervals.bucket_start` for fixed intervals (1M falls back to a loop)."""
     if interval == "1M":
         return np.fromiter((bucket_start(int(t), "1M") for t in open_ms), dtype=np.int64, count=len(open_ms))
-    step = interval_ms(interval)
-    offset = 4 * 86_400_000 if interval.endswith("w") else 0
-    return open_ms - (open_ms - offset) % step
+    return open_ms - (open_ms - bucket_offset_ms(interval)) % interval_ms(interval)
 
 
 def resample(frame: pd.DataFrame, source_interval: str, target_interval: str) -> pd.DataFrame:

@@ -11,6 +11,7 @@ import pandas as pd
 
 from kit.errors import DataError
 from kit.market.candle import COLUMNS
+from kit.market.frame import check_frame
 from kit.market.intervals import interval_ms
 
 _NAME_RE = re.compile(r"^(?P<symbol>[A-Z0-9]+)_(?P<interval>\d+[smhdwM])_(?P<start>\d{8})_(?P<end>\d{8})\.csv(\.gz)?$")
@@ -27,23 +28,26 @@ class CandleFile:
     end: str
 
 
+def parse_name(path: str | Path) -> CandleFile | None:
+    """What a candle file's name says it holds (``BTCUSDT_1m_20250520_20250818.csv.gz``), or None."""
+    p = Path(path)
+    m = _NAME_RE.match(p.name)
+    return None if m is None else CandleFile(p, m["symbol"], m["interval"], m["start"], m["end"])
+
+
 def scan(folder: str | Path) -> list[CandleFile]:
     """Every candle file in ``folder`` (not recursive), sorted by symbol, interval and start."""
     root = Path(folder)
     if not root.is_dir():
         raise DataError(f"candle data folder {str(root)!r} does not exist")
-    found = []
-    for p in sorted(root.iterdir()):
-        m = _NAME_RE.match(p.name)
-        if m:
-            found.append(CandleFile(p, m["symbol"], m["interval"], m["start"], m["end"]))
-    return found
+    return [f for f in map(parse_name, sorted(root.iterdir())) if f is not None]
 
 
 def read_candles(path: str | Path) -> pd.DataFrame:
     """Read one candle file into a frame: UTC ``DatetimeIndex`` named ``open_time``, float64 OHLCV.
 
-    Rows are checked to be sorted and unique; a file that is not gets a :class:`DataError`.
+    Rows are checked to be sorted, unique and possible (:func:`kit.market.frame.check_frame`); a
+    file that is not gets a :class:`DataError` naming it and its first bad row.
     """
     p = Path(path)
     try:
@@ -58,7 +62,8 @@ def read_candles(path: str | Path) -> pd.DataFrame:
         raise DataError(f"candle file {str(p)!r} is not sorted by open_time or has duplicates")
     frame = raw[list(COLUMNS)].copy()
     frame.index = pd.DatetimeIndex(pd.to_datetime(t, unit="ms", utc=True), name="open_time")
-    return frame
+    # every reader (kit.load, the simulator, kit replay) gets only candles a market can print
+    return check_frame(frame, name=f"candle file {str(p)!r}")
 
 
 def to_ms(index: pd.DatetimeIndex) -> np.ndarray:

@@ -60,14 +60,23 @@ def interval_ms(interval: str) -> int:
     return int(interval[:-1]) * _MS[interval[-1]]
 
 
+def interval_for_ms(step_ms: int) -> str | None:
+    """The fixed Binance interval ``step_ms`` long (``3_600_000`` -> ``"1h"``), or None."""
+    return _BY_MS.get(int(step_ms))
+
+
+def bucket_offset_ms(interval: str) -> int:
+    """Where ``interval``'s buckets are anchored, in ms after the epoch modulo their length:
+    Monday 00:00 UTC for weeks (the epoch was a Thursday), the epoch for every other fixed one."""
+    return _WEEK_OFFSET_MS if interval.endswith("w") else 0
+
+
 def bucket_start(ts_ms: int, interval: str) -> int:
     """Open time (ms UTC) of the ``interval`` candle containing ``ts_ms``."""
     if interval == "1M":
         d = datetime.fromtimestamp(ts_ms / 1000, tz=UTC)
         return int(datetime(d.year, d.month, 1, tzinfo=UTC).timestamp() * 1000)
-    step = interval_ms(interval)
-    offset = _WEEK_OFFSET_MS if interval.endswith("w") else 0
-    return ts_ms - (ts_ms - offset) % step
+    return ts_ms - (ts_ms - bucket_offset_ms(interval)) % interval_ms(interval)
 
 
 def next_open(open_ms: int, interval: str) -> int:
@@ -77,3 +86,6 @@ def next_open(open_ms: int, interval: str) -> int:
         y, m = (d.year + 1, 1) if d.month == 12 else (d.year, d.month + 1)
         return int(datetime(y, m, 1, tzinfo=UTC).timestamp() * 1000)
     return open_ms + interval_ms(interval)
+
+
+_BY_MS = {interval_ms(i): i for i in INTERVALS if i != "1M"}

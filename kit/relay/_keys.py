@@ -4,8 +4,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kit.errors import ConfigError
 from kit.feed import GapEvent, KlineEvent
 from kit.market.candle import Candle
+
+_REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def check_redis_url(url: str | None, missing: str) -> str:
+    """``url``, or ``KIT_REDIS_URL`` when None; a :class:`ConfigError` (``missing`` when there is
+    none) unless it is a Redis URL. The URL may hold a password: only its scheme is ever shown."""
+    if url is None:
+        from kit.settings import Settings
+
+        url = Settings.from_env().redis_url
+    if not url:
+        raise ConfigError(missing)
+    if not url.startswith(_REDIS_SCHEMES):
+        scheme = url.partition("://")[0] if "://" in url else "no scheme"
+        raise ConfigError(f"the Redis URL must start with redis://, rediss:// or unix://, got {scheme}")
+    return url
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from kit.errors import ConfigError
 from kit.feed import BaseSubscription, Event, KlineEvent, Lifecycle
 from kit.feed._subscription import check_request
 from kit.market.intervals import next_open
-from kit.relay._keys import Keys, decode_entry, decode_forming, stream_name
+from kit.relay._keys import Keys, check_redis_url, decode_entry, decode_forming, stream_name
 
 log = logging.getLogger("kit.relay")
 
@@ -39,12 +39,7 @@ class RedisFeed:
         demand_ttl: float = 30.0,
         block_ms: int = 1000,
     ) -> None:
-        if redis_url is None:
-            from kit.settings import Settings
-
-            redis_url = Settings.from_env().redis_url
-        if not redis_url:
-            raise ConfigError("RedisFeed needs KIT_REDIS_URL (e.g. redis://127.0.0.1:6379/0)")
+        redis_url = check_redis_url(redis_url, "RedisFeed needs KIT_REDIS_URL (e.g. redis://127.0.0.1:6379/0)")
         if demand_ttl <= 1:
             raise ConfigError(f"demand_ttl must be > 1 second, got {demand_ttl!r}")
         if block_ms < 10:

@@ -13,7 +13,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from kit.errors import ConfigError
 from kit.feed import Feed
-from kit.relay._keys import Keys, encode_candle, encode_forming, stream_name
+from kit.relay._keys import Keys, check_redis_url, encode_candle, encode_forming, stream_name
 
 log = logging.getLogger("kit.relay")
 
@@ -50,12 +50,9 @@ class Relay:
         maxlen: int = 100_000,
         poll: float = 1.0,
     ) -> None:
-        if redis_url is None:
-            from kit.settings import Settings
-
-            redis_url = Settings.from_env().redis_url
-        if not redis_url:
-            raise ConfigError("the relay needs Redis: set KIT_REDIS_URL (e.g. redis://127.0.0.1:6379/0)")
+        redis_url = check_redis_url(
+            redis_url, "the relay needs Redis: set KIT_REDIS_URL (e.g. redis://127.0.0.1:6379/0)"
+        )
         if history < 0 or maxlen < max(history, 16) or poll <= 0:
             raise ConfigError(f"invalid relay sizes: history={history}, maxlen={maxlen}, poll={poll}")
         self.feed = feed

@@ -34,15 +34,10 @@ import pandas as pd
 
 from kit.broker import Fill, FillModel, PaperBroker, Trade, resolve_model, trades_frame
 from kit.errors import ConfigError, DataError
-from kit.market.files import read_candles
+from kit.market.files import parse_name, read_candles
+from kit.market.intervals import interval_for_ms
 from kit.strategy import Signal, Strategy, check_frame
 from kit.strategy._frame import open_times_ms
-
-_INTERVALS_BY_MS = {
-    60_000: "1m", 180_000: "3m", 300_000: "5m", 900_000: "15m", 1_800_000: "30m", 3_600_000: "1h",
-    7_200_000: "2h", 14_400_000: "4h", 21_600_000: "6h", 28_800_000: "8h", 43_200_000: "12h",
-    86_400_000: "1d", 1_000: "1s",
-}  # fmt: skip
 
 
 @dataclass
@@ -97,7 +92,7 @@ def infer_interval(index: pd.DatetimeIndex) -> str:
     if len(t) < 2:
         raise DataError("cannot infer the interval of fewer than 2 candles; pass interval=")
     d = pd.Series(t[1:] - t[:-1]).mode().iloc[0]
-    itv = _INTERVALS_BY_MS.get(int(d))
+    itv = interval_for_ms(int(d))
     if itv is None:
         raise DataError(f"candle spacing of {int(d)} ms is not a Binance interval; pass interval=")
     return itv
@@ -105,14 +100,11 @@ def infer_interval(index: pd.DatetimeIndex) -> str:
 
 def _load(data: Any, symbol: str | None, interval: str | None) -> tuple[pd.DataFrame, str, str]:
     if isinstance(data, str | Path):
-        from kit.market.files import _NAME_RE
-
-        p = Path(data)
-        m = _NAME_RE.match(p.name)
-        frame = read_candles(p)
-        if m is not None:
-            symbol = symbol or m["symbol"]
-            interval = interval or m["interval"]
+        named = parse_name(data)
+        frame = read_candles(data)
+        if named is not None:
+            symbol = symbol or named.symbol
+            interval = interval or named.interval
         data = frame
     check_frame(data)
     interval = interval or infer_interval(data.index)

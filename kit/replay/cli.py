@@ -55,27 +55,24 @@ def replay_cmd(
     from pathlib import Path
 
     from kit.errors import ConfigError
-    from kit.market.files import _NAME_RE, read_candles
+    from kit.market.files import parse_name, read_candles
     from kit.replay import replay
     from kit.strategies import ALL
     from kit.strategy import Strategy
 
     p = Path(data)
-    m = _NAME_RE.match(p.name)
-    if not p.is_file() or m is None:
+    named = parse_name(p)
+    if not p.is_file() or named is None:
         raise ConfigError(f"{data!r} is not a candle file named like BTCUSDT_1m_20250520_20250818.csv.gz")
     klass = ALL[strategy] if strategy in ALL else Strategy.load(strategy)
-    try:
-        strat = klass(**_parse_params(param))
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+    strat = klass(**_parse_params(param))  # a bad class path or parameter is an InputError: one line
     frame = read_candles(p)
     if skip < 0 or rows < 0:
         raise ConfigError("--skip and --rows must be >= 0")
     frame = frame.iloc[skip : skip + rows] if rows else frame.iloc[skip:]
     kw = {"fees": fees, "slippage": slippage, "size": size, "size_type": size_type, "init_cash": init_cash}
     try:
-        run = replay(strat, frame, symbol=m["symbol"], interval=m["interval"], **kw)
+        run = replay(strat, frame, symbol=named.symbol, interval=named.interval, **kw)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     trades = run[0].trades

@@ -91,10 +91,14 @@ class Store:
 
     def migrate(self, revision: str = "head") -> None:
         """Upgrade the schema to ``revision`` (default the newest) with Alembic."""
-        logging.getLogger("alembic").setLevel(logging.WARNING)  # per-plugin/revision lines are noise in a CLI
+        _quiet_alembic()
         from alembic import command
+        from alembic.util import CommandError
 
-        command.upgrade(self.alembic_config(), revision)
+        try:
+            command.upgrade(self.alembic_config(), revision)
+        except CommandError as exc:  # e.g. a revision that does not exist: the caller's argument
+            raise ConfigError(f"cannot upgrade the schema to {revision!r}: {exc}") from None
 
     def downgrade(self, revision: str) -> None:
         from alembic import command
@@ -102,6 +106,7 @@ class Store:
         command.downgrade(self.alembic_config(), revision)
 
     def current_revision(self) -> str | None:
+        _quiet_alembic()  # before the import, which logs its plugins
         from alembic.runtime.migration import MigrationContext
 
         with self.engine.connect() as conn:
@@ -155,3 +160,8 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 def _sqlite_begin(conn: sa.Connection) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.get_execution_options().get("kit_write") else "BEGIN")
+
+
+def _quiet_alembic() -> None:
+    # Alembic logs every plugin and revision at INFO: noise around a CLI's one line of output.
+    logging.getLogger("alembic").setLevel(logging.WARNING)

@@ -16,10 +16,24 @@ strategies_app = typer.Typer(help="Promoted strategies the daemon runs.", no_arg
 db_app = typer.Typer(help="The database schema (Alembic).", no_args_is_help=True)
 
 
-def _store():
+def _store(*, schema: bool = True):
+    """The configured store, refused in one line if it does not answer or, with ``schema``, was
+    never migrated (each would otherwise end in a SQLAlchemy traceback on the first query)."""
+    import sqlalchemy as sa
+
+    from kit.errors import ConfigError, KitError
     from kit.store import Store
 
-    return Store()
+    store = Store()
+    try:
+        revision = store.current_revision()
+    except sa.exc.OperationalError as exc:
+        # the driver's first line says why (refused, unknown host, auth); the repr hides the password
+        reason = str(exc.orig or exc).strip().splitlines()[0]
+        raise KitError(f"cannot reach the database {store!r}: {reason}") from None
+    if schema and revision is None:
+        raise ConfigError(f"database {store!r} has no kit schema yet; run `kit db upgrade` first")
+    return store
 
 
 def _read_password(prompt: bool) -> str:
@@ -41,7 +55,7 @@ def users_add(
     """Add a user; the password is read from a prompt, or from stdin when piped."""
     from kit.store import users
 
-    store = _store()
+    store = _store(schema=False)
     store.migrate()
     users.check_name(name)
     if users.get(store, name) is not None:  # before asking for a password that cannot be used
@@ -182,7 +196,7 @@ def trades_cmd(
 @db_app.command("upgrade")
 def db_upgrade(revision: str = typer.Argument("head")) -> None:
     """Create or upgrade the schema (alembic upgrade)."""
-    store = _store()
+    store = _store(schema=False)
     before = store.current_revision()
     store.migrate(revision)
     typer.echo(f"database {store!r}: {before or 'empty'} -> {store.current_revision()}")
@@ -191,7 +205,7 @@ def db_upgrade(revision: str = typer.Argument("head")) -> None:
 @db_app.command("current")
 def db_current() -> None:
     """Print the schema revision."""
-    store = _store()
+    store = _store(schema=False)
     typer.echo(store.current_revision() or "empty")
 
 

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
+from kit.errors import InputError
 from kit.strategy._columns import Columns
 from kit.strategy._frame import check_frame, open_times_ms
 from kit.strategy._param import Param
@@ -108,7 +109,7 @@ class Strategy:
         cls = type(self)
         unknown = sorted(set(params) - set(cls._param_defs))
         if unknown:
-            raise ValueError(
+            raise InputError(
                 f"unknown parameter {unknown[0]!r} for {cls.__name__}; parameters are {sorted(cls._param_defs)}"
             )
         values = {}
@@ -118,11 +119,16 @@ class Strategy:
         for attr in ("stop_loss", "take_profit"):
             v = getattr(self, attr)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < 1e6):
-                raise ValueError(f"{cls.__name__}.{attr} must be a fraction >= 0 (0 or None: off), got {v!r}")
+                raise InputError(f"{cls.__name__}.{attr} must be a fraction >= 0 (0 or None: off), got {v!r}")
         lb = self.lookback
         if isinstance(lb, bool) or not isinstance(lb, int) or lb < 1:
-            raise ValueError(f"{cls.__name__}.lookback must be an integer >= 1, got {lb!r}")
-        self.validate()
+            raise InputError(f"{cls.__name__}.lookback must be an integer >= 1, got {lb!r}")
+        try:
+            self.validate()
+        except InputError:
+            raise
+        except ValueError as exc:  # the subclass's own check: the user's input all the same
+            raise InputError(str(exc)) from exc
 
     # ----- what subclasses write -------------------------------------------------------------
 
@@ -164,22 +170,22 @@ class Strategy:
 
     @staticmethod
     def load(path: str) -> type[Strategy]:
-        """Import a strategy class from ``"module:Class"``; raise ``ValueError`` naming what is wrong."""
+        """Import a strategy class from ``"module:Class"``; raise ``InputError`` naming what is wrong."""
         module_name, sep, qualname = str(path).partition(":")
         if not sep or not module_name or not qualname:
-            raise ValueError(f"strategy path {path!r} must look like 'package.module:ClassName'")
+            raise InputError(f"strategy path {path!r} must look like 'package.module:ClassName'")
         try:
             obj: Any = importlib.import_module(module_name)
         except ImportError as exc:
-            raise ValueError(f"strategy path {path!r}: cannot import module {module_name!r}: {exc}") from None
+            raise InputError(f"strategy path {path!r}: cannot import module {module_name!r}: {exc}") from None
         for part in qualname.split("."):
             obj = getattr(obj, part, None)
             if obj is None:
-                raise ValueError(f"strategy path {path!r}: module {module_name!r} has no {qualname!r}")
+                raise InputError(f"strategy path {path!r}: module {module_name!r} has no {qualname!r}")
         if not (isinstance(obj, type) and issubclass(obj, Strategy)):
-            raise ValueError(f"strategy path {path!r} is not a kit.strategy.Strategy subclass")
+            raise InputError(f"strategy path {path!r} is not a kit.strategy.Strategy subclass")
         if module_name == "__main__" or "<locals>" in qualname:
-            raise ValueError(f"strategy path {path!r} is not importable by another process")
+            raise InputError(f"strategy path {path!r} is not importable by another process")
         return obj
 
     @classmethod

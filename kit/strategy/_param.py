@@ -5,6 +5,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
+
+from kit.errors import InputError
+
 _MISSING = object()
 
 
@@ -14,9 +18,10 @@ class Param:
         class RsiReversion(Strategy):
             period: int = Param(14, ge=2, le=200, doc="RSI length")
 
-    The annotation (``int``, ``float``, ``bool`` or ``str``) is the parameter's type; the
+    The annotation (``int``, ``float``, ``bool`` or ``str``) is the parameter's type (NumPy
+    scalars are accepted and stored as the Python number); the
     bounds (``ge``/``gt``/``le``/``lt``) and ``choices`` are checked by the strategy's
-    constructor, which raises :class:`ValueError` naming the parameter.
+    constructor, which raises :class:`kit.errors.InputError` (a ``ValueError``) naming the parameter.
     """
 
     __slots__ = ("choices", "default", "doc", "ge", "gt", "le", "lt", "name", "type")
@@ -61,36 +66,45 @@ class Param:
         return f"Param({self.default!r}{', ' + bounds if bounds else ''})"
 
     def validate(self, value: Any, owner: str = "") -> Any:
-        """Return ``value`` converted to the parameter's type, or raise ``ValueError`` naming it."""
+        """Return ``value`` converted to the parameter's type, or raise ``InputError`` naming it."""
         where = f"{owner}.{self.name}" if owner else self.name
+        if isinstance(value, np.generic):
+            # NumPy scalars (a sweep row, np.arange) are plain numbers to a user; .item() gives the
+            # Python int/float/bool, so keys, hashes and JSON match those of Python literals
+            value = value.item()
         t = self.type
         if t is bool:
             if not isinstance(value, bool | int) or (not isinstance(value, bool) and value not in (0, 1)):
-                raise ValueError(f"parameter {where} must be a bool, got {value!r}")
+                raise InputError(f"parameter {where} must be a bool, got {value!r}")
             value = bool(value)
         elif t is int:
-            if isinstance(value, bool) or not isinstance(value, int | float) or float(value) != int(value):
-                raise ValueError(f"parameter {where} must be an integer, got {value!r}")
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or float(value) != int(value)
+            ):
+                raise InputError(f"parameter {where} must be an integer, got {value!r}")
             value = int(value)
         elif t is float:
             if isinstance(value, bool) or not isinstance(value, int | float):
-                raise ValueError(f"parameter {where} must be a number, got {value!r}")
+                raise InputError(f"parameter {where} must be a number, got {value!r}")
             value = float(value)
             if not math.isfinite(value):
-                raise ValueError(f"parameter {where} must be finite, got {value!r}")
+                raise InputError(f"parameter {where} must be finite, got {value!r}")
         elif t is str:
             if not isinstance(value, str):
-                raise ValueError(f"parameter {where} must be a string, got {value!r}")
+                raise InputError(f"parameter {where} must be a string, got {value!r}")
         elif not isinstance(value, t):
-            raise ValueError(f"parameter {where} must be {t.__name__}, got {value!r}")
+            raise InputError(f"parameter {where} must be {t.__name__}, got {value!r}")
         if self.ge is not None and not value >= self.ge:
-            raise ValueError(f"parameter {where}={value!r} is out of range: must be >= {self.ge}")
+            raise InputError(f"parameter {where}={value!r} is out of range: must be >= {self.ge}")
         if self.gt is not None and not value > self.gt:
-            raise ValueError(f"parameter {where}={value!r} is out of range: must be > {self.gt}")
+            raise InputError(f"parameter {where}={value!r} is out of range: must be > {self.gt}")
         if self.le is not None and not value <= self.le:
-            raise ValueError(f"parameter {where}={value!r} is out of range: must be <= {self.le}")
+            raise InputError(f"parameter {where}={value!r} is out of range: must be <= {self.le}")
         if self.lt is not None and not value < self.lt:
-            raise ValueError(f"parameter {where}={value!r} is out of range: must be < {self.lt}")
+            raise InputError(f"parameter {where}={value!r} is out of range: must be < {self.lt}")
         if self.choices is not None and value not in self.choices:
-            raise ValueError(f"parameter {where}={value!r} is not one of {list(self.choices)}")
+            raise InputError(f"parameter {where}={value!r} is not one of {list(self.choices)}")
         return value
