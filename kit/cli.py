@@ -8,7 +8,6 @@ unreachable service) is printed as one line, never as a traceback.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import sys
 import warnings
 from typing import Any
@@ -52,8 +51,6 @@ def _root(
 
 def _register() -> None:
     for name in _COMMAND_MODULES:
-        if importlib.util.find_spec(name) is None:
-            continue
         importlib.import_module(name).register(app)
 
 

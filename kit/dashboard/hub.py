@@ -23,13 +23,12 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
+from kit.engine import IndicatorEngine
+from kit.feed import CandleSource
+from kit.indicators import spec as make_spec
 from kit.market.intervals import interval_ms
-
-if TYPE_CHECKING:
-    from kit.engine import IndicatorEngine
-    from kit.feed import CandleSource
 
 log = logging.getLogger("kit.dashboard.hub")
 
@@ -161,16 +160,12 @@ class Hub:
         return self._feed
 
     @property
-    def engine(self) -> IndicatorEngine | None:
-        """The shared indicator engine, or None when the engine layer is not installed."""
+    def engine(self) -> IndicatorEngine:
+        """The shared indicator engine (one per process, made on first use)."""
         if self._engine is None:
             if self._engine_factory is not None:
                 self._engine = self._engine_factory(self.feed)
             else:
-                try:
-                    from kit.engine import IndicatorEngine
-                except ImportError:
-                    return None
                 self._engine = IndicatorEngine(self.feed)
         return self._engine
 
@@ -178,16 +173,11 @@ class Hub:
         """The overlay menu as indicator specs (overlays whose indicator does not exist are left out)."""
         if self._specs is None:
             out = []
-            try:
-                from kit.indicators import spec as make_spec
-            except ImportError:
-                make_spec = None
-            if make_spec is not None:
-                for ov in self.overlays:
-                    try:
-                        out.append((ov, make_spec(ov.name, *ov.params)))
-                    except Exception as exc:  # an indicator the engine does not offer: skip it
-                        log.warning("overlay %s unavailable: %s", ov.label, exc)
+            for ov in self.overlays:
+                try:
+                    out.append((ov, make_spec(ov.name, *ov.params)))
+                except Exception as exc:  # an indicator the engine does not offer: skip it
+                    log.warning("overlay %s unavailable: %s", ov.label, exc)
             self._specs = out
         return self._specs
 

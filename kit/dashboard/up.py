@@ -12,7 +12,6 @@ generated and printed that once), and promotes two example strategies for it.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
 import os
 import signal
@@ -269,10 +268,8 @@ def run_up(port: int | None = None, host: str = "127.0.0.1", speed: float = 60.0
     if sim:
         _require_port("127.0.0.1", ex_port, "simulator",
                       "another kit up or kit exchange is running; stop it or set KIT_EXCHANGE_URL")  # fmt: skip
-    has_daemon = importlib.util.find_spec("kit.daemon.cli") is not None
-    if has_daemon:
-        _require_port("127.0.0.1", settings.status_port, "daemon status",
-                      "another kit daemon is running; stop it or set KIT_STATUS_PORT")  # fmt: skip
+    _require_port("127.0.0.1", settings.status_port, "daemon status",
+                  "another kit daemon is running; stop it or set KIT_STATUS_PORT")  # fmt: skip
 
     if settings.redis_url:
         _require_redis(settings.redis_url)
@@ -322,11 +319,8 @@ def run_up(port: int | None = None, host: str = "127.0.0.1", speed: float = 60.0
                 promoted = promote_demo_strategies(store, exchange_time(settings.exchange_url) if sim else None)
             except Exception as exc:  # the demo must not keep the rest from starting
                 _say(out, f"warning: could not promote the example strategies: {type(exc).__name__}: {exc}")
-        if has_daemon:
-            _say(out, f"starting the daemon (status on 127.0.0.1:{settings.status_port})")
-            sup.start("daemon", [*kit_cmd, "daemon", "--status-port", str(settings.status_port)], env)
-        else:
-            _say(out, "warning: kit daemon is not available in this build; strategies will not trade")
+        _say(out, f"starting the daemon (status on 127.0.0.1:{settings.status_port})")
+        sup.start("daemon", [*kit_cmd, "daemon", "--status-port", str(settings.status_port)], env)
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         url = f"http://{shown}:{port}/"
         wait_http(url + "login", dash)
@@ -349,8 +343,7 @@ def run_up(port: int | None = None, host: str = "127.0.0.1", speed: float = 60.0
         ]
         if promoted:
             lines.append(f"  strategies  {'; '.join(promoted)}")
-        if has_daemon:
-            lines.append(f"  daemon      http://127.0.0.1:{settings.status_port}/status")
+        lines.append(f"  daemon      http://127.0.0.1:{settings.status_port}/status")
         if settings.redis_url:
             from kit.settings import mask_url
 

@@ -298,7 +298,7 @@ class ExchangeSimulator:
         except ValueError as exc:
             raise ConfigError(f"speed: {exc}") from None
         if not self.clock.is_max and math.isinf(value):
-            self._catch_up()  # events due up to now go out before the clock starts jumping
+            self._tick()  # events due up to now go out before the clock starts jumping
         self.clock.set_speed(value)
         self._dirty = True
         self._wake.set()
@@ -473,10 +473,6 @@ class ExchangeSimulator:
                 conn.offer(comb)
             else:
                 conn.offer(raw)
-
-    def _catch_up(self) -> None:
-        """Finite speed: queue the events due up to the clock's current time."""
-        self._tick()
 
     def _tick(self) -> float:
         """Queue every event due by now; return the real seconds until the next one is due."""
