@@ -46,7 +46,8 @@ _CONTROLS: dict[str, tuple[str, ...]] = {
 _FAULT_PARAMS = {"drop": (), "stall": ("seconds",), "malformed": ("n", "replace"), "duplicate": ("n",),
                  "reorder": ("n",),
                  # Trading faults (kit.exchange._trading): the next n orders, or the signing clock's skew.
-                 "order_timeout": ("n",), "order_unknown": ("n",), "reject_order": ("n",), "skew": ("ms",)}  # fmt: skip
+                 "order_timeout": ("n",), "order_unknown": ("n",), "reject_order": ("n",), "skew": ("ms",),
+                 "drop_user_stream": ()}  # fmt: skip
 
 
 class BadRequest(Exception):

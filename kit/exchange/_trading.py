@@ -41,6 +41,7 @@ from kit.exchange import _rest, _wire
 from kit.exchange._accounts import AccountSpec, signed_payload
 from kit.exchange._httpbody import BodyConnection, BodyTooLarge
 from kit.exchange._matching import SIDES, TIFS, TYPES, Matcher, Order, OrderRejected, OrderRequest, Trade, fmt
+from kit.exchange._ws_api import WsApi
 
 if TYPE_CHECKING:
     from kit.exchange.simulator import ExchangeSimulator
@@ -54,7 +55,7 @@ ROUTES: dict[tuple[str, str], int] = {
     ("GET", "/api/v3/allOrders"): 20, ("GET", "/api/v3/myTrades"): 20, ("GET", "/api/v3/account"): 20,
 }  # fmt: skip
 PATHS = frozenset(p for _, p in ROUTES)
-FAULTS = ("order_timeout", "order_unknown", "reject_order", "skew")
+FAULTS = ("order_timeout", "order_unknown", "reject_order", "skew", "drop_user_stream")
 MAX_SKEW_MS = 86_400_000
 _DECIMAL_RE = re.compile(r"^([0-9]{1,20})(\.[0-9]{1,20})?$")
 _CLIENT_ID_RE = re.compile(r"^[a-zA-Z0-9_-]{1,36}$")
@@ -85,7 +86,7 @@ class Trading:
         ban_after: int,
         ban_seconds: float,
     ) -> None:
-        self._sim = sim
+        self.sim = sim
         self.accounts = accounts
         self.matcher = Matcher(
             sim.data, accounts.values(), half_spread_bps=half_spread_bps, volume_share=volume_share,
@@ -104,6 +105,7 @@ class Trading:
         self.counters: dict[str, int] = dict.fromkeys(
             ("orders_placed", "orders_rejected", "signed_requests", "http_418", "clock_refusals"), 0
         )
+        self.ws_api = WsApi(self)
 
     # ------------------------------------------------------------------ clocks and limits
     def signing_ms(self) -> int:
@@ -168,14 +170,17 @@ class Trading:
     # ------------------------------------------------------------------ faults
     def fault(self, kind: str, n: int, ms: int | None) -> None:
         """Inject a trading fault (see the CLI's help); ``skew`` sets the signing clock's offset."""
-        if kind == "skew":
+        if kind == "drop_user_stream":
+            self.ws_api.drop_subscribed()
+        elif kind == "skew":
             if ms is None or not -MAX_SKEW_MS <= ms <= MAX_SKEW_MS:
                 raise ValueError(f"skew needs ms between -{MAX_SKEW_MS} and {MAX_SKEW_MS}")
             self.skew_ms = ms
         else:
             self.pending[kind] += n
-        self.injected[kind] += 1 if kind == "skew" else n
-        log.warning("fault: %s %s", kind, f"{ms} ms" if kind == "skew" else f"x{n}")
+        self.injected[kind] += n if kind in self.pending else 1
+        if kind != "drop_user_stream":
+            log.warning("fault: %s %s", kind, f"{ms} ms" if kind == "skew" else f"x{n}")
 
     def _take_fault(self) -> str | None:
         for kind in ("reject_order", "order_timeout", "order_unknown"):
@@ -193,6 +198,7 @@ class Trading:
             "trades": len(m.trades),
             "skew_ms": self.skew_ms,
             "faults": dict(self.injected),
+            **self.ws_api.counters,
         }
 
     # ------------------------------------------------------------------ HTTP
@@ -221,7 +227,7 @@ class Trading:
             and "symbol=" not in url.query + "&" + (body.decode("latin-1"))
         ):
             weight = 80
-        sim = self._sim
+        sim = self.sim
         sim._counters["http_requests"] += 1
         ok, used, retry = sim._weights.take(ip, weight)
         extra = self.clock_headers()
@@ -239,13 +245,11 @@ class Trading:
             params = _merged(url.query, text)
             status, payload = 200, None
             if request.method == "POST":  # a new order or a test order
-                status, payload, more = self._new_order(connection, key, params, test=route.endswith("/test"), ip=ip)
+                status, payload, more = self.new_order(connection, key, params, test=route.endswith("/test"))
                 extra.update(more)
             else:
-                payload = self._query(route, request.method, key, params)
+                payload = self.query(route, request.method, key, params)
         except _rest.BadRequest as exc:
-            if exc.code == -1021:
-                self.counters["clock_refusals"] += 1
             if isinstance(exc, _TooManyOrders):
                 self.note_429(ip, exc.retry)
                 extra["Retry-After"] = str(exc.retry)
@@ -254,14 +258,20 @@ class Trading:
 
     def _authenticate(self, request: Request, query: str, body: str) -> str:
         values = request.headers.get_all("X-MBX-APIKEY")
-        if len(values) != 1 or not _KEY_RE.match(values[0]):
+        payload, signature = signed_payload(query, body)
+        key = values[0] if len(values) == 1 else None
+        return self.check_signed(key, payload, signature and unquote(signature), _merged(query, body))
+
+    def check_signed(self, api_key: str | None, payload: str, signature: str | None, params: dict[str, str]) -> str:
+        """The account key of a correctly signed, timely request; else BadRequest with Binance's code.
+
+        Shared by REST (payload: query + body) and the WebSocket API (payload: sorted params)."""
+        if not api_key or not _KEY_RE.match(api_key):
             raise _rest.BadRequest(-2014, "API-key format invalid.", 401)
-        spec = self.accounts.get(values[0])
+        spec = self.accounts.get(api_key)
         if spec is None:
             raise _rest.BadRequest(-2015, "Invalid API-key, IP, or permissions for action.", 401)
         self.counters["signed_requests"] += 1
-        payload, signature = signed_payload(query, body)
-        params = _merged(query, body)
         if not signature:
             raise _rest.BadRequest(-1102, "Mandatory parameter 'signature' was not sent, was empty/null, or malformed.")
         ts = _rest._int(params, "timestamp")
@@ -273,18 +283,22 @@ class Trading:
             raise _rest.BadRequest(-1131, "recvWindow must be less than 60000")
         now = self.signing_ms()
         if ts > now + 1000:
+            self.counters["clock_refusals"] += 1
             raise _rest.BadRequest(-1021, "Timestamp for this request was 1000ms ahead of the server's time.")
         if now - ts > window:
+            self.counters["clock_refusals"] += 1
             raise _rest.BadRequest(-1021, "Timestamp for this request is outside of the recvWindow.")
-        if not spec.verify(payload, unquote(signature)):
+        if not spec.verify(payload, signature):
             raise _rest.BadRequest(-1022, "Signature for this request is not valid.")
         return spec.key
 
     # ------------------------------------------------------------------ orders
-    def _new_order(
-        self, connection: ServerConnection, key: str, params: dict[str, str], *, test: bool, ip: str
+    def new_order(
+        self, connection: ServerConnection, key: str, params: dict[str, str], *, test: bool
     ) -> tuple[int, Any, dict[str, str]]:
-        sim = self._sim
+        """Place (or with ``test`` only check) an order: (status, answer, count headers); BadRequest
+        when refused. An ``order_timeout`` fault cuts ``connection`` after placing the order."""
+        sim = self.sim
         req, resp_type = self._order_request(params)
         if test:
             try:
@@ -323,7 +337,7 @@ class Trading:
         return 200, self._order_answer(order, resp_type), headers
 
     def _order_request(self, p: dict[str, str]) -> tuple[OrderRequest, str]:
-        symbol = _rest._symbol(self._sim, _rest._mandatory(p, "symbol"))
+        symbol = _rest._symbol(self.sim, _rest._mandatory(p, "symbol"))
         side = _rest._mandatory(p, "side")
         if side not in SIDES:
             raise _rest.BadRequest(-1117, "Invalid side.")
@@ -373,20 +387,21 @@ class Trading:
         return out
 
     # ------------------------------------------------------------------ queries and cancels
-    def _query(self, route: str, method: str, key: str, p: dict[str, str]) -> Any:
-        m, now = self.matcher, self._sim.now_ms()
+    def query(self, route: str, method: str, key: str, p: dict[str, str]) -> Any:
+        """Answer a signed query or cancel, named by its REST route and method."""
+        m, now = self.matcher, self.sim.now_ms()
         m.advance(now)
         try:
             if route == "/api/v3/account":
                 return self._account(key)
             if route == "/api/v3/openOrders":
-                symbol = _rest._symbol(self._sim, p["symbol"]) if p.get("symbol") else None
+                symbol = _rest._symbol(self.sim, p["symbol"]) if p.get("symbol") else None
                 if method == "GET":
                     return [_order_view(o) for o in m.open_orders(key, symbol)]
                 if symbol is None:
                     _rest._mandatory(p, "symbol")
                 return [_cancel_view(o) for o in m.cancel_all(key, symbol, now)]  # type: ignore[arg-type]
-            symbol = _rest._symbol(self._sim, _rest._mandatory(p, "symbol"))
+            symbol = _rest._symbol(self.sim, _rest._mandatory(p, "symbol"))
             if route == "/api/v3/order":
                 order_id, client_id = _rest._int(p, "orderId"), p.get("origClientOrderId") or None
                 if order_id is None and client_id is None:

@@ -50,7 +50,7 @@ from websockets.http11 import Request, Response
 
 from kit._guard import HostCheck
 from kit.errors import ConfigError
-from kit.exchange import _rest, _trading, _wire
+from kit.exchange import _rest, _trading, _wire, _ws_api
 from kit.exchange._accounts import AccountSpec, parse_account, unique
 from kit.exchange._clock import SimClock, parse_speed
 from kit.exchange._data import DataSpec, MarketData, Series, load
@@ -418,6 +418,8 @@ class ExchangeSimulator:
                 msg = f"Too many connection attempts: limit is {self.max_connects} per 5 minutes."
                 return _rest.respond(429, _wire.rest_error(-1003, msg), extra={"Retry-After": str(retry)})
             attempts.append(now)
+        if urlsplit(request.path).path == _ws_api.PATH:
+            return None  # the WebSocket API (signed trading and user data streams)
         try:
             route = _ws_route(request.path, self.max_streams)
         except ValueError as exc:
@@ -427,6 +429,10 @@ class ExchangeSimulator:
         return None
 
     async def _handler(self, ws: ServerConnection) -> None:
+        if ws.request is not None and urlsplit(ws.request.path).path == _ws_api.PATH:
+            self._counters["connections_total"] += 1
+            await self.trading.ws_api.serve(ws, ws.remote_address[0] if ws.remote_address else "?")
+            return
         route = _ws_route(ws.request.path, self.max_streams) if ws.request else None
         names, combined = route if route else ([], False)
         sock = ws.transport.get_extra_info("socket") if ws.transport else None
