@@ -362,3 +362,37 @@ def test_cli_account_mistakes_are_one_line_errors_that_never_echo_the_secret(tmp
         lines = err.strip().splitlines()
         assert lines[-1].startswith("error: ") and words in lines[-1], (args, err)
         assert "Traceback" not in err and "s3cr3t" not in err, args
+
+
+def test_cli_serves_accounts_from_a_file_without_logging_their_secrets(tmp_path, free_port, sample_dir):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    accounts = tmp_path / "accounts.json"
+    accounts.write_text(json.dumps([{"key": KEY, "secret": SECRET, "balances": {"USDT": 1000}}]))
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "kit", "exchange", "--port", str(free_port), "--data", str(sample_dir),
+         "--speed", "60", "--start", "2025-06-01T00:00:00Z", "--symbols", "BTCUSDT", "--accounts", str(accounts)],
+        stderr=subprocess.PIPE, text=True, cwd=root,
+    )  # fmt: skip
+    try:
+        c = SignedClient(f"http://127.0.0.1:{free_port}", KEY, SECRET)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                order = {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.001"}
+                status, _, body = c.request("POST", "/api/v3/order", order)
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, "simulator did not come up"
+                time.sleep(0.2)
+        assert status == 200 and body["status"] == "FILLED"
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0 and SECRET not in err and "Traceback" not in err

@@ -51,7 +51,8 @@ def exchange(
     token is set): /_sim/pause /_sim/resume /_sim/speed?x=60 (0.01 to 1e7, or max)
     /_sim/fault?kind=drop|stall|malformed|duplicate|reorder with n=1..10000, seconds=0..3600 (0 ends a
     stall), replace=true|false; trading faults kind=order_timeout|order_unknown|reject_order (the next n
-    orders: accepted but the answer dropped, accepted but answered -1007, refused -2010) and kind=skew
+    orders: accepted but the answer dropped, accepted but answered -1007, refused -2010),
+    kind=drop_user_stream (cut every user data subscriber) and kind=skew
     with ms=-86400000..86400000 (the clock signed timestamps are checked against); /_sim/stats also
     answers GET.
     """
