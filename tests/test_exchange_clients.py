@@ -45,14 +45,22 @@ async def test_ccxt_fetch_ohlcv_returns_the_file_candles(simulator, sample_frame
     assert len(hours) == 10 and hours[0][0] == int(to_ms(frame.index)[0])
 
 
-def test_cli_bad_arguments_are_one_line_errors(tmp_path, capsys):
+def test_cli_bad_arguments_are_one_line_errors_that_never_echo_a_secret(tmp_path, capsys):
     from kit.cli import main
 
+    bad_accounts = tmp_path / "accounts.json"
+    bad_accounts.write_text('[{"key": "k-0001", "secret": "s3cr3t-value", "balances": {"USDT": -1}}]')
     cases = [
         (("--data", str(tmp_path / "nowhere")), "data"),
         (("--data", str(tmp_path)), "no candle files"),
         (("--speed", "fast"), "speed"),
         (("--start", "1990-01-01"), "start"),
+        (("--account", "justakey"), "KEY:SECRET"),
+        (("--account", "key-0001:s3cr3t-value:USDT=lots"), "USDT=10000"),
+        (("--account", "key-0001:s3cr3t-value:USDT=1", "--account", "key-0001:s3cr3t-value:USDT=2"), "twice"),
+        (("--accounts", str(tmp_path / "none.json")), "does not exist"),
+        (("--accounts", str(bad_accounts)), ">= 0"),
+        (("--volume-share", "2"), "volume_share"),
     ]
     root = logging.getLogger()
     saved = root.handlers[:], root.level  # the CLI configures the root logger; give it back
@@ -67,7 +75,7 @@ def test_cli_bad_arguments_are_one_line_errors(tmp_path, capsys):
         err = capsys.readouterr().err
         lines = err.strip().splitlines()
         assert lines[-1].startswith("error: ") and words in lines[-1], (args, err)
-        assert "Traceback" not in err, args
+        assert "Traceback" not in err and "s3cr3t" not in err, args
 
 
 def test_cli_serves_logs_its_url_and_stops_on_ctrl_c(free_port, sample_dir):

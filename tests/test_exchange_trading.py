@@ -14,7 +14,7 @@ import pytest
 
 from kit.market.files import to_ms
 from tests.fixtures.exchange import http_get, http_post, small_frames
-from tests.fixtures.signed import SignedClient
+from tests.fixtures.signed import SignedClient, first_buy_fill, limit_order
 
 KEY, SECRET = "alice-key-0001", "alice-secret-0001"
 ACCOUNT = f"{KEY}:{SECRET}:USDT=10000,BTC=0.5"
@@ -154,20 +154,8 @@ async def test_orders_are_placed_queried_cancelled_and_listed_as_on_binance(simu
     assert float(fill["price"]) == pytest.approx(price, rel=1e-12) and fill["qty"] == "0.01000000"
     assert float(fill["commission"]) == pytest.approx(price * 0.01 * 0.001, rel=1e-9)
     limit_price = round(frame["open"].iloc[i] * 0.9, 2)
-    rest = await c.ok(
-        "POST",
-        "/api/v3/order",
-        {
-            "symbol": "BTCUSDT",
-            "side": "BUY",
-            "type": "LIMIT",
-            "timeInForce": "GTC",
-            "quantity": "0.02",
-            "price": f"{limit_price}",
-            "newClientOrderId": "strat1-c2",
-            "newOrderRespType": "RESULT",
-        },
-    )
+    rest = await c.ok("POST", "/api/v3/order", limit_order("BUY", "0.02", limit_price, newClientOrderId="strat1-c2",
+                                                            newOrderRespType="RESULT"))  # fmt: skip
     assert rest["status"] == "NEW" and "fills" not in rest
     ack = await c.ok(
         "POST",
@@ -222,20 +210,8 @@ async def test_resting_orders_fill_as_the_replay_clock_moves(simulator, sample_f
     i = 2500
     price = round(frame["open"].iloc[i] * 0.999, 2)
     # The order arrives at row i's open, so row i is already "later": the first candle from i to reach it.
-    j = i + int((frame["low"].iloc[i:] <= price).to_numpy().argmax())
-    assert frame["low"].iloc[j] <= price and j < i + 500
-    order = await c.ok(
-        "POST",
-        "/api/v3/order",
-        {
-            "symbol": "BTCUSDT",
-            "side": "BUY",
-            "type": "LIMIT",
-            "timeInForce": "GTC",
-            "quantity": "0.001",
-            "price": f"{price}",
-        },
-    )
+    j = first_buy_fill(frame, i, price)
+    order = await c.ok("POST", "/api/v3/order", limit_order("BUY", "0.001", price))
     assert order["status"] == "NEW"
     sim.resume()
     sim.set_speed("max")  # no subscriber: the clock stands; move it as a replay would
@@ -333,35 +309,6 @@ async def test_reject_order_fault_refuses_the_next_orders_only(simulator, sample
     assert [o["status"] for o in await c.ok("GET", "/api/v3/allOrders", {"symbol": "BTCUSDT"})] == ["FILLED"]
     status, _, body = await http_post(f"{sim.rest_url}/_sim/fault?kind=reject_order&ms=5")
     assert status == 400 and "ms" in body["msg"]
-
-
-def test_cli_account_mistakes_are_one_line_errors_that_never_echo_the_secret(tmp_path, capsys):
-    from kit.cli import main
-
-    bad_file = tmp_path / "accounts.json"
-    bad_file.write_text('[{"key": "k-0001", "secret": "s3cr3t-value", "balances": {"USDT": -1}}]')
-    cases = [
-        (("--account", "justakey"), "KEY:SECRET"),
-        (("--account", "key-0001:s3cr3t-value:USDT=lots"), "USDT=10000"),
-        (("--account", "key-0001:s3cr3t-value:USDT=1", "--account", "key-0001:s3cr3t-value:USDT=2"), "twice"),
-        (("--accounts", str(tmp_path / "none.json")), "does not exist"),
-        (("--accounts", str(bad_file)), ">= 0"),
-        (("--volume-share", "2"), "volume_share"),
-    ]
-    root = logging.getLogger()
-    saved = root.handlers[:], root.level
-    for args, words in cases:
-        try:
-            with pytest.raises(SystemExit) as info:
-                main(["exchange", *args, "--port", "0"])
-        finally:
-            root.handlers[:] = saved[0]
-            root.setLevel(saved[1])
-        assert info.value.code == 2, args
-        err = capsys.readouterr().err
-        lines = err.strip().splitlines()
-        assert lines[-1].startswith("error: ") and words in lines[-1], (args, err)
-        assert "Traceback" not in err and "s3cr3t" not in err, args
 
 
 def test_cli_serves_accounts_from_a_file_without_logging_their_secrets(tmp_path, free_port, sample_dir):

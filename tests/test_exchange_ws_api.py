@@ -17,7 +17,7 @@ from websockets.exceptions import ConnectionClosed
 
 from kit.market.files import to_ms
 from tests.fixtures.exchange import http_post, small_frames
-from tests.fixtures.signed import SignedClient
+from tests.fixtures.signed import SignedClient, first_buy_fill, limit_order
 
 KEY, SECRET = "wsapi-key-0001", "wsapi-secret-0001"
 _ids = itertools.count(1)
@@ -123,19 +123,8 @@ async def test_user_data_stream_reports_every_order_change_fill_and_balance(simu
         assert position["e"] == "outboundAccountPosition"
         assert {b["a"]: b["f"] for b in position["B"]}["BTC"] == "0.01000000"
         price = round(frame["open"].iloc[2500] * 0.999, 2)
-        j = 2500 + int((frame["low"].iloc[2500:] <= price).to_numpy().argmax())
-        await rest.ok(
-            "POST",
-            "/api/v3/order",
-            {
-                "symbol": "BTCUSDT",
-                "side": "BUY",
-                "type": "LIMIT",
-                "timeInForce": "GTC",
-                "quantity": "0.001",
-                "price": f"{price}",
-            },
-        )
+        j = first_buy_fill(frame, 2500, price)
+        await rest.ok("POST", "/api/v3/order", limit_order("BUY", "0.001", price))
         new = (await api.event())["event"]
         assert (new["x"], new["X"]) == ("NEW", "NEW")
         locked = {b["a"]: b["l"] for b in (await api.event())["event"]["B"]}

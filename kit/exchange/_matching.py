@@ -432,29 +432,22 @@ class Matcher:
         c = acct.spec.commission
         notional = price * qty
         commission = notional * c
+        # (what the order's lock releases, what is paid, what is received), in amounts of assets.
         if order.side == "BUY":
-            cost = notional + commission
-            if order.locked:
-                release = min(order.locked, order.price * qty * (1 + c))
-                order.locked -= release
-                acct.locked[rules.quote] = _sub(acct.locked.get(rules.quote, 0.0), release)
-                acct.free[rules.quote] = acct.free.get(rules.quote, 0.0) + release
-            if not _covers(acct.free.get(rules.quote, 0.0), cost):
-                self._expire(order, t, "insufficient balance when the order could fill")
-                return None
-            acct.free[rules.quote] = _sub(acct.free.get(rules.quote, 0.0), cost)
-            acct.free[rules.base] = acct.free.get(rules.base, 0.0) + qty
+            release, pay, get = order.price * qty * (1 + c), (rules.quote, notional + commission), (rules.base, qty)
         else:
-            if order.locked:
-                release = min(order.locked, qty)
-                order.locked -= release
-                acct.locked[rules.base] = _sub(acct.locked.get(rules.base, 0.0), release)
-                acct.free[rules.base] = acct.free.get(rules.base, 0.0) + release
-            if not _covers(acct.free.get(rules.base, 0.0), qty):
-                self._expire(order, t, "insufficient balance when the order could fill")
-                return None
-            acct.free[rules.base] = _sub(acct.free.get(rules.base, 0.0), qty)
-            acct.free[rules.quote] = acct.free.get(rules.quote, 0.0) + notional - commission
+            release, pay, get = qty, (rules.base, qty), (rules.quote, notional - commission)
+        if order.locked:
+            release = min(order.locked, release)
+            order.locked -= release
+            a = order.lock_asset
+            acct.locked[a] = _sub(acct.locked.get(a, 0.0), release)
+            acct.free[a] = acct.free.get(a, 0.0) + release
+        if not _covers(acct.free.get(pay[0], 0.0), pay[1]):
+            self._expire(order, t, "insufficient balance when the order could fill")
+            return None
+        acct.free[pay[0]] = _sub(acct.free.get(pay[0], 0.0), pay[1])
+        acct.free[get[0]] = acct.free.get(get[0], 0.0) + get[1]
         trade = Trade(
             trade_id=len(self.trades) + 1, order_id=order.order_id, account=order.account, symbol=order.symbol,
             side=order.side, price=price, qty=qty, quote_qty=notional, commission=commission,
