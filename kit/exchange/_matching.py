@@ -240,9 +240,15 @@ class Matcher:
                 self.rules[s] = SymbolRules.for_price(s, base, quote, price)
         self.orders: list[Order] = []  # every order ever accepted, by id (order_id = index + 1)
         self.trades: list[Trade] = []  # every trade, by id (trade_id = index + 1)
+        # Indexes, so that an order costs the same after a million others: open orders (in id
+        # order, which is the order fills are applied in), per account; the latest order per
+        # (account, symbol, client order id); trades per account and per order.
         self._open: dict[int, Order] = {}
+        self._open_by_account: dict[str, dict[int, Order]] = {}
         self._by_account: dict[str, list[Order]] = {}
+        self._by_client: dict[tuple[str, str, str], Order] = {}
         self._trades_by_account: dict[str, list[Trade]] = {}
+        self._trades_by_order: dict[int, list[Trade]] = {}
         self.listeners: list[Listener] = []
 
     def add_account(self, spec: AccountSpec) -> None:
@@ -304,12 +310,13 @@ class Matcher:
         quote = self.quote_at(req.symbol, now)
         self.orders.append(order)
         self._by_account.setdefault(key, []).append(order)
+        self._by_client[(key, order.symbol, order.client_id)] = order
         if req.type == "MARKET":
             if quote is not None:
                 self._fill(order, quote[1] if req.side == "BUY" else quote[0], qty, now, maker=False)
             else:
                 order.next_idx = bisect.bisect_right(s.open, now)
-                self._open[order.order_id] = order
+                self._opened(order)
             if order.status == "NEW":
                 self._notify(order, None)
             return order
@@ -331,7 +338,7 @@ class Matcher:
         # "A later candle": one opening at or after the order (at max speed an order sent at a
         # close arrives exactly at the next candle's open, and that whole candle is later).
         order.next_idx = bisect.bisect_left(s.open, now)
-        self._open[order.order_id] = order
+        self._opened(order)
         self._notify(order, None)
         return order
 
@@ -380,12 +387,12 @@ class Matcher:
         notional = qty * (price if price is not None else ref)
         if notional < rules.min_notional * (1 - _EPS) or (t != "MARKET" and notional > rules.max_notional):
             raise OrderRejected(-1013, "Filter failure: NOTIONAL")
-        n_open = sum(1 for o in self._by_account.get(acct.spec.key, ()) if o.is_open and o.symbol == req.symbol)
+        open_orders = self._open_by_account.get(acct.spec.key, {}).values()
+        n_open = sum(1 for o in open_orders if o.symbol == req.symbol)
         if t != "MARKET" and n_open >= rules.max_num_orders:
             raise OrderRejected(-1013, "Filter failure: MAX_NUM_ORDERS")
-        if req.client_id is not None and any(
-            o.is_open and o.client_id == req.client_id for o in self._by_account.get(acct.spec.key, ())
-        ):
+        same = self._by_client.get((acct.spec.key, req.symbol, req.client_id)) if req.client_id else None
+        if same is not None and same.is_open:
             raise OrderRejected(-2010, "Duplicate order sent.")
         if stop is not None:
             q = quote or (ref, ref)
@@ -455,6 +462,7 @@ class Matcher:
         )  # fmt: skip
         self.trades.append(trade)
         self._trades_by_account.setdefault(order.account, []).append(trade)
+        self._trades_by_order.setdefault(order.order_id, []).append(trade)
         order.executed = round(order.executed + qty, 12)
         order.cum_quote += notional
         order.update_time = acct.update_time = t
@@ -462,7 +470,7 @@ class Matcher:
             order.executed = order.orig_qty
             order.status = "FILLED"
             self._unlock(order)
-            self._open.pop(order.order_id, None)
+            self._closed(order)
         else:
             order.status = "PARTIALLY_FILLED"
         self._notify(order, trade)
@@ -471,7 +479,7 @@ class Matcher:
     def _expire(self, order: Order, t: int, reason: str) -> None:
         order.status, order.reason, order.update_time = "EXPIRED", reason, t
         self._unlock(order)
-        self._open.pop(order.order_id, None)
+        self._closed(order)
         self._notify(order, None)
 
     def cancel(self, key: str, symbol: str, order_id: int | None, client_id: str | None, now: int) -> Order:
@@ -481,14 +489,14 @@ class Matcher:
             raise OrderRejected(-2011, "Unknown order sent.")
         order.status, order.update_time = "CANCELED", now
         self._unlock(order)
-        self._open.pop(order.order_id, None)
+        self._closed(order)
         self.accounts[key].update_time = now
         self._notify(order, None)
         return order
 
     def cancel_all(self, key: str, symbol: str, now: int) -> list[Order]:
         self.advance(now)
-        ids = [o for o in self._by_account.get(key, ()) if o.is_open and o.symbol == symbol]
+        ids = [o for o in self._open_by_account.get(key, {}).values() if o.symbol == symbol]
         if not ids:
             raise OrderRejected(-2011, "Unknown order sent.")
         return [self.cancel(key, symbol, o.order_id, None, now) for o in ids]
@@ -501,13 +509,13 @@ class Matcher:
                 if o.account == key and o.symbol == symbol:
                     return o
         elif client_id is not None:
-            for o in reversed(self._by_account.get(key, [])):
-                if o.client_id == client_id and o.symbol == symbol:
-                    return o
+            o = self._by_client.get((key, symbol, client_id))
+            if o is not None:
+                return o
         raise OrderRejected(-2013, "Order does not exist.")
 
     def open_orders(self, key: str, symbol: str | None = None) -> list[Order]:
-        return [o for o in self._by_account.get(key, ()) if o.is_open and (symbol is None or o.symbol == symbol)]
+        return [o for o in self._open_by_account.get(key, {}).values() if symbol is None or o.symbol == symbol]
 
     def account_orders(self, key: str, symbol: str) -> list[Order]:
         return [o for o in self._by_account.get(key, ()) if o.symbol == symbol]
@@ -515,10 +523,21 @@ class Matcher:
     def account_trades(self, key: str, symbol: str) -> list[Trade]:
         return [t for t in self._trades_by_account.get(key, ()) if t.symbol == symbol]
 
+    def order_trades(self, order_id: int) -> list[Trade]:
+        return list(self._trades_by_order.get(order_id, ()))
+
+    def _opened(self, order: Order) -> None:
+        self._open[order.order_id] = order
+        self._open_by_account.setdefault(order.account, {})[order.order_id] = order
+
+    def _closed(self, order: Order) -> None:
+        self._open.pop(order.order_id, None)
+        self._open_by_account.get(order.account, {}).pop(order.order_id, None)
+
     # ------------------------------------------------------------------ time
     def advance(self, now: int) -> None:
         """Apply every fill due by simulated time ``now`` (idempotent; orders in id order)."""
-        for order in sorted(self._open.values(), key=lambda o: o.order_id):
+        for order in list(self._open.values()):  # inserted in id order
             s = self._series(order.symbol)
             n = len(s.open)
             while order.is_open and order.next_idx < n:

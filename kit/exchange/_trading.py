@@ -382,7 +382,7 @@ class Trading:
             out["fills"] = [
                 {"price": fmt(t.price), "qty": fmt(t.qty), "commission": fmt(t.commission),
                  "commissionAsset": t.commission_asset, "tradeId": t.trade_id}
-                for t in self.matcher.account_trades(o.account, o.symbol) if t.order_id == o.order_id
+                for t in self.matcher.order_trades(o.order_id)
             ]  # fmt: skip
         return out
 
