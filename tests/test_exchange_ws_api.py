@@ -169,3 +169,35 @@ async def test_ws_api_order_timeout_fault_places_the_order_and_cuts_the_connecti
     rest = SignedClient(sim.rest_url, KEY, SECRET)
     got = await rest.ok("GET", "/api/v3/order", {"symbol": "BTCUSDT", "origClientOrderId": "lost-1"})
     assert got["status"] == "FILLED"
+
+
+async def test_ws_api_connections_are_pinged_and_closed_at_their_lifetime(simulator, sample_frames):
+    sim, _ = await _setup(simulator, sample_frames, ping_interval=0.1, max_connection_age=1.0)
+    async with connect(f"{sim.ws_url}/ws-api/v3") as ws:
+        api = Api(ws)
+        await api.ok("userDataStream.subscribe.signature")
+        t0 = time.monotonic()
+        assert await asyncio.wait_for(api.reader, 10) is None  # a clean close, not a cut
+        assert 0.5 < time.monotonic() - t0 < 5
+        assert ws.close_code == 1001 and ws.close_reason == "connection lifetime reached"
+    # The client answered the server's pings all along (websockets does), so only age ended it.
+
+
+async def test_ws_api_drops_a_client_that_never_answers_pings(simulator, sample_frames):
+    from tests.test_exchange_control import RawWs
+
+    sim, _ = await _setup(simulator, sample_frames, ping_interval=0.1, pong_timeout=0.3)
+
+    def silent() -> list[int]:
+        ws = RawWs(sim.port, "/ws-api/v3")
+        ops = []
+        try:
+            while True:
+                ops.append(ws.frame()[0])
+        except (EOFError, ConnectionResetError):
+            return ops
+        finally:
+            ws.close()
+
+    ops = await asyncio.wait_for(asyncio.to_thread(silent), 10)
+    assert ops and set(ops) == {0x9}  # pinged, never answered, cut off
