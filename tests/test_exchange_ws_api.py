@@ -201,3 +201,10 @@ async def test_ws_api_drops_a_client_that_never_answers_pings(simulator, sample_
 
     ops = await asyncio.wait_for(asyncio.to_thread(silent), 10)
     assert ops and set(ops) == {0x9}  # pinged, never answered, cut off
+
+
+async def test_a_handshake_that_declares_an_empty_body_still_carries_websocket_frames(simulator, sample_frames):
+    sim, _ = await _setup(simulator, sample_frames)
+    async with connect(f"{sim.ws_url}/ws-api/v3", additional_headers={"Content-Length": "0"}) as ws:
+        api = Api(ws)
+        assert (await api.request({"id": "p", "method": "ping"}))["status"] == 200

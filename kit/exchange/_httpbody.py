@@ -82,13 +82,15 @@ class BodyConnection(ServerConnection):
 
 def _content_length(head: bytes) -> tuple[int, bytes]:
     """(the head's Content-Length, the head without it); -1 and the head unchanged when it has
-    none, or several, or one that is not a number (websockets then answers as it does)."""
+    none, 0, several, or one that is not a number (websockets then answers as it does)."""
     lines = head.split(b"\r\n")
     found = [i for i, line in enumerate(lines) if line.partition(b":")[0].strip().lower() == b"content-length"]
     if len(found) != 1:
         return -1, head
     v = lines[found[0]].partition(b":")[2].strip()
-    if not (v.isdigit() and len(v) < 12):
+    if not (v.isdigit() and len(v) < 12) or int(v) == 0:
+        # websockets takes "Content-Length: 0" itself (some clients send it with a handshake,
+        # whose WebSocket frames then follow): leave such a head alone.
         return -1, head
     del lines[found[0]]
     return int(v), b"\r\n".join(lines)
