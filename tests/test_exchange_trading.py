@@ -343,3 +343,20 @@ def test_cli_serves_accounts_from_a_file_without_logging_their_secrets(tmp_path,
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0 and SECRET not in err and "Traceback" not in err
+
+
+async def test_trading_requests_weigh_what_binance_says(simulator, sample_frames):
+    _, _, c = await _sim(simulator, sample_frames)
+    used = []
+    for method, path, params in (
+        ("GET", "/api/v3/account", {}),
+        ("GET", "/api/v3/openOrders", {"symbol": "BTCUSDT"}),
+        ("GET", "/api/v3/openOrders", {}),
+        ("POST", "/api/v3/order", {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET", "quantity": "0.001"}),
+        ("GET", "/api/v3/order", {"symbol": "BTCUSDT", "orderId": 1}),
+        ("GET", "/api/v3/myTrades", {"symbol": "BTCUSDT"}),
+    ):
+        status, headers, _ = await c.call(method, path, params)
+        assert status == 200
+        used.append(int(headers["X-MBX-USED-WEIGHT-1M"]))
+    assert [b - a for a, b in zip([0, *used], used, strict=False)] == [20, 6, 80, 1, 4, 20]

@@ -32,7 +32,7 @@ import math
 import re
 import time
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
@@ -221,12 +221,9 @@ class Trading:
         banned = self.refuse_banned(ip)
         if banned is not None:
             return banned
-        if (
-            route == "/api/v3/openOrders"
-            and request.method == "GET"
-            and "symbol=" not in url.query + "&" + (body.decode("latin-1"))
-        ):
-            weight = 80
+        if route == "/api/v3/openOrders" and request.method == "GET":
+            every_symbol = all(k != "symbol" for k, _ in parse_qsl(f"{url.query}&{body.decode('latin-1')}"))
+            weight = 80 if every_symbol else weight
         sim = self.sim
         sim._counters["http_requests"] += 1
         ok, used, retry = sim._weights.take(ip, weight)

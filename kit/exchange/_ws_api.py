@@ -94,10 +94,13 @@ class WsApi:
             log.info("ws-api (%s): closed", ip)
 
     async def _writer(self, client: _Client) -> None:
-        while True:
-            frame = await client.queue.get()
-            await self.trading.sim.faults.wait_stall()
-            await client.ws.send(frame)
+        try:
+            while True:
+                frame = await client.queue.get()
+                await self.trading.sim.faults.wait_stall()
+                await client.ws.send(frame)
+        except ConnectionClosed:
+            return  # the reader sees it too and ends the connection
 
     async def _pinger(self, ws: ServerConnection) -> None:
         sim = self.trading.sim
