@@ -29,7 +29,7 @@ def exchange(
     account: list[str] = typer.Option(
         None,
         "--account",
-        help="A trading account KEY:SECRET:USDT=10000[,BTC=0.5...] (repeatable; --accounts keeps secrets out of ps).",
+        help="A trading account KEY:<secret>:USDT=10000[,BTC=0.5...] (repeatable; --accounts keeps secrets out of ps).",
     ),
     accounts: str = typer.Option(
         None, "--accounts", help="JSON file: a list of {key, secret | ed25519_public_key, balances, commission}."
