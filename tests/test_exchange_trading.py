@@ -10,6 +10,7 @@ import logging
 import time
 import urllib.parse
 
+import pandas as pd
 import pytest
 
 from kit.market.files import to_ms
@@ -360,3 +361,24 @@ async def test_trading_requests_weigh_what_binance_says(simulator, sample_frames
         assert status == 200
         used.append(int(headers["X-MBX-USED-WEIGHT-1M"]))
     assert [b - a for a, b in zip([0, *used], used, strict=False)] == [20, 6, 80, 1, 4, 20]
+
+
+async def test_a_market_order_sent_into_a_real_outage_fills_at_the_first_candle_after_it(simulator, outage_1m):
+    frame = outage_1m[("BTCUSDT", "1m")]
+    gap_start = int(pd.Timestamp("2023-03-24 12:40", tz="UTC").value // 1_000_000)
+    gap_end = int(pd.Timestamp("2023-03-24 14:00", tz="UTC").value // 1_000_000)
+    assert gap_end in set(to_ms(frame.index).tolist()) and gap_start not in set(to_ms(frame.index).tolist())
+    sim = await simulator(paused=True, data=outage_1m, start=gap_start, accounts=[ACCOUNT])
+    c = SignedClient(sim.rest_url, KEY, SECRET)
+    order = await c.ok("POST", "/api/v3/order", {"symbol": "BTCUSDT", "side": "BUY", "type": "MARKET",
+                                                 "quantity": "0.01", "newClientOrderId": "after-1239"})  # fmt: skip
+    assert order["status"] == "NEW" and order["fills"] == []  # no candle in progress: it waits
+    sim.resume()
+    sim.set_speed("max")
+    sim.clock.jump(gap_end - 1)
+    assert (await c.ok("GET", "/api/v3/order", {"symbol": "BTCUSDT", "orderId": order["orderId"]}))["status"] == "NEW"
+    sim.clock.jump(gap_end)
+    got = await c.ok("GET", "/api/v3/order", {"symbol": "BTCUSDT", "origClientOrderId": "after-1239"})
+    (trade,) = await c.ok("GET", "/api/v3/myTrades", {"symbol": "BTCUSDT"})
+    assert got["status"] == "FILLED" and got["executedQty"] == "0.01000000"
+    assert float(trade["price"]) == frame.loc["2023-03-24 14:00", "open"] and trade["time"] == gap_end
