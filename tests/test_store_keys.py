@@ -153,3 +153,11 @@ def test_kit_keys_reads_the_master_key_from_the_secrets_file(tmp_path):
         assert keys.get(store, "alice", master=master).secret == SECRET
     finally:
         store.dispose()
+
+
+def test_the_master_key_is_a_secret_setting_never_shown():
+    from kit.settings import Settings
+
+    master = keys.generate_master_key()
+    s = Settings.from_env({"KIT_SECRETS_KEY": master})
+    assert s.secrets_key == master and master not in repr(s) and "secrets_key='***'" in repr(s)
