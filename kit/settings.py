@@ -14,7 +14,9 @@ from pathlib import Path
 from kit.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-_SECRET_NAMES = {"cookie_secret", "api_key", "api_secret", "demo_password", "status_token", "sim_control_token"}
+_SECRET_NAMES = {
+    "cookie_secret", "api_key", "api_secret", "demo_password", "status_token", "sim_control_token", "secrets_key",
+}  # fmt: skip
 
 
 def _default_data_dir() -> Path:
@@ -66,6 +68,8 @@ class Settings:
     cookie_secret: str = ""
     api_key: str = ""
     api_secret: str = ""
+    # The master key that encrypts users' exchange keys in the database (kit keys); never stored there.
+    secrets_key: str = ""
     demo_password: str = ""
     # Names (comma-separated) the status server and the simulator answer to besides loopback
     # and their bound address: what a reverse proxy or a remote client puts in ``Host``.

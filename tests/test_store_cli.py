@@ -9,6 +9,7 @@ import sys
 
 from kit.store import Store, ledger, strategies, users
 from kit.store.ledger import CandleWrite
+from tests.fixtures.store import head_revision
 
 
 def kit(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -59,7 +60,7 @@ def test_cli_users_strategies_trades_and_db():
     assert "no trades for root" in kit("trades", "--user", "root").stdout
     ghost = kit("trades", "--user", "ghost")
     assert ghost.returncode == 2 and ghost.stderr.strip() == "error: unknown user 'ghost'"
-    assert kit("db", "current").stdout.strip() == "0002_dashsec"
+    assert kit("db", "current").stdout.strip() == Store().current_revision() == head_revision()
     store.dispose()
 
 

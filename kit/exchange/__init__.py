@@ -10,10 +10,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from kit.exchange._accounts import AccountSpec
     from kit.exchange._faults import Faults
     from kit.exchange.simulator import ExchangeSimulator
 
-__all__ = ["ExchangeSimulator", "Faults"]
+__all__ = ["AccountSpec", "ExchangeSimulator", "Faults"]
 
 
 def __getattr__(name: str) -> Any:
@@ -21,6 +22,10 @@ def __getattr__(name: str) -> Any:
         from kit.exchange.simulator import ExchangeSimulator
 
         return ExchangeSimulator
+    if name == "AccountSpec":
+        from kit.exchange._accounts import AccountSpec
+
+        return AccountSpec
     if name == "Faults":
         from kit.exchange._faults import Faults
 

@@ -41,10 +41,13 @@ _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden"
 # Each control and the parameters it takes; fault parameters depend on the kind.
 _CONTROLS: dict[str, tuple[str, ...]] = {
     "/_sim/stats": (), "/_sim/pause": (), "/_sim/resume": (), "/_sim/speed": ("x",),
-    "/_sim/fault": ("kind", "n", "seconds", "replace"),
+    "/_sim/fault": ("kind", "n", "seconds", "replace", "ms"),
 }  # fmt: skip
 _FAULT_PARAMS = {"drop": (), "stall": ("seconds",), "malformed": ("n", "replace"), "duplicate": ("n",),
-                 "reorder": ("n",)}  # fmt: skip
+                 "reorder": ("n",),
+                 # Trading faults (kit.exchange._trading): the next n orders, or the signing clock's skew.
+                 "order_timeout": ("n",), "order_unknown": ("n",), "reject_order": ("n",), "skew": ("ms",),
+                 "drop_user_stream": ()}  # fmt: skip
 
 
 class BadRequest(Exception):
@@ -112,9 +115,13 @@ def handle(sim: ExchangeSimulator, request: Request, ip: str) -> Response:
     weight = WEIGHTS.get(route)
     if weight is None:
         return respond(404, _wire.rest_error(-1000, f"Unknown path {url.path!r}"))
+    banned = sim.trading.refuse_banned(ip)  # one ban per IP, market data and trading alike
+    if banned is not None:
+        return banned
     ok, used, retry = sim._weights.take(ip, weight)
     if not ok:
         sim._counters["http_429"] += 1
+        sim.trading.note_429(ip, retry)
         msg = (
             f"Too much request weight used; current limit is {sim.weight_limit} request weight per 1 MINUTE. "
             "Please use WebSocket Streams for live updates to avoid polling the API."
@@ -132,7 +139,8 @@ def handle(sim: ExchangeSimulator, request: Request, ip: str) -> Response:
             body = _exchange_info(sim, params)
     except BadRequest as exc:
         return respond(exc.status, _wire.rest_error(exc.code, exc.msg), used)
-    return respond(200, body, used)
+    # The market clock is in the body; the clock signed requests are checked against in a header.
+    return respond(200, body, used, sim.trading.clock_headers())
 
 
 def _params(query: str) -> dict[str, str]:
@@ -249,28 +257,7 @@ def _exchange_info(sim: ExchangeSimulator, params: dict[str, str]) -> bytes:
                 "cancelReplaceAllowed": True,
                 "isSpotTradingAllowed": True,
                 "isMarginTradingAllowed": False,
-                "filters": [
-                    {
-                        "filterType": "PRICE_FILTER",
-                        "minPrice": "0.00000001",
-                        "maxPrice": "1000000.00000000",
-                        "tickSize": "0.00000001",
-                    },
-                    {
-                        "filterType": "LOT_SIZE",
-                        "minQty": "0.00000001",
-                        "maxQty": "9000.00000000",
-                        "stepSize": "0.00000001",
-                    },
-                    {
-                        "filterType": "NOTIONAL",
-                        "minNotional": "5.00000000",
-                        "applyMinToMarket": True,
-                        "maxNotional": "9000000.00000000",
-                        "applyMaxToMarket": False,
-                        "avgPriceMins": 5,
-                    },
-                ],
+                "filters": sim.trading.matcher.rules[s].filters(),
                 "permissions": [],
                 "permissionSets": [["SPOT"]],
                 "defaultSelfTradePreventionMode": "EXPIRE_MAKER",
@@ -284,6 +271,7 @@ def _exchange_info(sim: ExchangeSimulator, params: dict[str, str]) -> bytes:
         "serverTime": sim.now_ms(),
         "rateLimits": [
             {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": sim.weight_limit or 0},
+            *sim.trading.rate_limits(),
         ],
         "exchangeFilters": [],
         "symbols": out,
@@ -341,7 +329,7 @@ def _fault(sim: ExchangeSimulator, q: dict[str, str]) -> None:
     kind = q.get("kind", "")
     takes = _FAULT_PARAMS.get(kind)
     if takes is None:
-        raise ValueError(f"unknown fault kind {kind!r}; expected drop, stall, malformed, duplicate, reorder")
+        raise ValueError(f"unknown fault kind {kind!r}; expected {', '.join(_FAULT_PARAMS)}")
     extra = sorted(set(q) - {"kind", *takes})
     if extra:
         raise ValueError(f"fault {kind} takes no parameter {', '.join(map(repr, extra))}")
@@ -349,7 +337,9 @@ def _fault(sim: ExchangeSimulator, q: dict[str, str]) -> None:
     n = 1 if n is None else n
     if not 1 <= n <= _faults.MAX_COUNT:
         raise ValueError(f"n must be between 1 and {_faults.MAX_COUNT}, got {n}")
-    if kind == "drop":
+    if kind in sim.trading.FAULT_KINDS:
+        sim.trading.fault(kind, n, int(_int_signed(q, "ms")) if q.get("ms") else None)
+    elif kind == "drop":
         sim.faults.drop_all()
     elif kind == "stall":
         raw = q.get("seconds", "5")
@@ -367,6 +357,13 @@ def _fault(sim: ExchangeSimulator, q: dict[str, str]) -> None:
         sim.faults.duplicate(n)
     else:
         sim.faults.reorder(n)
+
+
+def _int_signed(q: dict[str, str], name: str) -> int:
+    raw = q[name]
+    if not re.match(r"^-?[0-9]{1,12}$", raw):
+        raise ValueError(f"{name} must be an integer, got {raw!r}")
+    return int(raw)
 
 
 def _one(headers: Headers, name: str) -> str | None:

@@ -26,6 +26,18 @@ def exchange(
     allowed_host: list[str] = typer.Option(
         None, "--allowed-host", help="A Host name to answer besides loopback and --host (repeatable)."
     ),
+    account: list[str] = typer.Option(
+        None,
+        "--account",
+        help="A trading account KEY:<secret>:USDT=10000[,BTC=0.5...] (repeatable; --accounts keeps secrets out of ps).",
+    ),
+    accounts: str = typer.Option(
+        None, "--accounts", help="JSON file: a list of {key, secret | ed25519_public_key, balances, commission}."
+    ),
+    half_spread_bps: float = typer.Option(0.0, "--half-spread-bps", help="Added to buys, taken from sells that take."),
+    volume_share: float = typer.Option(
+        0.1, "--volume-share", help="Share of a candle's volume a resting order may fill per candle (0 < x <= 1)."
+    ),
     control_token: str = typer.Option(
         None,
         "--control-token",
@@ -38,12 +50,17 @@ def exchange(
     Controls (POST, for tests driving a separate process; loopback clients only unless a control
     token is set): /_sim/pause /_sim/resume /_sim/speed?x=60 (0.01 to 1e7, or max)
     /_sim/fault?kind=drop|stall|malformed|duplicate|reorder with n=1..10000, seconds=0..3600 (0 ends a
-    stall), replace=true|false; /_sim/stats also answers GET.
+    stall), replace=true|false; trading faults kind=order_timeout|order_unknown|reject_order (the next n
+    orders: accepted but the answer dropped, accepted but answered -1007, refused -2010),
+    kind=drop_user_stream (cut every user data subscriber) and kind=skew
+    with ms=-86400000..86400000 (the clock signed timestamps are checked against); /_sim/stats also
+    answers GET.
     """
     import asyncio
     import logging
     import sys
 
+    from kit.exchange._accounts import load_accounts, parse_account
     from kit.exchange.simulator import ExchangeSimulator
     from kit.settings import Settings
 
@@ -63,6 +80,9 @@ def exchange(
         symbols=[s.strip() for s in symbols.split(",") if s.strip()] if symbols else None,
         allowed_hosts=[*settings.allowed_host_names, *(allowed_host or [])],
         control_token=control_token or settings.sim_control_token or None,
+        accounts=[*(parse_account(a) for a in account or []), *(load_accounts(accounts) if accounts else [])],
+        half_spread_bps=half_spread_bps,
+        volume_share=volume_share,
     )
 
     async def main() -> None:

@@ -36,7 +36,8 @@ import logging
 import math
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -48,10 +49,12 @@ from websockets.http11 import Request, Response
 
 from kit._guard import HostCheck
 from kit.errors import ConfigError
-from kit.exchange import _rest, _wire
+from kit.exchange import _rest, _trading, _wire, _ws_api
+from kit.exchange._accounts import AccountSpec, parse_account, unique
 from kit.exchange._clock import SimClock, parse_speed
 from kit.exchange._data import DataSpec, MarketData, Series, load
 from kit.exchange._faults import Faults
+from kit.exchange._httpbody import BodyConnection
 from kit.exchange._ws import STREAM_RE, Connection
 from kit.market.times import iso, parse_ms
 
@@ -112,6 +115,15 @@ class ExchangeSimulator:
             gets 421 (a web page cannot reach the simulator through DNS rebinding).
         control_token: when set, the ``/_sim/*`` controls need ``Authorization: Bearer <token>``;
             without it they answer loopback clients only.
+        accounts: trading accounts (:class:`~kit.exchange._accounts.AccountSpec` or
+            ``"KEY:SECRET:USDT=10000,BTC=0.5"``); see :mod:`kit.exchange._trading` for the signed API
+            and :mod:`kit.exchange._matching` for how orders fill.
+        half_spread_bps: added to (BUY) or taken from (SELL) the price of orders that take.
+        volume_share: a resting order fills at most this share of a candle's volume per candle
+            (None: no cap).
+        orders_per_10s, orders_per_day: new orders per account (Binance's ORDERS limits).
+        ban_after, ban_seconds: requests sent during a 429's Retry-After before an IP is banned
+            (HTTP 418), and for how many real seconds.
     """
 
     def __init__(
@@ -135,6 +147,13 @@ class ExchangeSimulator:
         max_update_rate: float | None = 20.0,
         allowed_hosts: Iterable[str] = (),
         control_token: str | None = None,
+        accounts: Iterable[AccountSpec | str] = (),
+        half_spread_bps: float = 0.0,
+        volume_share: float | None = 0.1,
+        orders_per_10s: int = 100,
+        orders_per_day: int = 200_000,
+        ban_after: int = 10,
+        ban_seconds: float = 120.0,
     ) -> None:
         if data is None:
             from kit.settings import Settings
@@ -189,6 +208,21 @@ class ExchangeSimulator:
         self.clock = SimClock(self.start_ms, self._speed)
         self.faults = Faults(self)
         self._weights = _rest.WeightMeter(weight_limit)
+        for name, value in (("orders_per_10s", orders_per_10s), ("orders_per_day", orders_per_day),
+                            ("ban_after", ban_after)):  # fmt: skip
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(ban_seconds, (int, float)) or not 0 < ban_seconds <= 3 * 86400:
+            raise ConfigError(f"ban_seconds must be in (0, 259200], got {ban_seconds!r}")
+        specs = unique(parse_account(a) if isinstance(a, str) else a for a in accounts)
+        try:
+            self.trading = _trading.Trading(
+                self, specs, half_spread_bps=half_spread_bps, volume_share=volume_share,
+                orders_per_10s=orders_per_10s, orders_per_day=orders_per_day, ban_after=ban_after,
+                ban_seconds=float(ban_seconds),
+            )  # fmt: skip
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         self._conns: set[Connection] = set()
         self._streams: dict[str, _Stream] = {}
         self._server: Server | None = None
@@ -231,6 +265,7 @@ class ExchangeSimulator:
                 self.host,
                 self._port,
                 process_request=self._process_request,
+                create_connection=BodyConnection,  # signed POSTs carry their parameters in the body
                 ping_interval=None,  # our own pinger: stallable, counted
                 compression=None,
                 max_size=1 << 20,
@@ -331,17 +366,20 @@ class ExchangeSimulator:
             speed="max" if self.clock.is_max else self.clock.speed,
             paused=self.clock.paused,
             faults=dict(self.faults.injected),
+            trading=self.trading.stats(),
         )
         return out
 
     # ------------------------------------------------------------------ HTTP + WS entry
-    def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+    def _process_request(self, connection: ServerConnection, request: Request) -> Response | Awaitable[Response] | None:
         ip = connection.remote_address[0] if connection.remote_address else "?"
         hosts = request.headers.get_all("Host")
         local = connection.local_address[0] if connection.local_address else None
         if len(hosts) != 1 or not self._hosts.allows(hosts[0], local):
             self._counters["refused_hosts"] += 1
             return _rest.respond(421, _wire.rest_error(-1000, "Unknown Host: not a name of this server."))
+        if urlsplit(request.path).path.rstrip("/") in _trading.PATHS:
+            return self.trading.handle(connection, request, ip)  # a coroutine: it reads the body first
         if request.headers.get("Upgrade", "").lower() != "websocket":
             return _rest.handle(self, request, ip)
         if self.max_connects is not None:
@@ -356,6 +394,8 @@ class ExchangeSimulator:
                 msg = f"Too many connection attempts: limit is {self.max_connects} per 5 minutes."
                 return _rest.respond(429, _wire.rest_error(-1003, msg), extra={"Retry-After": str(retry)})
             attempts.append(now)
+        if urlsplit(request.path).path == _ws_api.PATH:
+            return None  # the WebSocket API (signed trading and user data streams)
         try:
             route = _ws_route(request.path, self.max_streams)
         except ValueError as exc:
@@ -365,6 +405,10 @@ class ExchangeSimulator:
         return None
 
     async def _handler(self, ws: ServerConnection) -> None:
+        if ws.request is not None and urlsplit(ws.request.path).path == _ws_api.PATH:
+            self._counters["connections_total"] += 1
+            await self.trading.ws_api.serve(ws, ws.remote_address[0] if ws.remote_address else "?")
+            return
         route = _ws_route(ws.request.path, self.max_streams) if ws.request else None
         names, combined = route if route else ([], False)
         sock = ws.transport.get_extra_info("socket") if ws.transport else None

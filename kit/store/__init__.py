@@ -11,10 +11,11 @@ data takes the user and never returns another user's rows; someone else's strate
 :class:`NotFound`, exactly like a missing one.
 """
 
-from kit.store import events, ledger, strategies, trades, users
+from kit.store import events, keys, ledger, strategies, trades, users
 from kit.store._scope import NotFound
 from kit.store._store import Store
 from kit.store.models import (
+    ApiKeyRecord,
     Checkpoint,
     Event,
     FillRecord,
@@ -27,6 +28,7 @@ from kit.store.models import (
 )
 
 __all__ = [
+    "ApiKeyRecord",
     "Checkpoint",
     "Event",
     "FillRecord",
@@ -39,6 +41,7 @@ __all__ = [
     "TradeRecord",
     "User",
     "events",
+    "keys",
     "ledger",
     "strategies",
     "trades",

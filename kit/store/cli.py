@@ -1,8 +1,9 @@
-"""``kit users``, ``kit strategies``, ``kit trades``, ``kit db``: the store from a shell.
+"""``kit users``, ``kit keys``, ``kit strategies``, ``kit trades``, ``kit db``: the store from a shell.
 
 The shell is the operator's seat: ``kit strategies activate ID`` acts on any user's
 strategy. Passwords come from a hidden prompt or from stdin (``echo pw | kit users add bob``),
-never from the command line, where they would end up in the shell history and ``ps``.
+never from the command line, where they would end up in the shell history and ``ps``; so do
+exchange keys (``kit keys set``), which are stored encrypted and never printed.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ import typer
 users_app = typer.Typer(help="Dashboard users (passwords stored argon2-hashed).", no_args_is_help=True)
 strategies_app = typer.Typer(help="Promoted strategies the daemon runs.", no_args_is_help=True)
 db_app = typer.Typer(help="The database schema (Alembic).", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="Users' exchange API keys, encrypted with the master key KIT_SECRETS_KEY.", no_args_is_help=True
+)
 
 
 def _store(*, schema: bool = True):
@@ -209,8 +213,74 @@ def db_current() -> None:
     typer.echo(store.current_revision() or "empty")
 
 
+def _read_secret_line(what: str) -> str:
+    from kit.errors import ConfigError
+
+    if sys.stdin.isatty():
+        return typer.prompt(what, hide_input=True)
+    line = sys.stdin.readline().strip()
+    if not line:
+        raise ConfigError(f"no {what.lower()} on stdin (give the API key, then the secret, one per line)")
+    return line
+
+
+@keys_app.command("set")
+def keys_set(
+    user: str = typer.Option(..., "--user", help="Whose key."),
+    ed25519_key: str = typer.Option(
+        None, "--ed25519-key", help="An Ed25519 private key (PEM file); stdin then gives only the API key."
+    ),
+) -> None:
+    """Store a user's exchange key, encrypted: API key then secret as two lines on stdin (or prompts)."""
+    from pathlib import Path
+
+    from kit.errors import ConfigError
+    from kit.store import keys
+
+    api_key = _read_secret_line("API key")
+    if ed25519_key:
+        try:
+            secret, kind = Path(ed25519_key).expanduser().read_text(), "ed25519"
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"--ed25519-key: cannot read {ed25519_key!r}: {getattr(exc, 'strerror', exc)}") from None
+    else:
+        secret, kind = _read_secret_line("Secret"), "hmac"
+    store = _store()
+    store.migrate()
+    info = keys.set(store, user, api_key, secret, kind)
+    typer.echo(f"stored {info.kind} key ...{info.key_tail} for {info.user}")
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """Every stored key: user, kind, last 4 characters (never the key or secret)."""
+    from kit.store import keys
+
+    typer.echo(f"{'user':<24} {'kind':<8} {'key':<8} updated (UTC)")
+    for k in keys.list(_store()):
+        typer.echo(f"{k.user:<24} {k.kind:<8} ...{k.key_tail:<5} {k.updated_at:%Y-%m-%d %H:%M}")
+
+
+@keys_app.command("remove")
+def keys_remove(user: str = typer.Option(..., "--user", help="Whose key.")) -> None:
+    """Delete a user's stored key."""
+    from kit.store import keys
+
+    keys.remove(_store(), user)
+    typer.echo(f"removed the key of {user}")
+
+
+@keys_app.command("genkey")
+def keys_genkey() -> None:
+    """Print a new master key for KIT_SECRETS_KEY (keep it outside the database and the repository)."""
+    from kit.store import keys
+
+    typer.echo(keys.generate_master_key())
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(users_app, name="users")
+    app.add_typer(keys_app, name="keys")
     app.add_typer(strategies_app, name="strategies")
     app.command("trades")(trades_cmd)
     app.add_typer(db_app, name="db")
