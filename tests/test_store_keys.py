@@ -116,7 +116,7 @@ def _kit(*args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess
 def test_kit_keys_cli_stores_lists_and_removes_keys_without_ever_printing_them():
     master = _kit("keys", "genkey").stdout.strip()
     assert len(master) == 44
-    assert _kit("users", "add", "alice", stdin="pw\n").returncode == 0
+    assert _kit("users", "add", "alice", stdin="alice-long-password\n").returncode == 0
     out = _kit("keys", "set", "--user", "alice", stdin=f"{API_KEY}\n{SECRET}\n", KIT_SECRETS_KEY=master)
     assert out.returncode == 0 and out.stdout.strip() == "stored hmac key ...Eh8A for alice"
     listing = _kit("keys", "list")
@@ -125,7 +125,7 @@ def test_kit_keys_cli_stores_lists_and_removes_keys_without_ever_printing_them()
     assert wrong.returncode == 2 and "secret" in wrong.stderr
     nobody = _kit("keys", "set", "--user", "nobody", stdin=f"{API_KEY}\n{SECRET}\n", KIT_SECRETS_KEY=master)
     assert nobody.returncode == 2 and nobody.stderr.strip() == "error: unknown user 'nobody'"
-    assert _kit("users", "add", "bob", stdin="pw\n").returncode == 0
+    assert _kit("users", "add", "bob", stdin="bob-long-password\n").returncode == 0
     other = _kit("keys", "set", "--user", "bob", stdin=f"{API_KEY}\n{SECRET}\n",
                  KIT_SECRETS_KEY=keys.generate_master_key())  # fmt: skip
     assert other.returncode == 2 and other.stderr.strip().startswith("error: KIT_SECRETS_KEY is not the master key")
@@ -145,7 +145,7 @@ def test_kit_keys_reads_the_master_key_from_the_secrets_file(tmp_path):
     master = keys.generate_master_key()
     secrets_file = tmp_path / "secrets.env"
     secrets_file.write_text(f"KIT_SECRETS_KEY={master}\n")
-    assert _kit("users", "add", "alice", stdin="pw\n").returncode == 0
+    assert _kit("users", "add", "alice", stdin="alice-long-password\n").returncode == 0
     out = _kit("keys", "set", "--user", "alice", stdin=f"{API_KEY}\n{SECRET}\n", KIT_SECRETS_FILE=str(secrets_file))
     assert out.returncode == 0, out.stderr
     store = Store()

@@ -22,6 +22,7 @@ from kit.store._scope import NotFound
 from kit.store._store import Store
 from kit.store.models import (
     ROLES,
+    ApiKeyRecord,
     Checkpoint,
     Event,
     FillRecord,
@@ -172,7 +173,7 @@ def end_sessions(store: Store, name: str) -> None:
 
 
 def remove(store: Store, name: str, *, force: bool = False) -> int:
-    """Delete ``name`` with their strategies and ledger rows, in one transaction; returns how many
+    """Delete ``name`` with their strategies, ledger rows and exchange keys, in one transaction; returns how many
     strategies went with them. Refused while one of their strategies is switched on, unless ``force``."""
     with store.session(write=True) as s:
         user = s.exec(select(User).where(User.name == name)).first()
@@ -184,7 +185,7 @@ def remove(store: Store, name: str, *, force: bool = False) -> int:
             raise ConfigError(f"user {name!r} has {on} active strateg{'y' if on == 1 else 'ies'}; "
                               "deactivate them first or pass --force")  # fmt: skip
         n = s.execute(sa.select(sa.func.count()).where(StrategyRecord.user_id == uid)).scalar()
-        for table in (FillRecord, Order, TradeRecord, Position, Checkpoint, StrategyRecord):
+        for table in (FillRecord, Order, TradeRecord, Position, Checkpoint, StrategyRecord, ApiKeyRecord):
             s.execute(sa.delete(table).where(table.user_id == uid))
         s.execute(sa.delete(User).where(User.id == uid))
         _event(s, "user_removed", f"user {name} removed with {n} strateg{'y' if n == 1 else 'ies'}", uid)
