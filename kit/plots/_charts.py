@@ -21,6 +21,20 @@ UP, DOWN = "#26a69a", "#ef5350"
 _OVERLAY_COLORS = ("#1f77b4", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 _PANEL_COLORS = ("#1f77b4", "#ff7f0e", "#555555", "#9467bd", "#8c564b")
 _GUIDE_COLOR = "#9e9e9e"
+# ColorBrewer RdYlGn in 10 bands, red to green: an even count leaves no neutral yellow band at 0,
+# so the smallest loss is orange and the smallest gain light green
+_DIVERGING = [
+    "#a50026",
+    "#d73027",
+    "#f46d43",
+    "#fdae61",
+    "#fee08b",
+    "#d9ef8b",
+    "#a6d96a",
+    "#66bd63",
+    "#1a9850",
+    "#006837",
+]
 _LEGEND = {"background_fill_alpha": 0.6, "label_text_font_size": "8pt", "padding": 4, "spacing": 0}
 
 #: The levels an oscillator is read against, drawn as guides on its panel (by indicator name).
@@ -420,10 +434,11 @@ def _factor(v: Any) -> str:
 def heatmap(table: pd.DataFrame, x: str, y: str, metric: str = "sharpe", *, agg: str = "max", **opts: Any) -> Any:
     """A heatmap of a sweep ``metric`` over two parameters (other parameters aggregated by ``agg``).
 
-    The colours diverge from 0 (red below, green above, the same scale both ways), so a Sharpe of
-    -0.1 never looks good; a drawdown given as a positive magnitude is coloured the other way (more
-    is worse). Each parameter value is one cell of the same width, in numeric order, however the
-    grid is spaced; values are written in the cells of grids up to 400 cells.
+    The colours diverge from 0 in ten bands (red below, green above, the same scale both ways, no
+    neutral band), so a Sharpe of -0.1 never looks good; a drawdown given as a positive magnitude
+    is coloured the other way (more is worse). Each parameter value is one cell of the same width,
+    in numeric order, however the grid is spaced; values are written in the cells of grids up to
+    400 cells.
     """
     hv = _hv()
     for col in (x, y, metric):
@@ -440,9 +455,9 @@ def heatmap(table: pd.DataFrame, x: str, y: str, metric: str = "sharpe", *, agg:
     vals = grid[metric].to_numpy(dtype=float)
     finite = vals[np.isfinite(vals)]
     m = float(np.abs(finite).max()) if len(finite) and np.abs(finite).max() > 0 else 1.0
-    worse_up = "drawdown" in metric.lower() and len(finite) and finite.min() >= 0
+    worse_up = "drawdown" in metric.lower() and len(finite) > 0 and finite.min() >= 0
     style: dict[str, Any] = {
-        "cmap": "RdYlGn_r" if worse_up else "RdYlGn",
+        "cmap": _DIVERGING[::-1] if worse_up else _DIVERGING,
         "clim": (-m, m),
         "colorbar": True,
         "tools": ["hover"],
