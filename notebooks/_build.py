@@ -222,7 +222,7 @@ print("simulator at", sim.rest_url)
         ),
         code(
             """
-from kit import plots  # price_formatter: 105,000 on the axis, not 1.050e+5
+from kit import plots  # plots.price_axis: 105,000 on the axis, not 1.050e+5
 
 strategy = EmaCross(fast=5, slow=13)
 fast, slow = strategy.specs
@@ -234,7 +234,7 @@ chart = hv.DynamicMap(
     streams=[buffer],
 ).opts(
     hv.opts.Curve(width=850, height=320, show_grid=True),
-    hv.opts.Overlay(xlabel="time (UTC)", ylabel="price", yformatter=plots.price_formatter(), legend_position="top_left"),
+    hv.opts.Overlay(xlabel="time (UTC)", ylabel="price", hooks=[plots.price_axis], legend_position="top_left"),
 )
 chart
 """

@@ -228,3 +228,16 @@ def test_heatmap_colours_diverge_from_zero_and_cells_are_even(frame):
     # categorical axes in numeric order: every cell the same width, whatever the spacing of the values
     assert isinstance(hm.x_range, FactorRange) and list(hm.x_range.factors) == ["5", "7", "14", "30"]
     assert isinstance(hm.y_range, FactorRange) and list(hm.y_range.factors) == ["20", "25", "35"]
+
+
+def test_a_chart_can_be_shown_twice(frame):
+    """A notebook displays a chart again (or a dashboard re-renders it): each render gets its own models."""
+    from bokeh.document import Document
+
+    from kit import plots
+
+    res = bt.run(RsiReversion(), frame)
+    table = bt.sweep(RsiReversion, frame, {"period": [7, 14], "lower": [20, 30]}, progress=False)
+    for chart in (plots.backtest(res), plots.equity(res), plots.heatmap(table, "period", "lower")):
+        for _ in range(2):
+            Document().add_root(plots.to_bokeh(chart))

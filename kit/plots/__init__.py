@@ -5,7 +5,8 @@
 * :func:`backtest`: the same straight from a :class:`kit.backtest.BacktestResult`
 * :func:`equity`: equity curve and drawdown
 * :func:`heatmap`: a sweep metric over two parameters, colours diverging from 0, even cells
-* :func:`price_formatter`: the Bokeh tick formatter for prices (``124,000``, never ``1.240e+5``)
+* :func:`price_axis`: a HoloViews hook giving any chart's y-axis that formatter (``124,000``, never
+  ``1.240e+5``); :func:`price_formatter` is the Bokeh formatter itself
 * :func:`to_bokeh`: the Bokeh model of any of them
 """
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["Panel", "backtest", "candles", "equity", "heatmap", "price_formatter", "to_bokeh"]
+__all__ = ["Panel", "backtest", "candles", "equity", "heatmap", "price_axis", "price_formatter", "to_bokeh"]
 
 
 def __getattr__(name: str) -> Any:

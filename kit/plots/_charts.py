@@ -78,16 +78,25 @@ def _hv() -> Any:
 
 
 def price_formatter() -> Any:
-    """A Bokeh tick formatter for prices and money: ``124,000``, ``0.00012``, never scientific."""
+    """A new Bokeh tick formatter for prices and money: ``124,000``, ``0.00012``, never scientific."""
     from bokeh.models import CustomJSTickFormatter
 
     return CustomJSTickFormatter(code=_PRICE_TICKS_JS)
 
 
-def _volume_formatter() -> Any:
+# Hooks, not ``yformatter=<model>``: a Bokeh model in the options would be shared by every render
+# of the chart, and a model belongs to one document (a notebook showing a chart twice would fail).
+def price_axis(plot: Any, element: Any) -> None:
+    """HoloViews hook: the y-axis reads prices and money as numbers (``.opts(hooks=[price_axis])``)."""
+    for axis in plot.state.yaxis:
+        axis.formatter = price_formatter()
+
+
+def _volume_axis(plot: Any, element: Any) -> None:
     from bokeh.models import NumeralTickFormatter
 
-    return NumeralTickFormatter(format="0.[00]a")  # 1.25k, 3.4m: compact, never scientific
+    for axis in plot.state.yaxis:
+        axis.formatter = NumeralTickFormatter(format="0.[00]a")  # 1.25k, 3.4m: compact, never scientific
 
 
 def _naive(index: Any) -> pd.DatetimeIndex:
@@ -268,7 +277,7 @@ def candles(
             title=title,
             frame_height=height,
             ylabel="price",
-            yformatter=price_formatter(),
+            hooks=[price_axis],
             legend_position="top_left",
             legend_opts=_LEGEND,
         )
@@ -281,7 +290,7 @@ def candles(
         eq = _align(equity, data, df)
         charts.append(
             hv.Curve((t, eq), time, hv.Dimension("equity"), label="equity").opts(
-                frame_height=EQUITY_HEIGHT, color=UP, yformatter=price_formatter(), tools=["hover"]
+                frame_height=EQUITY_HEIGHT, color=UP, hooks=[price_axis], tools=["hover"]
             )
         )
     return _stack(hv, charts, width, xlim)
@@ -331,7 +340,7 @@ def _volume_panel(hv: Any, t: pd.DatetimeIndex, half: Any, vol: np.ndarray, dire
         alpha=0.6,
         frame_height=VOLUME_HEIGHT,
         ylabel="volume",
-        yformatter=_volume_formatter(),
+        hooks=[_volume_axis],
     )
 
 
@@ -414,7 +423,7 @@ def equity(result_or_series: Any, *, title: str = "equity", height: int = 260, w
     dd = v / np.maximum.accumulate(v) - 1.0
     time = hv.Dimension("time", label="time (UTC)")
     top = hv.Curve((t, v), time, "equity").opts(
-        title=title, frame_height=height, color=UP, tools=["hover"], yformatter=price_formatter()
+        title=title, frame_height=height, color=UP, tools=["hover"], hooks=[price_axis]
     )
     bottom = hv.Area((t, dd * 100), time, hv.Dimension("drawdown", label="drawdown %")).opts(
         frame_height=max(100, height // 2), color=DOWN, alpha=0.5, tools=["hover"]
