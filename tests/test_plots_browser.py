@@ -39,7 +39,9 @@ INSPECT_JS = """() => {
       const r = v.el.getBoundingClientRect(), f = v.frame.bbox;
       const y = m.left.find((a) => a.type && a.type.endsWith("Axis"));
       const xr = m.x_range, yr = m.y_range;
+      const rows = m.renderers.filter((g) => g.data_source).map((g) => g.data_source.get_length() ?? 0);
       figs.push({
+        rows: Math.max(0, ...rows),
         ylabel: y && y.axis_label != null ? String(y.axis_label) : "",
         x_range: xr.id, y_range: yr.id, x_type: xr.type, y_type: yr.type,
         x_factors: xr.factors ? Array.from(xr.factors, String) : null,
@@ -93,6 +95,7 @@ def _check_readable(name: str, info: dict[str, Any]) -> None:
         assert f["bottom"] - f["top"] >= 90, (
             f"{name}: the {f['ylabel']!r} panel has {f['bottom'] - f['top']} px of plot"
         )
+        assert f["rows"] > 0, f"{name}: the {f['ylabel']!r} panel draws no data"
 
 
 def _check_time_panels(name: str, page: Any, info: dict[str, Any]) -> None:
@@ -210,9 +213,12 @@ from bokeh.embed import file_html as _file_html
 from bokeh.resources import INLINE as _INLINE
 _saved = []
 for _k in sorted(Out):
-    if isinstance(Out[_k], _hv.core.Dimensioned):
+    _v = Out[_k]
+    if isinstance(_v, _hv.core.Dimensioned):
+        # a live chart (DynamicMap) as its frontend shows it now: evaluated on its streams' latest data
+        _v = _v[()] if isinstance(_v, _hv.DynamicMap) else _v
         _path = _p.Path({out!r}) / f"{name}_{{_k}}.html"
-        _path.write_text(_file_html(_hv.render(Out[_k], backend="bokeh"), _INLINE, _path.stem))
+        _path.write_text(_file_html(_hv.render(_v, backend="bokeh"), _INLINE, _path.stem))
         _saved.append(str(_path))
 print("SAVED", _json.dumps(_saved))
 """
