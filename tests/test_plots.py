@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 import kit.backtest as bt
+from kit.errors import KitError
 from kit.indicators import spec
 from kit.market.files import read_candles
 from kit.strategies import BollingerBreakout, RsiReversion
@@ -78,7 +79,7 @@ def test_equity_and_heatmap(frame):
     hm = plots.to_bokeh(plots.heatmap(table, "period", "lower", "total_return"))
     vals = _columns(hm, "zvalues")
     assert vals and np.allclose(np.sort(vals[0]), np.sort(table["total_return"].to_numpy()))
-    with pytest.raises(ValueError, match="nope"):
+    with pytest.raises(KitError, match="nope"):  # one line for the user, no traceback
         plots.heatmap(table, "period", "nope")
 
 
@@ -241,3 +242,17 @@ def test_a_chart_can_be_shown_twice(frame):
     for chart in (plots.backtest(res), plots.equity(res), plots.heatmap(table, "period", "lower")):
         for _ in range(2):
             Document().add_root(plots.to_bokeh(chart))
+
+
+def test_trades_with_more_columns_or_an_open_exit_are_drawn(frame):
+    """Trades frames grow columns (exit_reason, symbol...); the chart reads only the ones it needs."""
+    from kit import plots
+
+    res = bt.run(RsiReversion(), frame)
+    tr = res.trades.assign(exit_reason="signal", symbol="ETHUSDT")
+    tr.loc[tr.index[-1], "exit_time"] = pd.NaT  # still open
+    fig = plots.to_bokeh(plots.candles(frame, trades=tr))
+    exits = [c for c in _columns(fig, "price") if len(c) == len(tr) - 1]
+    assert exits, "the exit markers of the closed trades"
+    with pytest.raises(KitError, match="rows"):
+        plots.candles(frame, indicators={"short": np.ones(10)})

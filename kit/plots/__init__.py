@@ -14,7 +14,17 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["Panel", "backtest", "candles", "equity", "heatmap", "price_axis", "price_formatter", "to_bokeh"]
+__all__ = [
+    "Panel",
+    "PlotError",
+    "backtest",
+    "candles",
+    "equity",
+    "heatmap",
+    "price_axis",
+    "price_formatter",
+    "to_bokeh",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -17,6 +17,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from kit.errors import KitError
+
+
+class PlotError(KitError, ValueError):
+    """A chart asked of data that does not have it (a missing column, a misaligned indicator)."""
+
+
 UP, DOWN = "#26a69a", "#ef5350"
 _OVERLAY_COLORS = ("#1f77b4", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 _PANEL_COLORS = ("#1f77b4", "#ff7f0e", "#555555", "#9467bd", "#8c564b")
@@ -116,7 +123,7 @@ class Panel:
 
     def __post_init__(self) -> None:
         if not self.lines and not self.bars:
-            raise ValueError(f"panel {self.name!r} has no columns")
+            raise PlotError(f"panel {self.name!r} has no columns")
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -210,7 +217,7 @@ def candles(
     """
     hv = _hv()
     if max_candles < 1:
-        raise ValueError(f"candles: max_candles must be at least 1, got {max_candles}")
+        raise PlotError(f"candles: max_candles must be at least 1, got {max_candles}")
     df = data.iloc[-max_candles:] if len(data) > max_candles else data
     t = _naive(df.index)
     step = (t[1:] - t[:-1]).min() if len(t) > 1 else pd.Timedelta(minutes=1)
@@ -259,7 +266,7 @@ def candles(
         for panel in groups:
             missing = [k for k in panel.columns if k not in cols]
             if missing:
-                raise ValueError(f"candles: panel {panel.name!r} names columns not in indicators: {missing}")
+                raise PlotError(f"candles: panel {panel.name!r} names columns not in indicators: {missing}")
             if not panel.bars and _on_price_scale(c, [cols[k] for k in panel.lines]):
                 for name in panel.lines:
                     layers.append(
@@ -305,7 +312,7 @@ def _align(values: Any, data: pd.DataFrame, df: pd.DataFrame) -> np.ndarray:
         return v
     if len(v) == len(data):
         return v[len(data) - len(df) :]
-    raise ValueError(f"candles: an indicator has {len(v)} rows, the data {len(data)}")
+    raise PlotError(f"candles: an indicator has {len(v)} rows, the data {len(data)}")
 
 
 def _trade_markers(hv: Any, trades: pd.DataFrame, index: pd.Index, time: Any, price: Any) -> list[Any]:
@@ -452,7 +459,7 @@ def heatmap(table: pd.DataFrame, x: str, y: str, metric: str = "sharpe", *, agg:
     hv = _hv()
     for col in (x, y, metric):
         if col not in table.columns:
-            raise ValueError(f"heatmap: column {col!r} not in the sweep table ({list(table.columns)})")
+            raise PlotError(f"heatmap: column {col!r} not in the sweep table ({list(table.columns)})")
     grid = table.groupby([x, y], as_index=False)[metric].agg(agg)
     # categorical axes (in the values' order) give even cells; numeric axes stretch each cell to
     # the midpoints between neighbouring values
@@ -478,8 +485,12 @@ def heatmap(table: pd.DataFrame, x: str, y: str, metric: str = "sharpe", *, agg:
     chart = hv.HeatMap(grid, kdims=kdims, vdims=[metric]).opts(**style)
     if len(grid) > 400:
         return chart
-    labels = grid.assign(text=[f"{v:.2f}" if np.isfinite(v) else "" for v in vals])
-    return chart * hv.Labels(labels, kdims=kdims, vdims=["text"]).opts(text_font_size="8pt", text_color="#212121")
+    # white on the two darkest bands at either end, where dark text would vanish
+    ink = np.where(np.abs(np.nan_to_num(vals)) > 0.6 * m, "#ffffff", "#212121")
+    labels = grid.assign(text=[f"{v:.2f}" if np.isfinite(v) else "" for v in vals], ink=ink)
+    return chart * hv.Labels(labels, kdims=kdims, vdims=["text", "ink"]).opts(
+        text_font_size="8pt", text_color=hv.dim("ink")
+    )
 
 
 def to_bokeh(obj: Any) -> Any:
