@@ -168,7 +168,8 @@ def _strategy_panels(strategy: Any, names: list[str]) -> list[Panel]:
         colspec = {}
     groups: dict[Any, list[tuple[str, str | None]]] = {}
     for name in names:
-        spec, output = colspec.get(name, (name, None))
+        entry = colspec.get(name)
+        spec, output = entry if isinstance(entry, tuple) and len(entry) == 2 else (name, None)
         groups.setdefault(spec, []).append((name, output))
     panels = []
     for spec, members in groups.items():
