@@ -222,6 +222,8 @@ print("simulator at", sim.rest_url)
         ),
         code(
             """
+from kit import plots  # plots.price_axis: 105,000 on the axis, not 1.050e+5
+
 strategy = EmaCross(fast=5, slow=13)
 fast, slow = strategy.specs
 buffer = Buffer(pd.DataFrame({"time": pd.Series(dtype="datetime64[ns]"), "close": [], "fast": [], "slow": []}), length=300, index=False)
@@ -230,7 +232,10 @@ chart = hv.DynamicMap(
     * hv.Curve(data, "time", "fast", label="EMA 5")
     * hv.Curve(data, "time", "slow", label="EMA 13"),
     streams=[buffer],
-).opts(hv.opts.Curve(width=850, height=320))
+).opts(
+    hv.opts.Curve(width=850, height=320, show_grid=True),
+    hv.opts.Overlay(xlabel="time (UTC)", ylabel="price", hooks=[plots.price_axis], legend_position="top_left"),
+)
 chart
 """
         ),

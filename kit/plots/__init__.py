@@ -1,9 +1,12 @@
 """Charts for notebooks and the dashboard (HoloViews with the Bokeh backend, imported on first use).
 
-* :func:`candles`: candlesticks, indicator overlays (price-scale) and subplots (the rest), trade markers
+* :func:`candles`: candlesticks over volume, indicator and equity panels on one linked time axis;
+  price-scale indicators overlaid, the others one panel per indicator (:class:`Panel`); trade markers
 * :func:`backtest`: the same straight from a :class:`kit.backtest.BacktestResult`
 * :func:`equity`: equity curve and drawdown
-* :func:`heatmap`: a sweep metric over two parameters
+* :func:`heatmap`: a sweep metric over two parameters, colours diverging from 0, even cells
+* :func:`price_axis`: a HoloViews hook giving any chart's y-axis that formatter (``124,000``, never
+  ``1.240e+5``); :func:`price_formatter` is the Bokeh formatter itself
 * :func:`to_bokeh`: the Bokeh model of any of them
 """
 
@@ -11,7 +14,17 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["backtest", "candles", "equity", "heatmap", "to_bokeh"]
+__all__ = [
+    "Panel",
+    "PlotError",
+    "backtest",
+    "candles",
+    "equity",
+    "heatmap",
+    "price_axis",
+    "price_formatter",
+    "to_bokeh",
+]
 
 
 def __getattr__(name: str) -> Any:
