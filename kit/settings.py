@@ -14,7 +14,7 @@ from pathlib import Path
 from kit.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
-_SECRET_NAMES = {"cookie_secret", "api_key", "api_secret", "demo_password"}
+_SECRET_NAMES = {"cookie_secret", "api_key", "api_secret", "demo_password", "secrets_key"}
 
 
 def _default_data_dir() -> Path:
@@ -67,6 +67,8 @@ class Settings:
     api_key: str = ""
     api_secret: str = ""
     demo_password: str = ""
+    #: The master key that encrypts users' exchange keys in the database (``kit keys master-key``).
+    secrets_key: str = ""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:

@@ -24,6 +24,8 @@ from kit.store._text import SafeJSON, SafeString, SafeText
 
 ROLES = ("viewer", "admin")
 STATES = ("active", "paused", "error")
+MODES = ("paper", "live")
+KEY_KINDS = ("hmac", "ed25519")
 
 
 def utcnow() -> datetime:
@@ -57,6 +59,8 @@ class StrategyRecord(SQLModel, table=True):
     ``state`` is the daemon's verdict (active, paused after repeated failures, error when it
     cannot even be built). ``broker`` holds the fill-model
     and sizing arguments (fees, slippage, size, init_cash) shared with ``kit.backtest.run``.
+    ``mode`` is paper (the paper broker) or live (real orders with the owner's exchange keys);
+    a live strategy's ``allocation`` is the quote amount its sizing works on (its ``init_cash``).
     """
 
     __tablename__ = "strategies"
@@ -76,9 +80,37 @@ class StrategyRecord(SQLModel, table=True):
     last_signal: str | None = Field(default=None, sa_column=sa.Column(sa.String(32), nullable=True))
     #: First candle (open time, ms) the daemon trades; earlier candles only warm the strategy up.
     start_time: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, nullable=True))
+    mode: str = Field(default="paper", sa_column=sa.Column(sa.String(8), nullable=False, server_default="paper"))
+    allocation: float | None = Field(default=None, sa_column=sa.Column(sa.Float, nullable=True))
     version: int = Field(default=1, sa_column=sa.Column(sa.Integer, nullable=False))
     promoted_at: datetime = Field(default_factory=utcnow, sa_column=sa.Column(sa.DateTime(), nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=sa.Column(sa.DateTime(), nullable=False))
+
+
+class ApiKey(SQLModel, table=True):
+    """One user's exchange keys, encrypted at rest (:mod:`kit.store.keys`); never shown in clear.
+
+    ``api_key`` and ``secret`` hold AES-GCM ciphertexts bound to the user's id, so a row copied
+    onto another user does not decrypt. ``hint`` is the API key's last 4 characters (listings);
+    ``master_id`` identifies the master key that encrypted the row (a wrong one is named, not
+    discovered by a failed decryption).
+    """
+
+    __tablename__ = "api_keys"
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(sa_column=sa.Column(sa.Integer, sa.ForeignKey("users.id"), nullable=False, unique=True))
+    kind: str = Field(sa_column=sa.Column(sa.String(16), nullable=False))
+    api_key: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    secret: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    hint: str = Field(sa_column=sa.Column(sa.String(8), nullable=False))
+    master_id: str = Field(sa_column=sa.Column(sa.String(16), nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=sa.Column(sa.DateTime(), nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=sa.Column(sa.DateTime(), nullable=False))
+
+    def __repr__(self) -> str:  # ciphertexts are no one's business either
+        return f"ApiKey(user_id={self.user_id!r}, kind={self.kind!r}, hint=...{self.hint})"
+
+    __str__ = __repr__
 
 
 class Order(SQLModel, table=True):
