@@ -376,9 +376,10 @@ def test_upgrade_from_the_first_schema_keeps_data(db_url):
         cols = {c["name"] for c in sa.inspect(conn).get_columns("strategies")}
         assert "last_signal" not in cols
     s.migrate()
-    assert s.current_revision() == "0002"
+    assert s.current_revision() == "0002_live"
     rec = strategies.get(s, "old", 1)
     assert rec.name == "legacy" and rec.last_signal is None
+    assert (rec.mode, rec.allocation) == ("paper", None)  # strategies from before live trading are paper ones
     s.downgrade("0001")
     s.migrate()
     assert strategies.list(s, "old")[0].name == "legacy"

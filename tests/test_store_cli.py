@@ -20,7 +20,7 @@ def kit(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
 
 def test_cli_users_strategies_trades_and_db():
     up = kit("db", "upgrade")
-    assert up.returncode == 0 and "-> 0002" in up.stdout
+    assert up.returncode == 0 and "-> 0002_live" in up.stdout
     assert kit("users", "add", "alice", stdin="s3cret\n").stdout.strip() == "added viewer alice"
     assert kit("users", "add", "root", "--admin", stdin="rootpw\n").returncode == 0
     dup = kit("users", "add", "alice", stdin="x\n")
@@ -59,5 +59,5 @@ def test_cli_users_strategies_trades_and_db():
     assert "no trades for root" in kit("trades", "--user", "root").stdout
     ghost = kit("trades", "--user", "ghost")
     assert ghost.returncode == 2 and ghost.stderr.strip() == "error: unknown user 'ghost'"
-    assert kit("db", "current").stdout.strip() == "0002"
+    assert kit("db", "current").stdout.strip() == "0002_live"
     store.dispose()
