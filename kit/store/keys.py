@@ -173,10 +173,7 @@ def set(
     if kind not in KEY_KINDS:
         raise ConfigError(f"kind must be one of {', '.join(KEY_KINDS)}, got {kind!r}")
     api_key = _check_text("API key", api_key)
-    if kind == "ed25519":
-        secret = ed25519_private_pem(secret)
-    else:
-        secret = _check_text("API secret", secret)
+    secret = ed25519_private_pem(secret) if kind == "ed25519" else _check_text("API secret", secret)
     key = master_key(master)
     mid = _master_id(key)
     uid = user_id(store, user)
