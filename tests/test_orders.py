@@ -153,10 +153,10 @@ def test_fills_are_deduplicated_by_trade_id_and_missing_ones_are_fetched():
     t1, t2 = Trade(1, "0.2", "100"), Trade(2, "0.3", "101")
     o = run(o, t1, t1, t2, t1, t2)  # the stream and the poll both deliver them
     assert o.complete and o.filled_qty == D("0.5") and o.trade_ids == {1, 2} and next_command(o) is None
-    with pytest.raises(IllegalTransition, match="fills 0.6"):
+    with pytest.raises(IllegalTransition, match=r"fills 0\.6"):
         apply(o, Trade(3, "0.1", "100"))
     canceled = run(sent(), Report("CANCELED", "query", 42, D("0.2")))
-    with pytest.raises(IllegalTransition, match="beyond the 0.2 executed"):
+    with pytest.raises(IllegalTransition, match=r"beyond the 0\.2 executed"):
         apply(canceled, Trade(1, "0.3", "100"))
     assert apply(canceled, Trade(1, "0.2", "100")).complete
 
@@ -171,9 +171,9 @@ def test_reports_out_of_order_never_move_an_order_back_and_conflicting_ends_are_
     assert apply(filled, Report("FILLED", "query", 42, D("0.5"))) == filled  # a repeat changes nothing
     with pytest.raises(IllegalTransition, match="already filled"):
         apply(filled, Report("CANCELED", "query", 42, D("0.5")))
-    with pytest.raises(IllegalTransition, match="FILLED with 0.4"):
+    with pytest.raises(IllegalTransition, match=r"FILLED with 0\.4"):
         apply(partial, Report("FILLED", "stream", 42, D("0.4")))
-    with pytest.raises(IllegalTransition, match="executed 0.6"):
+    with pytest.raises(IllegalTransition, match=r"executed 0\.6"):
         apply(partial, Report("PARTIALLY_FILLED", "stream", 42, D("0.6")))
     with pytest.raises(IllegalTransition, match="not 42"):
         apply(partial, Report("FILLED", "stream", 43, D("0.5")))
