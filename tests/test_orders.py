@@ -390,3 +390,81 @@ def test_the_daily_loss_limit_halts_the_user_and_a_halt_stops_everything_but_a_f
             StrategyLimits(max_order_notional=bad)
         with pytest.raises(ValueError):
             UserLimits(max_daily_loss=bad)
+
+
+# ----- Binance messages and one account's orders -------------------------------------------------------
+
+
+def execution_report(cid: str, x: str, status: str, z: str, **kw) -> dict:
+    """An ``executionReport`` as Binance's user data stream documents it (fields kit reads, and a few more)."""
+    msg = {"e": "executionReport", "E": T0 + 60_001, "s": "BTCUSDT", "c": cid, "S": "BUY", "o": "MARKET", "f": "GTC",
+           "q": "0.50000000", "p": "0.00000000", "x": x, "X": status, "r": "NONE", "i": 42, "l": "0.00000000",
+           "z": z, "L": "0.00000000", "n": "0", "N": None, "T": T0 + 60_001, "t": -1, "C": ""}  # fmt: skip
+    msg.update(kw)
+    return msg
+
+
+def test_binance_order_responses_trades_and_execution_reports_become_events():
+    from kit.orders import events_from_execution_report, events_from_order, trade_from_my_trades
+
+    full = {"symbol": "BTCUSDT", "orderId": 42, "orderListId": -1, "clientOrderId": "kt7-mavqz9c0-0",
+            "transactTime": T0 + 60_001, "price": "0.00000000", "origQty": "0.50000000", "executedQty": "0.50000000",
+            "cummulativeQuoteQty": "50050.00000000", "status": "FILLED", "timeInForce": "GTC", "type": "MARKET",
+            "side": "BUY", "fills": [
+                {"price": "100000.00", "qty": "0.20000000", "commission": "0.00020000", "commissionAsset": "BTC",
+                 "tradeId": 11},
+                {"price": "100250.00", "qty": "0.30000000", "commission": "0.00030000", "commissionAsset": "BTC",
+                 "tradeId": 12}]}  # fmt: skip
+    o = run(sent(), *events_from_order(full, "response"))
+    assert o.state is State.FILLED and o.complete and o.order_id == 42 and o.trade_ids == {11, 12}
+    assert o.avg_price == D("100150") and o.commission == D("0.0005")
+    ack = events_from_order({"symbol": "BTCUSDT", "orderId": 42, "clientOrderId": "x", "transactTime": 1}, "response")
+    assert ack == [Report("NEW", "response", 42, D(0))]
+    row = {"symbol": "BTCUSDT", "id": 11, "orderId": 42, "orderListId": -1, "price": "100000.00", "qty": "0.2",
+           "quoteQty": "20000", "commission": "0.0002", "commissionAsset": "BTC", "time": T0, "isBuyer": True,
+           "isMaker": False, "isBestMatch": True}  # fmt: skip
+    assert trade_from_my_trades(row) == Trade(11, D("0.2"), D("100000.00"), D("0.0002"), "BTC", T0)
+    evs = events_from_execution_report(execution_report("c1", "TRADE", "PARTIALLY_FILLED", "0.2", t=11, l="0.2",
+                                                        L="100000.00", n="0.0002", N="BTC"))  # fmt: skip
+    assert evs == [Trade(11, D("0.2"), D("100000.00"), D("0.0002"), "BTC", T0 + 60_001),
+                   Report("PARTIALLY_FILLED", "stream", 42, D("0.2"))]  # fmt: skip
+    with pytest.raises(ValueError):
+        events_from_execution_report({"e": "outboundAccountPosition"})
+
+
+def test_an_account_tracker_routes_reports_dedups_trades_and_never_reuses_an_id():
+    from kit.orders import Tracker
+
+    a, b = order(), intent(7, T0 + 60_000, "SELL", "0.5", "BTCUSDT")
+    tr = Tracker([a])
+    tr.add(b)
+    with pytest.raises(ValueError, match="already used"):
+        tr.add(order())  # the same (strategy, candle, leg): the same client id
+    assert tr.commands() == [Place(a), Place(b)]
+    tr.apply(a.client_id, Sent(T0 + 60_000))
+    tr.apply(a.client_id, Unknown("timeout"))
+    assert tr.commands() == [Query("BTCUSDT", a.client_id), Place(b)]  # never a second Place for a
+    fill = execution_report(a.client_id, "TRADE", "FILLED", "0.5", t=11, l="0.5", L="100000")
+    for _ in range(2):  # the stream repeats itself after a reconnect
+        assert tr.on_execution_report(fill).filled_qty == D("0.5")
+    assert tr.get(a.client_id).state is State.UNKNOWN  # a query resolves it
+    tr.apply(a.client_id, Report("FILLED", "query", 42, D("0.5")))
+    assert tr.get(a.client_id).complete
+    assert tr.on_execution_report(execution_report("web_123", "NEW", "NEW", "0")) is None
+    assert tr.foreign_reports == 1
+    tr.apply(b.client_id, Sent(T0 + 120_000))
+    tr.apply(b.client_id, Report("NEW", "response", 43))
+    with pytest.raises(IllegalTransition, match="already order"):  # trade 11 is a's, whatever a message says
+        tr.apply(b.client_id, Trade(11, "0.5", "100000"))
+    # A cancel's report names the cancel request in c and the order in C.
+    tr.apply(b.client_id, CancelRequested())
+    assert tr.commands() == [Cancel("BTCUSDT", b.client_id)]
+    canceled = tr.on_execution_report(execution_report("cancel-1", "CANCELED", "CANCELED", "0", C=b.client_id, i=43))
+    assert canceled.state is State.CANCELED and tr.commands() == []
+    with pytest.raises(KeyError):
+        tr.apply("kt1-0-0", Sent(T0))
+    c = run(intent(7, T0 + 120_000, "BUY", "0.5", "BTCUSDT"), Sent(T0 + 180_000), Report("NEW", "response", 44))
+    reloaded = Tracker([*tr.orders(), c])  # at a restart, from the database: trade ownership included
+    assert len(reloaded) == 3
+    with pytest.raises(IllegalTransition, match="already order"):
+        reloaded.apply(c.client_id, Trade(11, "0.1", "1"))

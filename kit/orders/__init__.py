@@ -13,8 +13,18 @@
 - :mod:`kit.orders._filters`: a symbol's ``exchangeInfo`` filters; LOT_SIZE rounding and the
   NOTIONAL check (an order under it is skipped with the reason).
 - :mod:`kit.orders._risk`: pre-trade limits per strategy and per user, and the daily-loss halt.
+- :mod:`kit.orders._binance`: Binance's order responses, ``myTrades`` rows and ``executionReport``
+  messages as events.
+- :mod:`kit.orders._tracker`: one account's orders by client id; a client id and a trade id
+  belong to one order only.
 """
 
+from kit.orders._binance import (
+    client_id_of_report,
+    events_from_execution_report,
+    events_from_order,
+    trade_from_my_trades,
+)
 from kit.orders._filters import Sized, Skip, SymbolFilters, size_order
 from kit.orders._ids import client_order_id, parse_client_order_id
 from kit.orders._machine import (
@@ -44,6 +54,7 @@ from kit.orders._machine import (
     outcome_of_error,
 )
 from kit.orders._risk import Book, StrategyLimits, UserLimits, Verdict, check_order, daily_loss_reached
+from kit.orders._tracker import Tracker
 
 __all__ = [
     "FINAL",
@@ -69,17 +80,22 @@ __all__ = [
     "State",
     "StrategyLimits",
     "SymbolFilters",
+    "Tracker",
     "Trade",
     "Unknown",
     "UserLimits",
     "Verdict",
     "apply",
     "check_order",
+    "client_id_of_report",
     "client_order_id",
     "daily_loss_reached",
+    "events_from_execution_report",
+    "events_from_order",
     "intent",
     "next_command",
     "outcome_of_error",
     "parse_client_order_id",
     "size_order",
+    "trade_from_my_trades",
 ]
