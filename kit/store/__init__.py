@@ -5,13 +5,14 @@
     store.migrate()            # alembic upgrade head
     alice = users.add(store, "alice", "s3cret")
     strategies.list(store, alice); trades.list(store, alice)
+    keys.set(store, alice, api_key, secret)   # encrypted under KIT_SECRETS_KEY; keys.get shows the last 4
 
 User scoping lives here, in the data layer: every function that reads or writes a user's
 data takes the user and never returns another user's rows; someone else's strategy id is
 :class:`NotFound`, exactly like a missing one.
 """
 
-from kit.store import events, ledger, strategies, trades, users
+from kit.store import events, keys, ledger, strategies, trades, users
 from kit.store._scope import NotFound
 from kit.store._store import Store
 from kit.store.models import (
@@ -39,6 +40,7 @@ __all__ = [
     "TradeRecord",
     "User",
     "events",
+    "keys",
     "ledger",
     "strategies",
     "trades",

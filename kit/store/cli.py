@@ -67,18 +67,19 @@ def users_list() -> None:
 
 @strategies_app.command("list")
 def strategies_list(user: str = typer.Option(None, "--user", help="Only this user's strategies.")) -> None:
-    """List strategies: id, owner, class, stream, switch, daemon state, version."""
+    """List strategies: id, owner, class, stream, switch, daemon state, mode (paper/live), version."""
     from kit.store import strategies, users
 
     store = _store()
     names = {u.id: u.name for u in users.list(store)}
     rows = strategies.list(store, user) if user else strategies.list_all_for_daemon(store, active_only=False)
-    typer.echo(f"{'id':>5} {'user':<16} {'name':<28} {'class':<32} {'stream':<16} {'on':<3} {'state':<7} ver params")
+    typer.echo(f"{'id':>5} {'user':<16} {'name':<28} {'class':<32} {'stream':<16} {'on':<3} {'state':<7} {'mode':<5} "
+               "ver params")  # fmt: skip
     for r in rows:
         stream = f"{r.symbol}/{r.interval}"
         typer.echo(
             f"{r.id:>5} {names.get(r.user_id, '?'):<16} {r.name:<28} {r.class_path:<32} {stream:<16} "
-            f"{'yes' if r.active else 'no':<3} {r.state:<7} {r.version:>3} {r.params}"
+            f"{'yes' if r.active else 'no':<3} {r.state:<7} {r.mode:<5} {r.version:>3} {r.params}"
         )
 
 
