@@ -66,9 +66,9 @@ class Settings:
     cookie_secret: str = ""
     api_key: str = ""
     api_secret: str = ""
-    demo_password: str = ""
-    #: The master key that encrypts users' exchange keys in the database (``kit keys master-key``).
+    # The master key that encrypts users' exchange keys in the database (kit keys); never stored there.
     secrets_key: str = ""
+    demo_password: str = ""
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:

@@ -28,7 +28,7 @@ class ShortsOnRealCandles(Strategy):
 @pytest.fixture
 def store(sqlite_url, monkeypatch, free_port):
     monkeypatch.setenv("KIT_EXCHANGE_URL", f"http://127.0.0.1:{free_port}")  # nothing listens: offline checks
-    monkeypatch.setenv("KIT_SECRETS_KEY", keys.new_master_key())
+    monkeypatch.setenv("KIT_SECRETS_KEY", keys.generate_master_key())
     s = Store(sqlite_url)
     s.migrate()
     users.add(s, "alice", "pw")
@@ -46,7 +46,7 @@ def live(store, strategy=None, **kw):
 def test_a_live_promotion_needs_the_users_keys_and_stores_mode_and_allocation(store):
     with pytest.raises(ConfigError, match=r"user 'alice' has no exchange keys.*kit keys set --user alice"):
         live(store)
-    keys.set(store, "bob", "bobkey0000", "bobsecret")  # someone else's keys are not alice's
+    keys.set(store, "bob", "bobkey0000", "bobsecret1")  # someone else's keys are not alice's
     with pytest.raises(ConfigError, match="has no exchange keys"):
         live(store)
     assert strategies.list(store, "alice") == []

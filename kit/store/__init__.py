@@ -5,7 +5,6 @@
     store.migrate()            # alembic upgrade head
     alice = users.add(store, "alice", "s3cret")
     strategies.list(store, alice); trades.list(store, alice)
-    keys.set(store, alice, api_key, secret)   # encrypted under KIT_SECRETS_KEY; keys.get shows the last 4
 
 User scoping lives here, in the data layer: every function that reads or writes a user's
 data takes the user and never returns another user's rows; someone else's strategy id is
@@ -16,6 +15,7 @@ from kit.store import events, keys, ledger, strategies, trades, users
 from kit.store._scope import NotFound
 from kit.store._store import Store
 from kit.store.models import (
+    ApiKeyRecord,
     Checkpoint,
     Event,
     FillRecord,
@@ -28,6 +28,7 @@ from kit.store.models import (
 )
 
 __all__ = [
+    "ApiKeyRecord",
     "Checkpoint",
     "Event",
     "FillRecord",

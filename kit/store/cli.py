@@ -1,9 +1,9 @@
-"""``kit users``, ``kit strategies``, ``kit trades``, ``kit keys``, ``kit db``: the store from a shell.
+"""``kit users``, ``kit keys``, ``kit strategies``, ``kit trades``, ``kit db``: the store from a shell.
 
 The shell is the operator's seat: ``kit strategies activate ID`` acts on any user's
 strategy. Passwords come from a hidden prompt or from stdin (``echo pw | kit users add bob``),
-never from the command line, where they would end up in the shell history and ``ps``; exchange
-keys likewise (``printf '%s\\n%s\\n' "$KEY" "$SECRET" | kit keys set --user bob``).
+never from the command line, where they would end up in the shell history and ``ps``; so do
+exchange keys (``kit keys set``), which are stored encrypted and never printed.
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ users_app = typer.Typer(help="Dashboard users (passwords stored argon2-hashed)."
 strategies_app = typer.Typer(help="Promoted strategies the daemon runs.", no_args_is_help=True)
 db_app = typer.Typer(help="The database schema (Alembic).", no_args_is_help=True)
 keys_app = typer.Typer(
-    help="Users' exchange API keys, encrypted at rest with the master key KIT_SECRETS_KEY; never shown.",
-    no_args_is_help=True,
+    help="Users' exchange API keys, encrypted with the master key KIT_SECRETS_KEY.", no_args_is_help=True
 )
 
 
@@ -119,86 +118,69 @@ def trades_cmd(
         typer.echo(df.to_string(index=False))
 
 
-def _read_line(label: str) -> str:
-    """One secret line: a hidden prompt on a terminal, else the next line of stdin. Never echoed."""
+def _read_secret_line(what: str) -> str:
     from kit.errors import ConfigError
 
     if sys.stdin.isatty():
-        return typer.prompt(label, hide_input=True).strip()
+        return typer.prompt(what, hide_input=True)
     line = sys.stdin.readline().strip()
     if not line:
-        raise ConfigError(f"no {label} given on stdin (the API key on the first line, the secret on the second)")
+        raise ConfigError(f"no {what.lower()} on stdin (give the API key, then the secret, one per line)")
     return line
 
 
 @keys_app.command("set")
 def keys_set(
-    user: str = typer.Option(..., "--user", help="Whose keys."),
+    user: str = typer.Option(..., "--user", help="Whose key."),
     ed25519_key: str = typer.Option(
-        None, "--ed25519-key", metavar="FILE", help="An Ed25519 private key (PEM) instead of an HMAC secret."
+        None, "--ed25519-key", help="An Ed25519 private key (PEM file); stdin then gives only the API key."
     ),
 ) -> None:
-    """Store a user's API key and secret (two lines on stdin, or prompts), encrypted; replaces old ones."""
+    """Store a user's exchange key, encrypted: API key then secret as two lines on stdin (or prompts)."""
     from pathlib import Path
 
     from kit.errors import ConfigError
     from kit.store import keys
 
-    api_key = _read_line("API key")
+    api_key = _read_secret_line("API key")
     if ed25519_key:
-        path = Path(ed25519_key).expanduser()
-        if not path.is_file():
-            raise ConfigError(f"--ed25519-key: no file {ed25519_key!r}")
-        secret, kind = path.read_text(errors="replace"), "ed25519"
+        try:
+            secret, kind = Path(ed25519_key).expanduser().read_text(), "ed25519"
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"--ed25519-key: cannot read {ed25519_key!r}: {getattr(exc, 'strerror', exc)}") from None
     else:
-        secret, kind = _read_line("API secret"), "hmac"
-    keys.master_key()  # a missing master key fails before the database is touched
+        secret, kind = _read_secret_line("Secret"), "hmac"
     store = _store()
     store.migrate()
-    info = keys.set(store, user, api_key, secret, kind=kind)
-    typer.echo(f"stored {info.kind} keys of {info.user} (API key {info.masked}), encrypted")
+    info = keys.set(store, user, api_key, secret, kind)
+    typer.echo(f"stored {info.kind} key ...{info.key_tail} for {info.user}")
 
 
 @keys_app.command("list")
-def keys_list(user: str = typer.Option(None, "--user", help="Only this user.")) -> None:
-    """Whose keys are stored: user, kind, the API key's last 4 characters, last change."""
+def keys_list() -> None:
+    """Every stored key: user, kind, last 4 characters (never the key or secret)."""
     from kit.store import keys
 
-    store = _store()
-    if user:
-        one = keys.get(store, user)
-        rows = [one] if one else []
-    else:
-        rows = keys.list_as_operator(store)
-    typer.echo(f"{'user':<24} {'kind':<8} {'api key':<10} updated (UTC)")
-    for k in rows:
-        typer.echo(f"{k.user:<24} {k.kind:<8} {k.masked:<10} {k.updated_at:%Y-%m-%d %H:%M}")
+    typer.echo(f"{'user':<24} {'kind':<8} {'key':<8} updated (UTC)")
+    for k in keys.list(_store()):
+        typer.echo(f"{k.user:<24} {k.kind:<8} ...{k.key_tail:<5} {k.updated_at:%Y-%m-%d %H:%M}")
 
 
 @keys_app.command("remove")
-def keys_remove(user: str = typer.Option(..., "--user", help="Whose keys.")) -> None:
-    """Delete a user's keys (their live strategies can no longer place orders)."""
+def keys_remove(user: str = typer.Option(..., "--user", help="Whose key.")) -> None:
+    """Delete a user's stored key."""
     from kit.store import keys
 
     keys.remove(_store(), user)
-    typer.echo(f"removed the exchange keys of {user}")
+    typer.echo(f"removed the key of {user}")
 
 
-@keys_app.command("check")
-def keys_check(user: str = typer.Option(..., "--user", help="Whose keys.")) -> None:
-    """Check that a user's keys decrypt with this master key (shows only the last 4 characters)."""
+@keys_app.command("genkey")
+def keys_genkey() -> None:
+    """Print a new master key for KIT_SECRETS_KEY (keep it outside the database and the repository)."""
     from kit.store import keys
 
-    creds = keys.credentials_for_daemon(_store(), user)
-    typer.echo(f"the {creds.kind} keys of {user} (API key ...{creds.api_key[-4:]}) decrypt with this master key")
-
-
-@keys_app.command("master-key")
-def keys_master_key() -> None:
-    """Print a new random master key, for KIT_SECRETS_KEY (keep it outside the database and repository)."""
-    from kit.store import keys
-
-    typer.echo(keys.new_master_key())
+    typer.echo(keys.generate_master_key())
 
 
 @db_app.command("upgrade")
@@ -219,7 +201,7 @@ def db_current() -> None:
 
 def register(app: typer.Typer) -> None:
     app.add_typer(users_app, name="users")
+    app.add_typer(keys_app, name="keys")
     app.add_typer(strategies_app, name="strategies")
     app.command("trades")(trades_cmd)
     app.add_typer(db_app, name="db")
-    app.add_typer(keys_app, name="keys")

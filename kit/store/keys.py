@@ -1,30 +1,24 @@
-"""Users' exchange API keys, encrypted at rest. Never printed, logged or returned in clear.
+"""Users' exchange API keys, encrypted at rest.
 
-    from kit.store import keys
-    keys.set(store, "alice", api_key, secret)         # or kind="ed25519", secret=PEM private key
-    keys.get(store, "alice")                          # KeyInfo: kind and the API key's last 4 characters
-    keys.credentials_for_daemon(store, "alice")       # Credentials (repr masked): for the order path only
-
-Encryption: AES-256-GCM under a *master key* that never enters the database: ``KIT_SECRETS_KEY``
-from the environment or the ``KIT_SECRETS_FILE`` file (``kit keys master-key`` makes one: 32
-random bytes, URL-safe base64). Each ciphertext is bound to its user id and field by the GCM
-associated data, so a row copied onto another user, or a secret swapped with an API key, does
-not decrypt. Each row also records an id of its master key (an HMAC of a constant, which
-reveals nothing of the key), so a wrong master key is reported as such, in one line, instead of
-surfacing as a decryption failure; and one database never mixes two master keys.
-
-Scoping as everywhere in :mod:`kit.store`: every function takes the user and reads only that
-user's row; :func:`list_as_operator` (the shell) lists every user's hints, never a key.
+The master key comes from ``KIT_SECRETS_KEY`` (the environment or the ``KIT_SECRETS_FILE``),
+32 random bytes in URL-safe base64 (``kit keys genkey`` makes one); it is never stored in the
+database, so a copy of the database alone reveals no key. Each field is sealed with AES-256-GCM
+under a fresh nonce, with the user id and the field name as associated data: a ciphertext copied
+to another user's row, or into the other field, does not open. A row names the master key it
+needs (``master_id``, a hash of it), so a wrong or missing master key is one clear error, never
+a decryption traceback. Keys and secrets are never logged, printed or returned by a listing,
+which shows the API key's last 4 characters.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import builtins
 import hashlib
-import hmac
 import logging
 import os
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -32,235 +26,174 @@ import sqlalchemy as sa
 from sqlmodel import select
 
 from kit.errors import ConfigError
-from kit.store._scope import NotFound, user_id
+from kit.store._scope import NotFound
 from kit.store._store import Store
-from kit.store.models import KEY_KINDS, ApiKey, User, utcnow
+from kit.store.models import ApiKeyRecord, User, utcnow
 
 log = logging.getLogger(__name__)
-MASTER_KEY_ENV = "KIT_SECRETS_KEY"
-_VERSION = "v1"
-_NONCE_BYTES = 12
-_MAX_KEY_CHARS = 512
-_MAKE_ONE = "make one with `kit keys master-key`"
+
+KINDS = ("hmac", "ed25519")
+_API_KEY = re.compile(r"^[A-Za-z0-9_-]{4,128}$")
+_NONCE = 12
 
 
-@dataclass(frozen=True, slots=True)
-class KeyInfo:
-    """What may be shown of a user's keys: their kind and the API key's last 4 characters."""
+@dataclass(frozen=True, repr=False)
+class ApiCredentials:
+    """A user's decrypted key, for the process that signs requests: its ``repr`` shows the tail only.
 
-    user: str
+    ``secret`` is the HMAC secret, or the Ed25519 private key in PEM for ``kind == "ed25519"``.
+    """
+
     kind: str
-    hint: str
-    created_at: datetime
-    updated_at: datetime
-
-    @property
-    def masked(self) -> str:
-        return f"...{self.hint}"
-
-
-@dataclass(frozen=True, slots=True, repr=False)
-class Credentials:
-    """A user's decrypted keys, for signing requests. ``repr``/``str`` never show them."""
-
-    user: str
-    kind: str  # hmac: ``secret`` is the HMAC secret; ed25519: ``secret`` is the private key, PEM
     api_key: str
     secret: str
 
     def __repr__(self) -> str:
-        return f"Credentials(user={self.user!r}, kind={self.kind!r}, api_key=...{self.api_key[-4:]}, secret=***)"
+        return f"ApiCredentials(kind={self.kind!r}, api_key='...{self.api_key[-4:]}')"
 
     __str__ = __repr__
 
 
-def new_master_key() -> str:
-    """A fresh master key: 32 random bytes, URL-safe base64 (the value of ``KIT_SECRETS_KEY``)."""
-    return base64.urlsafe_b64encode(os.urandom(32)).decode("ascii")
+@dataclass(frozen=True)
+class KeyInfo:
+    """What a listing shows: never the key or the secret."""
+
+    user: str
+    kind: str
+    key_tail: str
+    updated_at: datetime
 
 
-def master_key(value: str | None = None) -> bytes:
-    """The master key's 32 bytes from ``value`` (default ``KIT_SECRETS_KEY`` / the secrets file).
-
-    Errors never contain the value: a truncated paste of the real key is still most of it.
-    """
-    if value is None:
-        from kit.settings import Settings
-
-        value = Settings.from_env().secrets_key
-    if not value:
-        raise ConfigError(
-            f"no master key for the exchange keys: set {MASTER_KEY_ENV} (in the environment or the "
-            f"KIT_SECRETS_FILE file); {_MAKE_ONE}"
-        )
-    try:
-        raw = base64.urlsafe_b64decode(value.strip().encode("ascii") + b"=" * (-len(value.strip()) % 4))
-    except (ValueError, UnicodeEncodeError):
-        raw = b""
-    if len(raw) != 32:
-        raise ConfigError(f"{MASTER_KEY_ENV} is not a master key (32 bytes, URL-safe base64); {_MAKE_ONE}")
-    return raw
+def generate_master_key() -> str:
+    """A new master key for ``KIT_SECRETS_KEY``."""
+    return base64.urlsafe_b64encode(os.urandom(32)).decode()
 
 
-def _master_id(key: bytes) -> str:
-    return hmac.new(key, b"kit master key id", hashlib.sha256).hexdigest()[:16]
+class _Master:
+    def __init__(self, text: str | None) -> None:
+        if text is None:
+            from kit.settings import Settings
+
+            text = Settings.from_env().secrets_key
+        if not text:
+            raise ConfigError(
+                "no master key: set KIT_SECRETS_KEY (or put it in KIT_SECRETS_FILE); `kit keys genkey` makes one"
+            )
+        try:
+            raw = base64.urlsafe_b64decode(text.encode())
+        except (binascii.Error, ValueError):
+            raw = b""
+        if len(raw) != 32:
+            raise ConfigError("KIT_SECRETS_KEY must be 32 bytes in URL-safe base64 (`kit keys genkey` makes one)")
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        self._aead = AESGCM(raw)
+        self.id = hashlib.sha256(b"kit-secrets-key\0" + raw).hexdigest()[:16]
+
+    def seal(self, user_id: int, field: str, value: str) -> str:
+        nonce = os.urandom(_NONCE)
+        return base64.b64encode(nonce + self._aead.encrypt(nonce, value.encode(), _aad(user_id, field))).decode()
+
+    def open(self, user_id: int, field: str, blob: str, who: str) -> str:
+        from cryptography.exceptions import InvalidTag
+
+        try:
+            raw = base64.b64decode(blob.encode(), validate=True)
+            return self._aead.decrypt(raw[:_NONCE], raw[_NONCE:], _aad(user_id, field)).decode()
+        except (binascii.Error, ValueError, InvalidTag):
+            raise ConfigError(f"the stored API key of {who} does not decrypt: it was altered or moved") from None
 
 
-def _aad(uid: int, field: str) -> bytes:
-    return f"kit api_keys {_VERSION} user={uid} field={field}".encode()
+def _aad(user_id: int, field: str) -> bytes:
+    return f"kit-api-key:{user_id}:{field}".encode()
 
 
-def _encrypt(key: bytes, uid: int, field: str, plaintext: str) -> str:
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-    nonce = os.urandom(_NONCE_BYTES)
-    ct = AESGCM(key).encrypt(nonce, plaintext.encode("utf-8"), _aad(uid, field))
-    return f"{_VERSION}:{base64.b64encode(nonce + ct).decode('ascii')}"
-
-
-def _decrypt(key: bytes, uid: int, field: str, stored: str, who: str) -> str:
-    from cryptography.exceptions import InvalidTag
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-    damaged = ConfigError(
-        f"the stored exchange keys of user {who!r} do not decrypt (the row was altered or copied from another "
-        f"user); set them again with `kit keys set --user {who}`"
-    )
-    version, _, body = stored.partition(":")
-    if version != _VERSION:
-        raise damaged
-    try:
-        blob = base64.b64decode(body, validate=True)
-        return AESGCM(key).decrypt(blob[:_NONCE_BYTES], blob[_NONCE_BYTES:], _aad(uid, field)).decode("utf-8")
-    except (InvalidTag, ValueError):
-        raise damaged from None
+def _user(store: Store, user: User | str) -> User:
+    name = user.name if isinstance(user, User) else user
+    with store.session() as s:
+        found = s.exec(select(User).where(User.name == name)).first()
+    if found is None:
+        raise NotFound(f"unknown user {name!r}")
+    return found
 
 
-def _check_text(label: str, value: object) -> str:
-    # Binance keys are 64 alphanumerics; anything with spaces or control characters is a paste
-    # error. The message never echoes the value.
-    if not isinstance(value, str) or not value or len(value) > _MAX_KEY_CHARS:
-        raise ConfigError(f"the {label} must be 1-{_MAX_KEY_CHARS} characters")
-    if not value.isprintable() or any(c.isspace() for c in value):
-        raise ConfigError(f"the {label} must not contain spaces or control characters (a paste error?)")
-    return value
-
-
-def ed25519_private_pem(pem: bytes | str) -> str:
-    """``pem`` checked to be an unencrypted Ed25519 private key, re-encoded as PKCS#8 PEM."""
-    from cryptography.exceptions import UnsupportedAlgorithm
-    from cryptography.hazmat.primitives import serialization
+def validate(kind: str, api_key: str, secret: str) -> None:
+    """One-line errors for a key the exchange could never accept; the values are never echoed."""
+    if kind not in KINDS:
+        raise ConfigError(f"key kind must be one of {', '.join(KINDS)}")
+    if not isinstance(api_key, str) or not _API_KEY.match(api_key):
+        raise ConfigError("the API key must be 4 to 128 letters, digits, '-' or '_'")
+    if kind == "hmac":
+        if not isinstance(secret, str) or not 8 <= len(secret) <= 256 or any(c.isspace() for c in secret):
+            raise ConfigError("the secret must be 8 to 256 characters without spaces")
+        return
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
-    data = pem.encode("ascii", "replace") if isinstance(pem, str) else pem
     try:
-        key = serialization.load_pem_private_key(data, password=None)
-    except TypeError:
-        raise ConfigError("the Ed25519 key file is password-protected; give an unencrypted PEM private key") from None
-    except (ValueError, UnsupportedAlgorithm):
-        raise ConfigError("the Ed25519 key file is not a PEM private key") from None
+        key = load_pem_private_key(secret.encode(), password=None)
+    except (ValueError, TypeError):
+        raise ConfigError("the Ed25519 key must be an unencrypted PEM private key") from None
     if not isinstance(key, Ed25519PrivateKey):
-        raise ConfigError(f"the key file holds a {type(key).__name__.lstrip('_')}, not an Ed25519 private key")
-    out = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())  # fmt: skip
-    return out.decode("ascii")
+        raise ConfigError("the private key is not an Ed25519 key")
 
 
 def set(
-    store: Store, user: User | str, api_key: str, secret: str, *, kind: str = "hmac", master: str | None = None
+    store: Store, user: User | str, api_key: str, secret: str, kind: str = "hmac", *, master: str | None = None
 ) -> KeyInfo:
-    """Store (or replace) ``user``'s exchange keys, encrypted. ``kind``: hmac or ed25519 (PEM secret)."""
-    if kind not in KEY_KINDS:
-        raise ConfigError(f"kind must be one of {', '.join(KEY_KINDS)}, got {kind!r}")
-    api_key = _check_text("API key", api_key)
-    secret = ed25519_private_pem(secret) if kind == "ed25519" else _check_text("API secret", secret)
-    key = master_key(master)
-    mid = _master_id(key)
-    uid = user_id(store, user)
-    who = _name(user)
-    values = {
-        "kind": kind, "api_key": _encrypt(key, uid, "api_key", api_key), "secret": _encrypt(key, uid, "secret", secret),
-        "hint": api_key[-4:], "master_id": mid, "updated_at": utcnow(),
-    }  # fmt: skip
-    for attempt in range(2):
-        try:
-            with store.session(write=True) as s:
-                other = s.execute(sa.select(ApiKey.id).where(ApiKey.master_id != mid).limit(1)).first()
-                if other is not None:
-                    raise ConfigError(
-                        f"{MASTER_KEY_ENV} is not the master key that encrypted the exchange keys already stored; "
-                        "every user's keys in one database use one master key"
-                    )
-                row = s.exec(select(ApiKey).where(ApiKey.user_id == uid).with_for_update()).first()
-                if row is None:
-                    s.add(ApiKey(user_id=uid, **values))
-                else:
-                    s.execute(sa.update(ApiKey).where(ApiKey.user_id == uid).values(**values))
-            break
-        except sa.exc.IntegrityError:  # two first `set`s for one user raced: the loser updates
-            if attempt:
-                raise
-    log.info("exchange keys set", extra={"user": who, "kind": kind, "hint": api_key[-4:]})
-    info = get(store, user)
-    assert info is not None
-    return info
+    """Store (or replace) ``user``'s exchange key, encrypted. One transaction."""
+    validate(kind, api_key, secret)
+    m = _Master(master)
+    u = _user(store, user)
+    assert u.id is not None
+    now = utcnow()
+    values = {"kind": kind, "api_key": m.seal(u.id, "api_key", api_key), "secret": m.seal(u.id, "secret", secret),
+              "key_tail": api_key[-4:], "master_id": m.id, "updated_at": now}  # fmt: skip
+    with store.session(write=True) as s:
+        # One master key for every row: a second one would leave the daemon unable to open some keys.
+        other = s.execute(
+            sa.select(ApiKeyRecord.master_id).where(ApiKeyRecord.user_id != u.id, ApiKeyRecord.master_id != m.id)
+        ).first()
+        if other is not None:
+            raise ConfigError("KIT_SECRETS_KEY is not the master key the stored API keys were encrypted with")
+        n = s.execute(sa.update(ApiKeyRecord).where(ApiKeyRecord.user_id == u.id).values(**values)).rowcount
+        if not n:
+            s.add(ApiKeyRecord(user_id=u.id, created_at=now, **values))
+    log.info("api key set", extra={"user": u.name, "kind": kind, "key_tail": api_key[-4:]})
+    return KeyInfo(u.name, kind, api_key[-4:], now)
 
 
-def get(store: Store, user: User | str) -> KeyInfo | None:
-    """What may be shown of ``user``'s keys, or None when they have none."""
-    uid = user_id(store, user)
+def get(store: Store, user: User | str, *, master: str | None = None) -> ApiCredentials:
+    """``user``'s decrypted key; NotFound if none is stored, ConfigError for a wrong master key."""
+    u = _user(store, user)
     with store.session() as s:
-        row = s.exec(select(ApiKey).where(ApiKey.user_id == uid)).first()
-    return None if row is None else _info(_name(user), row)
+        rec = s.exec(select(ApiKeyRecord).where(ApiKeyRecord.user_id == u.id)).first()
+    if rec is None:
+        raise NotFound(f"no API key stored for {u.name!r} (kit keys set --user {u.name})")
+    m = _Master(master)
+    if rec.master_id != m.id:
+        raise ConfigError(f"KIT_SECRETS_KEY is not the master key the API key of {u.name!r} was stored with")
+    assert u.id is not None
+    who = repr(u.name)
+    return ApiCredentials(rec.kind, m.open(u.id, "api_key", rec.api_key, who), m.open(u.id, "secret", rec.secret, who))
 
 
-def has(store: Store, user: User | str) -> bool:
-    """Whether ``user`` has stored exchange keys (what live promotion requires)."""
-    return get(store, user) is not None
+def list(store: Store) -> builtins.list[KeyInfo]:
+    """Every stored key's owner, kind, last 4 characters and time (no master key needed)."""
+    with store.session() as s:
+        rows = s.execute(
+            sa.select(User.name, ApiKeyRecord.kind, ApiKeyRecord.key_tail, ApiKeyRecord.updated_at)
+            .join(User, User.id == ApiKeyRecord.user_id)
+            .order_by(User.name)
+        ).all()
+    return [KeyInfo(*r) for r in rows]
 
 
 def remove(store: Store, user: User | str) -> None:
-    """Delete ``user``'s keys; :class:`NotFound` when they have none."""
-    uid = user_id(store, user)
+    """Delete ``user``'s key; NotFound if there is none."""
+    u = _user(store, user)
     with store.session(write=True) as s:
-        n = s.execute(sa.delete(ApiKey).where(ApiKey.user_id == uid)).rowcount
+        n = s.execute(sa.delete(ApiKeyRecord).where(ApiKeyRecord.user_id == u.id)).rowcount
     if not n:
-        raise NotFound(f"user {_name(user)!r} has no exchange keys")
-    log.info("exchange keys removed", extra={"user": _name(user)})
-
-
-def credentials_for_daemon(store: Store, user: User | str, *, master: str | None = None) -> Credentials:
-    """``user``'s decrypted keys, to sign their orders. Only the order path calls this.
-
-    A missing or wrong master key, or a row that does not decrypt, is one :class:`ConfigError` line.
-    """
-    uid = user_id(store, user)
-    who = _name(user)
-    with store.session() as s:
-        row = s.exec(select(ApiKey).where(ApiKey.user_id == uid)).first()
-    if row is None:
-        raise NotFound(f"user {who!r} has no exchange keys; set them with `kit keys set --user {who}`")
-    key = master_key(master)
-    if row.master_id != _master_id(key):
-        raise ConfigError(
-            f"the exchange keys of user {who!r} were encrypted with another master key than {MASTER_KEY_ENV}; "
-            f"set the right {MASTER_KEY_ENV}, or set the keys again with `kit keys set --user {who}`"
-        )
-    return Credentials(
-        who, row.kind, _decrypt(key, uid, "api_key", row.api_key, who), _decrypt(key, uid, "secret", row.secret, who)
-    )
-
-
-def list_as_operator(store: Store) -> builtins.list[KeyInfo]:
-    """Every user's key hints, by user name (the shell's ``kit keys list``); never a key."""
-    with store.session() as s:
-        rows = s.exec(select(User.name, ApiKey).join(ApiKey, ApiKey.user_id == User.id).order_by(User.name)).all()
-    return [_info(name, row) for name, row in rows]
-
-
-def _info(name: str, row: ApiKey) -> KeyInfo:
-    return KeyInfo(name, row.kind, row.hint, row.created_at, row.updated_at)
-
-
-def _name(user: User | str) -> str:
-    return user.name if isinstance(user, User) else str(user)
+        raise NotFound(f"no API key stored for {u.name!r}")
+    log.info("api key removed", extra={"user": u.name})

@@ -25,7 +25,6 @@ from kit.store._text import SafeJSON, SafeString, SafeText
 ROLES = ("viewer", "admin")
 STATES = ("active", "paused", "error")
 MODES = ("paper", "live")
-KEY_KINDS = ("hmac", "ed25519")
 
 
 def utcnow() -> datetime:
@@ -85,32 +84,6 @@ class StrategyRecord(SQLModel, table=True):
     version: int = Field(default=1, sa_column=sa.Column(sa.Integer, nullable=False))
     promoted_at: datetime = Field(default_factory=utcnow, sa_column=sa.Column(sa.DateTime(), nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=sa.Column(sa.DateTime(), nullable=False))
-
-
-class ApiKey(SQLModel, table=True):
-    """One user's exchange keys, encrypted at rest (:mod:`kit.store.keys`); never shown in clear.
-
-    ``api_key`` and ``secret`` hold AES-GCM ciphertexts bound to the user's id, so a row copied
-    onto another user does not decrypt. ``hint`` is the API key's last 4 characters (listings);
-    ``master_id`` identifies the master key that encrypted the row (a wrong one is named, not
-    discovered by a failed decryption).
-    """
-
-    __tablename__ = "api_keys"
-    id: int | None = Field(default=None, primary_key=True)
-    user_id: int = Field(sa_column=sa.Column(sa.Integer, sa.ForeignKey("users.id"), nullable=False, unique=True))
-    kind: str = Field(sa_column=sa.Column(sa.String(16), nullable=False))
-    api_key: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
-    secret: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
-    hint: str = Field(sa_column=sa.Column(sa.String(8), nullable=False))
-    master_id: str = Field(sa_column=sa.Column(sa.String(16), nullable=False))
-    created_at: datetime = Field(default_factory=utcnow, sa_column=sa.Column(sa.DateTime(), nullable=False))
-    updated_at: datetime = Field(default_factory=utcnow, sa_column=sa.Column(sa.DateTime(), nullable=False))
-
-    def __repr__(self) -> str:  # ciphertexts are no one's business either
-        return f"ApiKey(user_id={self.user_id!r}, kind={self.kind!r}, hint=...{self.hint})"
-
-    __str__ = __repr__
 
 
 class Order(SQLModel, table=True):
@@ -218,3 +191,29 @@ class Event(SQLModel, table=True):
     strategy_id: int | None = Field(default=None, sa_column=sa.Column(sa.Integer, nullable=True, index=True))
     user_id: int | None = Field(default=None, sa_column=sa.Column(sa.Integer, nullable=True, index=True))
     message: str = Field(default="", sa_column=sa.Column(SafeText(4000), nullable=False))
+
+
+class ApiKeyRecord(SQLModel, table=True):
+    """A user's exchange API key, encrypted at rest (``kit.store.keys``): one per user.
+
+    ``api_key`` and ``secret`` are AES-256-GCM ciphertexts under the master key from
+    ``KIT_SECRETS_KEY`` (never stored here), bound to the user id and the field so a row's
+    ciphertext cannot be moved to another user. ``master_id`` names the master key they need;
+    ``key_tail`` (the API key's last 4 characters) is all a listing shows.
+    """
+
+    __tablename__ = "api_keys"
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(sa_column=sa.Column(sa.Integer, sa.ForeignKey("users.id"), nullable=False, unique=True))
+    kind: str = Field(sa_column=sa.Column(sa.String(16), nullable=False))
+    api_key: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    secret: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    key_tail: str = Field(sa_column=sa.Column(sa.String(8), nullable=False))
+    master_id: str = Field(sa_column=sa.Column(sa.String(32), nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=sa.Column(sa.DateTime(), nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=sa.Column(sa.DateTime(), nullable=False))
+
+    def __repr__(self) -> str:  # ciphertexts are not for logs either
+        return f"ApiKeyRecord(user_id={self.user_id!r}, kind={self.kind!r}, key=...{self.key_tail})"
+
+    __str__ = __repr__

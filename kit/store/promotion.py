@@ -191,9 +191,12 @@ def _check_mode(strategy: Any, mode: str, allocation: float | None, init_cash: f
 
 def _check_keys(store: Store, user: User | str) -> None:
     from kit.store import keys
+    from kit.store._scope import user_id
 
-    if not keys.has(store, user):
-        who = user.name if isinstance(user, User) else user
+    user_id(store, user)  # an unknown user is NotFound, as everywhere
+    who = user.name if isinstance(user, User) else user
+    # The listing needs no master key: a notebook promoting need not hold it, the daemon must.
+    if not any(k.user == who for k in keys.list(store)):
         raise ConfigError(
             f"user {who!r} has no exchange keys, which live mode trades with: set them with "
             f"`kit keys set --user {who}` first"

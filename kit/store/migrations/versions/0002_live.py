@@ -19,6 +19,8 @@ depends_on = None
 
 
 def upgrade() -> None:
+    # api_keys is main's table (kit/store/keys.py, migration 0002_simtrade), created here only because
+    # this branch predates it: drop this create_table (and its drop_table) when chaining after 0002_simtrade.
     op.create_table(
         "api_keys",
         sa.Column("id", sa.Integer, primary_key=True),
@@ -26,8 +28,8 @@ def upgrade() -> None:
         sa.Column("kind", sa.String(16), nullable=False),
         sa.Column("api_key", sa.Text, nullable=False),
         sa.Column("secret", sa.Text, nullable=False),
-        sa.Column("hint", sa.String(8), nullable=False),
-        sa.Column("master_id", sa.String(16), nullable=False),
+        sa.Column("key_tail", sa.String(8), nullable=False),
+        sa.Column("master_id", sa.String(32), nullable=False),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.Column("updated_at", sa.DateTime(), nullable=False),
     )
