@@ -162,6 +162,7 @@ class Reconciler:
 
     async def _start(self, rec: StrategyRecord, cp: Checkpoint | None, now: int, carry: Member | None = None) -> None:
         if rec.mode == "live":
+            self.book.remove(rec.id)  # never left running as a paper strategy either
             self.known[rec.id] = Known(rec.user_id, "paused", rec.version)
             self._note(rec.id, rec.user_id, rec.name, "paused", LIVE_PAUSE)
             await self._run_db(strategies.set_state_for_daemon, self.store, rec.id, "paused", last_error=LIVE_PAUSE)
