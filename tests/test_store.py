@@ -380,6 +380,7 @@ def test_upgrade_from_the_first_schema_keeps_data(db_url):
     assert s.current_revision() == head_revision()
     rec = strategies.get(s, "old", 1)
     assert rec.name == "legacy" and rec.last_signal is None
+    assert (rec.mode, rec.allocation) == ("paper", None)  # strategies from before live trading are paper ones
     s.downgrade("0001")
     s.migrate()
     assert strategies.list(s, "old")[0].name == "legacy"

@@ -43,7 +43,7 @@ def test_cli_users_strategies_trades_and_db():
     assert "alice" in listing and "admin" in listing and "1 (1 on)" in listing
     assert "alice-s3cret-pw" not in listing and "argon2" not in listing
     out = kit("strategies", "list", "--user", "alice").stdout
-    assert f"{rec.id:>5} alice" in out and "BTCUSDT/1m" in out
+    assert f"{rec.id:>5} alice" in out and "BTCUSDT/1m" in out and " paper " in out
     assert "root" not in kit("strategies", "list", "--user", "root").stdout.split("\n", 1)[1]
     off = kit("strategies", "deactivate", str(rec.id))
     assert off.returncode == 0 and "deactivated, version 2" in off.stdout

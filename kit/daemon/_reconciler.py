@@ -32,6 +32,9 @@ log = logging.getLogger("kit.daemon")
 #: Why the crash-loop guard paused a strategy (its ``last_error`` and the event's message).
 GUARD_PAUSE = ("paused: the daemon process died twice in a row while evaluating this strategy (a crash in "
                "native code, memory exhaustion or os.abort()); the other strategies resumed")  # fmt: skip
+#: Why a live strategy is paused: this daemon has no order path yet, and paper-trading a strategy
+#: its owner promoted to trade real money would be a silent lie.
+LIVE_PAUSE = "live orders are not enabled in this daemon yet"
 
 
 class Known(NamedTuple):
@@ -162,6 +165,14 @@ class Reconciler:
             log.info("strategy started", extra={"strategy_id": sid, "version": rec.version, "strategy": rec.name})
 
     async def _start(self, rec: StrategyRecord, cp: Checkpoint | None, now: int, carry: Member | None = None) -> None:
+        if rec.mode == "live":
+            self.book.remove(rec.id)  # never left running as a paper strategy either
+            self.known[rec.id] = Known(rec.user_id, "paused", rec.version)
+            self._note(rec.id, rec.user_id, rec.name, "paused", LIVE_PAUSE)
+            await self._run_db(strategies.set_state_for_daemon, self.store, rec.id, "paused", last_error=LIVE_PAUSE)
+            self._writer.op(events.record, self.store, "strategy_paused", LIVE_PAUSE, level="warning",
+                            strategy_id=rec.id, user_id=rec.user_id)  # fmt: skip
+            return
         try:
             check_module_allowed(rec.class_path, self._strategy_modules)
         except ConfigError as exc:

@@ -37,7 +37,6 @@ import math
 import socket
 import time
 from collections.abc import Awaitable, Iterable
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit

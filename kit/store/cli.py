@@ -146,18 +146,19 @@ def users_list() -> None:
 
 @strategies_app.command("list")
 def strategies_list(user: str = typer.Option(None, "--user", help="Only this user's strategies.")) -> None:
-    """List strategies: id, owner, class, stream, switch, daemon state, version."""
+    """List strategies: id, owner, class, stream, switch, daemon state, mode (paper/live), version."""
     from kit.store import strategies, users
 
     store = _store()
     names = {u.id: u.name for u in users.list(store)}
     rows = strategies.list(store, user) if user else strategies.list_all_for_daemon(store, active_only=False)
-    typer.echo(f"{'id':>5} {'user':<16} {'name':<28} {'class':<32} {'stream':<16} {'on':<3} {'state':<7} ver params")
+    typer.echo(f"{'id':>5} {'user':<16} {'name':<28} {'class':<32} {'stream':<16} {'on':<3} {'state':<7} {'mode':<5} "
+               "ver params")  # fmt: skip
     for r in rows:
         stream = f"{r.symbol}/{r.interval}"
         typer.echo(
             f"{r.id:>5} {names.get(r.user_id, '?'):<16} {r.name:<28} {r.class_path:<32} {stream:<16} "
-            f"{'yes' if r.active else 'no':<3} {r.state:<7} {r.version:>3} {r.params}"
+            f"{'yes' if r.active else 'no':<3} {r.state:<7} {r.mode:<5} {r.version:>3} {r.params}"
         )
 
 
@@ -195,22 +196,6 @@ def trades_cmd(
         typer.echo(f"no trades for {user}")
     else:
         typer.echo(df.to_string(index=False))
-
-
-@db_app.command("upgrade")
-def db_upgrade(revision: str = typer.Argument("head")) -> None:
-    """Create or upgrade the schema (alembic upgrade)."""
-    store = _store(schema=False)
-    before = store.current_revision()
-    store.migrate(revision)
-    typer.echo(f"database {store!r}: {before or 'empty'} -> {store.current_revision()}")
-
-
-@db_app.command("current")
-def db_current() -> None:
-    """Print the schema revision."""
-    store = _store(schema=False)
-    typer.echo(store.current_revision() or "empty")
 
 
 def _read_secret_line(what: str) -> str:
@@ -276,6 +261,22 @@ def keys_genkey() -> None:
     from kit.store import keys
 
     typer.echo(keys.generate_master_key())
+
+
+@db_app.command("upgrade")
+def db_upgrade(revision: str = typer.Argument("head")) -> None:
+    """Create or upgrade the schema (alembic upgrade)."""
+    store = _store(schema=False)
+    before = store.current_revision()
+    store.migrate(revision)
+    typer.echo(f"database {store!r}: {before or 'empty'} -> {store.current_revision()}")
+
+
+@db_app.command("current")
+def db_current() -> None:
+    """Print the schema revision."""
+    store = _store(schema=False)
+    typer.echo(store.current_revision() or "empty")
 
 
 def register(app: typer.Typer) -> None:

@@ -24,6 +24,7 @@ from kit.store._text import SafeJSON, SafeString, SafeText
 
 ROLES = ("viewer", "admin")
 STATES = ("active", "paused", "error")
+MODES = ("paper", "live")
 
 
 def utcnow() -> datetime:
@@ -62,6 +63,8 @@ class StrategyRecord(SQLModel, table=True):
     ``state`` is the daemon's verdict (active, paused after repeated failures, error when it
     cannot even be built). ``broker`` holds the fill-model
     and sizing arguments (fees, slippage, size, init_cash) shared with ``kit.backtest.run``.
+    ``mode`` is paper (the paper broker) or live (real orders with the owner's exchange keys);
+    a live strategy's ``allocation`` is the quote amount its sizing works on (its ``init_cash``).
     """
 
     __tablename__ = "strategies"
@@ -81,6 +84,8 @@ class StrategyRecord(SQLModel, table=True):
     last_signal: str | None = Field(default=None, sa_column=sa.Column(sa.String(32), nullable=True))
     #: First candle (open time, ms) the daemon trades; earlier candles only warm the strategy up.
     start_time: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, nullable=True))
+    mode: str = Field(default="paper", sa_column=sa.Column(sa.String(8), nullable=False, server_default="paper"))
+    allocation: float | None = Field(default=None, sa_column=sa.Column(sa.Float, nullable=True))
     version: int = Field(default=1, sa_column=sa.Column(sa.Integer, nullable=False))
     promoted_at: datetime = Field(default_factory=utcnow, sa_column=sa.Column(sa.DateTime(), nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=sa.Column(sa.DateTime(), nullable=False))

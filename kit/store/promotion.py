@@ -19,6 +19,12 @@ daemon picks it up within seconds.
 replaying 2025 trades from the replay's present, not from the wall clock. When the exchange
 cannot be reached, the daemon's feed clock decides when it first loads the strategy.
 
+Live mode (``mode="live", allocation=1_000``): the strategy places real orders with its owner's
+exchange keys (``kit keys set``), which must be stored. Spot only: a strategy whose rules can go
+short is refused. Its sizing works on its ``allocation`` (its ``init_cash``), never on the whole
+account, so several strategies of one user share one account without taking each other's cash.
+The default, ``mode="paper"``, is the paper broker, unchanged.
+
 Identity: one user's strategy is named (default ``"Class:SYMBOL:interval"``); promoting the
 same name again with other parameters writes a new version of it (same id, same position
 and ledger), which the daemon applies from the next candle. Promoting it with another class,
@@ -60,6 +66,8 @@ def promote(
     data: Any = None,
     store: Store | None = None,
     check_import: bool = True,
+    mode: str = "paper",
+    allocation: float | None = None,
 ) -> StrategyRecord:
     """Validate ``strategy`` and make it an active strategy of ``user`` on ``symbol``/``interval``.
 
@@ -76,6 +84,9 @@ def promote(
             the exchange, else from the local candle data).
         store: the database (default ``Store()`` from ``KIT_DATABASE_URL``).
         check_import: also import the class in a fresh Python process, as the daemon will.
+        mode: ``"paper"`` (default, the paper broker) or ``"live"`` (real orders with the user's keys).
+        allocation: live only, required: the quote amount the strategy's sizing works on (its
+            ``init_cash``; ``init_cash`` may be omitted or must be equal).
     """
     from kit.broker import resolve_model
     from kit.market.intervals import validate_interval, validate_symbol
@@ -107,15 +118,25 @@ def promote(
         model = resolve_model(fees=fees, slippage=slippage, size=size, size_type=size_type, init_cash=init_cash)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    allocation = _check_mode(strategy, mode, allocation, init_cash)
+    if allocation is not None:
+        model = model.replace(init_cash=allocation)
+    if mode == "live":
+        store = store or _default_store()
+        _check_keys(store, user)
     if check_import:
         _check_import_elsewhere(path, params)
     now_ms, frame = _check_stream(symbol, interval, need_data=data is None)
-    _check_backtest(strategy, frame if data is None else data, model)
+    check_frame = frame if data is None else data
+    if mode == "live" and _signals_short(strategy, check_frame):
+        raise ConfigError(_SHORT_REFUSAL.format(strategy=strategy))
+    _check_backtest(strategy, check_frame, model)
     start_ms = now_ms if start is None else _to_ms(start)
     store = store or _default_store()
     rec = _strategies.upsert(
         store, user, name=name or f"{cls.__name__}:{symbol}:{interval}", class_path=path, params=params,
-        symbol=symbol, interval=interval, broker=model.to_dict(), start_time=start_ms,
+        symbol=symbol, interval=interval, broker=model.to_dict(), start_time=start_ms, mode=mode,
+        allocation=allocation,
     )  # fmt: skip
     log.info("strategy promoted", extra={"strategy_id": rec.id, "path": path, "version": rec.version})
     return rec
@@ -141,6 +162,56 @@ def demote(strategy: Any, *, user: User | str, store: Store | None = None) -> St
     else:
         raise ConfigError(f"strategy must be an id, a name or a promoted record, got {type(strategy).__name__}")
     return _strategies.set_active(store, user, int(sid), False)  # type: ignore[arg-type]
+
+
+_SHORT_REFUSAL = ("{strategy!r} can go short, and live trading is spot only (long-only); promote a long-only "
+                  "version (e.g. short=False) in live mode")  # fmt: skip
+
+
+def _check_mode(strategy: Any, mode: str, allocation: float | None, init_cash: float | None) -> float | None:
+    """The live allocation (None for paper), after the checks that need nothing but the arguments."""
+    import math
+
+    if mode not in ("paper", "live"):
+        raise ConfigError(f"mode must be 'paper' or 'live', got {mode!r}")
+    if mode == "paper":
+        if allocation is not None:
+            raise ConfigError("allocation= is for mode='live'; a paper strategy's starting cash is init_cash=")
+        return None
+    if allocation is None:
+        raise ConfigError("mode='live' needs allocation=: the quote amount (e.g. USDT) this strategy may trade with")
+    if isinstance(allocation, bool) or not isinstance(allocation, int | float) or not math.isfinite(allocation) \
+            or allocation <= 0:  # fmt: skip
+        raise ConfigError(f"allocation must be a positive amount of the quote asset, got {allocation!r}")
+    if init_cash is not None and float(init_cash) != float(allocation):
+        raise ConfigError(f"a live strategy's init_cash is its allocation: give one of them, not {init_cash!r} and "
+                          f"{allocation!r}")  # fmt: skip
+    if strategy.has_shorts:
+        raise ConfigError(_SHORT_REFUSAL.format(strategy=strategy))
+    return float(allocation)
+
+
+def _check_keys(store: Store, user: User | str) -> None:
+    from kit.store import keys
+    from kit.store._scope import user_id
+
+    user_id(store, user)  # an unknown user is NotFound, as everywhere
+    who = user.name if isinstance(user, User) else user
+    # The listing needs no master key: a notebook promoting need not hold it, the daemon must.
+    if not any(k.user == who for k in keys.list(store)):
+        raise ConfigError(
+            f"user {who!r} has no exchange keys, which live mode trades with: set them with "
+            f"`kit keys set --user {who}` first"
+        )
+
+
+def _signals_short(strategy: Any, frame: Any) -> bool:
+    """Whether the strategy's rules give short signals on real candles (the NaN probe of
+    ``has_shorts`` may miss rules that fail on NaNs; a live strategy must not)."""
+    try:
+        return strategy.run_signals(frame).short_entries is not None
+    except Exception:
+        return False  # the check backtest reports the failure itself, with its reason
 
 
 def _default_store() -> Store:

@@ -18,7 +18,7 @@ from kit.errors import ConfigError
 from kit.market.intervals import validate_interval, validate_symbol
 from kit.store._scope import NotFound, user_id
 from kit.store._store import Store
-from kit.store.models import STATES, Position, StrategyRecord, User, utcnow
+from kit.store.models import MODES, STATES, Position, StrategyRecord, User, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,8 @@ def upsert(
     interval: str,
     broker: dict[str, Any] | None = None,
     start_time: int | None = None,
+    mode: str = "paper",
+    allocation: float | None = None,
 ) -> StrategyRecord:
     """Create ``user``'s strategy ``name``, or replace its definition and bump its version.
 
@@ -95,8 +97,9 @@ def upsert(
     promoted against a simulator replaying the past trades on the replay, not after it).
 
     A re-promotion that only changes parameters or the fill model keeps the strategy's id,
-    ledger and position and only changes how it decides. One that changes the class, symbol or
-    interval never inherits them: while the strategy holds a position it is refused
+    ledger and position and only changes how it decides. One that changes the class, symbol,
+    interval or ``mode`` (a paper position is not on the exchange) never inherits them: while the
+    strategy holds a position it is refused
     (:class:`ConfigError` naming the position); when flat, the old strategy is switched off and
     renamed (its ledger stays, under its own id) and ``name`` starts afresh with a new id.
     Concurrent promotions of one name are serialised on the row: each gets its own version.
@@ -107,10 +110,12 @@ def upsert(
     interval = validate_interval(interval)
     if not name or len(name) > 128:
         raise ConfigError(f"name must be 1-128 characters, got {name!r}")
+    if mode not in MODES:
+        raise ConfigError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     for attempt in range(3):
         try:
             return _upsert(store, uid, _name(user), name, class_path, dict(params), symbol, interval,
-                           dict(broker or {}), start_time)  # fmt: skip
+                           dict(broker or {}), start_time, mode, allocation)  # fmt: skip
         except sa.exc.IntegrityError as exc:
             # Two first promotions of one name raced (PostgreSQL): the loser re-reads the
             # winner's row and becomes its next version.
@@ -122,7 +127,7 @@ def upsert(
 
 def _upsert(
     store: Store, uid: int, uname: str, name: str, class_path: str, params: dict[str, Any], symbol: str,
-    interval: str, broker: dict[str, Any], start_time: int | None,
+    interval: str, broker: dict[str, Any], start_time: int | None, mode: str, allocation: float | None,
 ) -> StrategyRecord:  # fmt: skip
     st = StrategyRecord.__table__
     now = utcnow()
@@ -132,20 +137,23 @@ def _upsert(
         row = s.exec(
             select(StrategyRecord).where(StrategyRecord.user_id == uid, StrategyRecord.name == name).with_for_update()
         ).first()
-        if row is not None and (row.class_path, row.symbol, row.interval) == (class_path, symbol, interval):
+        same = row is not None and (row.class_path, row.symbol, row.interval, row.mode) == (
+            class_path, symbol, interval, mode)  # fmt: skip
+        if row is not None and same:
             s.execute(
                 sa.update(st).where(st.c.id == row.id).values(
-                    class_path=class_path, params=params, broker=broker, active=True, state="active", failures=0,
-                    last_error=None, version=st.c.version + 1, promoted_at=now, updated_at=now,
+                    class_path=class_path, params=params, broker=broker, allocation=allocation, active=True,
+                    state="active", failures=0, last_error=None, version=st.c.version + 1, promoted_at=now,
+                    updated_at=now,
                 )
             )  # fmt: skip
             s.expire(row)
             return s.exec(select(StrategyRecord).where(StrategyRecord.id == row.id)).one()
         if row is not None:
-            _retire(s, row, uname, class_path, symbol, interval, now)
+            _retire(s, row, uname, class_path, symbol, interval, mode, now)
         new = StrategyRecord(
             user_id=uid, name=name, class_path=class_path, params=params, broker=broker, symbol=symbol,
-            interval=interval, promoted_at=now, updated_at=now,
+            interval=interval, mode=mode, allocation=allocation, promoted_at=now, updated_at=now,
             start_time=None if start_time is None else int(start_time),
         )  # fmt: skip
         s.add(new)
@@ -154,8 +162,10 @@ def _upsert(
         return new
 
 
-def _retire(s: Any, row: StrategyRecord, uname: str, class_path: str, symbol: str, interval: str, now: Any) -> None:
-    """Switch ``row`` off under a new name, so ``row.name`` can start afresh on another stream or class.
+def _retire(
+    s: Any, row: StrategyRecord, uname: str, class_path: str, symbol: str, interval: str, mode: str, now: Any
+) -> None:
+    """Switch ``row`` off under a new name, so ``row.name`` can start afresh on another stream, class or mode.
 
     Refused while it holds a position: that position belongs to its own symbol and ledger and
     must never be carried to (and closed at the prices of) another one.
@@ -171,8 +181,8 @@ def _retire(s: Any, row: StrategyRecord, uname: str, class_path: str, symbol: st
         cls = class_path.rsplit(":", 1)[-1]
         raise ConfigError(
             f"strategy {row.name!r} (id {row.id}) holds a {side} position of {abs(pos.size):g} {pos.symbol}{at}; "
-            f"re-promoting it as {cls} on {symbol}/{interval} would carry that position across: wait until it is "
-            f"flat (it exits on its own signals on {row.symbol}/{row.interval}), or promote under another name "
+            f"re-promoting it as {cls} on {symbol}/{interval} ({mode}) would carry that position across: wait until "
+            f"it is flat (it exits on its own signals on {row.symbol}/{row.interval}), or promote under another name "
             f"(name=...) and switch this one off with kit.demote({row.id}, user={uname!r})"
         )
     suffix = f" (#{row.id} {row.symbol}/{row.interval}, replaced)"
