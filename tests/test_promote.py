@@ -291,7 +291,7 @@ def test_the_daemon_will_not_resume_a_ledger_an_older_kit_moved_to_another_symbo
     from kit.broker import BrokerState
     from kit.store import StrategyRecord, ledger, trades
     from kit.store.ledger import CandleWrite
-    from tests.fixtures.daemon import wait_for
+    from tests.fixtures.daemon import get_json, wait_for
 
     cluster, frames = cluster_factory(sqlite_url, rows=900, start_row=300, speed=120)
     store = Store(sqlite_url)
@@ -318,9 +318,11 @@ def test_the_daemon_will_not_resume_a_ledger_an_older_kit_moved_to_another_symbo
     fine = strategies.upsert(store, "alice", name="fine", class_path=ema.path, params=ema.params, symbol="BTCUSDT",
                              interval="1m", start_time=first)  # fmt: skip
     cluster.exchange_start()
-    cluster.daemon_start()
-    wait_for(lambda: strategies.get(store, "alice", rec.id).state == "error", 30, "the moved strategy to be an error")
+    cluster.daemon_start(wait_ready=False)  # a strategy that cannot load makes /ready 503 (degraded)
+    wait_for(lambda: strategies.get(store, "alice", rec.id).state == "error", 60, "the moved strategy to be an error")
     assert "ledger and position are on ETHUSDT" in strategies.get(store, "alice", rec.id).last_error
+    code, ready = get_json(cluster.base + "/ready")
+    assert code == 503 and ready["state"] == "degraded", ready
     wait_for(lambda: len(trades.fills(store, "alice", fine.id)) >= 2, 60, "the other strategy to trade")
     assert {m["id"] for m in cluster.status()["strategy_detail"]} == {fine.id}
     assert len(trades.fills(store, "alice", rec.id)) == 1 and trades.list(store, "alice", rec.id).empty
