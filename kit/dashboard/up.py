@@ -262,6 +262,11 @@ def run_up(port: int | None = None, host: str = "127.0.0.1", speed: float = 60.0
         _require_port("127.0.0.1", settings.status_port, "daemon status",
                       "another kit daemon is running; stop it or set KIT_STATUS_PORT")  # fmt: skip
 
+    has_gateway = importlib.util.find_spec("kit.gateway.cli") is not None
+    if has_gateway:
+        _require_port("127.0.0.1", settings.gateway_port, "gateway",
+                      "another kit gateway is running; stop it or set KIT_GATEWAY_PORT")  # fmt: skip
+
     if settings.redis_url:
         _require_redis(settings.redis_url)
 
@@ -315,9 +320,18 @@ def run_up(port: int | None = None, host: str = "127.0.0.1", speed: float = 60.0
             sup.start("daemon", [*kit_cmd, "daemon", "--status-port", str(settings.status_port)], env)
         else:
             _say(out, "warning: kit daemon is not available in this build; strategies will not trade")
+        gateway = None
+        if has_gateway:
+            # The same feed and engine for any client: REST + WebSocket on loopback (market data open there).
+            _say(out, f"starting the gateway on 127.0.0.1:{settings.gateway_port}")
+            gw_cmd = [*kit_cmd, "gateway", "--port", str(settings.gateway_port)]
+            gateway = sup.start("gateway", gw_cmd, env)
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         url = f"http://{shown}:{port}/"
         wait_http(url + "login", dash)
+        gw_url = f"http://127.0.0.1:{settings.gateway_port}"
+        if gateway is not None:
+            wait_http(gw_url + "/ready", gateway)
         badge = (
             f"REPLAY (simulator at {settings.exchange_url}, {speed:g}x)" if sim else f"LIVE ({settings.exchange_url})"
         )
@@ -333,6 +347,8 @@ def run_up(port: int | None = None, host: str = "127.0.0.1", speed: float = 60.0
             lines.append(f"  strategies  {'; '.join(promoted)}")
         if has_daemon:
             lines.append(f"  daemon      http://127.0.0.1:{settings.status_port}/status")
+        if gateway is not None:
+            lines.append(f"  gateway     {gw_url}/  (REST /api/v1, WebSocket /api/v1/ws, docs /docs, example /example)")
         if settings.redis_url:
             from kit.settings import mask_url
 
