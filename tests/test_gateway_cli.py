@@ -61,6 +61,25 @@ def test_the_example_page_draws_live_candles_and_rsi_in_chromium(gateway_proc, c
         page.close()
 
 
+def test_the_readme_client_prints_closed_candles_and_rsi_once_each_in_order(gateway_proc, tmp_path):
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    code = readme.split("<!-- gateway-client -->\n```python\n", 1)[1].split("```", 1)[0]
+    assert len(code.strip().splitlines()) <= 25
+    (tmp_path / "client.py").write_text(code)
+    env = {**os.environ, "KIT_GATEWAY": gateway_proc[0].split("://", 1)[1]}
+    proc = subprocess.Popen([sys.executable, str(tmp_path / "client.py")], env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        out, _ = proc.communicate(timeout=12)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, _ = proc.communicate()
+    lines = [ln.split() for ln in out.splitlines()]
+    kl = [int(seq) for stream, seq, _ in lines if stream == "btcusdt@kline_1m"]
+    rs = [int(seq) for stream, seq, _ in lines if stream.startswith("btcusdt@indicator_1m_rsi")]
+    assert len(kl) >= 3 and kl == list(range(kl[0], kl[0] + 60_000 * len(kl), 60_000))
+    assert len(rs) >= 3 and rs == sorted(set(rs))
+
+
 def test_the_gateway_process_is_ready_serves_metrics_and_stops_cleanly(gateway_proc):
     base, proc = gateway_proc
     with urllib.request.urlopen(f"{base}/ready", timeout=30) as r:
