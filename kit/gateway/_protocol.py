@@ -26,7 +26,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from kit.gateway._streams import Stream, StreamError, parse
+from kit.gateway._streams import Private, Stream, StreamError, parse
 
 #: Error codes in ``{"error": {"code": ..}}`` (0-3 are Binance's; the others kit's).
 UNKNOWN_PROPERTY = 0
@@ -72,8 +72,8 @@ class Subscribe:
 
     id: object
     names: tuple[str, ...]
-    streams: tuple[Stream, ...]
-    expansions: tuple[tuple[Stream, ...], ...]
+    streams: tuple[Stream | Private, ...]
+    expansions: tuple[tuple[Stream | Private, ...], ...]
     since: int | None
 
 
@@ -82,7 +82,7 @@ class Unsubscribe:
     """Stop ``streams`` (concrete, no name of this connection refers to them any more)."""
 
     id: object
-    streams: tuple[Stream, ...]
+    streams: tuple[Stream | Private, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,9 +143,9 @@ class Protocol:
         self.login_required = login_required
         self.user: str | None = None
         #: names as the client gave them -> the concrete streams each stands for
-        self.names: dict[str, tuple[Stream, ...]] = {}
+        self.names: dict[str, tuple[Stream | Private, ...]] = {}
         #: concrete streams -> how many names refer to them
-        self.refs: Counter[Stream] = Counter()
+        self.refs: Counter[Stream | Private] = Counter()
         self.rate_limited = 0
         self.errors = 0
 
@@ -194,6 +194,8 @@ class Protocol:
         if method == "LOGIN":
             if len(params) != 1 or not isinstance(params[0], str) or not params[0]:
                 return self._err(INVALID_VALUE, "LOGIN takes one parameter: the token", req_id)
+            if self.user is not None:  # one identity per connection: private streams stay its own
+                return self._err(INVALID_REQUEST, "already logged in; open another connection", req_id)
             return Login(req_id, params[0])
         if not params or not all(isinstance(p, str) for p in params):
             return self._err(INVALID_VALUE, "params must be a non-empty list of stream names", req_id)
@@ -212,12 +214,14 @@ class Protocol:
         served = self._symbols()
         known = frozenset(served)
         names: list[str] = []
-        expansions: list[tuple[Stream, ...]] = []
+        expansions: list[tuple[Stream | Private, ...]] = []
         for p in dict.fromkeys(params):
             try:
                 pattern = parse(p, known)
             except StreamError as exc:
                 return self._err(INVALID_VALUE, str(exc), req_id)
+            if isinstance(pattern, Private) and self.user is None:
+                return self._err(UNAUTHORIZED, f"unauthorized: {p} needs a LOGIN with your token first", req_id)
             names.append(p)
             expansions.append(pattern.expand(served))
         # A name already subscribed is a no-op, as on Binance (and is not replayed with `since`:
@@ -242,7 +246,7 @@ class Protocol:
         return result(cmd.id)
 
     def _unsubscribe(self, req_id: object, params: list[str]) -> Command:
-        gone: list[Stream] = []
+        gone: list[Stream | Private] = []
         for p in dict.fromkeys(params):
             exp = self.names.pop(p, None)
             if exp is None:

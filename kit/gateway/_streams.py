@@ -6,7 +6,9 @@ Binance-like, lower-case symbol first:
 - ``btcusdt@indicator_1m_rsi(14)``: one indicator's values on those candles (any spec key the
   engine knows, see :func:`kit.indicators.parse_spec`, registered custom ones included);
 - ``*@kline_1m``, ``*@indicator_1m_rsi(14)``: the same for every symbol the gateway serves,
-  expanded on the server.
+  expanded on the server;
+- ``user@fills``, ``user@orders``, ``user@trades``, ``user@positions``: the logged-in user's own
+  ledger (the user is the token's, never named in the stream).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from kit.indicators import IndicatorSpec
 from kit.market.intervals import validate_interval, validate_symbol
 
 WILDCARD = "*"
+PRIVATE_KINDS = ("orders", "fills", "trades", "positions")
 _KLINE = "kline_"
 _INDICATOR = "indicator_"
 
@@ -59,7 +62,21 @@ class Pattern:
         return tuple(Stream(s, self.interval, self.spec) for s in syms)
 
 
-def parse(name: object, symbols: frozenset[str] | None = None) -> Pattern:
+@dataclass(frozen=True, slots=True)
+class Private:
+    """One of the logged-in user's own streams (``kind``: one of :data:`PRIVATE_KINDS`)."""
+
+    kind: str
+
+    @property
+    def name(self) -> str:
+        return f"user@{self.kind}"
+
+    def expand(self, symbols: tuple[str, ...]) -> tuple[Private, ...]:
+        return (self,)
+
+
+def parse(name: object, symbols: frozenset[str] | None = None) -> Pattern | Private:
     """Parse a stream name; ``symbols``: the served symbols (an unknown one is refused).
 
     Raises :class:`StreamError` with a message naming what is wrong.
@@ -67,6 +84,12 @@ def parse(name: object, symbols: frozenset[str] | None = None) -> Pattern:
     if not isinstance(name, str) or "@" not in name or len(name) > 200:
         raise StreamError(f"invalid stream name {str(name)[:80]!r}: expected like btcusdt@kline_1m")
     sym_part, _, kind = name.partition("@")
+    if sym_part == "user":
+        if kind not in PRIVATE_KINDS:
+            raise StreamError(
+                f"unknown private stream {name!r}: one of {', '.join('user@' + k for k in PRIVATE_KINDS)}"
+            )
+        return Private(kind)
     if sym_part == WILDCARD:
         symbol = WILDCARD
     else:

@@ -27,7 +27,9 @@ from kit.gateway import _protocol as P
 from kit.gateway._config import GatewayConfig
 from kit.gateway._fanout import CLOSE_REVOKED, Hub, Outbox, SinceTooOld
 from kit.gateway._metrics import CONTENT_TYPE_LATEST, Metrics
+from kit.gateway._private import PrivateStreams
 from kit.gateway._rest import ApiError, router
+from kit.gateway._streams import Private, Stream
 from kit.gateway._tokens import Identity
 
 log = logging.getLogger("kit.gateway")
@@ -72,6 +74,7 @@ class Gateway:
         self.symbol_set = frozenset(self.symbols)
         self.engine: IndicatorEngine | None = None
         self.hub: Hub = None  # type: ignore[assignment] - set in start()
+        self.private: PrivateStreams = None  # type: ignore[assignment] - set in start()
         self.conns: dict[_Conn, None] = {}
         self.per_address: Counter[str] = Counter()
         self._token_cache: dict[str, tuple[float, Identity | None]] = {}
@@ -107,7 +110,10 @@ class Gateway:
         self.engine = IndicatorEngine(self._feed, keep=self.config.ring)
         self.hub = Hub(self.engine, ring=self.config.ring, grace_s=self.config.grace_s)
         self.metrics.track_sources(lambda: self.hub.stats()["sources"])
-        self._tasks.append(asyncio.get_running_loop().create_task(self._watch_tokens(), name="kit-gateway-tokens"))
+        self.private = PrivateStreams(self.store)
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self._watch_tokens(), name="kit-gateway-tokens"))
+        self._tasks.append(loop.create_task(self.private.run(), name="kit-gateway-private"))
         self.started = True
         log.info("gateway started", extra={"symbols": len(self.symbols), "token_required": self.config.token_required})
 
@@ -212,8 +218,7 @@ class Gateway:
                 del self.conns[conn]
                 m.connections.dec()
                 m.subscriptions.dec(protocol.streams)
-                for s in list(protocol.refs):
-                    self.hub.detach(s, conn.box)
+                self._detach(conn, tuple(protocol.refs))
         finally:
             self.per_address[addr] -= 1
             if self.per_address[addr] <= 0:
@@ -265,8 +270,7 @@ class Gateway:
             elif isinstance(cmd, P.Subscribe):
                 await self._subscribe(conn, cmd)
             elif isinstance(cmd, P.Unsubscribe):
-                for s in cmd.streams:
-                    self.hub.detach(s, box)
+                self._detach(conn, cmd.streams)
                 m.subscriptions.dec(len(cmd.streams))
                 box.push(P.result(cmd.id))
             elif isinstance(cmd, P.Login):
@@ -279,11 +283,24 @@ class Gateway:
                     protocol.logged_in(ident.user)
                     box.push(P.result(cmd.id, {"user": ident.user}))
 
+    def _detach(self, conn: _Conn, streams: tuple[Stream | Private, ...]) -> None:
+        for s in streams:
+            if isinstance(s, Private):
+                if conn.identity is not None:
+                    self.private.detach(conn.identity.user_id, s.kind, conn.box)
+            else:
+                self.hub.detach(s, conn.box)
+
     async def _subscribe(self, conn: _Conn, cmd: P.Subscribe) -> None:
         box, m = conn.box, self.metrics
+        private: dict[Private, tuple[list[str], Any]] = {}
         for s in cmd.streams:
             try:
-                await self.hub.prepare(s)
+                if isinstance(s, Private):
+                    assert conn.identity is not None  # the protocol refuses private streams before LOGIN
+                    private[s] = await self.private.prepare(conn.identity.user_id, s.kind, cmd.since)
+                else:
+                    await self.hub.prepare(s)
             except (KitError, ValueError) as exc:
                 m.errors.labels(str(P.INVALID_VALUE)).inc()
                 box.push(P.error(P.INVALID_VALUE, f"cannot open {s.name}: {exc}", cmd.id))
@@ -291,11 +308,16 @@ class Gateway:
             except Exception as exc:
                 log.warning("stream failed to open", extra={"stream": s.name, "error": str(exc)})
                 m.errors.labels(str(P.SERVER_ERROR)).inc()
-                box.push(P.error(P.SERVER_ERROR, f"cannot open {s.name}: {exc}", cmd.id))
+                box.push(P.error(P.SERVER_ERROR, f"cannot open {s.name}", cmd.id))
                 return
         # From here nothing awaits: history and live events meet with no hole and no overlap.
+        history: list[list[str]] = []
         try:
-            history = [self.hub.history(s, cmd.since) for s in cmd.streams] if cmd.since is not None else []
+            for s in cmd.streams:
+                if isinstance(s, Private):
+                    history.append(private[s][0])
+                elif cmd.since is not None:
+                    history.append(self.hub.history(s, cmd.since))
         except SinceTooOld as exc:
             m.errors.labels(str(P.SINCE_TOO_OLD)).inc()
             box.push(P.error(P.SINCE_TOO_OLD, str(exc), cmd.id))
@@ -305,7 +327,11 @@ class Gateway:
             for e in events:
                 box.push(e)
         for s in cmd.streams:
-            self.hub.attach(s, box)
+            if isinstance(s, Private):
+                assert conn.identity is not None
+                self.private.attach(conn.identity.user_id, s.kind, box, private[s][1])
+            else:
+                self.hub.attach(s, box)
         m.subscriptions.inc(len(cmd.streams))
 
 
