@@ -16,8 +16,9 @@ T0 = 1_748_736_000_000
 
 
 def _promote(store: Store, user: str, name: str):
-    return strategies.upsert(store, user, name=name, class_path="kit.strategies:EmaCross", params={"fast": 5, "slow": 20},
-                             symbol="BTCUSDT", interval="1m", broker={"init_cash": 1000.0})  # fmt: skip
+    return strategies.upsert(store, user, name=name, class_path="kit.strategies:EmaCross",
+                             params={"fast": 5, "slow": 20}, symbol="BTCUSDT", interval="1m",
+                             broker={"init_cash": 1000.0})  # fmt: skip
 
 
 def _fill(rec, t: int, side: str, price: float) -> CandleWrite:
