@@ -128,3 +128,17 @@ async def test_bad_parameters_get_a_4xx_naming_the_parameter(simulator, tmp_path
     async with running_gateway(sim, tmp_path) as gw:
         st, _, body = await http_get(gw.base + path)
         assert st == status and body["param"] == param and param in body["msg"], body
+
+
+def test_the_gateway_imports_neither_vectorbt_nor_panel_nor_bokeh():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from kit.gateway import create_app, GatewayConfig; import kit.gateway.cli; "
+        "create_app(GatewayConfig()); "
+        "print(sorted(m for m in ('vectorbt', 'panel', 'bokeh', 'holoviews', 'dask') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -70,12 +70,17 @@ async def test_resume_with_since_gets_every_closed_candle_once_in_order_across_a
         assert seen == list(range(seen[0], seen[0] + 60_000 * len(seen), 60_000))
 
 
-async def test_since_older_than_what_is_kept_is_an_error_naming_the_rest_endpoint(simulator, tmp_path):
+async def test_a_resume_older_than_what_is_kept_or_larger_than_max_history_is_an_error(simulator, tmp_path):
     sim = await simulator(speed=60, start=START)
     async with running_gateway(sim, tmp_path, ring=50) as gw, connect(gw.ws) as ws:
         ans = await request(ws, "SUBSCRIBE", ["btcusdt@kline_1m"], 1, since=0)
         assert ans["error"]["code"] == 7 and "/api/v1/klines" in ans["error"]["msg"]
         assert (await request(ws, "LIST_SUBSCRIPTIONS", None, 2))["result"] == []
+    async with running_gateway(sim, tmp_path, max_history=20) as gw, connect(gw.ws) as ws:
+        since = sim.now_ms() - 15 * 60_000  # 15 candles per stream, 30 in all: over the bound
+        ans = await request(ws, "SUBSCRIBE", ["btcusdt@kline_1m", "ethusdt@kline_1m"], 3, since=since)
+        assert ans["error"]["code"] == 7 and "resume too large" in ans["error"]["msg"]
+        assert (await request(ws, "SUBSCRIBE", ["btcusdt@kline_1m"], 4, since=since))["result"] is None
 
 
 async def test_limits_streams_rate_and_connections_per_address_are_enforced_and_counted(simulator, tmp_path):
@@ -99,20 +104,22 @@ async def test_limits_streams_rate_and_connections_per_address_are_enforced_and_
 
 async def test_a_slow_client_gets_an_error_event_and_is_closed_with_4008_without_slowing_others(simulator, tmp_path):
     sim = await simulator(speed=600, start=START)
-    async with running_gateway(sim, tmp_path, max_queue=16) as gw:
+    async with running_gateway(sim, tmp_path, max_queue=16, max_history=50_000) as gw:
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.connect(("127.0.0.1", int(gw.base.rsplit(":", 1)[1])))
         slow = await connect(gw.ws, sock=sock, max_queue=1)
         fast = await connect(gw.ws)
-        names = [f"{s}@{k}" for s in ("btcusdt", "ethusdt") for k in ("kline_1m", "indicator_1m_rsi(14)",
-                                                                       "indicator_1m_ema(20)")]  # fmt: skip
-        await slow.send(
-            json.dumps({"method": "SUBSCRIBE", "params": names, "id": 1, "since": sim.now_ms() - 600 * 60_000})
-        )
+        # ~36,000 history events (~9 MB): more than every buffer between the gateway and a client that
+        # does not read can hold, so the next live events find its queue full.
+        names = [f"*@indicator_1m_sma({n})" for n in range(2, 32)]
+        since = sim.now_ms() - 600 * 60_000
+        await slow.send(json.dumps({"method": "SUBSCRIBE", "params": names, "id": 1, "since": since}))
         await request(fast, "SUBSCRIBE", ["btcusdt@kline_1m"], 1)
-        await asyncio.sleep(1.0)  # the slow client's history fills every buffer on the way
         assert len(await events(fast, 100, timeout=30)) == 100  # the fast client is served all along
+        async with asyncio.timeout(60):
+            while "kit_gateway_slow_consumers_closed_total 1.0" not in await metrics_text(gw.base):
+                await asyncio.sleep(0.2)
         last = None
         with pytest.raises(ConnectionClosed) as e:
             async with asyncio.timeout(60):
@@ -120,5 +127,4 @@ async def test_a_slow_client_gets_an_error_event_and_is_closed_with_4008_without
                     last = json.loads(await slow.recv())
         assert e.value.rcvd is not None and e.value.rcvd.code == 4008
         assert last is not None and last["error"]["code"] == 4008
-        assert "kit_gateway_slow_consumers_closed_total 1.0" in await metrics_text(gw.base)
         await fast.close()

@@ -24,7 +24,9 @@ class GatewayConfig:
         max_streams: concrete streams per connection (Binance: 1,024).
         rate: WebSocket requests per second per connection (Binance: 5).
         max_connections_per_address: open WebSockets per client address.
-        max_queue: messages a client may fall behind before it is closed with 4008.
+        max_queue: live messages a client may fall behind before it is closed with 4008.
+        max_history: resume (``since``) events one request may queue, on top of what is queued
+            already: the bound of a client's memory while it catches up.
         ring: closed candles kept per (symbol, interval) for resuming with ``since``.
         grace_s: seconds a (symbol, interval) nobody follows stays open (resume after a reconnect).
         allowed_hosts: ``Host`` header names accepted besides the bound host and loopback names
@@ -42,6 +44,7 @@ class GatewayConfig:
     rate: int = 5
     max_connections_per_address: int = 100
     max_queue: int = 4096
+    max_history: int = 10_000
     ring: int = 1000
     grace_s: float = 60.0
     allowed_hosts: tuple[str, ...] = ()
@@ -53,7 +56,7 @@ class GatewayConfig:
             raise ConfigError(f"port must be 0-65535, got {self.port!r}")
         if self.market_auth not in AUTH_MODES:
             raise ConfigError(f"market_auth must be one of {', '.join(AUTH_MODES)}, got {self.market_auth!r}")
-        for name in ("max_streams", "rate", "max_connections_per_address", "max_queue", "ring"):
+        for name in ("max_streams", "rate", "max_connections_per_address", "max_queue", "max_history", "ring"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(f"{name} must be an integer >= 1, got {v!r}")

@@ -54,8 +54,8 @@ class SinceTooOld(Exception):
 class Outbox:
     """A client's bounded send queue (no I/O: the connection's writer drains it).
 
-    ``offer`` (live events) respects ``max_queue``; ``push`` (answers, resume history) does not,
-    since both are bounded by the request that caused them.
+    ``offer`` (live events) respects ``max_queue``; ``push`` (answers, resume history) does not:
+    answers are bounded by the request rate, resume history by ``GatewayConfig.max_history``.
     """
 
     __slots__ = ("_wake", "close_code", "close_reason", "max_queue", "on_overflow", "queue", "sent")

@@ -322,6 +322,15 @@ class Gateway:
             m.errors.labels(str(P.SINCE_TOO_OLD)).inc()
             box.push(P.error(P.SINCE_TOO_OLD, str(exc), cmd.id))
             return
+        total = sum(len(h) for h in history)
+        if total and len(box.queue) + total > self.config.max_history:
+            # Resume history is queued past max_queue (it is the answer to a request), so it has
+            # its own bound: a client cannot make the gateway hold more than this for it.
+            m.errors.labels(str(P.SINCE_TOO_OLD)).inc()
+            msg = (f"resume too large: {total} events (at most {self.config.max_history} queued); subscribe "
+                   "fewer streams per request, or read older candles from /api/v1/klines")  # fmt: skip
+            box.push(P.error(P.SINCE_TOO_OLD, msg, cmd.id))
+            return
         box.push(conn.protocol.subscribed(cmd))
         for events in history:
             for e in events:
