@@ -79,6 +79,7 @@ class Gateway:
         self.per_address: Counter[str] = Counter()
         self._token_cache: dict[str, tuple[float, Identity | None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._owned_feed: Any = None  # a RedisFeed this gateway opened (and closes)
         self.started = False
 
     @property
@@ -97,7 +98,7 @@ class Gateway:
             if s.redis_url:
                 from kit.relay import Keys, RedisFeed
 
-                self._feed = RedisFeed(s.redis_url, keys=Keys(s.redis_prefix))
+                self._feed = self._owned_feed = await RedisFeed(s.redis_url, keys=Keys(s.redis_prefix)).start()
             else:
                 from kit.feed import shared_feed
 
@@ -126,6 +127,8 @@ class Gateway:
             await self.hub.close()
         if self.engine is not None:
             await self.engine.close()
+        if self._owned_feed is not None:
+            await self._owned_feed.stop()
 
     # -- health ----------------------------------------------------------------------------------
     def problems(self) -> list[str]:
@@ -135,6 +138,11 @@ class Gateway:
             out.append("starting")
         if self.hub is not None and self.hub.failure is not None:
             out.append(f"a stream source failed: {self.hub.failure}")
+        stats = getattr(self._feed, "stats", None)
+        if self.hub is not None and self.hub.stats()["sources"] and callable(stats):
+            feed = stats()
+            if feed.get("connections") == 0:  # a direct Feed serving streams with no exchange connection
+                out.append("the exchange feed is disconnected (reconnecting)")
         return out
 
     # -- tokens ----------------------------------------------------------------------------------
