@@ -128,3 +128,19 @@ async def test_a_slow_client_gets_an_error_event_and_is_closed_with_4008_without
         assert e.value.rcvd is not None and e.value.rcvd.code == 4008
         assert last is not None and last["error"]["code"] == 4008
         await fast.close()
+
+
+async def test_malformed_frames_over_the_socket_are_answered_and_the_connection_lives_on(simulator, tmp_path):
+    sim = await simulator(speed=60, start=START)
+    async with running_gateway(sim, tmp_path, rate=100) as gw, connect(gw.ws, max_size=2**20) as ws:
+        hostile = ('{"method": "SUBSCRIBE", "params": ["../../etc"], "id": 1}',
+                   '{"method": "PING", "id": 1, "pad": "' + "x" * 100_000 + '"}')  # fmt: skip
+        for frame in (b"\x00\xff binary", "{not json", "[]", *hostile):
+            await ws.send(frame)
+            got = json.loads(await asyncio.wait_for(ws.recv(), 10))
+            assert got["error"]["code"] in (1, 2, 3) and got["error"]["msg"]
+        assert (await request(ws, "PING", None, 99)) == {"result": "pong", "id": 99}
+        text = await metrics_text(gw.base)
+        assert (
+            'kit_gateway_ws_requests_total{method="PING"}' in text and 'kit_gateway_ws_errors_total{code="3"}' in text
+        )

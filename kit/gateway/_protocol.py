@@ -58,9 +58,10 @@ def error(code: int, msg: str, req_id: object = None) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Reply:
-    """Send ``text`` to the client; nothing else to do."""
+    """Send ``text`` to the client; nothing else to do (``code``: the error code, if an error)."""
 
     text: str
+    code: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +149,8 @@ class Protocol:
         self.refs: Counter[Stream | Private] = Counter()
         self.rate_limited = 0
         self.errors = 0
+        #: the method of the last request (``invalid`` if it had none): the metrics' label
+        self.last_method = "invalid"
 
     @property
     def streams(self) -> int:
@@ -180,6 +183,7 @@ class Protocol:
         if unknown:
             return self._err(UNKNOWN_PROPERTY, f"unknown property {sorted(unknown)[0]!r}", req_id)
         method = msg.get("method")
+        self.last_method = method if method in _METHODS else "invalid"
         if method not in _METHODS:
             return self._err(INVALID_REQUEST, f"method must be one of {', '.join(_METHODS)}", req_id)
         if "since" in msg and method != "SUBSCRIBE":
@@ -263,4 +267,4 @@ class Protocol:
 
     def _err(self, code: int, msg: str, req_id: object = None) -> Reply:
         self.errors += 1
-        return Reply(error(code, msg, req_id))
+        return Reply(error(code, msg, req_id), code)

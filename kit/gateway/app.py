@@ -267,13 +267,14 @@ class Gateway:
             if frame is None:
                 frame = msg.get("bytes") or b""
             before = protocol.rate_limited
+            protocol.last_method = "invalid"
             cmd = protocol.receive(frame, time.monotonic())
             if protocol.rate_limited != before:
                 m.rate_limited.inc()
-            m.requests.labels(type(cmd).__name__ if not isinstance(cmd, P.Reply) else "reply").inc()
+            m.requests.labels(protocol.last_method).inc()
             if isinstance(cmd, P.Reply):
-                if cmd.text.startswith('{"error"'):
-                    m.errors.labels(cmd.text.split('"code":', 1)[1].split(",", 1)[0]).inc()
+                if cmd.code is not None:
+                    m.errors.labels(str(cmd.code)).inc()
                 box.push(cmd.text)
             elif isinstance(cmd, P.Subscribe):
                 await self._subscribe(conn, cmd)
