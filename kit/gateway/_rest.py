@@ -14,7 +14,7 @@ import asyncio
 from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from kit.errors import ExchangeError
@@ -108,19 +108,30 @@ End = Annotated[int | None, Query(ge=0, description="last open time, ms (inclusi
 Limit = Annotated[int, Query(ge=1, le=1000)]
 
 
+class KlineQuery:
+    """The query of ``/klines`` (and of ``/indicator``, which reads the same candles), Binance's names."""
+
+    def __init__(
+        self,
+        symbol: Symbol,
+        interval: Interval,
+        startTime: Start = None,
+        endTime: End = None,
+        limit: Limit = 500,
+    ) -> None:
+        self.symbol, self.interval, self.start, self.end, self.limit = symbol, interval, startTime, endTime, limit
+
+    async def fetch(self, request: Request) -> tuple[str, str, list[list]]:
+        """Check the query against what the gateway serves; ``(symbol, interval, kline rows)``."""
+        gw = _gw(request)
+        sym, itv = _symbol(gw, self.symbol), _interval(self.interval)
+        _range(self.start, self.end)
+        return sym, itv, await _klines(gw, sym, itv, self.start, self.end, self.limit)
+
+
 @router.get("/klines", summary="Candles, as Binance's /api/v3/klines")
-async def klines(
-    request: Request,
-    symbol: Symbol,
-    interval: Interval,
-    startTime: Start = None,
-    endTime: End = None,
-    limit: Limit = 500,
-) -> Response:
-    gw = _gw(request)
-    sym, itv = _symbol(gw, symbol), _interval(interval)
-    _range(startTime, endTime)
-    return _json(await _klines(gw, sym, itv, startTime, endTime, limit))
+async def klines(request: Request, q: Annotated[KlineQuery, Depends()]) -> Response:
+    return _json((await q.fetch(request))[2])
 
 
 @router.get("/ticker/price", summary="The latest price (the last 1m candle's close)")
@@ -170,21 +181,14 @@ async def ticker_24hr(request: Request, symbol: Symbol) -> Response:
 @router.get("/indicator", summary="One indicator's series over the candles /klines returns for the same query")
 async def indicator(
     request: Request,
-    symbol: Symbol,
-    interval: Interval,
+    q: Annotated[KlineQuery, Depends()],
     spec: Annotated[str, Query(min_length=3, max_length=100, description="a spec key, e.g. rsi(14)")],
-    startTime: Start = None,
-    endTime: End = None,
-    limit: Limit = 500,
 ) -> Response:
-    gw = _gw(request)
-    sym, itv = _symbol(gw, symbol), _interval(interval)
-    _range(startTime, endTime)
     try:
         sp = parse_spec_for_stream(spec, "spec")
     except StreamError as exc:
         raise ApiError(400, -1102, f"spec: {exc}", "spec") from None
-    rows = await _klines(gw, sym, itv, startTime, endTime, limit)
+    sym, itv, rows = await q.fetch(request)
     t = np.array([int(r[0]) for r in rows], dtype=np.int64)
     cols = np.array([[float(x) for x in r[1:6]] for r in rows], dtype=np.float64).reshape(-1, 5)
     frame = {"open_time": t, **{k: cols[:, i] for i, k in enumerate(("open", "high", "low", "close", "volume"))}}
