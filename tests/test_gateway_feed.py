@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 
 import pytest
 import redis
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from kit.feed import Feed
 from kit.relay import Keys, Relay
@@ -53,3 +55,22 @@ async def test_ready_fails_while_the_exchange_feed_is_down(simulator, tmp_path):
                     break
                 await asyncio.sleep(0.2)
         assert body["ready"] is False and "disconnected" in body["problems"][0]
+
+
+async def test_a_source_that_ends_closes_its_clients_with_1011_and_the_gateway_turns_not_ready(simulator, tmp_path):
+    sim = await simulator(speed=60, start="2025-05-21T10:00Z")
+    async with running_gateway(sim, tmp_path) as gw, connect(gw.ws) as ws:
+        assert (await request(ws, "SUBSCRIBE", ["btcusdt@kline_1m"], 1))["result"] is None
+        assert await events(ws, 1)
+        await gw.gateway.engine.feed.stop()  # the candle source goes away under the gateway
+        last = None
+        with pytest.raises(ConnectionClosed) as e:
+            async with asyncio.timeout(20):
+                while True:
+                    last = json.loads(await ws.recv())
+        assert e.value.rcvd is not None and e.value.rcvd.code == 1011
+        assert last is not None and last["error"]["code"] == 1011
+        st, _, body = await http_get(f"{gw.base}/ready")
+        assert st == 503 and "source failed" in " ".join(body["problems"])
+        st, _, _ = await http_get(f"{gw.base}/health")
+        assert st == 503
