@@ -65,6 +65,7 @@ class Settings:
     log_format: str = "text"
     status_port: int = 9401
     dashboard_port: int = 5006
+    gateway_port: int = 9402
     cookie_secret: str = ""
     api_key: str = ""
     api_secret: str = ""
@@ -95,7 +96,7 @@ class Settings:
             raw = env.get(key, secrets.get(key))
             if raw is None or raw == "":
                 continue
-            if f.name in ("status_port", "dashboard_port"):
+            if f.name in ("status_port", "dashboard_port", "gateway_port"):
                 try:
                     values[f.name] = int(raw)
                 except ValueError:

@@ -426,3 +426,32 @@ def test_text_from_user_code_is_cleaned_and_capped_before_the_database(store):
     assert reason.startswith("bad\ufffdbyte") and len(reason) <= 2000
     # a lookup by the same raw name finds the cleaned row
     assert row.name == "n\ufffdame" and strategies.find(store, alice, "n\x00ame").id == rec.id
+
+
+def test_removing_a_user_leaves_no_row_that_refers_to_them(store):
+    """Every table with a foreign key to users (ledger, keys, gateway tokens, and whatever comes next)
+    is emptied of the user's rows in the same transaction, so removal never trips a foreign key."""
+    from sqlmodel import SQLModel
+
+    from kit.gateway._tokens import create as create_token
+    from kit.store import keys
+
+    users.add(store, "ann", "pw")
+    users.add(store, "bob", "pw")
+    master = keys.generate_master_key()
+    for name in ("ann", "bob"):
+        rec = strategies.upsert(store, name, name="ema", class_path="kit.strategies:EmaCross", params={},
+                                symbol="BTCUSDT", interval="1m")  # fmt: skip
+        ledger.ensure_checkpoint(store, rec, 0, {}, {"size": 0.0, "cash": 0.0, "equity": 0.0})
+        keys.set(store, name, "K" * 64, "S" * 64, master=master)
+        create_token(store, name)
+    ann = users.get(store, "ann").id
+    users.remove(store, "ann", force=True)
+    referring = [t for t in SQLModel.metadata.sorted_tables if any(fk.column.table.name == "users" for fk in t.foreign_keys)]
+    assert {"api_keys", "api_tokens", "strategies"} <= {t.name for t in referring}
+    with store.begin() as conn:
+        for t in referring:
+            for fk in t.foreign_keys:
+                if fk.column.table.name == "users":
+                    assert conn.execute(sa.select(sa.func.count()).where(fk.parent == ann)).scalar() == 0, t.name
+    assert users.get(store, "bob") is not None and [k.user for k in keys.list(store)] == ["bob"]

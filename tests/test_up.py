@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.cookiejar
+import json
 import os
 import queue
 import signal
@@ -28,6 +29,7 @@ def _env(tmp: Path, sim_port: int, status_port: int) -> dict[str, str]:
     env.update(
         KIT_DATA_DIR=str(tmp), KIT_REPLAY_DATA=str(SAMPLE_DIR), KIT_EXCHANGE_URL=f"http://127.0.0.1:{sim_port}",
         KIT_STATUS_PORT=str(status_port), KIT_DEMO_PASSWORD="demo-pass-for-tests",
+        KIT_GATEWAY_PORT=str(free_port_now()),
     )  # fmt: skip
     env.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".cache" / "numba"))
     return env
@@ -109,6 +111,11 @@ def test_kit_up_runs_everything_and_stops_cleanly_on_ctrl_c(tmp_path):
         assert any("kit exchange" in c for c in cmds)
         assert any("panel serve" in c for c in cmds)
         assert any("kit daemon" in c for c in cmds)
+        assert any("kit gateway" in c for c in cmds)
+        gw = f"http://127.0.0.1:{env['KIT_GATEWAY_PORT']}"
+        assert f"gateway     {gw}/" in text
+        with urllib.request.urlopen(f"{gw}/api/v1/ticker/price?symbol=BTCUSDT", timeout=30) as r:
+            assert r.status == 200 and float(json.loads(r.read())["price"]) > 0
 
         # the demo user logs in; a wrong password does not
         url, code, body = _login(base, "demo", "demo-pass-for-tests")

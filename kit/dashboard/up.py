@@ -271,6 +271,9 @@ def run_up(port: int | None = None, host: str = "127.0.0.1", speed: float = 60.0
     _require_port("127.0.0.1", settings.status_port, "daemon status",
                   "another kit daemon is running; stop it or set KIT_STATUS_PORT")  # fmt: skip
 
+    _require_port("127.0.0.1", settings.gateway_port, "gateway",
+                  "another kit gateway is running; stop it or set KIT_GATEWAY_PORT")  # fmt: skip
+
     if settings.redis_url:
         _require_redis(settings.redis_url)
 
@@ -321,9 +324,14 @@ def run_up(port: int | None = None, host: str = "127.0.0.1", speed: float = 60.0
                 _say(out, f"warning: could not promote the example strategies: {type(exc).__name__}: {exc}")
         _say(out, f"starting the daemon (status on 127.0.0.1:{settings.status_port})")
         sup.start("daemon", [*kit_cmd, "daemon", "--status-port", str(settings.status_port)], env)
+        # The same feed and engine for any client: REST + WebSocket on loopback (market data open there).
+        _say(out, f"starting the gateway on 127.0.0.1:{settings.gateway_port}")
+        gateway = sup.start("gateway", [*kit_cmd, "gateway", "--port", str(settings.gateway_port)], env)
         shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
         url = f"http://{shown}:{port}/"
         wait_http(url + "login", dash)
+        gw_url = f"http://127.0.0.1:{settings.gateway_port}"
+        wait_http(gw_url + "/ready", gateway)
         badge = (
             f"REPLAY (simulator at {settings.exchange_url}, {speed:g}x)" if sim else f"LIVE ({settings.exchange_url})"
         )
@@ -344,6 +352,7 @@ def run_up(port: int | None = None, host: str = "127.0.0.1", speed: float = 60.0
         if promoted:
             lines.append(f"  strategies  {'; '.join(promoted)}")
         lines.append(f"  daemon      http://127.0.0.1:{settings.status_port}/status")
+        lines.append(f"  gateway     {gw_url}/  (REST /api/v1, WebSocket /api/v1/ws, docs /docs, example /example)")
         if settings.redis_url:
             from kit.settings import mask_url
 

@@ -221,4 +221,22 @@ class ApiKeyRecord(SQLModel, table=True):
     def __repr__(self) -> str:  # ciphertexts are not for logs either
         return f"ApiKeyRecord(user_id={self.user_id!r}, kind={self.kind!r}, key=...{self.key_tail})"
 
+
+class ApiToken(SQLModel, table=True):
+    """A gateway API token of one user. Only the token's SHA-256 is stored (the token itself is
+    shown once, at creation); ``prefix`` (its first characters) names it in lists. A revoked token
+    keeps its row, so ``kit tokens list`` still shows when it was revoked."""
+
+    __tablename__ = "api_tokens"
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(sa_column=sa.Column(sa.Integer, sa.ForeignKey("users.id"), nullable=False, index=True))
+    prefix: str = Field(sa_column=sa.Column(sa.String(16), nullable=False))
+    token_hash: str = Field(sa_column=sa.Column(sa.String(64), nullable=False, unique=True))
+    read_only: bool = Field(default=False, sa_column=sa.Column(sa.Boolean, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=sa.Column(sa.DateTime(), nullable=False))
+    revoked_at: datetime | None = Field(default=None, sa_column=sa.Column(sa.DateTime(), nullable=True))
+
+    def __repr__(self) -> str:  # never show the hash
+        return f"ApiToken(id={self.id!r}, user_id={self.user_id!r}, prefix={self.prefix!r})"
+
     __str__ = __repr__

@@ -15,14 +15,13 @@ from importlib import resources
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import select
+from sqlmodel import SQLModel, select
 
 from kit.errors import ConfigError
 from kit.store._scope import NotFound
 from kit.store._store import Store
 from kit.store.models import (
     ROLES,
-    ApiKeyRecord,
     Checkpoint,
     Event,
     FillRecord,
@@ -185,8 +184,14 @@ def remove(store: Store, name: str, *, force: bool = False) -> int:
             raise ConfigError(f"user {name!r} has {on} active strateg{'y' if on == 1 else 'ies'}; "
                               "deactivate them first or pass --force")  # fmt: skip
         n = s.execute(sa.select(sa.func.count()).where(StrategyRecord.user_id == uid)).scalar()
-        for table in (FillRecord, Order, TradeRecord, Position, Checkpoint, StrategyRecord, ApiKeyRecord):
+        for table in (FillRecord, Order, TradeRecord, Position, Checkpoint, StrategyRecord):
             s.execute(sa.delete(table).where(table.user_id == uid))
+        # Then every table that refers to users, dependents first (sorted_tables is dependency order),
+        # so a table a later layer adds (keys, gateway tokens, ...) can never trip the foreign key.
+        for table in reversed(SQLModel.metadata.sorted_tables):
+            for fk in table.foreign_keys:
+                if fk.column.table.name == User.__tablename__:
+                    s.execute(sa.delete(table).where(fk.parent == uid))
         s.execute(sa.delete(User).where(User.id == uid))
         _event(s, "user_removed", f"user {name} removed with {n} strateg{'y' if n == 1 else 'ies'}", uid)
     log.info("user removed", extra={"user": name})
