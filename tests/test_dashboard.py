@@ -496,3 +496,67 @@ def test_login_throttle_locks_exponentially_per_name_and_address_and_forgets():
     assert len(t) <= 10
     with pytest.raises(ValueError):
         LoginThrottle(free_per_name=0)
+
+
+def test_equity_of_a_strategy_with_no_trades_is_a_flat_line_realised_and_unrealised(tmp_path):
+    """No trades yet: the equity chart draws the starting cash from the start to now (both lines),
+    on a readable axis, instead of an empty plot."""
+    import time
+
+    from kit.dashboard import mine
+    from kit.store import Store, strategies, users
+
+    store = Store(f"sqlite:///{tmp_path / 'kit.db'}")
+    store.migrate()
+    users.add(store, "nina", "nina-password")
+    start = int(time.time() * 1000) - 3 * 3_600_000
+    rec = strategies.upsert(store, "nina", name="fresh", class_path="kit.strategies:EmaCross", params={},
+                            symbol="BTCUSDT", interval="1m", start_time=start)  # fmt: skip
+    hub = Hub(feed_factory=lambda: pytest.fail("no market is needed"), grace_s=0.0)
+    mine.invalidate("nina")
+    view = mine.StrategiesView(store, "nina", hub)
+    try:
+        view.refresh()
+        assert view.choice.value == rec.id
+        data = dict(view.equity_source.data)
+        assert data["time"][0] == start and data["time"][-1] >= time.time() * 1000 - 60_000
+        assert data["realised"] == [10_000.0] * len(data["time"]) and len(data["time"]) >= 2
+        assert data["total"] == data["realised"]  # flat: no position, nothing unrealised
+        # a flat line gets a span around it, not Bokeh's ±1
+        assert view.equity_fig.y_range.default_span >= 100
+        # and it keeps reaching the present between reloads
+        end = data["time"][-1]
+        time.sleep(0.05)
+        view.refresh()
+        assert view.equity_source.data["time"][-1] > end
+        assert view.equity_source.data["total"][-1] == 10_000.0
+    finally:
+        view.close()
+        store.dispose()
+
+
+def test_equity_follows_the_trades_and_ends_at_the_last_known_time(tmp_path):
+    from kit.dashboard import mine
+    from kit.store import Store, trades
+    from tests.fixtures.dashboard import seed
+
+    db = f"sqlite:///{tmp_path / 'kit.db'}"
+    ids = seed(db)
+    store = Store(db)
+    hub = Hub(feed_factory=lambda: pytest.fail("no market is needed"), grace_s=0.0)
+    mine.invalidate("bob")
+    view = mine.StrategiesView(store, "bob", hub)
+    try:
+        view.refresh()
+        sid = ids["bob"]["bob-bollinger"]
+        assert view.choice.value == sid
+        eq = trades.equity(store, "bob", sid)
+        data = dict(view.equity_source.data)
+        n = len(eq)
+        assert data["realised"][:n] == eq.tolist()
+        assert data["time"][:n] == [float(t) for t in eq.index.as_unit("ms").asi8]
+        # the line carries on flat to the present (no open position: total equals realised)
+        assert len(data["time"]) == n + 1 and data["realised"][-1] == eq.iloc[-1] == data["total"][-1]
+    finally:
+        view.close()
+        store.dispose()
