@@ -10,6 +10,7 @@ import math
 import os
 import socket
 import stat
+from pathlib import Path
 
 import pytest
 from bokeh.document import Document
@@ -20,6 +21,7 @@ from kit.errors import ConfigError
 from kit.settings import Settings
 
 MINUTE = 60_000
+SAMPLE_DIR = Path(__file__).resolve().parent.parent / "data" / "sample"
 
 
 class Collect:
@@ -560,3 +562,45 @@ def test_equity_follows_the_trades_and_ends_at_the_last_known_time(tmp_path):
     finally:
         view.close()
         store.dispose()
+
+
+async def test_the_market_offers_every_symbol_the_exchange_lists_with_search_and_every_interval(
+    simulator, sample_frames
+):
+    """The symbol menu is the exchange's listing (here a symbol neither in the replay folder nor in
+    the defaults), searchable; the interval menu has every fixed interval the simulator serves."""
+    from kit.dashboard.market import INTERVALS, MarketView, served_symbols
+
+    frame = sample_frames[("BTCUSDT", "1m")].iloc[:500]
+    sim = await simulator(data={("SOLUSDT", "1m"): frame, ("XRPUSDT", "1m"): frame}, paused=True)
+    env = {"KIT_EXCHANGE_URL": sim.rest_url, "KIT_REPLAY_DATA": str(SAMPLE_DIR)}
+    settings = Settings.from_env(env)
+    assert await asyncio.to_thread(served_symbols, settings) == ["SOLUSDT", "XRPUSDT"]
+    hub = Hub(feed_factory=lambda: pytest.fail("the menu needs no candles"), grace_s=0.0)
+    view = await asyncio.to_thread(MarketView, hub, settings, None, symbol="XRPUSDT", interval="4h")
+    sel = view.symbol_select
+    assert sel.options == ["SOLUSDT", "XRPUSDT"] and sel.value == "XRPUSDT"
+    assert sel.restrict and sel.search_strategy == "includes" and not sel.case_sensitive
+    assert list(view.interval_select.options) == [i for i in INTERVALS if i != "1s"]  # the simulator has no 1s
+    assert {"3m", "4h", "1d", "1w"} <= set(INTERVALS) and "1M" not in INTERVALS
+    # a cleared search box keeps the stream rather than switching to nothing
+    sel.value = ""
+    assert view.symbol == "XRPUSDT" and sel.value == "XRPUSDT"
+
+
+async def test_an_unreachable_exchange_falls_back_to_the_replay_symbols_and_is_asked_again(
+    simulator, sample_frames, monkeypatch
+):
+    from kit.dashboard import market
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once closed
+    env = {"KIT_EXCHANGE_URL": f"http://127.0.0.1:{port}", "KIT_REPLAY_DATA": str(SAMPLE_DIR)}
+    settings = Settings.from_env(env)
+    assert await asyncio.to_thread(market.served_symbols, settings) == ["BTCUSDT", "ETHUSDT"]
+    frame = sample_frames[("BTCUSDT", "1m")].iloc[:500]
+    await simulator(data={("SOLUSDT", "1m"): frame}, port=port, paused=True)  # the exchange comes up
+    assert await asyncio.to_thread(market.served_symbols, settings) == ["BTCUSDT", "ETHUSDT"]  # not at once
+    monkeypatch.setattr(market, "SYMBOLS_RETRY_S", 0.0)
+    assert await asyncio.to_thread(market.served_symbols, settings) == ["SOLUSDT"]  # asked again later

@@ -128,3 +128,16 @@ async def test_the_server_counts_one_broadcast_per_stream_and_releases_it(dashbo
             break
         await asyncio.sleep(0.1)
     assert not rows or (rows[0]["sockets"] == 0 and rows[0]["listeners"] == 0)
+
+
+@pytest.mark.parametrize("interval", ["3m", "4h", "1d", "1w"])
+async def test_every_interval_the_feed_serves_is_streamed(dashboard_stack, interval):
+    """4h and the others the selector once lacked are served, not refused with 4400."""
+    from kit.market.intervals import bucket_start
+
+    cookie = _cookie(dashboard_stack)
+    url = _ws(dashboard_stack.base_url, f"stream=ETHUSDT@{interval}&since=0")
+    async with connect(url, additional_headers={"Cookie": cookie}) as ws:
+        (first,) = await _messages(ws, 1)
+    assert first["s"] == f"ETHUSDT@{interval}" and first["rows"]
+    assert all(bucket_start(int(r["open_time"]), interval) == r["open_time"] for r in first["rows"])

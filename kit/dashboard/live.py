@@ -39,7 +39,7 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from kit.dashboard.chart import chart_row
 from kit.dashboard.hub import CHART_BARS, Bar, Hub, get_hub
-from kit.dashboard.market import INTERVALS, available_symbols, price_header
+from kit.dashboard.market import INTERVALS, price_header, served_symbols
 from kit.settings import Settings
 
 log = logging.getLogger("kit.dashboard.live")
@@ -284,7 +284,10 @@ class LiveSocket(WebSocketHandler):
         self._broadcast = self._client = None
 
 
-@functools.cache
 def symbols() -> frozenset[str]:
-    """The symbols this dashboard serves (the replay data's, or the configured exchange's)."""
-    return frozenset(available_symbols(Settings.from_env()))
+    """The symbols this dashboard serves: every symbol the configured exchange lists (see
+    :func:`kit.dashboard.market.served_symbols`)."""
+    return frozenset(served_symbols(_settings()))
+
+
+_settings = functools.cache(Settings.from_env)  # read once per process, as before

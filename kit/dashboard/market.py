@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from typing import Any
 
 import panel as pn
@@ -10,15 +12,42 @@ import panel as pn
 from kit.dashboard._style import CSS
 from kit.dashboard.chart import DOWN, UP, CandleChart
 from kit.dashboard.hub import Bar, Hub
+from kit.market import intervals as _iv
 from kit.settings import Settings
 
-#: Intervals offered in the selector (the feed aggregates them from the exchange's klines).
-INTERVALS: tuple[str, ...] = ("1m", "5m", "15m", "1h")
+log = logging.getLogger("kit.dashboard.market")
+
+#: Every interval the feed serves that has a fixed length (``1M`` has none: the chart's bar width,
+#: the hub's history and the page's staleness all need one). Pages, sockets and the selector
+#: accept exactly these.
+INTERVALS: tuple[str, ...] = tuple(i for i in _iv.INTERVALS if i != "1M")
 DEFAULT_SYMBOLS: tuple[str, ...] = ("BTCUSDT", "ETHUSDT")
 
 
-def available_symbols(settings: Settings) -> list[str]:
-    """Symbols to offer: those in the simulator's replay data, else the defaults."""
+def offered_intervals(settings: Settings) -> list[str]:
+    """The selector's intervals: all of :data:`INTERVALS`, but not ``1s`` from the simulator (it
+    aggregates its candles from 1m data, so it has nothing finer)."""
+    return [i for i in INTERVALS if not (settings.is_simulator and i == "1s")]
+
+
+def exchange_symbols(settings: Settings) -> list[str] | None:
+    """Every symbol the exchange lists (``exchangeInfo``), or None when it cannot be asked."""
+    try:
+        from kit.feed import RestClient
+
+        return sorted(RestClient(settings.exchange_url, timeout=5.0, max_retries=1).symbols()) or None
+    except Exception as exc:  # an unreachable exchange must not keep the dashboard from starting
+        log.warning("could not list the exchange's symbols (%s); offering a fallback list", exc)
+        return None
+
+
+def available_symbols(settings: Settings, listed: list[str] | None = None) -> list[str]:
+    """Symbols to offer: ``listed`` (default: what the exchange lists), else the simulator's replay
+    data, else the defaults."""
+    if listed is None:
+        listed = exchange_symbols(settings)
+    if listed:
+        return listed
     if settings.is_simulator:
         try:
             from kit.market.files import scan
@@ -29,6 +58,26 @@ def available_symbols(settings: Settings) -> list[str]:
         except Exception:
             pass
     return list(DEFAULT_SYMBOLS)
+
+
+#: Seconds before a fallback symbol list (the exchange did not answer) is asked for again.
+SYMBOLS_RETRY_S = 60.0
+_served: dict[str, tuple[float, list[str], bool]] = {}
+
+
+def served_symbols(settings: Settings) -> list[str]:
+    """The symbols this process serves, asked of the exchange once per exchange URL and shared by
+    every session and socket (a session must not cost an ``exchangeInfo`` request). A fallback list
+    is asked for again after :data:`SYMBOLS_RETRY_S`, so a slow exchange at start does not shrink
+    the menu for good."""
+    now = time.monotonic()
+    hit = _served.get(settings.exchange_url)
+    if hit is not None and (hit[2] or now - hit[0] < SYMBOLS_RETRY_S):
+        return hit[1]
+    listed = exchange_symbols(settings)
+    symbols = available_symbols(settings, listed)
+    _served[settings.exchange_url] = (now, symbols, bool(listed))
+    return symbols
 
 
 def source_badge(settings: Settings) -> str:
@@ -62,18 +111,24 @@ class MarketView:
         chart_cls: type[CandleChart] = CandleChart,
         session_id: str = "",
     ) -> None:
-        symbols = available_symbols(settings)
-        if interval not in INTERVALS:
-            raise ValueError(f"interval must be one of {INTERVALS}, got {interval!r}")
+        symbols = served_symbols(settings)
+        intervals = offered_intervals(settings)
+        if interval not in intervals:
+            raise ValueError(f"interval must be one of {intervals}, got {interval!r}")
         self.hub = hub
         self.symbol = symbol if symbol in symbols else symbols[0]
         self.interval = interval
         self.session_id = session_id
         self._attached = False
         self.chart = chart_cls(doc, interval, hub.overlay_columns())
-        self.symbol_select = pn.widgets.Select(name="Symbol", options=symbols, value=self.symbol, width=140)
+        # A search box over every listed symbol (an exchange lists thousands: a plain select is a
+        # scroll through all of them); only a listed symbol is accepted.
+        self.symbol_select = pn.widgets.AutocompleteInput(
+            name="Symbol", options=symbols, value=self.symbol, restrict=True, case_sensitive=False,
+            search_strategy="includes", min_characters=1, placeholder="search a symbol", width=160,
+        )  # fmt: skip
         self.interval_select = pn.widgets.RadioButtonGroup(
-            name="Interval", options=list(INTERVALS), value=interval, button_type="light", width=200
+            name="Interval", options=intervals, value=interval, button_type="light"
         )
         self.overlay_select = pn.widgets.CheckButtonGroup(
             name="Overlays", options=list(self.chart.overlay_lines), value=[], button_type="light"
@@ -122,6 +177,9 @@ class MarketView:
         self.chart.close()
 
     def _on_stream(self, _event: Any) -> None:
+        if not self.symbol_select.value:  # the search box was cleared: keep the current stream
+            self.symbol_select.value = self.symbol
+            return
         self.stop()
         self.symbol = self.symbol_select.value
         self.interval = self.interval_select.value
