@@ -604,3 +604,24 @@ async def test_an_unreachable_exchange_falls_back_to_the_replay_symbols_and_is_a
     assert await asyncio.to_thread(market.served_symbols, settings) == ["BTCUSDT", "ETHUSDT"]  # not at once
     monkeypatch.setattr(market, "SYMBOLS_RETRY_S", 0.0)
     assert await asyncio.to_thread(market.served_symbols, settings) == ["SOLUSDT"]  # asked again later
+
+
+def test_feed_watch_says_reconnecting_while_down_and_after_a_reconnect_until_data_flows_again():
+    from kit.dashboard.hub import FeedState
+    from kit.dashboard.live import FeedWatch
+
+    w = FeedWatch()
+    assert not w.observe(FeedState(True, 3)) and w.status == "connected"  # the first look sets the baseline
+    assert not w.event()
+    # a connection down: reconnecting, and still so after an event while it is down
+    assert w.observe(FeedState(False, 3)) and w.status == "reconnecting"
+    assert not w.event() and w.status == "reconnecting"
+    # back up with one more reconnect: reconnecting until the stream has an event again
+    assert not w.observe(FeedState(True, 4)) and w.status == "reconnecting"
+    assert w.event() and w.status == "connected"
+    # a reconnect quicker than one look is still seen, by the count
+    assert w.observe(FeedState(True, 5)) and w.status == "reconnecting"
+    assert not w.observe(FeedState(True, 5)) and w.status == "reconnecting"
+    assert w.event() and w.status == "connected"
+    # a source that does not say (a relayed feed) is not called down
+    assert not w.observe(FeedState(None, 0)) and w.status == "connected"

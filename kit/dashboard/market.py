@@ -134,6 +134,7 @@ class MarketView:
             name="Overlays", options=list(self.chart.overlay_lines), value=[], button_type="light"
         )
         self.price = pn.pane.Bokeh(self.chart.header)
+        self.live_status = pn.pane.Bokeh(self.chart.status)
         self.badge = pn.pane.HTML(source_badge(settings), stylesheets=[CSS])
         self.symbol_select.param.watch(self._on_stream, "value")
         self.interval_select.param.watch(self._on_stream, "value")
@@ -149,7 +150,8 @@ class MarketView:
             ]
         )
         self.panel = pn.Column(
-            pn.Row(self.symbol_select, self.interval_select, self.price),
+            pn.Row(self.symbol_select, self.interval_select),
+            pn.Row(self.price, self.live_status),
             pn.Row(*overlays_row),
             self.chart_pane,
             sizing_mode="stretch_width",
