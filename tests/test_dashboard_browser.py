@@ -207,3 +207,70 @@ def test_logout_ends_the_session(dashboard_stack, chromium):
         assert urllib.parse.urlparse(page.url).path == "/login"
     finally:
         page.context.close()
+
+
+_KIT = "Bokeh.documents[0].get_model_by_name('candles')._kit"
+_TIMES = "() => Array.from(Bokeh.documents[0].get_model_by_name('candles').data.open_time)"
+
+
+def _drop_exchange_connections(sim_url: str) -> None:
+    import urllib.request
+
+    req = urllib.request.Request(f"{sim_url}/_sim/fault?kind=drop", method="POST")
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        assert resp.status == 200
+
+
+def _recovers(page, before: int, what: str) -> None:
+    """After ``before`` states: the indicator went through reconnecting and is connected again, with
+    new candles after it and no hole in the chart."""
+    page.wait_for_function(
+        f"() => {_KIT}.states.slice({before}).some(s => s.startsWith('reconnecting'))", timeout=60_000
+    )
+    page.wait_for_function(f"() => {_KIT}.state === 'connected'", timeout=60_000)
+    n = len(page.evaluate(_TIMES))
+    page.wait_for_function(f"() => Bokeh.documents[0].get_model_by_name('candles').data.open_time.length > {n + 2}",
+                           timeout=60_000)  # fmt: skip
+    times = page.evaluate(_TIMES)
+    assert all(b - a == 60_000 for a, b in itertools.pairwise(times)), f"a hole in the chart after {what}"
+
+
+def test_connection_indicator_shows_reconnecting_then_connected_with_no_hole(dashboard_stack, chromium, artifacts):
+    page = login(chromium, dashboard_stack.base_url, "bob")
+    status = "() => Bokeh.documents[0].get_model_by_name('live_status').text"
+    try:
+        wait_for_bokeh(page)
+        page.wait_for_function(f"() => {_KIT} && {_KIT}.state === 'connected' && {_KIT}.lastMsg > 0")
+        page.get_by_text("● connected").wait_for()
+        assert "updated" in page.evaluate(status)  # the data's age is shown
+        page.screenshot(path=str(artifacts / "live_connected.png"))
+        # the simulator drops every exchange connection: the page says so, then resumes
+        before = page.evaluate(f"() => {_KIT}.states.length")
+        _drop_exchange_connections(dashboard_stack.sim_url)
+        _recovers(page, before, "the exchange connection dropped")
+        # the page's own socket drops: it reconnects with backoff, counting attempts, from where it stopped
+        before = page.evaluate(f"() => {_KIT}.states.length")
+        page.evaluate(f"() => {_KIT}.ws.close()")
+        _recovers(page, before, "the page's socket dropped")
+        assert "reconnecting · attempt 1" in page.evaluate(f"() => {_KIT}.states.slice({before})")
+        page.get_by_text("● connected").wait_for()
+        page.screenshot(path=str(artifacts / "live_reconnected.png"))
+    finally:
+        page.context.close()
+
+
+def test_a_refused_stream_is_said_on_the_page(dashboard_stack, chromium, artifacts):
+    page = login(chromium, dashboard_stack.base_url, "alice")
+    try:
+        wait_for_bokeh(page)
+        page.wait_for_function(f"() => {_KIT} && {_KIT}.state === 'connected'")
+        # a stream the server refuses (as a stale page of an unlisted symbol would ask for)
+        page.evaluate("() => { const s = Bokeh.documents[0].get_model_by_name('candles');"
+                      " s.tags = ['NOPE<b>@1m|x']; }")  # fmt: skip
+        page.wait_for_function(f"() => {_KIT}.state === 'refused'")
+        text = page.evaluate("() => Bokeh.documents[0].get_model_by_name('live_status').text")
+        assert "this stream was refused" in text and "<b>" not in text  # the reason is text, not markup
+        page.get_by_text("● refused").wait_for()
+        page.screenshot(path=str(artifacts / "live_refused.png"))
+    finally:
+        page.context.close()

@@ -67,7 +67,9 @@ function render() {
   } else if (st.lastCandle && now - st.lastCandle > stepMs() + 10000) {
     state = "stale"; label = "stale · no new candle for " + ago(now - st.lastCandle);
   }
-  if (state !== st.state) { st.state = state; st.states.push(state); if (st.states.length > 50) st.states.shift(); }
+  if (state !== st.state) {  // a short history of states (with the label they started with) for tests
+    st.state = state; st.states.push(label); if (st.states.length > 50) st.states.shift();
+  }
   let html = '<span class="kit-conn kit-conn-' + state + '" data-state="' + state + '">● ' + esc(label) + "</span>";
   if (st.lastMsg) html += '<span class="kit-age">updated ' + ago(now - st.lastMsg) + " ago</span>";
   if (note) html += '<span class="kit-note">' + esc(note) + "</span>";
