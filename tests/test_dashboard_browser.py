@@ -274,3 +274,18 @@ def test_a_refused_stream_is_said_on_the_page(dashboard_stack, chromium, artifac
         page.screenshot(path=str(artifacts / "live_refused.png"))
     finally:
         page.context.close()
+
+
+def test_a_chart_with_no_new_candle_for_longer_than_its_interval_is_stale(dashboard_stack, chromium, artifacts):
+    page = login(chromium, dashboard_stack.base_url, "alice")
+    try:
+        page.clock.install()  # the page's clock still runs; fast_forward jumps it as if minutes passed
+        wait_for_bokeh(page)
+        page.wait_for_function(f"() => {_KIT} && {_KIT}.state === 'connected' && {_KIT}.lastMsg > 0")
+        before = page.evaluate(f"() => {_KIT}.states.length")
+        page.clock.fast_forward("02:00")  # a 1m chart: no new candle for 2 minutes is stale (> 1 min + 10 s)
+        page.wait_for_function(f"() => {_KIT}.states.slice({before}).some(s => s.startsWith('stale'))")
+        assert any(s.startswith("stale · no new candle for") for s in page.evaluate(f"() => {_KIT}.states"))
+        page.wait_for_function(f"() => {_KIT}.state === 'connected'")  # the next candle: live again
+    finally:
+        page.context.close()
