@@ -289,3 +289,27 @@ def test_a_chart_with_no_new_candle_for_longer_than_its_interval_is_stale(dashbo
         page.wait_for_function(f"() => {_KIT}.state === 'connected'")  # the next candle: live again
     finally:
         page.context.close()
+
+
+def test_a_symbol_is_found_by_search_and_every_interval_is_offered(dashboard_stack, chromium, artifacts):
+    page = login(chromium, dashboard_stack.base_url, "bob")
+    try:
+        wait_for_bokeh(page)
+        for label in ("1m", "3m", "30m", "2h", "4h", "12h", "1d", "3d", "1w"):
+            page.get_by_text(label, exact=True).first.wait_for()
+        box = page.get_by_placeholder("search a symbol")
+        box.fill("")
+        box.press_sequentially("eth", delay=50)  # part of the name, any case
+        page.get_by_text("ETHUSDT", exact=True).first.click()
+        page.get_by_text("4h", exact=True).first.click()
+        page.wait_for_function(
+            f"() => {_KIT}.key.startsWith('ETHUSDT@4h|') && {_KIT}.ws && {_KIT}.ws.readyState == 1"
+            f" && {_KIT}.state === 'connected'",
+        )
+        page.wait_for_function("() => Bokeh.documents[0].get_model_by_name('candles').data.open_time.length > 0")
+        times = page.evaluate(_TIMES)
+        assert times and all(t % (4 * 3_600_000) == 0 for t in times)
+        assert "ETHUSDT" in page.evaluate("() => Bokeh.documents[0].get_model_by_name('price_header').text")
+        page.screenshot(path=str(artifacts / "market_eth_4h.png"))
+    finally:
+        page.context.close()
