@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from typing import Any
 
@@ -67,17 +68,36 @@ _served: dict[str, tuple[float, list[str], bool]] = {}
 
 def served_symbols(settings: Settings) -> list[str]:
     """The symbols this process serves, asked of the exchange once per exchange URL and shared by
-    every session and socket (a session must not cost an ``exchangeInfo`` request). A fallback list
-    is asked for again after :data:`SYMBOLS_RETRY_S`, so a slow exchange at start does not shrink
-    the menu for good."""
-    now = time.monotonic()
-    hit = _served.get(settings.exchange_url)
-    if hit is not None and (hit[2] or now - hit[0] < SYMBOLS_RETRY_S):
-        return hit[1]
-    listed = exchange_symbols(settings)
-    symbols = available_symbols(settings, listed)
-    _served[settings.exchange_url] = (now, symbols, bool(listed))
-    return symbols
+    every session and socket (a session must not cost an ``exchangeInfo`` request). Only the first
+    ask waits for the answer; a fallback list (the exchange did not answer) is asked for again after
+    :data:`SYMBOLS_RETRY_S` in a thread, so an unreachable exchange never stalls the server's loop
+    and a slow start does not shrink the menu for good."""
+    url = settings.exchange_url
+    hit = _served.get(url)
+    if hit is None:
+        return _ask_symbols(settings)
+    if not hit[2] and time.monotonic() - hit[0] >= SYMBOLS_RETRY_S:
+        with _asking_lock:
+            if url in _asking:
+                return hit[1]
+            _asking.add(url)
+        threading.Thread(target=_ask_symbols, args=(settings,), name="kit-symbols", daemon=True).start()
+    return hit[1]
+
+
+def _ask_symbols(settings: Settings) -> list[str]:
+    try:
+        listed = exchange_symbols(settings)
+        symbols = available_symbols(settings, listed)
+        _served[settings.exchange_url] = (time.monotonic(), symbols, bool(listed))
+        return symbols
+    finally:
+        with _asking_lock:
+            _asking.discard(settings.exchange_url)
+
+
+_asking: set[str] = set()
+_asking_lock = threading.Lock()
 
 
 def source_badge(settings: Settings) -> str:
