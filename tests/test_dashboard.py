@@ -627,3 +627,36 @@ def test_feed_watch_says_reconnecting_while_down_and_after_a_reconnect_until_dat
     assert w.event() and w.status == "connected"
     # a source that does not say (a relayed feed) is not called down
     assert not w.observe(FeedState(None, 0)) and w.status == "connected"
+
+
+def test_only_trading_symbols_are_offered(tmp_path):
+    """An exchange lists halted and delisted symbols too (Binance: status BREAK): they have no candles
+    to chart. A real HTTP server on loopback plays an exchange whose listing has one."""
+    import http.server
+    import threading
+
+    from kit.dashboard.market import exchange_symbols
+
+    listing = {"symbols": [{"symbol": "BTCUSDT", "status": "TRADING"}, {"symbol": "LUNAUSDT", "status": "BREAK"},
+                           {"symbol": "ETHUSDT", "status": "TRADING"}]}  # fmt: skip
+
+    class Exchange(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps(listing).encode()
+            self.send_response(200 if self.path == "/api/v3/exchangeInfo" else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Exchange)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        settings = Settings.from_env({"KIT_EXCHANGE_URL": f"http://127.0.0.1:{server.server_address[1]}"})
+        assert exchange_symbols(settings) == ["BTCUSDT", "ETHUSDT"]
+    finally:
+        server.shutdown()
+        server.server_close()

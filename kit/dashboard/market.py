@@ -32,11 +32,13 @@ def offered_intervals(settings: Settings) -> list[str]:
 
 
 def exchange_symbols(settings: Settings) -> list[str] | None:
-    """Every symbol the exchange lists (``exchangeInfo``), or None when it cannot be asked."""
+    """Every symbol the exchange lists as trading (``exchangeInfo``; a halted or delisted one has no
+    candles to show), or None when it cannot be asked."""
     try:
         from kit.feed import RestClient
 
-        return sorted(RestClient(settings.exchange_url, timeout=5.0, max_retries=1).symbols()) or None
+        info = RestClient(settings.exchange_url, timeout=5.0, max_retries=1).get("/api/v3/exchangeInfo", weight=20)
+        return sorted(s["symbol"] for s in info.get("symbols", []) if s.get("status", "TRADING") == "TRADING") or None
     except Exception as exc:  # an unreachable exchange must not keep the dashboard from starting
         log.warning("could not list the exchange's symbols (%s); offering a fallback list", exc)
         return None
