@@ -629,7 +629,7 @@ def test_feed_watch_says_reconnecting_while_down_and_after_a_reconnect_until_dat
     assert not w.observe(FeedState(None, 0)) and w.status == "connected"
 
 
-def test_only_trading_symbols_are_offered(tmp_path):
+def test_only_trading_symbols_are_offered():
     """An exchange lists halted and delisted symbols too (Binance: status BREAK): they have no candles
     to chart. A real HTTP server on loopback plays an exchange whose listing has one."""
     import http.server

@@ -12,7 +12,16 @@ import urllib.parse
 
 import pytest
 
-from tests.fixtures.dashboard import STRATEGIES, USERS, doc_json, login, user_prices, wait_for_bokeh
+from tests.fixtures.dashboard import (
+    STRATEGIES,
+    USERS,
+    doc_json,
+    login,
+    start_stack,
+    stop,
+    user_prices,
+    wait_for_bokeh,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -313,3 +322,28 @@ def test_a_symbol_is_found_by_search_and_every_interval_is_offered(dashboard_sta
         page.screenshot(path=str(artifacts / "market_eth_4h.png"))
     finally:
         page.context.close()
+
+
+def test_a_dashboard_restart_is_said_on_the_page_which_resumes_with_no_hole(tmp_path, chromium, artifacts):
+    """The dashboard process stops (a deploy, a crash) and comes back on the same port: the page
+    says it lost the server, retries with backoff counting attempts, and resumes where it stopped."""
+    stack = start_stack(tmp_path / "restart")
+    try:
+        page = login(chromium, stack.base_url, "bob")
+        try:
+            wait_for_bokeh(page)
+            page.wait_for_function(f"() => {_KIT} && {_KIT}.state === 'connected' && {_KIT}.lastMsg > 0")
+            before = page.evaluate(f"() => {_KIT}.states.length")
+            stop(stack.procs["dashboard"])
+            page.wait_for_function(f"() => {_KIT}.tries >= 2")  # still retrying, with backoff
+            text = page.evaluate("() => Bokeh.documents[0].get_model_by_name('live_status').text")
+            assert "reconnecting · attempt" in text and "lost the connection to the dashboard server" in text
+            page.screenshot(path=str(artifacts / "live_server_gone.png"))
+            stack.start_dashboard()
+            _recovers(page, before, "the dashboard restarted")
+            page.get_by_text("● connected").wait_for()
+        finally:
+            page.context.close()
+    finally:
+        for name in ("dashboard", "simulator"):
+            stop(stack.procs.get(name))

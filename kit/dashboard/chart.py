@@ -131,7 +131,7 @@ function connect() {
     if (ev.code === 4400) { st.refused = "this stream was refused: " + ev.reason; render(); return; }
     if (ev.code === 4401) { window.location.assign(base + "/login"); return; }  // session ended: log in again
     st.note = ev.code === 1001 || ev.code === 1012 ? "the dashboard server is restarting"
-      : "lost the connection to the dashboard server";
+      : "lost the connection to the dashboard server (restarting or unreachable)";
     st.timer = setTimeout(connect, Math.min(30000, 500 * 2 ** st.tries++) * (0.5 + Math.random()));
     render();
   };
