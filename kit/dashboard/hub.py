@@ -502,4 +502,7 @@ def reset_hub() -> None:
             for st in list(_hub._streams.values()):
                 if st.task is not None:
                     st.task.cancel()
+            if _hub.live_watch is not None:
+                _hub.live_watch.stop()
+                _hub.live_watch = None
         _hub = None
