@@ -10,6 +10,7 @@ import math
 import os
 import socket
 import stat
+from pathlib import Path
 
 import pytest
 from bokeh.document import Document
@@ -20,6 +21,7 @@ from kit.errors import ConfigError
 from kit.settings import Settings
 
 MINUTE = 60_000
+SAMPLE_DIR = Path(__file__).resolve().parent.parent / "data" / "sample"
 
 
 class Collect:
@@ -496,3 +498,165 @@ def test_login_throttle_locks_exponentially_per_name_and_address_and_forgets():
     assert len(t) <= 10
     with pytest.raises(ValueError):
         LoginThrottle(free_per_name=0)
+
+
+def test_equity_of_a_strategy_with_no_trades_is_a_flat_line_realised_and_unrealised(tmp_path):
+    """No trades yet: the equity chart draws the starting cash from the start to now (both lines),
+    on a readable axis, instead of an empty plot."""
+    import time
+
+    from kit.dashboard import mine
+    from kit.store import Store, strategies, users
+
+    store = Store(f"sqlite:///{tmp_path / 'kit.db'}")
+    store.migrate()
+    users.add(store, "nina", "nina-password")
+    start = int(time.time() * 1000) - 3 * 3_600_000
+    rec = strategies.upsert(store, "nina", name="fresh", class_path="kit.strategies:EmaCross", params={},
+                            symbol="BTCUSDT", interval="1m", start_time=start)  # fmt: skip
+    hub = Hub(feed_factory=lambda: pytest.fail("no market is needed"), grace_s=0.0)
+    mine.invalidate("nina")
+    view = mine.StrategiesView(store, "nina", hub)
+    try:
+        view.refresh()
+        assert view.choice.value == rec.id
+        data = dict(view.equity_source.data)
+        assert data["time"][0] == start and data["time"][-1] >= time.time() * 1000 - 60_000
+        assert data["realised"] == [10_000.0] * len(data["time"]) and len(data["time"]) >= 2
+        assert data["total"] == data["realised"]  # flat: no position, nothing unrealised
+        # a flat line gets a span around it, not Bokeh's ±1
+        assert view.equity_fig.y_range.default_span >= 100
+        # and it keeps reaching the present between reloads
+        end = data["time"][-1]
+        time.sleep(0.05)
+        view.refresh()
+        assert view.equity_source.data["time"][-1] > end
+        assert view.equity_source.data["total"][-1] == 10_000.0
+    finally:
+        view.close()
+        store.dispose()
+
+
+def test_equity_follows_the_trades_and_ends_at_the_last_known_time(tmp_path):
+    from kit.dashboard import mine
+    from kit.store import Store, trades
+    from tests.fixtures.dashboard import seed
+
+    db = f"sqlite:///{tmp_path / 'kit.db'}"
+    ids = seed(db)
+    store = Store(db)
+    hub = Hub(feed_factory=lambda: pytest.fail("no market is needed"), grace_s=0.0)
+    mine.invalidate("bob")
+    view = mine.StrategiesView(store, "bob", hub)
+    try:
+        view.refresh()
+        sid = ids["bob"]["bob-bollinger"]
+        assert view.choice.value == sid
+        eq = trades.equity(store, "bob", sid)
+        data = dict(view.equity_source.data)
+        n = len(eq)
+        assert data["realised"][:n] == eq.tolist()
+        assert data["time"][:n] == [float(t) for t in eq.index.as_unit("ms").asi8]
+        # the line carries on flat to the present (no open position: total equals realised)
+        assert len(data["time"]) == n + 1 and data["realised"][-1] == eq.iloc[-1] == data["total"][-1]
+    finally:
+        view.close()
+        store.dispose()
+
+
+async def test_the_market_offers_every_symbol_the_exchange_lists_with_search_and_every_interval(
+    simulator, sample_frames
+):
+    """The symbol menu is the exchange's listing (here a symbol neither in the replay folder nor in
+    the defaults), searchable; the interval menu has every fixed interval the simulator serves."""
+    from kit.dashboard.market import INTERVALS, MarketView, served_symbols
+
+    frame = sample_frames[("BTCUSDT", "1m")].iloc[:500]
+    sim = await simulator(data={("SOLUSDT", "1m"): frame, ("XRPUSDT", "1m"): frame}, paused=True)
+    env = {"KIT_EXCHANGE_URL": sim.rest_url, "KIT_REPLAY_DATA": str(SAMPLE_DIR)}
+    settings = Settings.from_env(env)
+    assert await asyncio.to_thread(served_symbols, settings) == ["SOLUSDT", "XRPUSDT"]
+    hub = Hub(feed_factory=lambda: pytest.fail("the menu needs no candles"), grace_s=0.0)
+    view = await asyncio.to_thread(MarketView, hub, settings, None, symbol="XRPUSDT", interval="4h")
+    sel = view.symbol_select
+    assert sel.options == ["SOLUSDT", "XRPUSDT"] and sel.value == "XRPUSDT"
+    assert sel.restrict and sel.search_strategy == "includes" and not sel.case_sensitive
+    assert list(view.interval_select.options) == [i for i in INTERVALS if i != "1s"]  # the simulator has no 1s
+    assert {"3m", "4h", "1d", "1w"} <= set(INTERVALS) and "1M" not in INTERVALS
+    # a cleared search box keeps the stream rather than switching to nothing
+    sel.value = ""
+    assert view.symbol == "XRPUSDT" and sel.value == "XRPUSDT"
+
+
+async def test_an_unreachable_exchange_falls_back_to_the_replay_symbols_and_is_asked_again(
+    simulator, sample_frames, monkeypatch
+):
+    from kit.dashboard import market
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once closed
+    env = {"KIT_EXCHANGE_URL": f"http://127.0.0.1:{port}", "KIT_REPLAY_DATA": str(SAMPLE_DIR)}
+    settings = Settings.from_env(env)
+    assert await asyncio.to_thread(market.served_symbols, settings) == ["BTCUSDT", "ETHUSDT"]
+    frame = sample_frames[("BTCUSDT", "1m")].iloc[:500]
+    await simulator(data={("SOLUSDT", "1m"): frame}, port=port, paused=True)  # the exchange comes up
+    assert await asyncio.to_thread(market.served_symbols, settings) == ["BTCUSDT", "ETHUSDT"]  # not at once
+    monkeypatch.setattr(market, "SYMBOLS_RETRY_S", 0.0)
+    # asked again later, in a thread: the caller (the server's loop) gets the fallback meanwhile
+    assert market.served_symbols(settings) in (["BTCUSDT", "ETHUSDT"], ["SOLUSDT"])
+    await _until(lambda: market.served_symbols(settings) == ["SOLUSDT"])
+
+
+def test_feed_watch_says_reconnecting_while_down_and_after_a_reconnect_until_data_flows_again():
+    from kit.dashboard.hub import FeedState
+    from kit.dashboard.live import FeedWatch
+
+    w = FeedWatch()
+    assert not w.observe(FeedState(True, 3)) and w.status == "connected"  # the first look sets the baseline
+    assert not w.event()
+    # a connection down: reconnecting, and still so after an event while it is down
+    assert w.observe(FeedState(False, 3)) and w.status == "reconnecting"
+    assert not w.event() and w.status == "reconnecting"
+    # back up with one more reconnect: reconnecting until the stream has an event again
+    assert not w.observe(FeedState(True, 4)) and w.status == "reconnecting"
+    assert w.event() and w.status == "connected"
+    # a reconnect quicker than one look is still seen, by the count
+    assert w.observe(FeedState(True, 5)) and w.status == "reconnecting"
+    assert not w.observe(FeedState(True, 5)) and w.status == "reconnecting"
+    assert w.event() and w.status == "connected"
+    # a source that does not say (a relayed feed) is not called down
+    assert not w.observe(FeedState(None, 0)) and w.status == "connected"
+
+
+def test_only_trading_symbols_are_offered():
+    """An exchange lists halted and delisted symbols too (Binance: status BREAK): they have no candles
+    to chart. A real HTTP server on loopback plays an exchange whose listing has one."""
+    import http.server
+    import threading
+
+    from kit.dashboard.market import exchange_symbols
+
+    listing = {"symbols": [{"symbol": "BTCUSDT", "status": "TRADING"}, {"symbol": "LUNAUSDT", "status": "BREAK"},
+                           {"symbol": "ETHUSDT", "status": "TRADING"}]}  # fmt: skip
+
+    class Exchange(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = json.dumps(listing).encode()
+            self.send_response(200 if self.path == "/api/v3/exchangeInfo" else 404)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Exchange)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        settings = Settings.from_env({"KIT_EXCHANGE_URL": f"http://127.0.0.1:{server.server_address[1]}"})
+        assert exchange_symbols(settings) == ["BTCUSDT", "ETHUSDT"]
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -12,7 +12,16 @@ import urllib.parse
 
 import pytest
 
-from tests.fixtures.dashboard import STRATEGIES, USERS, doc_json, login, user_prices, wait_for_bokeh
+from tests.fixtures.dashboard import (
+    STRATEGIES,
+    USERS,
+    doc_json,
+    login,
+    start_stack,
+    stop,
+    user_prices,
+    wait_for_bokeh,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -207,3 +216,134 @@ def test_logout_ends_the_session(dashboard_stack, chromium):
         assert urllib.parse.urlparse(page.url).path == "/login"
     finally:
         page.context.close()
+
+
+_KIT = "Bokeh.documents[0].get_model_by_name('candles')._kit"
+_TIMES = "() => Array.from(Bokeh.documents[0].get_model_by_name('candles').data.open_time)"
+
+
+def _drop_exchange_connections(sim_url: str) -> None:
+    import urllib.request
+
+    req = urllib.request.Request(f"{sim_url}/_sim/fault?kind=drop", method="POST")
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        assert resp.status == 200
+
+
+def _recovers(page, before: int, what: str) -> None:
+    """After ``before`` states: the indicator went through reconnecting and is connected again, with
+    new candles after it and no hole in the chart."""
+    page.wait_for_function(
+        f"() => {_KIT}.states.slice({before}).some(s => s.startsWith('reconnecting'))", timeout=60_000
+    )
+    page.wait_for_function(f"() => {_KIT}.state === 'connected'", timeout=60_000)
+    n = len(page.evaluate(_TIMES))
+    page.wait_for_function(f"() => Bokeh.documents[0].get_model_by_name('candles').data.open_time.length > {n + 2}",
+                           timeout=60_000)  # fmt: skip
+    times = page.evaluate(_TIMES)
+    assert all(b - a == 60_000 for a, b in itertools.pairwise(times)), f"a hole in the chart after {what}"
+
+
+def test_connection_indicator_shows_reconnecting_then_connected_with_no_hole(dashboard_stack, chromium, artifacts):
+    page = login(chromium, dashboard_stack.base_url, "bob")
+    status = "() => Bokeh.documents[0].get_model_by_name('live_status').text"
+    try:
+        wait_for_bokeh(page)
+        page.wait_for_function(f"() => {_KIT} && {_KIT}.state === 'connected' && {_KIT}.lastMsg > 0")
+        page.get_by_text("● connected").wait_for()
+        assert "updated" in page.evaluate(status)  # the data's age is shown
+        page.screenshot(path=str(artifacts / "live_connected.png"))
+        # the simulator drops every exchange connection: the page says so, then resumes
+        before = page.evaluate(f"() => {_KIT}.states.length")
+        _drop_exchange_connections(dashboard_stack.sim_url)
+        _recovers(page, before, "the exchange connection dropped")
+        # the page's own socket drops: it reconnects with backoff, counting attempts, from where it stopped
+        before = page.evaluate(f"() => {_KIT}.states.length")
+        page.evaluate(f"() => {_KIT}.ws.close()")
+        _recovers(page, before, "the page's socket dropped")
+        assert "reconnecting · attempt 1" in page.evaluate(f"() => {_KIT}.states.slice({before})")
+        page.get_by_text("● connected").wait_for()
+        page.screenshot(path=str(artifacts / "live_reconnected.png"))
+    finally:
+        page.context.close()
+
+
+def test_a_refused_stream_is_said_on_the_page(dashboard_stack, chromium, artifacts):
+    page = login(chromium, dashboard_stack.base_url, "alice")
+    try:
+        wait_for_bokeh(page)
+        page.wait_for_function(f"() => {_KIT} && {_KIT}.state === 'connected'")
+        # a stream the server refuses (as a stale page of an unlisted symbol would ask for)
+        page.evaluate("() => { const s = Bokeh.documents[0].get_model_by_name('candles');"
+                      " s.tags = ['NOPE<b>@1m|x']; }")  # fmt: skip
+        page.wait_for_function(f"() => {_KIT}.state === 'refused'")
+        text = page.evaluate("() => Bokeh.documents[0].get_model_by_name('live_status').text")
+        assert "this stream was refused" in text and "<b>" not in text  # the reason is text, not markup
+        page.get_by_text("● refused").wait_for()
+        page.screenshot(path=str(artifacts / "live_refused.png"))
+    finally:
+        page.context.close()
+
+
+def test_a_chart_with_no_new_candle_for_longer_than_its_interval_is_stale(dashboard_stack, chromium, artifacts):
+    page = login(chromium, dashboard_stack.base_url, "alice")
+    try:
+        page.clock.install()  # the page's clock still runs; fast_forward jumps it as if minutes passed
+        wait_for_bokeh(page)
+        page.wait_for_function(f"() => {_KIT} && {_KIT}.state === 'connected' && {_KIT}.lastMsg > 0")
+        before = page.evaluate(f"() => {_KIT}.states.length")
+        page.clock.fast_forward("02:00")  # a 1m chart: no new candle for 2 minutes is stale (> 1 min + 10 s)
+        page.wait_for_function(f"() => {_KIT}.states.slice({before}).some(s => s.startsWith('stale'))")
+        assert any(s.startswith("stale · no new candle for") for s in page.evaluate(f"() => {_KIT}.states"))
+        page.wait_for_function(f"() => {_KIT}.state === 'connected'")  # the next candle: live again
+    finally:
+        page.context.close()
+
+
+def test_a_symbol_is_found_by_search_and_every_interval_is_offered(dashboard_stack, chromium, artifacts):
+    page = login(chromium, dashboard_stack.base_url, "bob")
+    try:
+        wait_for_bokeh(page)
+        for label in ("1m", "3m", "30m", "2h", "4h", "12h", "1d", "3d", "1w"):
+            page.get_by_text(label, exact=True).first.wait_for()
+        box = page.get_by_placeholder("search a symbol")
+        box.fill("")
+        box.press_sequentially("eth", delay=50)  # part of the name, any case
+        page.get_by_text("ETHUSDT", exact=True).first.click()
+        page.get_by_text("4h", exact=True).first.click()
+        page.wait_for_function(
+            f"() => {_KIT}.key.startsWith('ETHUSDT@4h|') && {_KIT}.ws && {_KIT}.ws.readyState == 1"
+            f" && {_KIT}.state === 'connected'",
+        )
+        page.wait_for_function("() => Bokeh.documents[0].get_model_by_name('candles').data.open_time.length > 0")
+        times = page.evaluate(_TIMES)
+        assert times and all(t % (4 * 3_600_000) == 0 for t in times)
+        assert "ETHUSDT" in page.evaluate("() => Bokeh.documents[0].get_model_by_name('price_header').text")
+        page.screenshot(path=str(artifacts / "market_eth_4h.png"))
+    finally:
+        page.context.close()
+
+
+def test_a_dashboard_restart_is_said_on_the_page_which_resumes_with_no_hole(tmp_path, chromium, artifacts):
+    """The dashboard process stops (a deploy, a crash) and comes back on the same port: the page
+    says it lost the server, retries with backoff counting attempts, and resumes where it stopped."""
+    stack = start_stack(tmp_path / "restart")
+    try:
+        page = login(chromium, stack.base_url, "bob")
+        try:
+            wait_for_bokeh(page)
+            page.wait_for_function(f"() => {_KIT} && {_KIT}.state === 'connected' && {_KIT}.lastMsg > 0")
+            before = page.evaluate(f"() => {_KIT}.states.length")
+            stop(stack.procs["dashboard"])
+            page.wait_for_function(f"() => {_KIT}.tries >= 2")  # still retrying, with backoff
+            text = page.evaluate("() => Bokeh.documents[0].get_model_by_name('live_status').text")
+            assert "reconnecting · attempt" in text and "lost the connection to the dashboard server" in text
+            page.screenshot(path=str(artifacts / "live_server_gone.png"))
+            stack.start_dashboard()
+            _recovers(page, before, "the dashboard restarted")
+            page.get_by_text("● connected").wait_for()
+        finally:
+            page.context.close()
+    finally:
+        for name in ("dashboard", "simulator"):
+            stop(stack.procs.get(name))

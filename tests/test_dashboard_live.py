@@ -128,3 +128,43 @@ async def test_the_server_counts_one_broadcast_per_stream_and_releases_it(dashbo
             break
         await asyncio.sleep(0.1)
     assert not rows or (rows[0]["sockets"] == 0 and rows[0]["listeners"] == 0)
+
+
+@pytest.mark.parametrize("interval", ["3m", "4h", "1d", "1w"])
+async def test_every_interval_the_feed_serves_is_streamed(dashboard_stack, interval):
+    """4h and the others the selector once lacked are served, not refused with 4400."""
+    from kit.market.intervals import bucket_start
+
+    cookie = _cookie(dashboard_stack)
+    url = _ws(dashboard_stack.base_url, f"stream=ETHUSDT@{interval}&since=0")
+    async with connect(url, additional_headers={"Cookie": cookie}) as ws:
+        (first,) = await _messages(ws, 1)
+    assert first["s"] == f"ETHUSDT@{interval}" and first["rows"]
+    assert all(bucket_start(int(r["open_time"]), interval) == r["open_time"] for r in first["rows"])
+
+
+async def test_a_dropped_exchange_connection_is_told_to_the_page_and_the_candles_resume_without_a_hole(
+    dashboard_stack,
+):
+    from tests.fixtures.exchange import http_post
+
+    cookie = _cookie(dashboard_stack, "bob")
+    url = _ws(dashboard_stack.base_url, "stream=BTCUSDT@1m&since=0")
+    async with connect(url, additional_headers={"Cookie": cookie}) as ws:
+        (first,) = await _messages(ws, 1)
+        assert "feed" not in first  # connected: what a page assumes, not sent
+        seen = [r["open_time"] for r in first["rows"]]
+        code, _, _ = await http_post(f"{dashboard_stack.sim_url}/_sim/fault?kind=drop")
+        assert code == 200
+        feed: list[str] = []
+        async with asyncio.timeout(60):
+            while feed[-1:] != ["connected"] or "reconnecting" not in feed or len(seen) < len(first["rows"]) + 5:
+                msg = json.loads(await ws.recv())
+                if "feed" in msg:
+                    feed.append(msg["feed"])
+                    assert set(msg) == {"s", "rows", "feed", "reconnects"} and msg["rows"] == []
+                for row in msg["rows"]:
+                    if row["open_time"] > seen[-1]:
+                        seen.append(row["open_time"])
+    assert feed[0] == "reconnecting" and feed[-1] == "connected"
+    assert all(b - a == MINUTE for a, b in itertools.pairwise(seen))  # no hole across the reconnect

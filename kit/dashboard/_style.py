@@ -13,4 +13,8 @@ CSS = """
 .kit-label{color:#6b7280;font-family:system-ui,sans-serif}
 .kit-h{margin:6px 0 2px 0;font-family:system-ui,sans-serif;color:#1f2937}
 .kit-err{color:#b91c1c;font-family:system-ui,sans-serif}.kit-ok{color:#15803d;font-family:system-ui,sans-serif}
+.kit-conn{font-weight:700;font-family:system-ui,sans-serif}.kit-conn-connected{color:#15803d}
+.kit-conn-connecting,.kit-conn-reconnecting{color:#b45309}.kit-conn-stale,.kit-conn-refused{color:#b91c1c}
+.kit-age{color:#6b7280;font-family:system-ui,sans-serif;margin-left:8px}
+.kit-note{color:#b91c1c;font-family:system-ui,sans-serif;margin-left:8px}
 """

@@ -102,7 +102,7 @@ def dashboard(chart_cls: type | None = None) -> pn.viewable.Viewable:
 
     ``chart_cls``: a :class:`~kit.dashboard.chart.CandleChart` subclass (the benchmark's peer).
     """
-    from kit.dashboard.market import INTERVALS, MarketView
+    from kit.dashboard.market import MarketView, offered_intervals
 
     pn.extension("tabulator", notifications=False)
     who = session_user()  # the signed cookies, never pn.state.user (which believes an is_guest cookie)
@@ -117,7 +117,8 @@ def dashboard(chart_cls: type | None = None) -> pn.viewable.Viewable:
     symbol = (qs.get("symbol") or [b""])[0].decode() or None
     interval = (qs.get("interval") or [b"1m"])[0].decode() or "1m"
     session = Session(hub, user, "dashboard")
-    market = MarketView(hub, settings, doc, symbol=symbol, interval=interval if interval in INTERVALS else "1m",
+    interval = interval if interval in offered_intervals(settings) else "1m"
+    market = MarketView(hub, settings, doc, symbol=symbol, interval=interval,
                         session_id=session.info.sid, **({"chart_cls": chart_cls} if chart_cls else {}))  # fmt: skip
     session.views.append(market)
     market.start()

@@ -40,9 +40,44 @@ _BASE = ("open_time", "open", "high", "low", "close", "volume", "color", "recv_m
 #: server changes ``source.tags`` (``"SYMBOL@interval|session id"``). Changes are applied with
 #: ``sync: false``: the browser never sends chart data back to the server.
 LIVE_JS = r"""
-const st = source._kit || (source._kit = {ws: null, key: null, timer: null, tries: 0, messages: 0});
+const st = source._kit || (source._kit = {ws: null, key: null, timer: null, tries: 0, messages: 0, feed: "connected",
+  reconnects: 0, state: "connecting", states: ["connecting"], lastMsg: 0, lastCandle: 0, note: "", refused: null,
+  clock: null});
+function esc(s) { return String(s).replace(/[&<>"']/g, (c) => "&#" + c.charCodeAt(0) + ";"); }
+function stepMs() {
+  const iv = (st.key || "").split("|")[0].split("@")[1] || "1m";
+  return parseInt(iv) * ({s: 1e3, m: 6e4, h: 36e5, d: 864e5, w: 6048e5}[iv.slice(-1)] || 6e4);
+}
+function ago(ms) {
+  const s = Math.round(ms / 1000);
+  return s < 120 ? s + " s" : s < 7200 ? Math.round(s / 60) + " min" : Math.round(s / 3600) + " h";
+}
+// The connection indicator: this socket's state, the exchange connection's (sent by the server),
+// and staleness (no new candle for longer than the interval allows, plus 10 s of delivery slack).
+function render() {
+  const now = Date.now();
+  let state = "connected", label = "connected", note = st.note;
+  if (st.refused !== null) { state = "refused"; label = "refused"; note = st.refused; }
+  else if (!st.ws || st.ws.readyState !== 1) {
+    state = st.tries > 0 ? "reconnecting" : "connecting";
+    label = st.tries > 0 ? "reconnecting · attempt " + st.tries : "connecting";
+  } else if (st.feed === "reconnecting") {
+    state = "reconnecting"; label = "reconnecting to the exchange";
+    note = "the exchange connection dropped; the chart resumes where it stopped";
+  } else if (st.lastCandle && now - st.lastCandle > stepMs() + 10000) {
+    state = "stale"; label = "stale · no new candle for " + ago(now - st.lastCandle);
+  }
+  if (state !== st.state) {  // a short history of states (with the label they started with) for tests
+    st.state = state; st.states.push(label); if (st.states.length > 50) st.states.shift();
+  }
+  let html = '<span class="kit-conn kit-conn-' + state + '" data-state="' + state + '">● ' + esc(label) + "</span>";
+  if (st.lastMsg) html += '<span class="kit-age">updated ' + ago(now - st.lastMsg) + " ago</span>";
+  if (note) html += '<span class="kit-note">' + esc(note) + "</span>";
+  if (status.text !== html) status.setv({text: html}, {sync: false});
+}
 function apply(msg) {
   if (!st.key || msg.s !== st.key.split("|")[0]) return;  // a late message of the previous stream
+  if ("feed" in msg) { st.feed = msg.feed; st.reconnects = msg.reconnects; }
   const data = source.data;
   const cols = Object.keys(data);
   for (const row of msg.rows) {
@@ -55,39 +90,52 @@ function apply(msg) {
       const s = {};
       for (const c of cols) { const v = row[c]; s[c] = [v === undefined || v === null ? NaN : v]; }
       source.stream(s, ROLLOVER, {sync: false});
+      st.lastCandle = Date.now();
     }
   }
-  let top = 0;
-  for (const v of source.data.volume) if (v > top) top = v;
-  top = top > 0 ? top * 5 : 1;  // the tallest volume bar reaches a fifth of the height
-  if (Math.abs(vol_range.end - top) / top > 0.02) vol_range.setv({end: top}, {sync: false});
+  if (msg.rows.length) {
+    st.lastMsg = Date.now();
+    let top = 0;
+    for (const v of source.data.volume) if (v > top) top = v;
+    top = top > 0 ? top * 5 : 1;  // the tallest volume bar reaches a fifth of the height
+    if (Math.abs(vol_range.end - top) / top > 0.02) vol_range.setv({end: top}, {sync: false});
+  }
   if (msg.h && header.text !== msg.h) header.setv({text: msg.h}, {sync: false});
   st.messages += 1;
+  render();
 }
 function connect() {
   clearTimeout(st.timer); st.timer = null;
+  if (!st.clock) st.clock = setInterval(render, 1000);
   const key = source.tags.length ? String(source.tags[0]) : null;
   if (st.ws && st.key === key) return;
   if (st.ws) { const old = st.ws; st.ws = null; old.onclose = null; old.close(); }
+  if (st.key !== key) {  // another stream: its own state, from scratch
+    st.tries = 0; st.refused = null; st.feed = "connected"; st.note = ""; st.lastCandle = Date.now();
+  }
   st.key = key;
   if (!key) return;
   const [stream, sid] = key.split("|");
   const t = source.data.open_time;
-  const since = t.length ? t[t.length - 1] : 0;
+  const since = t.length ? t[t.length - 1] : 0;  // resume where the chart stopped: no hole, nothing twice
   const base = window.location.pathname.replace(/\/[^\/]*$/, "");
   const url = (window.location.protocol === "https:" ? "wss://" : "ws://") + window.location.host + base +
     "/kit/live?stream=" + encodeURIComponent(stream) + "&since=" + since + "&sid=" + encodeURIComponent(sid || "");
   const ws = new WebSocket(url);
   st.ws = ws;
-  ws.onopen = () => { st.tries = 0; };
+  ws.onopen = () => { st.tries = 0; st.note = ""; render(); };
   ws.onmessage = (ev) => { try { apply(JSON.parse(ev.data)); } catch (e) { console.error("kit live:", e); } };
   ws.onclose = (ev) => {
     if (st.ws !== ws) return;
     st.ws = null;
-    if (ev.code === 4400) { console.error("kit live refused:", ev.reason); return; }
+    if (ev.code === 4400) { st.refused = "this stream was refused: " + ev.reason; render(); return; }
     if (ev.code === 4401) { window.location.assign(base + "/login"); return; }  // session ended: log in again
+    st.note = ev.code === 1001 || ev.code === 1012 ? "the dashboard server is restarting"
+      : "lost the connection to the dashboard server (restarting or unreachable)";
     st.timer = setTimeout(connect, Math.min(30000, 500 * 2 ** st.tries++) * (0.5 + Math.random()));
+    render();
   };
+  render();
 }
 setTimeout(connect, 0);  // after the rest of the message that changed the tags (the new history) is applied
 """.replace("ROLLOVER", str(CHART_BARS))
@@ -138,6 +186,8 @@ class CandleChart:
         )
         # a raw Bokeh Div: the page's script rewrites it with each update (see LIVE_JS)
         self.header = Div(text="", min_width=320, stylesheets=[CSS], name="price_header")
+        # the connection indicator, also rewritten by the page's script
+        self.status = Div(text="", min_width=320, stylesheets=[CSS], name="live_status")
         self.closed = False
 
         w = interval_ms(interval) * 0.7
@@ -208,8 +258,8 @@ class CandleChart:
         self.price = p
         self.layout = p
         if doc is not None:
-            live = CustomJS(args={"source": self.source, "vol_range": self._vol_range, "header": self.header},
-                            code=LIVE_JS)  # fmt: skip
+            live = CustomJS(args={"source": self.source, "vol_range": self._vol_range, "header": self.header,
+                                  "status": self.status}, code=LIVE_JS)  # fmt: skip
             doc.js_on_event(DocumentReady, live)
             self.source.js_on_change("tags", live)
 

@@ -79,6 +79,17 @@ class Bar(NamedTuple):
     recv_ms: float
 
 
+class FeedState(NamedTuple):
+    """The shared feed's exchange connection as the live sockets report it to pages.
+
+    ``connected`` is None when the source does not say (a relayed feed: the relay watches its own
+    connection); ``reconnects`` counts the connections re-opened since the feed started.
+    """
+
+    connected: bool | None
+    reconnects: int
+
+
 class Listener(Protocol):
     """What a session attaches to a stream. ``push`` runs on the server loop and must not block."""
 
@@ -147,6 +158,8 @@ class Hub:
         self.sessions: dict[str, SessionInfo] = {}
         #: (symbol, interval) -> the stream's live broadcast (see :mod:`kit.dashboard.live`)
         self.broadcasts: dict[tuple[str, str], Any] = {}
+        #: the live sockets' watcher of the feed's connection (see :mod:`kit.dashboard.live`)
+        self.live_watch: Any = None
         self.errors: deque[tuple[float, str]] = deque(maxlen=50)
         self.started = time.time()
         self.sessions_opened = 0
@@ -190,6 +203,18 @@ class Hub:
                 [overlay_column(ov.label, o) for o in outputs] if len(outputs) > 1 else [overlay_column(ov.label)]
             )
         return cols
+
+    def feed_state(self) -> FeedState:
+        """Whether the feed's exchange connections are all up, from its public ``stats()``."""
+        if self._feed is None:
+            return FeedState(None, 0)
+        try:
+            st = self._feed.stats()
+        except Exception:  # a source without figures says nothing about its connection
+            return FeedState(None, 0)
+        total, up = st.get("connections_total"), st.get("connections")
+        connected = None if total is None or up is None else up >= total
+        return FeedState(connected, int(st.get("reconnects") or 0))
 
     # -- sessions ------------------------------------------------------------------------------
     def attach(self, symbol: str, interval: str, listener: Listener) -> list[Bar]:
@@ -467,4 +492,7 @@ def reset_hub() -> None:
             for st in list(_hub._streams.values()):
                 if st.task is not None:
                     st.task.cancel()
+            if _hub.live_watch is not None:
+                _hub.live_watch.stop()
+                _hub.live_watch = None
         _hub = None

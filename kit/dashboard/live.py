@@ -19,7 +19,10 @@ the same for every viewer, so they travel on a side channel instead:
   server.
 
 Message: ``{"s": "BTCUSDT@1m", "h": "<price header html>", "rows": [{column: value, ...}, ...]}``,
-with ``null`` for a missing (NaN) value.
+with ``null`` for a missing (NaN) value. The exchange connection's state travels on the same socket
+(see :class:`FeedWatch`): ``{"s": "BTCUSDT@1m", "rows": [], "feed": "connected" | "reconnecting",
+"reconnects": n}``, whenever it changes and on open unless connected (what a page assumes). The page
+shows it with its own socket's state and the data's age: a stalled chart never looks like a quiet market.
 """
 
 from __future__ import annotations
@@ -38,8 +41,8 @@ from tornado.web import HTTPError
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from kit.dashboard.chart import chart_row
-from kit.dashboard.hub import CHART_BARS, Bar, Hub, get_hub
-from kit.dashboard.market import INTERVALS, available_symbols, price_header
+from kit.dashboard.hub import CHART_BARS, Bar, FeedState, Hub, get_hub
+from kit.dashboard.market import INTERVALS, price_header, served_symbols
 from kit.settings import Settings
 
 log = logging.getLogger("kit.dashboard.live")
@@ -50,6 +53,9 @@ CLOSE_BAD_REQUEST = 4400
 #: :data:`DEAD_AFTER_S` is closed (a vanished laptop must not hold a socket for days).
 PING_EVERY_S = 20.0
 DEAD_AFTER_S = 60.0
+#: Seconds between looks at the feed's connection (a dropped connection is re-opened within about
+#: half a second: the watcher also notices one by the reconnect count, see :class:`FeedWatch`).
+WATCH_EVERY_S = 0.25
 
 
 def encode_row(bar: Bar, columns: list[str]) -> bytes:
@@ -75,6 +81,41 @@ class _Client:
         self.on_sent = on_sent
 
 
+class FeedWatch:
+    """One stream's view of the feed's exchange connection, as the pages are told it (no I/O).
+
+    ``reconnecting`` while the feed says a connection is down, and after a reconnect until this
+    stream has had an event again: a reconnect can be quicker than one look at the feed, and the
+    candles missed meanwhile are only back once the feed has caught the stream up.
+    """
+
+    __slots__ = ("down", "reconnects", "status", "waiting")
+
+    def __init__(self) -> None:
+        self.status = "connected"
+        self.reconnects: int | None = None  # the feed's count at the previous look
+        self.down = False
+        self.waiting = False
+
+    def observe(self, state: FeedState) -> bool:
+        """Take a look at the feed; True when the status changed."""
+        if self.reconnects is not None and state.reconnects > self.reconnects:
+            self.waiting = True
+        self.reconnects = state.reconnects
+        self.down = state.connected is False
+        return self._update()
+
+    def event(self) -> bool:
+        """The stream had an event; True when the status changed."""
+        self.waiting = False
+        return self._update()
+
+    def _update(self) -> bool:
+        before = self.status
+        self.status = "reconnecting" if self.down or self.waiting else "connected"
+        return self.status != before
+
+
 class StreamBroadcast:
     """The hub's single listener of one stream for every live socket on it (see module docstring).
 
@@ -94,6 +135,7 @@ class StreamBroadcast:
         self.messages = 0
         self.bytes = 0
         self.coalesced = 0
+        self.watch = FeedWatch()
         self._head = b'{"s":' + json.dumps(self.key).encode()
 
     # -- clients ----------------------------------------------------------------------------------
@@ -109,6 +151,8 @@ class StreamBroadcast:
         rows = [encode_row(b, self.columns) for b in snap if b.open_time >= since][-CHART_BARS:]
         if rows:
             self._send(client, self._message(rows, snap[-1]))
+        if self.watch.status != "connected":  # a page assumes connected until told otherwise
+            self._send(client, self._status())
 
     def remove(self, client: _Client) -> None:
         self.clients.discard(client)
@@ -124,6 +168,8 @@ class StreamBroadcast:
         self.events += 1
         if not self.clients:
             return
+        if self.watch.event():
+            self._status_to_all()
         row = encode_row(bar, self.columns)
         msg = self._message([row], bar)
         for client in tuple(self.clients):
@@ -138,6 +184,25 @@ class StreamBroadcast:
                     self._flush(client)
                 continue
             self._send(client, msg)
+
+    def feed_changed(self, state: FeedState) -> None:
+        """The watcher's look at the feed: tell every page when the connection's status changed."""
+        if self.watch.observe(state):
+            self._status_to_all()
+
+    def _status(self) -> bytes:
+        # ``rows`` too: every message has the same shape, a page applies it the same way
+        body = json.dumps({"rows": [], "feed": self.watch.status, "reconnects": self.watch.reconnects or 0})
+        return self._head + b"," + body[1:].encode()
+
+    def _status_to_all(self) -> None:
+        # a status is small and rare: written even to a page whose previous write has not drained
+        msg = self._status()
+        for client in tuple(self.clients):
+            try:
+                client.write(msg)
+            except WebSocketClosedError:
+                self.remove(client)
 
     def _message(self, rows: list[bytes], last: Bar) -> bytes:
         header = json.dumps(price_header(self.hub, self.symbol, self.interval, last)).encode()
@@ -194,6 +259,26 @@ def broadcast_for(hub: Hub, symbol: str, interval: str) -> StreamBroadcast:
     return b
 
 
+def watch_feed(hub: Hub, every_s: float = WATCH_EVERY_S) -> None:
+    """Start the hub's one look at the feed's connection for all its broadcasts (if not running);
+    it stops by itself once no broadcast is left."""
+    if hub.live_watch is not None:
+        return
+
+    def look() -> None:
+        if not hub.broadcasts:
+            pc.stop()
+            hub.live_watch = None
+            return
+        state = hub.feed_state()
+        for b in tuple(hub.broadcasts.values()):
+            b.feed_changed(state)
+
+    pc = PeriodicCallback(look, every_s * 1000)
+    hub.live_watch = pc
+    pc.start()
+
+
 #: ``since``: a candle open time in ms (15 digits last until the year 33658; a page may send "....0").
 _SINCE = re.compile(r"^[0-9]{1,15}(\.[0-9]{1,6})?$")
 _MAX_ARG = 64
@@ -245,6 +330,7 @@ class LiveSocket(WebSocketHandler):
         self._client = _Client(lambda msg: self.write_message(msg, binary=False), counter)
         self._broadcast = broadcast_for(hub, symbol, interval)
         self._broadcast.add(self._client, since)
+        watch_feed(hub)
         self._last_pong = time.monotonic()
         self._pinger = PeriodicCallback(self._check, self._ping_every * 1000)
         self._pinger.start()
@@ -284,7 +370,10 @@ class LiveSocket(WebSocketHandler):
         self._broadcast = self._client = None
 
 
-@functools.cache
 def symbols() -> frozenset[str]:
-    """The symbols this dashboard serves (the replay data's, or the configured exchange's)."""
-    return frozenset(available_symbols(Settings.from_env()))
+    """The symbols this dashboard serves: every symbol the configured exchange lists (see
+    :func:`kit.dashboard.market.served_symbols`)."""
+    return frozenset(served_symbols(_settings()))
+
+
+_settings = functools.cache(Settings.from_env)  # read once per process, as before

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import threading
+import time
 from typing import Any
 
 import panel as pn
@@ -10,15 +13,44 @@ import panel as pn
 from kit.dashboard._style import CSS
 from kit.dashboard.chart import DOWN, UP, CandleChart
 from kit.dashboard.hub import Bar, Hub
+from kit.market import intervals as _iv
 from kit.settings import Settings
 
-#: Intervals offered in the selector (the feed aggregates them from the exchange's klines).
-INTERVALS: tuple[str, ...] = ("1m", "5m", "15m", "1h")
+log = logging.getLogger("kit.dashboard.market")
+
+#: Every interval the feed serves that has a fixed length (``1M`` has none: the chart's bar width,
+#: the hub's history and the page's staleness all need one). Pages, sockets and the selector
+#: accept exactly these.
+INTERVALS: tuple[str, ...] = tuple(i for i in _iv.INTERVALS if i != "1M")
 DEFAULT_SYMBOLS: tuple[str, ...] = ("BTCUSDT", "ETHUSDT")
 
 
-def available_symbols(settings: Settings) -> list[str]:
-    """Symbols to offer: those in the simulator's replay data, else the defaults."""
+def offered_intervals(settings: Settings) -> list[str]:
+    """The selector's intervals: all of :data:`INTERVALS`, but not ``1s`` from the simulator (it
+    aggregates its candles from 1m data, so it has nothing finer)."""
+    return [i for i in INTERVALS if not (settings.is_simulator and i == "1s")]
+
+
+def exchange_symbols(settings: Settings) -> list[str] | None:
+    """Every symbol the exchange lists as trading (``exchangeInfo``; a halted or delisted one has no
+    candles to show), or None when it cannot be asked."""
+    try:
+        from kit.feed import RestClient
+
+        info = RestClient(settings.exchange_url, timeout=5.0, max_retries=1).get("/api/v3/exchangeInfo", weight=20)
+        return sorted(s["symbol"] for s in info.get("symbols", []) if s.get("status", "TRADING") == "TRADING") or None
+    except Exception as exc:  # an unreachable exchange must not keep the dashboard from starting
+        log.warning("could not list the exchange's symbols (%s); offering a fallback list", exc)
+        return None
+
+
+def available_symbols(settings: Settings, listed: list[str] | None = None) -> list[str]:
+    """Symbols to offer: ``listed`` (default: what the exchange lists), else the simulator's replay
+    data, else the defaults."""
+    if listed is None:
+        listed = exchange_symbols(settings)
+    if listed:
+        return listed
     if settings.is_simulator:
         try:
             from kit.market.files import scan
@@ -29,6 +61,45 @@ def available_symbols(settings: Settings) -> list[str]:
         except Exception:
             pass
     return list(DEFAULT_SYMBOLS)
+
+
+#: Seconds before a fallback symbol list (the exchange did not answer) is asked for again.
+SYMBOLS_RETRY_S = 60.0
+_served: dict[str, tuple[float, list[str], bool]] = {}
+
+
+def served_symbols(settings: Settings) -> list[str]:
+    """The symbols this process serves, asked of the exchange once per exchange URL and shared by
+    every session and socket (a session must not cost an ``exchangeInfo`` request). Only the first
+    ask waits for the answer; a fallback list (the exchange did not answer) is asked for again after
+    :data:`SYMBOLS_RETRY_S` in a thread, so an unreachable exchange never stalls the server's loop
+    and a slow start does not shrink the menu for good."""
+    url = settings.exchange_url
+    hit = _served.get(url)
+    if hit is None:
+        return _ask_symbols(settings)
+    if not hit[2] and time.monotonic() - hit[0] >= SYMBOLS_RETRY_S:
+        with _asking_lock:
+            if url in _asking:
+                return hit[1]
+            _asking.add(url)
+        threading.Thread(target=_ask_symbols, args=(settings,), name="kit-symbols", daemon=True).start()
+    return hit[1]
+
+
+def _ask_symbols(settings: Settings) -> list[str]:
+    try:
+        listed = exchange_symbols(settings)
+        symbols = available_symbols(settings, listed)
+        _served[settings.exchange_url] = (time.monotonic(), symbols, bool(listed))
+        return symbols
+    finally:
+        with _asking_lock:
+            _asking.discard(settings.exchange_url)
+
+
+_asking: set[str] = set()
+_asking_lock = threading.Lock()
 
 
 def source_badge(settings: Settings) -> str:
@@ -62,23 +133,30 @@ class MarketView:
         chart_cls: type[CandleChart] = CandleChart,
         session_id: str = "",
     ) -> None:
-        symbols = available_symbols(settings)
-        if interval not in INTERVALS:
-            raise ValueError(f"interval must be one of {INTERVALS}, got {interval!r}")
+        symbols = served_symbols(settings)
+        intervals = offered_intervals(settings)
+        if interval not in intervals:
+            raise ValueError(f"interval must be one of {intervals}, got {interval!r}")
         self.hub = hub
         self.symbol = symbol if symbol in symbols else symbols[0]
         self.interval = interval
         self.session_id = session_id
         self._attached = False
         self.chart = chart_cls(doc, interval, hub.overlay_columns())
-        self.symbol_select = pn.widgets.Select(name="Symbol", options=symbols, value=self.symbol, width=140)
+        # A search box over every listed symbol (an exchange lists thousands: a plain select is a
+        # scroll through all of them); only a listed symbol is accepted.
+        self.symbol_select = pn.widgets.AutocompleteInput(
+            name="Symbol", options=symbols, value=self.symbol, restrict=True, case_sensitive=False,
+            search_strategy="includes", min_characters=1, placeholder="search a symbol", width=160,
+        )  # fmt: skip
         self.interval_select = pn.widgets.RadioButtonGroup(
-            name="Interval", options=list(INTERVALS), value=interval, button_type="light", width=200
+            name="Interval", options=intervals, value=interval, button_type="light"
         )
         self.overlay_select = pn.widgets.CheckButtonGroup(
             name="Overlays", options=list(self.chart.overlay_lines), value=[], button_type="light"
         )
         self.price = pn.pane.Bokeh(self.chart.header)
+        self.live_status = pn.pane.Bokeh(self.chart.status)
         self.badge = pn.pane.HTML(source_badge(settings), stylesheets=[CSS])
         self.symbol_select.param.watch(self._on_stream, "value")
         self.interval_select.param.watch(self._on_stream, "value")
@@ -94,7 +172,8 @@ class MarketView:
             ]
         )
         self.panel = pn.Column(
-            pn.Row(self.symbol_select, self.interval_select, self.price),
+            pn.Row(self.symbol_select, self.interval_select),
+            pn.Row(self.price, self.live_status),
             pn.Row(*overlays_row),
             self.chart_pane,
             sizing_mode="stretch_width",
@@ -122,6 +201,9 @@ class MarketView:
         self.chart.close()
 
     def _on_stream(self, _event: Any) -> None:
+        if not self.symbol_select.value:  # the search box was cleared: keep the current stream
+            self.symbol_select.value = self.symbol
+            return
         self.stop()
         self.symbol = self.symbol_select.value
         self.interval = self.interval_select.value

@@ -59,11 +59,17 @@ class StrategiesView:
             pd.DataFrame(columns=TRADE_COLUMNS), disabled=True, show_index=False, selectable=False,
             sizing_mode="stretch_width", height=260, pagination="local", page_size=8, name="trades",
         )  # fmt: skip
-        self.equity_source = ColumnDataSource(data={"time": [], "equity": []}, name="equity")
+        self.equity_source = ColumnDataSource(data=_no_equity(), name="equity")
         fig = figure(x_axis_type="datetime", height=240, sizing_mode="stretch_width", tools="xpan,xwheel_zoom,reset",
-                     toolbar_location="right", title="Equity (realised)")  # fmt: skip
-        fig.step("time", "equity", source=self.equity_source, mode="after", line_width=2, color="#0f766e")
+                     toolbar_location="right", title="Equity (realised; dashed: with the open position)")  # fmt: skip
+        fig.step("time", "realised", source=self.equity_source, mode="after", line_width=2, color="#0f766e",
+                 legend_label="realised")  # fmt: skip
+        fig.line("time", "total", source=self.equity_source, line_width=1.5, line_dash="dashed", color="#2563eb",
+                 legend_label="with unrealised")  # fmt: skip
+        fig.legend.location = "top_left"
         fig.x_range.default_span = 6 * 3_600_000  # one trade alone spans 6 h, not 2 ms with µs ticks
+        # a flat line (no trades yet) spans 2 % of the starting cash, not Bokeh's ±1 around 10,000
+        fig.y_range.default_span = 200.0
         fig.yaxis.formatter = NumeralTickFormatter(format="0,0.[00]")
         fig.xaxis.formatter = DatetimeTickFormatter(minutes="%H:%M", hours="%d %b %H:%M", days="%d %b")
         self.equity_fig = fig
@@ -111,6 +117,8 @@ class StrategiesView:
         if key != self._last_key:
             self._last_key = key
             self._load_equity()
+        else:
+            self._advance_equity(pos)
         self.empty.object = (
             "<p>No strategies yet. Promote one from a notebook: "
             "<code>kit.promote(MyStrategy(...), user=..., symbol=..., interval=...)</code>.</p>"
@@ -146,15 +154,55 @@ class StrategiesView:
 
         sid = self.choice.value
         if sid is None:
-            self.equity_source.data = {"time": [], "equity": []}
+            self.equity_source.data = _no_equity()
             return
         try:
             eq = trades.equity(self.store, self.user, sid)
+            _, _, pos, _ = _load(self.store, self.user)
         except Exception as exc:
             self.message.object = f"<span class='kit-err'>{escape(str(exc))}</span>"
             return
         t = [float(x) for x in (eq.index.as_unit("ms").asi8)]
-        self.equity_source.data = {"time": t, "equity": eq.to_numpy(dtype="float64").tolist()}
+        realised = eq.to_numpy(dtype="float64").tolist()
+        total = list(realised)
+        tail = self._equity_tail(sid, pos, t[-1] if t else None, realised[-1] if realised else None)
+        if tail is not None:
+            # Carry the line on to the last known time, so a strategy with no trades yet (or none
+            # lately) draws a flat line up to the present.
+            t.append(tail[0])
+            realised.append(realised[-1])
+            total.append(tail[1])
+        self.equity_source.data = {"time": t, "realised": realised, "total": total}
+
+    def _equity_tail(self, sid: int, pos: pd.DataFrame, last_t: float | None, last: float | None) -> Any:
+        """The equity line's last point: (now, realised + the open position's unrealised P&L at the
+        live price; NaN, a hole, while no price is known), or None."""
+        rec = next((r for r in self._records if r.id == sid), None)
+        if rec is None or last_t is None or last is None:
+            return None
+        p = pos[pos["strategy_id"] == sid] if len(pos) else pos
+        size = float(p["size"].iloc[0]) if len(p) else 0.0
+        entry = float(p["entry_price"].iloc[0]) if len(p) and pd.notna(p["entry_price"].iloc[0]) else None
+        unreal = _unrealised(size, entry, self.hub.last_price(rec.symbol)) if size else 0.0
+        return max(last_t, self._now_ms(rec.symbol, rec.interval)), last + unreal
+
+    def _advance_equity(self, pos: pd.DataFrame) -> None:
+        """Move the line's last point to the present (between reloads, which happen on new trades)."""
+        data = self.equity_source.data
+        n = len(data["time"])
+        if n < 2 or self.choice.value is None:
+            return
+        tail = self._equity_tail(self.choice.value, pos, data["time"][n - 2], data["realised"][n - 2])
+        old = data["total"][n - 1]
+        same_total = tail is not None and (tail[1] == old or (math.isnan(tail[1]) and math.isnan(old)))
+        if tail is not None and (tail[0] != data["time"][n - 1] or not same_total):
+            self.equity_source.patch({"time": [(n - 1, tail[0])], "total": [(n - 1, tail[1])]})
+
+    def _now_ms(self, symbol: str, interval: str) -> float:
+        """The present on the strategy's clock: its market's newest bar when the hub holds it (a
+        replay trades in simulated time), else the wall clock."""
+        bar = self.hub.latest(symbol, interval)
+        return float(bar.open_time) if bar is not None else time.time() * 1000.0
 
     def _switch(self, active: bool) -> None:
         from kit.store import strategies
@@ -193,6 +241,10 @@ def refresh_markers(
             "label": f"#{f.strategy_id} {f.side} {f.size:g}",
         })  # fmt: skip
     market.chart.set_trades(rows)
+
+
+def _no_equity() -> dict[str, list[Any]]:
+    return {"time": [], "realised": [], "total": []}
 
 
 class _PriceWatch:
