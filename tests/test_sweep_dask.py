@@ -135,17 +135,50 @@ def test_a_sweep_on_a_local_cluster_of_two_worker_processes_equals_the_local_swe
     assert_same_table(table, local_table)
 
 
+# A strategy class defined in the script itself (``__main__``), as in a notebook: the workers
+# cannot import it, so it must travel with the tasks.
+MAIN_SCRIPT = """
+import os, sys
+import pandas as pd
+import kit.backtest as bt
+from kit.market.files import read_candles
+from kit.strategies import EmaCross
+from kit.strategy import Signals
+
+class Mine(EmaCross):
+    def signals(self, d):  # exits only above the slow average
+        sig = super().signals(d)
+        return Signals(sig.entries, sig.exits & (d.close > d.slow_ema))
+
+data = read_candles(sys.argv[1])
+grid = {"fast": [5, 12], "slow": [30, 50]}
+remote = bt.sweep(Mine, data, grid, progress=False, chunk_size=1)
+os.environ.pop("KIT_DASK_SCHEDULER")
+local = bt.sweep(Mine, data, grid, progress=False, chunk_size=1)
+pd.testing.assert_frame_equal(remote, local, check_exact=True)
+print("same", len(remote))
+"""
+
+
 def test_a_sweep_on_dask_scheduler_and_worker_processes_over_tcp_named_by_kit_dask_scheduler(
-    data, local_table, tcp_cluster, monkeypatch
+    data, local_table, tcp_cluster, monkeypatch, capsys, sample_dir
 ):
     address, _ = tcp_cluster()
     assert address.startswith("tcp://127.0.0.1:")
     monkeypatch.setenv("KIT_DASK_SCHEDULER", address)
     table = bt.sweep(EmaCross, data, GRID, progress=False, chunk_size=CHUNK)
     assert_same_table(table, local_table)
-    # An explicit address works the same, with the progress bar on.
+    # A strategy defined in the user's own __main__ (a notebook) runs on the workers too.
+    env = {**_worker_env(), "KIT_DASK_SCHEDULER": address}
+    csv = str(sample_dir / "ETHUSDT_1h_20230101_20240110.csv.gz")
+    out = subprocess.run([sys.executable, "-c", MAIN_SCRIPT, csv], env=env, capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip() == "same 4"
+    # An explicit address works the same, and the progress bar counts every set.
     monkeypatch.delenv("KIT_DASK_SCHEDULER")
+    capsys.readouterr()
     assert_same_table(bt.sweep(EmaCross, data, GRID, chunk_size=CHUNK, client=address), local_table)
+    assert "30/30" in capsys.readouterr().err
 
 
 def _sweep_dependencies(dask_scheduler) -> dict[str, list[str]]:
