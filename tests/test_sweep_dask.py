@@ -25,7 +25,7 @@ from kit.errors import ConfigError
 from kit.market.files import read_candles
 from kit.strategies import EmaCross
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = pytest.mark.timeout(600)  # worker processes start and load numba kernels
 
 # 30 valid sets (fast=20, slow=20 is rejected), stops on half of them.
 GRID = {"fast": [5, 8, 12, 20], "slow": [20, 30, 50, 80], "stop_loss": [0.0, 0.03]}
