@@ -21,7 +21,6 @@ import pandas as pd
 import pytest
 
 import kit.backtest as bt
-from kit.errors import ConfigError
 from kit.market.files import read_candles
 from kit.strategies import EmaCross
 
@@ -231,10 +230,31 @@ def test_the_chunks_of_a_worker_killed_mid_sweep_are_recomputed_and_the_table_is
     assert_same_table(result["table"], local_table)  # type: ignore[arg-type]
 
 
-def test_an_unreachable_scheduler_is_one_config_error_line(data):
-    with pytest.raises(ConfigError, match=r"cannot reach the Dask scheduler at tcp://127\.0\.0\.1:9") as err:
-        bt.sweep(EmaCross, data, {"fast": [5], "slow": [20]}, progress=False, client="tcp://127.0.0.1:9")
-    assert "\n" not in str(err.value)
+@pytest.mark.parametrize(
+    ("address", "why"),
+    [("tcp://127.0.0.1:9", "refused"), ("nonsense", "missing port"), ("tcp://no-such-host.invalid:8786", "")],
+)
+def test_an_unreachable_or_malformed_scheduler_is_one_config_error_line_and_a_clean_exit(sample_dir, address, why):
+    # In a process of its own: what the user sees includes what the interpreter prints at exit.
+    code = (
+        "import sys, kit.backtest as bt\n"
+        "from kit.errors import ConfigError\n"
+        "from kit.market.files import read_candles\n"
+        "from kit.strategies import EmaCross\n"
+        f"df = read_candles({str(sample_dir / 'ETHUSDT_1h_20230101_20240110.csv.gz')!r}).iloc[:500]\n"
+        "try:\n"
+        f"    bt.sweep(EmaCross, df, {{'fast': [5], 'slow': [20]}}, progress=False, client={address!r})\n"
+        "except ConfigError as exc:\n"
+        "    print(exc)\n"
+    )
+    started = time.monotonic()
+    out = subprocess.run([sys.executable, "-c", code], env=_worker_env(), capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith(f"cannot reach the Dask scheduler at {address}: ")
+    assert why in out.stdout
+    assert out.stdout.count("\n") == 1
+    assert "Traceback" not in out.stderr and "Exception ignored" not in out.stderr, out.stderr
+    assert time.monotonic() - started < 60
 
 
 def test_import_kit_and_a_local_sweep_never_import_dask(sample_dir):

@@ -13,6 +13,7 @@ chunks of a worker that dies (its results included, when the client had not fetc
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -27,7 +28,8 @@ if TYPE_CHECKING:
 #: The environment variable naming the scheduler a sweep uses when ``client`` is not given.
 SCHEDULER_ENV = "KIT_DASK_SCHEDULER"
 # A scheduler that does not answer within this is a wrong address, not a slow cluster.
-_CONNECT_TIMEOUT = "10s"
+_CONNECT_SECONDS = 10
+_CONNECT_TIMEOUT = f"{_CONNECT_SECONDS}s"
 
 
 def scheduler_from_env() -> str | None:
@@ -46,6 +48,7 @@ def connect(client: Client | str) -> Iterator[Client]:
         return
     if not isinstance(client, str) or not client:
         raise TypeError(f"client must be a dask.distributed.Client or a scheduler address, got {client!r}")
+    _probe(client)
     try:
         own = Client(client, timeout=_CONNECT_TIMEOUT, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as exc:
@@ -54,6 +57,24 @@ def connect(client: Client | str) -> Iterator[Client]:
         yield own
     finally:
         own.close()
+
+
+def _probe(address: str) -> None:
+    """A one-line :class:`ConfigError` for a malformed or unreachable TCP address, before any Client.
+
+    A Client whose connection failed leaves a half-started object whose finaliser later blocks
+    20 s and prints a traceback at exit; a plain socket says the same thing cleanly.
+    """
+    from distributed.comm import parse_address, parse_host_port
+
+    try:
+        scheme, location = parse_address(address)
+        if scheme not in ("tcp", "tls"):
+            return  # inproc, ucx, ws...: left to the Client
+        host, port = parse_host_port(location)
+        socket.create_connection((host, port), timeout=_CONNECT_SECONDS).close()
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot reach the Dask scheduler at {address}: {exc}") from None
 
 
 def run_chunks(
