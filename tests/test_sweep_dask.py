@@ -209,15 +209,17 @@ def test_the_chunks_of_a_worker_killed_mid_sweep_are_recomputed_and_the_table_is
         sweeping.start()
         deadline = time.monotonic() + 120
         busy: list = []
-        while not busy:
+        deps: dict[str, list[str]] = {}
+        # Until every chunk (one set each) reached the scheduler, which gets them in batches, and
+        # w1 is running one of them.
+        while not (busy and len(deps) == len(local_table)):
             assert sweeping.is_alive(), f"the sweep ended before w1 took a chunk: {result}"
-            assert time.monotonic() < deadline, "w1 never took a chunk"
+            assert time.monotonic() < deadline, f"w1 never took a chunk ({len(deps)} chunks submitted)"
+            deps = monitor.run_on_scheduler(_sweep_dependencies)
             busy = [k for k in monitor.processing(workers=[w1]).get(w1, ()) if str(k).startswith("sweep-")]
             time.sleep(0.02)
         # The candles went to the cluster once: every chunk task depends on the same scattered
         # frame rather than carrying a copy of it.
-        deps = monitor.run_on_scheduler(_sweep_dependencies)
-        assert len(deps) >= 10
         assert {tuple(d) for d in deps.values()} == {(next(iter(deps.values()))[0],)}
         assert next(iter(deps.values()))[0].startswith("DataFrame-")
         workers["w1"].send_signal(signal.SIGKILL)
