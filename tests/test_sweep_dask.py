@@ -117,6 +117,7 @@ def tcp_cluster(tmp_path: Path) -> Iterator[Callable[[], tuple[str, dict[str, su
             p.wait()
 
 
+@pytest.mark.slow  # worker processes start and load numba kernels
 def test_a_sweep_on_a_local_cluster_of_two_worker_processes_equals_the_local_sweep(data, local_table):
     from distributed import Client, LocalCluster, get_task_stream
 
@@ -159,6 +160,7 @@ print("same", len(remote))
 """
 
 
+@pytest.mark.slow  # worker processes start and load numba kernels
 def test_a_sweep_on_dask_scheduler_and_worker_processes_over_tcp_named_by_kit_dask_scheduler(
     data, local_table, tcp_cluster, monkeypatch, capsys, sample_dir
 ):
@@ -189,6 +191,7 @@ def _sweep_dependencies(dask_scheduler) -> dict[str, list[str]]:
     }
 
 
+@pytest.mark.slow  # worker processes start and load numba kernels
 def test_the_chunks_of_a_worker_killed_mid_sweep_are_recomputed_and_the_table_is_unchanged(
     data, local_table, tcp_cluster
 ):
