@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import itertools
 import re
+import threading
 import warnings
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -16,6 +18,9 @@ from kit.backtest._run import _vbt, infer_freq, resolve_model, vbt_frame
 from kit.broker import FillModel
 from kit.errors import ConfigError
 from kit.strategy import Strategy, check_frame
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 #: Metric columns of a sweep table.
 METRICS: tuple[str, ...] = ("total_return", "sharpe", "max_drawdown", "trades", "win_rate", "final_value", "fees")
@@ -74,11 +79,31 @@ class _Rejections:
         return "; ".join(f"{n} x {message}" for message, n in self.counts().items())
 
 
-def _caching_off(vbt: Any) -> Any:
-    caching = vbt.settings["caching"]
-    before = caching["enabled"]
-    caching["enabled"] = False
-    return before
+_caching_lock = threading.Lock()
+_caching_users = 0
+_caching_before: Any = None
+
+
+@contextmanager
+def _caching_off(vbt: Any) -> Iterator[None]:
+    """vectorbt's caching off meanwhile (chunks would otherwise keep every portfolio alive).
+
+    The setting is process-wide and a Dask worker may run several chunks in threads at once, so
+    the first user turns it off and the last one puts back what it was.
+    """
+    global _caching_users, _caching_before
+    with _caching_lock:
+        if _caching_users == 0:
+            _caching_before = vbt.settings["caching"]["enabled"]
+            vbt.settings["caching"]["enabled"] = False
+        _caching_users += 1
+    try:
+        yield
+    finally:
+        with _caching_lock:
+            _caching_users -= 1
+            if _caching_users == 0:
+                vbt.settings["caching"]["enabled"] = _caching_before
 
 
 def sweep(
@@ -95,6 +120,7 @@ def sweep(
     chunk_size: int | None = None,
     progress: bool = True,
     skip_invalid: bool = True,
+    client: Client | str | None = None,
 ) -> pd.DataFrame:
     """Backtest every parameter set of ``grid`` and return one row of metrics per set.
 
@@ -112,6 +138,10 @@ def sweep(
     there was none), ``trades`` (Total Closed Trades), ``win_rate`` (Win Rate [%] / 100),
     ``final_value`` (End Value), ``fees`` (Total Fees Paid). One difference: a set whose equity
     never moves has ``sharpe`` NaN, where vectorbt says +inf, so it never sorts first.
+
+    ``client`` (a ``dask.distributed.Client`` or a scheduler address; default ``KIT_DASK_SCHEDULER``
+    when set) runs the chunks as Dask tasks: the candles leave the client once, the workers need
+    kit (and the strategy's module) importable, and the table is exactly the local one.
     """
     if not (isinstance(strategy_cls, type) and issubclass(strategy_cls, Strategy)):
         raise TypeError(f"sweep() needs a Strategy class, got {strategy_cls!r}")
@@ -133,25 +163,37 @@ def sweep(
     n = len(data)
     if chunk_size is None:
         chunk_size = max(1, min(500, _CHUNK_ELEMENTS // max(n, 1)))
-    vbt = _vbt()
+    chunks = [strategies[start : start + chunk_size] for start in range(0, len(strategies), chunk_size)]
     freq = infer_freq(data.index)
-    cache: dict[Any, Any] = {}
-    base_cols = strategies[0].columns(data, cache)
+    if client is None:
+        from kit.backtest._dask import scheduler_from_env
+
+        client = scheduler_from_env()
     rows: list[dict[str, Any]] = []
     bar = None
     if progress:
         from tqdm import tqdm
 
         bar = tqdm(total=len(strategies), desc=f"sweep {strategy_cls.__name__}", unit="set")
-    was_caching = _caching_off(vbt)
     try:
-        for start in range(0, len(strategies), chunk_size):
-            chunk = strategies[start : start + chunk_size]
-            rows.extend(_run_chunk(vbt, chunk, data, base_cols, cache, m, freq))
-            if bar is not None:
-                bar.update(len(chunk))
+        if client is None:
+            vbt = _vbt()
+            cache: dict[Any, Any] = {}
+            base_cols = strategies[0].columns(data, cache)
+            with _caching_off(vbt):
+                for chunk in chunks:
+                    rows.extend(_run_chunk(vbt, chunk, data, base_cols, cache, m, freq))
+                    if bar is not None:
+                        bar.update(len(chunk))
+        else:
+            # dask only on this path: a local sweep never imports it.
+            from kit.backtest._dask import connect, run_chunks
+
+            with connect(client) as c:
+                done = bar.update if bar is not None else (lambda k: None)
+                for chunk_rows in run_chunks(c, _chunk_rows, chunks, data, (m, freq), strategy_cls.__name__, done):
+                    rows.extend(chunk_rows)
     finally:
-        vbt.settings["caching"]["enabled"] = was_caching
         if bar is not None:
             bar.close()
     table = pd.DataFrame(rows)
@@ -160,6 +202,16 @@ def sweep(
     table.attrs["strategy"] = strategy_cls.path
     table.attrs["model"] = m.to_dict()
     return table
+
+
+def _chunk_rows(chunk: list[Strategy], data: pd.DataFrame, m: FillModel, freq: Any) -> list[dict[str, Any]]:
+    """One chunk on its own, as a Dask worker runs it: the indicators it needs computed afresh
+    (the same batch functions on the same candles, so the same values as a local sweep's cache)."""
+    vbt = _vbt()
+    cache: dict[Any, Any] = {}
+    base_cols = chunk[0].columns(data, cache)
+    with _caching_off(vbt):
+        return _run_chunk(vbt, chunk, data, base_cols, cache, m, freq)
 
 
 def _run_chunk(
