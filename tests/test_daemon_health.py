@@ -51,7 +51,10 @@ def test_a_nul_in_a_strategy_error_never_stops_the_ledger_on_postgres(pg_schema,
     cluster, frames, store, plan, ids, first_ms = _setup(cluster_factory, pg_schema)
     bad = _add_failing(store, first_ms, "tests.fixtures.daemon:RaisesNul")
     cluster.exchange_start()
-    cluster.daemon_start("--max-failures", "100000")  # it keeps failing: every failure is recorded
+    # It keeps failing (every failure is recorded), so /ready says "degraded" (503) from its first
+    # failure on, which under load can come before the first look at /ready: wait for /health.
+    cluster.daemon_start("--max-failures", "100000", wait_ready=False)
+    wait_for(lambda: get_json(cluster.base + "/health")[0] == 200, 60, "the daemon to serve /health")
     _wait_until_done(cluster, store, frames, ids)
     assert cluster.daemon is not None and cluster.daemon.poll() is None, cluster.daemon_log()[-3000:]
     err = strategies.get(store, "bob", bad).last_error
@@ -102,8 +105,11 @@ def test_an_unexpected_failure_in_any_task_exits_non_zero_and_the_restart_loses_
     assert _fills(store) > 0  # some fills were committed before the failure: the restart must not repeat them
     cluster.daemon_start()
     _wait_until_done(cluster, store, frames, ids)
+    # The warm-up candles replayed at the restart are not counted as waiting: once the last candle is
+    # in the database the figure drains to 0 (the writer counts a batch done when its commit returns,
+    # a moment after the rows are visible to other connections).
+    wait_for(lambda: cluster.status()["queue"] == 0, 10, "the write queue to drain")
     st = cluster.status()
-    # the warm-up candles replayed at the restart are not counted as waiting
     assert st["queue"] == 0 and _metric(get_json(cluster.base + "/metrics")[1], "kit_daemon_write_queue") == 0
     assert st["ready"] is True and get_json(cluster.base + "/ready") == (200, {"ready": True, "state": "ok",
                                                                               "reasons": []})  # fmt: skip
