@@ -447,7 +447,8 @@ def test_removing_a_user_leaves_no_row_that_refers_to_them(store):
         create_token(store, name)
     ann = users.get(store, "ann").id
     users.remove(store, "ann", force=True)
-    referring = [t for t in SQLModel.metadata.sorted_tables if any(fk.column.table.name == "users" for fk in t.foreign_keys)]
+    tables = SQLModel.metadata.sorted_tables
+    referring = [t for t in tables if any(fk.column.table.name == "users" for fk in t.foreign_keys)]
     assert {"api_keys", "api_tokens", "strategies"} <= {t.name for t in referring}
     with store.begin() as conn:
         for t in referring:
