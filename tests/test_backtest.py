@@ -45,10 +45,12 @@ MODELS = [
 ]
 
 
+@pytest.mark.parametrize("fill", ["close", "next_open"])
 @pytest.mark.parametrize("model", MODELS, ids=lambda m: f"{m.size_type}-{m.size}")
 @pytest.mark.parametrize("shorts", [False, True])
 @pytest.mark.parametrize(("sl", "tp"), [(None, None), (0.01, 0.02)])
-def test_paper_broker_equals_vectorbt(frame, model, shorts, sl, tp):
+def test_paper_broker_equals_vectorbt(frame, model, shorts, sl, tp, fill):
+    model = model.replace(fill=fill)
     rng = np.random.default_rng(hash((model.size_type, shorts, sl)) % 2**32)
     n = len(frame)
     e, x = rng.random(n) < 0.03, rng.random(n) < 0.03
@@ -98,11 +100,25 @@ def test_run_returns_trades_equity_and_stats(frame, strategy):
     assert "indicator" not in repr(res) and "trades" in repr(res)
 
 
-def test_run_with_shorts_and_value_sizing(frame):
-    res = bt.run(EmaCross(fast=8, slow=30, short=True), frame, size=1000.0, size_type="value")
-    assert set(res.trades["side"]) == {"long", "short"}
-    with pytest.warns(UserWarning, match="percent"):
-        bt.run(EmaCross(fast=8, slow=30, short=True), frame)
+@pytest.mark.parametrize(
+    "sizing",
+    [{}, {"size": 1000.0, "size_type": "value"}, {"size": 0.05, "size_type": "amount"}, {"fill": "next_open"}],
+    ids=["percent", "value", "amount", "percent-next-open"],
+)
+def test_an_opposite_entry_reverses_in_every_sizing_mode_symmetrically(frame, sizing):
+    res = bt.run(EmaCross(fast=8, slow=30, short=True), frame, **sizing)
+    tr = res.trades
+    longs, shorts = (tr["side"] == "long").sum(), (tr["side"] == "short").sum()
+    assert len(tr) > 50 and abs(longs - shorts) <= 1  # a crossover strategy alternates sides
+    # always in the market after the first entry: each trade ends where the next one starts
+    assert (tr["exit_time"].to_numpy()[:-1] == tr["entry_time"].to_numpy()[1:]).all()
+    assert (tr["side"].to_numpy()[:-1] != tr["side"].to_numpy()[1:]).all()
+
+
+def test_percent_sizing_below_one_warns_that_it_only_closes(frame):
+    with pytest.warns(UserWarning, match="size < 1"):
+        res = bt.run(EmaCross(fast=8, slow=30, short=True), frame, size=0.5)
+    assert res.trades["side"].value_counts().min() >= 1
 
 
 def test_run_bad_input(frame):

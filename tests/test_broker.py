@@ -29,6 +29,7 @@ def C(i: int, o: float, h: float, low: float, c: float) -> Candle:
         ({"size_type": "lots"}, "size_type"),
         ({"fees": float("nan")}, "fees"),
         ({"fees": True}, "fees"),
+        ({"fill": "open"}, "fill"),
     ],
 )
 def test_fill_model_validates(kwargs, needle):
@@ -41,7 +42,12 @@ def test_vectorbt_kwargs_are_plain_and_complete():
     assert kw["fees"] == 0.002 and kw["slippage"] == 0.001 and kw["size_type"] == "value"
     assert kw["upon_opposite_entry"] == "reverse" and kw["accumulate"] is False
     assert kw["sl_stop"] == 0.05 and math.isnan(kw["tp_stop"])
-    assert FillModel().vectorbt_kwargs()["upon_opposite_entry"] == "close"
+    assert kw["price"] == math.inf and kw["stop_entry_price"] == "close"
+    assert FillModel(size=0.5).vectorbt_kwargs()["upon_opposite_entry"] == "close"
+    full = FillModel().vectorbt_kwargs()
+    assert full["upon_opposite_entry"] == "reversereduce" and full["accumulate"] == "removeonly"
+    nxt = FillModel(fill="next_open").vectorbt_kwargs()
+    assert nxt["price"] == -math.inf and nxt["stop_entry_price"] == "price"
     assert all(isinstance(v, bool | int | float | str) for v in kw.values())
 
 
@@ -91,11 +97,53 @@ def test_value_sizing_reverses_in_one_fill_and_splits_fees():
     assert b.trades[-1].pnl == pytest.approx((20 - 16) * 5.0 - (f2.fee - close_fee) - f3.fee)
 
 
-def test_percent_sizing_closes_on_an_opposite_entry():
-    b = PaperBroker(FillModel(fees=0.0))
+def test_percent_sizing_reverses_on_an_opposite_entry_symmetrically_for_both_sides():
+    fees = 0.001
+    b = PaperBroker(FillModel(fees=fees, init_cash=1000.0))
+    [f0] = b.on_bar(C(0, 10, 10, 10, 10), Signal(0, entry=True))
+    q = f0.qty
+    # long -> short in one fill: close the long, then short all that the freed cash backs
+    [f1] = b.on_bar(C(1, 11, 11, 11, 11), Signal(60_000, short_entry=True))
+    freed = q * 11 * (1 - fees)
+    assert f1.reason == "reverse" and f1.side == "sell" and b.side == "short"
+    assert f1.qty == pytest.approx(q + freed / (11 * (1 + fees)), rel=1e-12)
+    assert b.state.position == pytest.approx(-freed / (11 * (1 + fees)), rel=1e-12)
+    [long_trade] = b.trades
+    assert long_trade.side == "long" and long_trade.exit_price == 11
+    # short -> long in one fill: cover, then go long with all the cash
+    cash = b.state.cash
+    [f2] = b.on_bar(C(2, 10, 10, 10, 10), Signal(120_000, entry=True))
+    assert f2.reason == "reverse" and f2.side == "buy" and b.side == "long"
+    assert f2.qty == pytest.approx(cash / (1 + fees) / 10, rel=1e-12)
+    assert [t.side for t in b.trades] == ["long", "short"]
+
+
+def test_percent_sizing_below_one_closes_on_an_opposite_entry():
+    b = PaperBroker(FillModel(fees=0.0, size=0.5))
     b.on_bar(C(0, 10, 10, 10, 10), Signal(0, entry=True))
     [f] = b.on_bar(C(1, 11, 11, 11, 11), Signal(60_000, short_entry=True))
     assert f.reason == "exit" and b.side == "flat"
+
+
+def test_next_open_fills_the_signal_at_the_next_candles_open_and_persists_it():
+    m = FillModel(fees=0.001, slippage=0.001, fill="next_open", init_cash=1000.0)
+    b = PaperBroker(m, stop_loss=0.1)
+    assert b.on_bar(C(0, 10, 10, 10, 10), Signal(0, entry=True)) == []  # decided, not yet filled
+    assert b.state.pending == [True, False, False, False] and b.side == "flat"
+    # a restart between the signal and the next candle keeps the pending signal
+    b = PaperBroker(m, BrokerState.from_dict(json.loads(json.dumps(b.state.to_dict()))), stop_loss=0.1)
+    # the next candle that exists (after an outage: candle 5) fills it at its open
+    [f] = b.on_bar(C(5, 12, 13, 11, 12.5))
+    assert f.time_ms == 5 * 60_000 and f.side == "buy" and f.reason == "entry"
+    assert f.price == pytest.approx(12 * 1.001, rel=1e-15)
+    assert f.qty == pytest.approx(1000.0 / 1.001 / (12 * 1.001), rel=1e-12)
+    assert b.state.pending is None
+    assert b.state.sl_price == 12  # the stop's reference is the open, without slippage
+    # the stop is checked from the candle after the fill; it drops a signal due at the same open
+    b.on_bar(C(6, 12, 12, 12, 12), Signal(6 * 60_000, exit=True))
+    [s] = b.on_bar(C(7, 10, 10, 10, 10))
+    assert s.reason == "stop_loss" and s.price == pytest.approx(10 * 0.999) and b.side == "flat"
+    assert b.state.pending is None
 
 
 def test_conflicting_signals_cancel():
@@ -131,7 +179,14 @@ def _random_run(n=3000, seed=0, **model):
     return t, ohlc, sig
 
 
-@pytest.mark.parametrize("model", [FillModel(), FillModel(size=300, size_type="value", slippage=0.001)])
+@pytest.mark.parametrize(
+    "model",
+    [
+        FillModel(),
+        FillModel(size=300, size_type="value", slippage=0.001),
+        FillModel(fill="next_open", slippage=0.001),
+    ],
+)
 def test_restart_from_serialised_state_continues_identically(model):
     t, ohlc, (e, x, se, sx) = _random_run()
     fills, trades, _ = simulate(model, t, ohlc, e, x, se, sx, stop_loss=0.02, take_profit=0.03)

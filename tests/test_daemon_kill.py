@@ -23,8 +23,10 @@ from tests.fixtures.daemon import TcpProxy, get_json, wait_for
 
 ROWS, START_ROW, SPEED = 900, 250, 1200
 MODEL = FillModel(fees=0.001, slippage=0.0005)
-# Shorts that reverse in one fill need fixed-value sizing (percent sizing only closes).
 VALUE_MODEL = FillModel(fees=0.0005, slippage=0.0002, size=2_000.0, size_type="value")
+# All-cash sizing reversing long <-> short, filled at the next candle's open: the signal waiting
+# for that open must survive every kill (it is part of the checkpointed broker state).
+NEXT_OPEN_MODEL = FillModel(fees=0.001, slippage=0.0005, fill="next_open")
 
 
 def _promote_all(store: Store, first_ms: int) -> dict[str, list[tuple[int, object]]]:
@@ -32,15 +34,19 @@ def _promote_all(store: Store, first_ms: int) -> dict[str, list[tuple[int, objec
     users.add(store, "bob", "pw-b", role="admin")
     plan = {
         "alice": [(EmaCross(fast=3, slow=8), "BTCUSDT", MODEL),
-                  (EmaCross(fast=5, slow=13, short=True), "ETHUSDT", VALUE_MODEL)],
+                  (EmaCross(fast=5, slow=13, short=True), "ETHUSDT", VALUE_MODEL),
+                  (EmaCross(fast=4, slow=10, short=True), "BTCUSDT", NEXT_OPEN_MODEL)],
         "bob": [(EmaCross(fast=3, slow=8), "BTCUSDT", MODEL),
-                (RsiReversion(period=6, lower=40.0, upper=60.0), "ETHUSDT", MODEL)],
+                (RsiReversion(period=6, lower=40.0, upper=60.0), "ETHUSDT", MODEL),
+                (RsiReversion(period=6, lower=35.0, upper=65.0, short=True, stop_loss=0.004), "ETHUSDT",
+                 NEXT_OPEN_MODEL)],
     }  # fmt: skip
     out: dict[str, list[tuple[int, object]]] = {}
     for user, items in plan.items():
-        for strat, sym, model in items:
+        for i, (strat, sym, model) in enumerate(items):
             rec = strategies.upsert(
-                store, user, name=f"{type(strat).__name__}-{sym}", class_path=type(strat).path, params=strat.params,
+                store, user, name=f"{type(strat).__name__}-{sym}-{i}", class_path=type(strat).path,
+                params=strat.params,
                 symbol=sym, interval="1m", broker=model.to_dict(), start_time=first_ms,
             )  # fmt: skip
             out.setdefault(user, []).append((rec.id, strat))

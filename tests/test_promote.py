@@ -104,3 +104,15 @@ def test_promote_uses_the_default_store_and_imports_no_vectorbt_until_called(tmp
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["1", "True"]
+
+
+def test_promote_stores_the_fill_time_with_the_strategy(store):
+    from kit.broker import FillModel
+
+    rec = kit.promote(EmaCross(), user="alice", symbol="BTCUSDT", interval="1m", fill="next_open", store=store,
+                      check_import=False)  # fmt: skip
+    assert rec.broker["fill"] == "next_open" and FillModel(**rec.broker).next_open  # what the daemon builds
+    plain = kit.promote(EmaCross(), user="bob", symbol="BTCUSDT", interval="1m", store=store, check_import=False)
+    assert plain.broker["fill"] == "close"
+    with pytest.raises(ConfigError, match="fill"):
+        kit.promote(EmaCross(), user="alice", symbol="BTCUSDT", interval="1m", fill="open", store=store)

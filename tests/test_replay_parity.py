@@ -35,10 +35,39 @@ SHORTS_VALUE_STOPS = (
     ],
 )
 
+# The default sizing (all the cash) reverses long <-> short in one fill, both ways.
+SHORTS_PERCENT_REVERSE = (
+    FillModel(fees=0.001, slippage=0.0003),
+    [
+        EmaCross(fast=8, slow=21, short=True),
+        RsiReversion(period=10, lower=30, upper=70, short=True, take_profit=0.03),
+    ],
+)
+# Signals fill at the next candle's open (after an outage: the first candle that exists).
+NEXT_OPEN = (
+    FillModel(fees=0.001, slippage=0.0005, fill="next_open"),
+    [
+        EmaCross(fast=8, slow=21),
+        RsiReversion(period=7, lower=25, upper=75, short=True, stop_loss=0.01),
+        BollingerBreakout(period=30, width=1.5, short=True, stop_loss=0.02, take_profit=0.03),
+    ],
+)
+NEXT_OPEN_VALUE = (
+    FillModel(fees=0.002, size=1_000.0, size_type="value", init_cash=5_000.0, fill="next_open"),
+    [EmaCross(fast=5, slow=30, short=True, take_profit=0.02)],
+)
+GROUPS = {
+    "long-percent": LONG_PERCENT,
+    "shorts-value-stops": SHORTS_VALUE_STOPS,
+    "shorts-percent-reverse": SHORTS_PERCENT_REVERSE,
+    "next-open": NEXT_OPEN,
+    "next-open-value": NEXT_OPEN_VALUE,
+}
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("name", "first", "rows", "outages"), SLICES, ids=[s[0] for s in SLICES])
-@pytest.mark.parametrize("group", [LONG_PERCENT, SHORTS_VALUE_STOPS], ids=["long-percent", "shorts-value-stops"])
+@pytest.mark.parametrize("group", list(GROUPS.values()), ids=list(GROUPS))
 def test_replayed_trades_equal_backtest_trades(shared_data_dir, name, first, rows, outages, group):
     model, strategies = group
     frame = read_candles(shared_data_dir / f"{name}.csv.gz").iloc[first : first + rows]
@@ -54,6 +83,8 @@ def test_replayed_trades_equal_backtest_trades(shared_data_dir, name, first, row
         want = res.trades
         got = live.trades
         assert len(want) > 0, f"{strategy!r} made no trades: the comparison would be empty"
+        if strategy.has_shorts and model.reverses:  # long/short alternate: reversals happen
+            assert {"long", "short"} <= set(want["side"])
         assert len(got) == len(want), f"{strategy!r}: replay {len(got)} trades, backtest {len(want)}"
         assert (got["entry_time"].to_numpy() == want["entry_time"].to_numpy()).all()
         assert (got["exit_time"].to_numpy() == want["exit_time"].to_numpy()).all()

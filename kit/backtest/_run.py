@@ -42,6 +42,15 @@ def vbt_frame(data: pd.DataFrame) -> pd.DataFrame:
     return data
 
 
+def delay(a: np.ndarray | None) -> np.ndarray | None:
+    """Signals one row later (``fill="next_open"``: decided on row i, filled at row i+1's open)."""
+    if a is None:
+        return None
+    out = np.zeros_like(a)
+    out[1:] = a[:-1]
+    return out
+
+
 def from_signals(
     data: pd.DataFrame,
     signals: Signals,
@@ -58,6 +67,8 @@ def from_signals(
     if not use_stops:
         for k in [k for k in kw if "stop" in k or k == "sl_trail"]:
             kw.pop(k)
+    if model.next_open:
+        signals = Signals(*(delay(a) for a in signals))  # type: ignore[arg-type]
     if signals.short_entries is None:
         sig_kw = {"entries": signals.entries, "exits": signals.exits, "direction": "longonly"}
     else:
@@ -72,6 +83,8 @@ def from_signals(
     extra: dict[str, Any] = {}
     if use_stops:
         extra = {"open": data["open"], "high": data["high"], "low": data["low"]}
+    elif model.next_open:
+        extra = {"open": data["open"]}  # price=-inf reads it
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", module="vectorbt")
         return vbt.Portfolio.from_signals(close, **sig_kw, **extra, **kw, use_stops=use_stops, freq=freq)
@@ -180,27 +193,31 @@ def run(
     size: float | None = None,
     size_type: str | None = None,
     init_cash: float | None = None,
+    fill: str | None = None,
     model: FillModel | None = None,
 ) -> BacktestResult:
     """Backtest ``strategy`` over a candle frame with the shared fill model.
 
     Keyword arguments override fields of ``model`` (default :class:`kit.broker.FillModel`:
-    fees 0.1 %, no slippage, all available cash per entry, 10,000 starting cash). Indicators are
-    computed with kit's batch functions over the rows that exist (outages are missing rows);
-    signals decided on a candle fill at its close (see :mod:`kit.broker`).
+    fees 0.1 %, no slippage, all available cash per entry, 10,000 starting cash, ``fill="close"``).
+    Indicators are computed with kit's batch functions over the rows that exist (outages are
+    missing rows); signals decided on a candle fill at its close, or at the next candle's open
+    with ``fill="next_open"`` (see :mod:`kit.broker`).
     """
     if not isinstance(strategy, Strategy):
         if isinstance(strategy, type) and issubclass(strategy, Strategy):
             raise TypeError(f"run() needs a strategy instance: pass {strategy.__name__}() not {strategy.__name__}")
         raise TypeError(f"run() needs a kit.strategy.Strategy instance, got {type(strategy).__name__}")
-    m = resolve_model(model, fees=fees, slippage=slippage, size=size, size_type=size_type, init_cash=init_cash)
+    m = resolve_model(
+        model, fees=fees, slippage=slippage, size=size, size_type=size_type, init_cash=init_cash, fill=fill
+    )
     cols = strategy.columns(data)  # checks the frame
     sig = strategy.evaluate(cols)
     if sig.short_entries is not None and not m.reverses:
         warnings.warn(
-            f"{type(strategy).__name__} trades short, and with size_type='percent' an opposite entry only "
-            "closes the position (vectorbt cannot reverse percent-sized positions); use size_type='value' "
-            "or 'amount' to reverse in one fill",
+            f"{type(strategy).__name__} trades short, and with size_type='percent' and size < 1 an opposite "
+            "entry only closes the position (vectorbt cannot size that reversal in one order); use size=1.0, "
+            "size_type='value' or 'amount' to reverse in one fill",
             stacklevel=2,
         )
     sl, tp = strategy.stops

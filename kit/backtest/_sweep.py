@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from kit.backtest._run import _vbt, infer_freq, resolve_model, vbt_frame
+from kit.backtest._run import _vbt, delay, infer_freq, resolve_model, vbt_frame
 from kit.broker import FillModel
 from kit.errors import ConfigError
 from kit.strategy import Strategy, check_frame
@@ -59,6 +59,7 @@ def sweep(
     size: float | None = None,
     size_type: str | None = None,
     init_cash: float | None = None,
+    fill: str | None = None,
     model: FillModel | None = None,
     chunk_size: int | None = None,
     progress: bool = True,
@@ -79,7 +80,9 @@ def sweep(
     if not (isinstance(strategy_cls, type) and issubclass(strategy_cls, Strategy)):
         raise TypeError(f"sweep() needs a Strategy class, got {strategy_cls!r}")
     check_frame(data)
-    m = resolve_model(model, fees=fees, slippage=slippage, size=size, size_type=size_type, init_cash=init_cash)
+    m = resolve_model(
+        model, fees=fees, slippage=slippage, size=size, size_type=size_type, init_cash=init_cash, fill=fill
+    )
     strategies: list[Strategy] = []
     skipped = 0
     for p in param_sets(strategy_cls, grid):
@@ -153,6 +156,10 @@ def _run_chunk(
     else:
         for key in [key for key in kw if "stop" in key or key == "sl_trail"]:
             kw.pop(key)
+        if m.next_open:
+            kw["open"] = vbt_frame(data)["open"]  # price=-inf reads it
+    if m.next_open:  # decided on row i, filled at row i+1's open
+        entries, exits, s_entries, s_exits = delay(entries), delay(exits), delay(s_entries), delay(s_exits)
     if s_entries is None:
         sig_kw: dict[str, Any] = {"entries": entries, "exits": exits, "direction": "longonly"}
     else:

@@ -51,7 +51,8 @@ class BrokerState:
     ``cash``, ``position`` (signed, base units), ``debt`` and ``free_cash`` follow vectorbt's
     accounting (a short's proceeds are cash, its value at entry is debt). ``entry_*`` track the
     open trade; ``sl_*``/``tp_*`` the armed stops (``None`` when off); ``last_time_ms`` is the
-    last candle processed (older or repeated candles are ignored: a candle never trades twice).
+    last candle processed (older or repeated candles are ignored: a candle never trades twice);
+    ``pending`` the signal waiting for the next open (``fill="next_open"``).
     """
 
     cash: float
@@ -70,6 +71,9 @@ class BrokerState:
     last_time_ms: int | None = None
     fills: int = 0
     trades: int = 0
+    #: ``fill="next_open"``: the last candle's signal ``[entry, exit, short_entry, short_exit]``,
+    #: due at the next candle's open (``None``: nothing due). Checkpointed with the rest.
+    pending: list[bool] | None = None
 
     def __post_init__(self) -> None:
         if math.isnan(self.free_cash):
@@ -160,21 +164,34 @@ class PaperBroker:
 
     def on_bar(self, candle: Any, signal: Any = None) -> list[Fill]:
         """Process one closed candle (``Candle`` or any ``(open_time, open, high, low, close, ...)``)
-        and the strategy's signal for it (a :class:`kit.strategy.Signal` or ``None``)."""
+        and the strategy's signal for it (a :class:`kit.strategy.Signal` or ``None``).
+
+        With ``fill="next_open"`` the signal acted on is the previous candle's (filled at this
+        candle's open) and ``signal`` waits in :attr:`BrokerState.pending` for the next candle.
+        """
         self.new_trades = []
         t = int(candle[0])
         s = self.state
         if s.last_time_ms is not None and t <= s.last_time_ms:
             return []
-        if signal is None and (s.position == 0 or (s.sl_stop is None and s.tp_stop is None)):
+        m = self.model
+        flags = None if signal is None else [signal.entry, signal.exit, signal.short_entry, signal.short_exit]
+        if m.next_open:
+            act: Any = s.pending
+            s.pending = [bool(x) for x in flags] if flags is not None and any(flags) else None
+        else:
+            act = flags
+        if act is None and (s.position == 0 or (s.sl_stop is None and s.tp_stop is None)):
             s.last_time_ms = t  # nothing can happen on this candle: exact, and cheap for idle strategies
             return []
         o, h, low, c = float(candle[1]), float(candle[2]), float(candle[3]), float(candle[4])
-        m = self.model
         fills: list[Fill] = []
 
         position = s.position
-        price = c
+        # the order price when a signal fills: this candle's open (next_open) or close; it also
+        # values value-sized orders and is the stops' reference price, as vectorbt's price/val_price
+        ref = o if m.next_open else c
+        price = ref
         slippage = m.slippage
         le = lx = se = sx = False
         reason = ""
@@ -191,9 +208,8 @@ class PaperBroker:
             elif position < 0:
                 sx = True
             price = stop_hit
-        elif signal is not None:
-            le, lx = bool(signal.entry), bool(signal.exit)
-            se, sx = bool(signal.short_entry), bool(signal.short_exit)
+        elif act is not None:
+            le, lx, se, sx = (bool(x) for x in act)
             if le or se:
                 if le and lx:
                     le = lx = False
@@ -207,27 +223,27 @@ class PaperBroker:
                     if position < 0 and le:
                         le, sx = False, True
 
-        size, size_type, direction = vm.signals_to_size(position, le, lx, se, sx, m.size, m.size_type, c)
+        size, size_type, direction = vm.signals_to_size(position, le, lx, se, sx, m.size, m.size_type, ref)
         if size != 0:
             before = vm.Exec(s.cash, s.position, s.debt, s.free_cash)
-            after, res = vm.execute(before, size, size_type, direction, price, c, m.fees, slippage)
+            after, res = vm.execute(before, size, size_type, direction, price, ref, m.fees, slippage)
             if res is not None:
                 if math.isnan(stop_hit):
                     reason = _reason(before.position, after.position)
                 fills.append(Fill(t, "buy" if res.side > 0 else "sell", res.size, res.price, res.fees, reason))
                 s.cash, s.position, s.debt, s.free_cash = after
                 self._on_fill(t, res)
-                self._update_stops(before.position, after.position, c)
+                self._update_stops(before.position, after.position, ref)
                 s.fills += 1
         s.last_time_ms = t
         return fills
 
-    def _update_stops(self, before: float, now: float, close: float) -> None:
+    def _update_stops(self, before: float, now: float, ref: float) -> None:
         s = self.state
         if now == 0:
             s.sl_price = s.sl_stop = s.tp_price = s.tp_stop = None
         elif before == 0 or math.copysign(1, now) != math.copysign(1, before):
-            s.sl_price = s.tp_price = close  # stop_entry_price="close"
+            s.sl_price = s.tp_price = ref  # stop_entry_price "close" / "price" (the open, next_open)
             s.sl_stop = self.stop_loss
             s.tp_stop = self.take_profit
             if s.sl_stop is None:

@@ -10,7 +10,8 @@ strategy row) executes the shared signal through its own :class:`kit.broker.Pape
 
 Missed-candle policy (after downtime or a crash): every closed candle after a member's
 checkpoint is replayed through its evaluator and broker in order, filling at that candle's
-close exactly as the backtest does; candles at or before the checkpoint only warm the
+close (or, with ``fill="next_open"``, the next candle's open: the signal waiting for it is part of
+the checkpointed broker state) exactly as the backtest does; candles at or before the checkpoint only warm the
 evaluator up. So the ledger after any number of crashes equals an uninterrupted run, which
 equals ``kit.backtest.run`` on the same candles. Candles older than ``max_backfill`` or
 before the strategy's ``start_time`` are never traded. A strategy (re)activated while the
@@ -328,7 +329,12 @@ class Book:
                     continue  # already processed before a restart: warm-up only
                 st = m.broker.state
                 m.checkpoint = t
-                if sig is None and (st.position == 0 or (st.sl_stop is None and st.tp_stop is None)):
+                had_pending = st.pending is not None  # next_open: a signal due at this candle's open
+                if (
+                    sig is None
+                    and not had_pending
+                    and (st.position == 0 or (st.sl_stop is None and st.tp_stop is None))
+                ):
                     # No signal and no armed stop: the broker would only note the candle. Skipping
                     # the call is exact and keeps 10,000 idle strategies cheap.
                     st.last_time_ms = t
@@ -341,10 +347,12 @@ class Book:
                     m.broker.trades.clear()  # the ledger keeps them; a 24/7 process must not
                 if error is None:
                     m.failures = 0
-                if not fills and sig is None:
+                if not fills and sig is None and not had_pending:
                     advance.append(m.id)
                     continue
-                writes.append(self._write(m, t, candle, fills, sig))
+                # a pending signal set or dropped without a fill is broker state too: checkpoint it
+                keep_state = had_pending or st.pending is not None
+                writes.append(self._write(m, t, candle, fills, sig, keep_state))
         return CandleResult(writes, advance, failures, t)
 
     def _evaluate(self, group: Group, candle: Any, values: dict[Any, Any]) -> tuple[Signal | None, str | None]:
@@ -376,11 +384,15 @@ class Book:
                 paused.append(m)
         return Failure(group, error, paused)
 
-    def _write(self, m: Member, t: int, candle: Any, fills: list[Any], sig: Signal | None) -> CandleWrite:
+    def _write(
+        self, m: Member, t: int, candle: Any, fills: list[Any], sig: Signal | None, keep_state: bool = False
+    ) -> CandleWrite:
         st = m.broker.state
         w = CandleWrite(m.id, m.user_id, t, m.version)
         if sig is not None:
             m.last_signal = w.last_signal = _signal_name(sig)
+        if keep_state:
+            w.broker_state = st.to_dict()
         if fills:
             w.broker_state = st.to_dict()
             for seq, f in enumerate(fills):

@@ -42,6 +42,7 @@ def replay_cmd(
     size: float = typer.Option(None, "--size", help="Position size (see --size-type)."),
     size_type: str = typer.Option(None, "--size-type", help="percent (of cash), value (quote) or amount (base)."),
     init_cash: float = typer.Option(None, "--init-cash", help="Starting cash (default 10000)."),
+    fill: str = typer.Option(None, "--fill", help="close (default: at the signal's close) or next_open."),
     check: bool = typer.Option(False, "--check", help="Also backtest with vectorbt and compare the trades."),
     as_json: bool = typer.Option(False, "--json", help="Print the trades as JSON lines."),
 ) -> None:
@@ -73,7 +74,14 @@ def replay_cmd(
     if skip < 0 or rows < 0:
         raise ConfigError("--skip and --rows must be >= 0")
     frame = frame.iloc[skip : skip + rows] if rows else frame.iloc[skip:]
-    kw = {"fees": fees, "slippage": slippage, "size": size, "size_type": size_type, "init_cash": init_cash}
+    kw = {
+        "fees": fees,
+        "slippage": slippage,
+        "size": size,
+        "size_type": size_type,
+        "init_cash": init_cash,
+        "fill": fill,
+    }
     try:
         run = replay(strat, frame, symbol=m["symbol"], interval=m["interval"], **kw)
     except ValueError as exc:
