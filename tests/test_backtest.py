@@ -16,7 +16,10 @@ from kit.market.files import read_candles
 from kit.strategies import BollingerBreakout, EmaCross, RsiReversion
 from kit.strategy import Signals
 
-COLUMNS = ["entry_time", "exit_time", "side", "size", "entry_price", "exit_price", "pnl", "fees"]
+COLUMNS = [
+    "entry_time", "exit_time", "side", "size", "entry_price", "exit_price", "pnl", "fees",
+    "exit_reason", "duration", "return_pct", "mae", "mae_pct", "mfe", "mfe_pct",
+]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +38,10 @@ def assert_same_trades(a: pd.DataFrame, b: pd.DataFrame) -> None:
         np.testing.assert_allclose(a[c].to_numpy(), b[c].to_numpy(), rtol=1e-9, atol=0)
     np.testing.assert_allclose(a["pnl"].to_numpy(), b["pnl"].to_numpy(), rtol=0, atol=1e-6)
     np.testing.assert_allclose(a["fees"].to_numpy(), b["fees"].to_numpy(), rtol=0, atol=1e-6)
+    assert list(a["exit_reason"]) == list(b["exit_reason"])
+    assert (a["duration"].to_numpy() == b["duration"].to_numpy()).all()
+    for c in ("mae", "mfe", "return_pct", "mae_pct", "mfe_pct"):
+        np.testing.assert_allclose(a[c].to_numpy(), b[c].to_numpy(), rtol=1e-9, atol=1e-9, err_msg=c)
 
 
 MODELS = [
@@ -56,13 +63,19 @@ def test_paper_broker_equals_vectorbt(frame, model, shorts, sl, tp, fill):
     e, x = rng.random(n) < 0.03, rng.random(n) < 0.03
     se, sx = (rng.random(n) < 0.03, rng.random(n) < 0.03) if shorts else (None, None)
     pf = bt.from_signals(frame, Signals(e, x, se, sx), model, stop_loss=sl, take_profit=tp)
-    want = bt.trades_from_portfolio(pf, frame.index)
+    want = bt.trades_from_portfolio(pf, frame, model, stop_loss=sl, take_profit=tp)
     t = frame.index.as_unit("ms").asi8
     ohlc = frame[["open", "high", "low", "close"]].to_numpy()
     fills, trades, broker = simulate(model, t, ohlc, e, x, se, sx, stop_loss=sl, take_profit=tp)
-    got = trades_frame(trades)
+    still_open = broker.open_trade()
+    got = trades_frame([*trades, *([still_open] if still_open else [])])
     assert len(want) > 50
     assert_same_trades(want, got)
+    # every way a trade can end shows up (stop exits only with stops, reversals only with shorts)
+    reasons = set(want["exit_reason"])
+    assert "signal" in reasons and ("stop_loss" in reasons) == bool(sl) and ("take_profit" in reasons) == bool(tp)
+    assert ("reverse" in reasons) == (shorts and model.reverses)
+    assert (want["mae"] >= 0).all() and (want["mfe"] >= 0).all()
     # and the account: orders, final cash and position
     orders = pf.orders.values
     assert len(orders) == len(fills)
@@ -89,7 +102,15 @@ def test_run_returns_trades_equity_and_stats(frame, strategy):
     assert res.equity.index.equals(frame.index) and res.equity.iloc[0] == pytest.approx(10_000)
     assert res.drawdown.max() <= 0
     st = res.stats()
-    assert st["Total Closed Trades"] == len(tr)
+    closed = tr[tr["exit_reason"] != "open"]
+    assert st["Total Closed Trades"] == len(closed)
+    # a position still open at the end is the last row, valued at the last close, not dropped
+    assert (res.open_position != 0) == (tr["exit_reason"].iloc[-1] == "open")
+    if res.open_position != 0:
+        last = tr.iloc[-1]
+        assert last["exit_time"] == frame.index[-1] and last["exit_price"] == frame["close"].iloc[-1]
+        assert last["size"] == pytest.approx(abs(res.open_position), rel=1e-12)
+        assert closed["pnl"].sum() + last["pnl"] == pytest.approx(res.equity.iloc[-1] - 10_000, rel=1e-9)
     # entries happen only on candles where the strategy signalled
     sig_times = set(frame.index[res.signals.entries])
     assert set(tr["entry_time"]) <= sig_times
@@ -113,6 +134,23 @@ def test_an_opposite_entry_reverses_in_every_sizing_mode_symmetrically(frame, si
     # always in the market after the first entry: each trade ends where the next one starts
     assert (tr["exit_time"].to_numpy()[:-1] == tr["entry_time"].to_numpy()[1:]).all()
     assert (tr["side"].to_numpy()[:-1] != tr["side"].to_numpy()[1:]).all()
+
+
+def test_an_open_position_at_the_end_is_a_row_with_unrealised_pnl(frame):
+    s = EmaCross(fast=8, slow=30)
+    full = bt.run(s, frame).trades
+    k = int(full["duration"].idxmax())  # cut the data inside the longest trade
+    cut = frame.loc[: full["entry_time"].iloc[k] + pd.Timedelta(hours=3)]
+    res = bt.run(s, cut)
+    tr = res.trades
+    assert len(tr) == k + 1 and list(tr["exit_reason"].iloc[:-1]) == ["signal"] * k
+    last = tr.iloc[-1]
+    assert last["exit_reason"] == "open" and res.open_position == pytest.approx(last["size"], rel=1e-12)
+    assert last["entry_time"] == full["entry_time"].iloc[k] and last["exit_time"] == cut.index[-1]
+    assert last["exit_price"] == cut["close"].iloc[-1] and last["duration"] == pd.Timedelta(hours=3)
+    unrealised = (last["exit_price"] - last["entry_price"]) * last["size"] - last["fees"]
+    assert last["pnl"] == pytest.approx(unrealised, rel=1e-9)
+    assert tr["pnl"].sum() == pytest.approx(res.equity.iloc[-1] - 10_000, rel=1e-9)
 
 
 def test_percent_sizing_below_one_warns_that_it_only_closes(frame):

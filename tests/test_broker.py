@@ -8,7 +8,16 @@ import math
 import numpy as np
 import pytest
 
-from kit.broker import BrokerState, Fill, FillModel, PaperBroker, simulate, trades_frame
+from kit.broker import (
+    EXIT_REASONS,
+    TRADE_COLUMNS,
+    BrokerState,
+    Fill,
+    FillModel,
+    PaperBroker,
+    simulate,
+    trades_frame,
+)
 from kit.market import Candle
 from kit.strategy import Signal
 
@@ -225,7 +234,8 @@ def test_trades_frame_columns():
     t, ohlc, (e, x, _, _) = _random_run(n=500, seed=4)
     _, trades, _ = simulate(FillModel(), t, ohlc, e, x)
     df = trades_frame(trades)
-    assert list(df.columns) == ["entry_time", "exit_time", "side", "size", "entry_price", "exit_price", "pnl", "fees"]
+    assert list(df.columns) == list(TRADE_COLUMNS)
+    assert df["duration"].dtype.kind == "m" and set(df["exit_reason"]) <= set(EXIT_REASONS)
     assert len(df) == len(trades) > 0
     assert str(df["entry_time"].dt.tz) == "UTC"
     assert (df["exit_time"] >= df["entry_time"]).all()
@@ -237,3 +247,28 @@ def test_for_strategy_takes_the_strategys_stops():
 
     b = PaperBroker.for_strategy(EmaCross(stop_loss=0.02), FillModel(fees=0.0))
     assert (b.stop_loss, b.take_profit) == (0.02, None) and b.model.fees == 0.0
+
+
+def test_trade_records_say_why_each_trade_ended_and_how_far_price_went():
+    b = PaperBroker(FillModel(fees=0.0, size=1.0, size_type="amount"), stop_loss=0.2)
+    b.on_bar(C(0, 100, 101, 99, 100), Signal(0, entry=True))  # long at 100 (its own candle does not count)
+    b.on_bar(C(1, 100, 104, 97, 102))  # held fully: range 97..104
+    b.on_bar(C(2, 102, 108, 101, 106), Signal(120_000, short_entry=True))  # reverse at the close: counts
+    [long_trade] = b.trades
+    assert long_trade.exit_reason == "reverse" and long_trade.side == "long"
+    assert (long_trade.mae, long_trade.mfe) == (100 - 97, 108 - 100)
+    b.on_bar(C(3, 106, 107, 103, 104))  # short from 106: range 103..107
+    assert b.open_trade() == b.open_trade() and b.open_trade().exit_reason == "open"
+    ot = b.open_trade()
+    assert (ot.exit_time, ot.exit_price, ot.pnl, ot.mae, ot.mfe) == (180_000, 104, 2.0, 1.0, 3.0)
+    [stop] = b.on_bar(C(4, 110, 130, 100, 125))  # stop-loss at 106 * 1.2 = 127.2: only the exit counts
+    assert stop.reason == "stop_loss"
+    short_trade = b.trades[-1]
+    assert short_trade.exit_reason == "stop_loss" and short_trade.exit_price == pytest.approx(127.2)
+    assert short_trade.mae == pytest.approx(127.2 - 106) and short_trade.mfe == pytest.approx(106 - 103)
+    assert b.open_trade() is None
+    df = trades_frame(b.trades)
+    assert list(df["exit_reason"]) == ["reverse", "stop_loss"]
+    assert list(df["duration"].dt.total_seconds()) == [120.0, 120.0]
+    assert df["return_pct"].iloc[0] == pytest.approx(6 / 100)
+    assert df["mae_pct"].iloc[0] == pytest.approx(0.03) and df["mfe_pct"].iloc[1] == pytest.approx(3 / 106)

@@ -219,9 +219,10 @@ def test_daemon_process_status_live_changes_failures_and_graceful_stop(sqlite_ur
     store.dispose()
 
 
-def test_a_next_open_signal_survives_restarts_between_its_decision_and_its_fill(candles, sqlite_url):
-    """Restart from the database after every candle that decided a signal: the signal waiting for
-    the next open is in the checkpoint, so the ledger still equals the next_open backtest."""
+def test_a_next_open_signal_and_trade_extremes_survive_restarts(candles, sqlite_url):
+    """Restart from the database after every candle that decided a signal, and every 7 candles: the
+    signal waiting for the next open and the open trade's extremes are in the checkpoint, so the
+    ledger still equals the next_open backtest, exit reasons and excursions included."""
     import numpy as np
     import pandas as pd
 
@@ -232,7 +233,7 @@ def test_a_next_open_signal_survives_restarts_between_its_decision_and_its_fill(
     store = Store(sqlite_url)
     store.migrate()
     users.add(store, "alice", "pw")
-    strat = EmaCross(fast=3, slow=8, short=True)
+    strat = EmaCross(fast=3, slow=8, short=True, stop_loss=0.003)
     model = FillModel(slippage=0.0005, fill="next_open")
     first = candles[0][0]
     rec = strategies.upsert(store, "alice", name="n", class_path=type(strat).path, params=strat.params,
@@ -253,7 +254,7 @@ def test_a_next_open_signal_survives_restarts_between_its_decision_and_its_fill(
     for i, c in enumerate(candles):
         res = book.on_candle("BTCUSDT", "1m", c)
         ledger.commit(store, res.writes, [(res.open_time, res.advance)] if res.advance else None)
-        if any(w.last_signal for w in res.writes):
+        if any(w.last_signal for w in res.writes) or i % 7 == 0:
             book, restarts = boot(i + 1), restarts + 1
     frame = pd.DataFrame(
         [c[1:6] for c in candles], columns=["open", "high", "low", "close", "volume"],
@@ -267,4 +268,8 @@ def test_a_next_open_signal_survives_restarts_between_its_decision_and_its_fill(
     assert (got["exit_time"].to_numpy() == want["exit_time"].to_numpy()).all()
     np.testing.assert_allclose(got["entry_price"], want["entry_price"], rtol=1e-9)
     np.testing.assert_allclose(got["exit_price"], want["exit_price"], rtol=1e-9)
+    closed = want["exit_reason"] != "open"
+    assert list(got["exit_reason"]) == list(want["exit_reason"])
+    for col in ("mae", "mfe"):
+        np.testing.assert_allclose(got[col][closed], want[col][closed], rtol=1e-9, atol=1e-9, err_msg=col)
     store.dispose()

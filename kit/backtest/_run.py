@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from kit.broker import TRADE_COLUMNS, FillModel, resolve_model
+from kit.broker import FillModel, finish_trades, resolve_model
 from kit.strategy import Signals, Strategy
 
 
@@ -90,40 +90,120 @@ def from_signals(
         return vbt.Portfolio.from_signals(close, **sig_kw, **extra, **kw, use_stops=use_stops, freq=freq)
 
 
-def trades_from_portfolio(pf: Any, index: pd.DatetimeIndex, column: Any = None) -> pd.DataFrame:
-    """Closed trades of one portfolio column as the ``.trades`` frame (open trades are left out)."""
+def trades_from_portfolio(
+    pf: Any,
+    data: pd.DataFrame,
+    model: FillModel | None = None,
+    *,
+    stop_loss: float | None = None,
+    take_profit: float | None = None,
+    column: Any = None,
+) -> pd.DataFrame:
+    """The trades of one portfolio column as the ``.trades`` frame, the open one last.
+
+    ``model`` (its ``fill``) and the stops are those the portfolio ran with: vectorbt's records do
+    not say why a trade ended or how far price went meanwhile, so both are derived from the
+    candles with the paper broker's rules (:class:`kit.broker.Trade`), vectorised.
+    """
+    model = model or FillModel()
     rec = pf.exit_trades.values
     if column is not None:
         col_idx = list(pf.wrapper.columns).index(column)
         rec = rec[rec["col"] == col_idx]
-    rec = rec[rec["status"] == 1]  # TradeStatus.Closed
+    rec = rec[np.argsort(rec["entry_idx"], kind="stable")]
+    index = data.index
     idx = index.asi8 if index.unit == "ns" else index.as_unit("ns").asi8
 
     def utc_ms(positions: np.ndarray) -> pd.DatetimeIndex:
         # from int64 ns straight to datetime64[ms, UTC]: pd.to_datetime takes its slow object path here
         return pd.DatetimeIndex(idx[positions].astype("datetime64[ns]").astype("datetime64[ms]")).tz_localize("UTC")
 
+    a, b = rec["entry_idx"].astype(np.int64), rec["exit_idx"].astype(np.int64)
+    is_open = rec["status"] == 0  # TradeStatus.Open: valued at the last close
+    long = rec["direction"] == 0
+    entry_price = rec["entry_price"].astype(np.float64)
+    exit_price = rec["exit_price"].astype(np.float64)
+    o = data["open"].to_numpy(np.float64)
+    h = data["high"].to_numpy(np.float64)
+    lo = data["low"].to_numpy(np.float64)
+    c = data["close"].to_numpy(np.float64)
+    # why it ended: a stop whose level the exit candle reached (stops come first), else a reversal
+    # (the exit order also opened the next trade), else the strategy's exit signal
+    reason = np.full(len(rec), "signal", dtype=object)
+    reverse = np.zeros(len(rec), dtype=bool)
+    reverse[:-1] = b[:-1] == a[1:]  # one order per candle: a trade entered there is the same order
+    reason[reverse] = "reverse"
+    stop = np.zeros(len(rec), dtype=bool)
+    ref = (o if model.next_open else c)[a]  # the stops' reference price
+    if take_profit:
+        up = long & (h[b] >= ref * (1 + take_profit))
+        down = ~long & (lo[b] <= ref * (1 - take_profit))
+        hit = ~is_open & (up | down)
+        reason[hit], stop = "take_profit", stop | hit
+    if stop_loss:  # checked first, so it wins when both levels are in the candle's range
+        down = long & (lo[b] <= ref * (1 - stop_loss))
+        up = ~long & (h[b] >= ref * (1 + stop_loss))
+        hit = ~is_open & (up | down)
+        reason[hit], stop = "stop_loss", stop | hit
+    reason[is_open] = "open"
+    # excursions over the candles held from open to close (see kit.broker.Trade)
+    first = a if model.next_open else a + 1
+    # the exit candle was held to its close when the trade is open, or (fill="close") left by a signal
+    held_to_close = is_open if model.next_open else is_open | ~stop
+    last = np.where(held_to_close, b, b - 1)
+    mae, mfe = _excursions(long, entry_price, exit_price, lo, h, first, last)
     df = pd.DataFrame(
         {
-            "entry_time": utc_ms(rec["entry_idx"]),
-            "exit_time": utc_ms(rec["exit_idx"]),
-            "side": np.where(rec["direction"] == 0, "long", "short").astype(object),
+            "entry_time": utc_ms(a),
+            "exit_time": utc_ms(b),
+            "side": np.where(long, "long", "short").astype(object),
             "size": rec["size"].astype(np.float64),
-            "entry_price": rec["entry_price"].astype(np.float64),
-            "exit_price": rec["exit_price"].astype(np.float64),
+            "entry_price": entry_price,
+            "exit_price": exit_price,
             "pnl": rec["pnl"].astype(np.float64),
             "fees": (rec["entry_fees"] + rec["exit_fees"]).astype(np.float64),
+            "exit_reason": reason,
+            "mae": mae,
+            "mfe": mfe,
         },
-        columns=list(TRADE_COLUMNS),
     )
-    return df.reset_index(drop=True)
+    return finish_trades(df).reset_index(drop=True)
+
+
+def _excursions(
+    long: np.ndarray,
+    entry_price: np.ndarray,
+    exit_price: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    first: np.ndarray,
+    last: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """MAE/MFE per trade: extremes of ``low``/``high`` over rows ``first..last`` (may be empty) and
+    the entry and exit prices; one ``reduceat`` each, however many trades."""
+    n = len(low)
+    lo_min = np.minimum(entry_price, exit_price)
+    hi_max = np.maximum(entry_price, exit_price)
+    if len(first):
+        bounds = np.empty(2 * len(first), dtype=np.int64)
+        bounds[0::2], bounds[1::2] = first, last + 1
+        bounds = np.minimum(bounds, n)  # reduceat needs indices < len: pad with one neutral row
+        empty = last < first
+        seg_lo = np.minimum.reduceat(np.append(low, np.inf), bounds)[0::2]
+        seg_hi = np.maximum.reduceat(np.append(high, -np.inf), bounds)[0::2]
+        lo_min = np.where(empty, lo_min, np.minimum(seg_lo, lo_min))
+        hi_max = np.where(empty, hi_max, np.maximum(seg_hi, hi_max))
+    mae = np.where(long, entry_price - lo_min, hi_max - entry_price)
+    mfe = np.where(long, hi_max - entry_price, entry_price - lo_min)
+    return mae, mfe
 
 
 class BacktestResult:
     """The outcome of :func:`run`: the vectorbt Portfolio and kit's views of it.
 
-    ``.trades`` (closed trades, columns ``entry_time exit_time side size entry_price exit_price
-    pnl fees``; times are the open times of the candles whose close filled), ``.equity`` (value
+    ``.trades`` (one row per trade, an open position last with ``exit_reason="open"``: columns
+    ``kit.broker.TRADE_COLUMNS``, see :class:`kit.broker.Trade`; times are the open times of the
+    candles the fills happened on), ``.equity`` (value
     per candle), ``.drawdown``, ``.stats()``, ``.signals``, ``.columns`` (the named columns the
     rules saw, indicators included), ``.portfolio`` (the vectorbt object, for anything else).
     """
@@ -142,7 +222,8 @@ class BacktestResult:
     @property
     def trades(self) -> pd.DataFrame:
         if self._trades is None:
-            self._trades = trades_from_portfolio(self.portfolio, self.data.index)
+            sl, tp = self.strategy.stops
+            self._trades = trades_from_portfolio(self.portfolio, self.data, self.model, stop_loss=sl, take_profit=tp)
         return self._trades
 
     @property

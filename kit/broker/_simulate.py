@@ -11,20 +11,39 @@ import pandas as pd
 from kit.broker._model import FillModel
 from kit.broker._paper import Fill, PaperBroker, Trade
 
-#: Columns of every ``.trades`` frame (backtest, replay, daemon).
-TRADE_COLUMNS: tuple[str, ...] = ("entry_time", "exit_time", "side", "size", "entry_price", "exit_price", "pnl", "fees")
+#: Columns of every ``.trades`` frame (backtest, replay, daemon). ``duration`` is a Timedelta;
+#: ``return_pct``, ``mae_pct`` and ``mfe_pct`` are fractions (0.01 = 1 %) of the entry value/price.
+TRADE_COLUMNS: tuple[str, ...] = (
+    "entry_time", "exit_time", "side", "size", "entry_price", "exit_price", "pnl", "fees",
+    "exit_reason", "duration", "return_pct", "mae", "mae_pct", "mfe", "mfe_pct",
+)  # fmt: skip
+#: The columns a :class:`Trade` carries (and the ledger stores); the others derive from them.
+STORED_COLUMNS: tuple[str, ...] = Trade._fields
+
+
+def finish_trades(df: pd.DataFrame) -> pd.DataFrame:
+    """Add the derived columns to a frame of :data:`STORED_COLUMNS` (times already UTC timestamps)
+    and order the columns as :data:`TRADE_COLUMNS` (extra columns, e.g. ``strategy_id``, go last)."""
+    for c in ("size", "entry_price", "exit_price", "pnl", "fees", "mae", "mfe"):
+        df[c] = df[c].astype("float64")
+    df["side"] = df["side"].astype("object")
+    df["exit_reason"] = df["exit_reason"].astype("object")
+    df["duration"] = df["exit_time"] - df["entry_time"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        df["return_pct"] = df["pnl"] / (df["entry_price"] * df["size"])
+        df["mae_pct"] = df["mae"] / df["entry_price"]
+        df["mfe_pct"] = df["mfe"] / df["entry_price"]
+    extra = [c for c in df.columns if c not in TRADE_COLUMNS]
+    return df[[*TRADE_COLUMNS, *extra]]
 
 
 def trades_frame(trades: Iterable[Trade]) -> pd.DataFrame:
     """A ``.trades`` DataFrame from :class:`Trade` records (times become UTC timestamps)."""
     rows = list(trades)
-    df = pd.DataFrame(rows, columns=list(TRADE_COLUMNS))
+    df = pd.DataFrame(rows, columns=list(STORED_COLUMNS))
     for c in ("entry_time", "exit_time"):
         df[c] = pd.to_datetime(df[c].astype("int64"), unit="ms", utc=True)
-    for c in ("size", "entry_price", "exit_price", "pnl", "fees"):
-        df[c] = df[c].astype("float64")
-    df["side"] = df["side"].astype("object")
-    return df
+    return finish_trades(df)
 
 
 def simulate(

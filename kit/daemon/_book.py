@@ -330,13 +330,10 @@ class Book:
                 st = m.broker.state
                 m.checkpoint = t
                 had_pending = st.pending is not None  # next_open: a signal due at this candle's open
-                if (
-                    sig is None
-                    and not had_pending
-                    and (st.position == 0 or (st.sl_stop is None and st.tp_stop is None))
-                ):
-                    # No signal and no armed stop: the broker would only note the candle. Skipping
-                    # the call is exact and keeps 10,000 idle strategies cheap.
+                if sig is None and not had_pending and st.position == 0:
+                    # Flat, no signal, nothing due: the broker would only note the candle. Skipping
+                    # the call is exact and keeps 10,000 idle strategies cheap. (In a position the
+                    # broker runs: it tracks the trade's extremes and its stops.)
                     st.last_time_ms = t
                     if error is None:
                         m.failures = 0
@@ -347,12 +344,13 @@ class Book:
                     m.broker.trades.clear()  # the ledger keeps them; a 24/7 process must not
                 if error is None:
                     m.failures = 0
-                if not fills and sig is None and not had_pending:
+                # a signal set or dropped for the next open, or a new high or low of the open
+                # trade, is broker state too: checkpoint it even without a fill
+                changed = m.broker.changed
+                if not fills and sig is None and not changed:
                     advance.append(m.id)
                     continue
-                # a pending signal set or dropped without a fill is broker state too: checkpoint it
-                keep_state = had_pending or st.pending is not None
-                writes.append(self._write(m, t, candle, fills, sig, keep_state))
+                writes.append(self._write(m, t, candle, fills, sig, changed))
         return CandleResult(writes, advance, failures, t)
 
     def _evaluate(self, group: Group, candle: Any, values: dict[Any, Any]) -> tuple[Signal | None, str | None]:

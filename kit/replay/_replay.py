@@ -57,11 +57,13 @@ class ReplayResult:
 
     @property
     def trades(self) -> pd.DataFrame:
-        return trades_frame(self.broker.trades)
+        """The backtest's ``.trades`` frame: every trade, an open position last (``exit_reason="open"``)."""
+        return trades_frame(self.trade_records)
 
     @property
     def trade_records(self) -> list[Trade]:
-        return list(self.broker.trades)
+        still_open = self.broker.open_trade()
+        return [*self.broker.trades, *([still_open] if still_open is not None else [])]
 
     def __repr__(self) -> str:
         return f"<ReplayResult {self.strategy!r}: {len(self.broker.trades)} trades, {len(self.fills)} fills>"

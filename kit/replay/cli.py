@@ -91,6 +91,7 @@ def replay_cmd(
         for rec in trades.to_dict("records"):
             rec["entry_time"] = rec["entry_time"].isoformat()
             rec["exit_time"] = rec["exit_time"].isoformat()
+            rec["duration"] = rec["duration"].isoformat()
             print(json.dumps(rec))
     else:
         print(trades.to_string(index=False) if len(trades) else "(no closed trades)")
@@ -118,7 +119,7 @@ def compare_trades(got: object, want: object) -> list[str]:
     if len(g) != len(w):  # type: ignore[arg-type]
         return [f"{len(g)} trades vs {len(w)}"]  # type: ignore[arg-type]
     out = []
-    for col in ("entry_time", "exit_time", "side"):
+    for col in ("entry_time", "exit_time", "side", "exit_reason"):
         if not (g[col].to_numpy() == w[col].to_numpy()).all():  # type: ignore[index]
             out.append(f"{col} differs")
     for col, rtol, atol in (("entry_price", 1e-9, 0), ("exit_price", 1e-9, 0), ("pnl", 0, 1e-6)):
