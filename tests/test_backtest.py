@@ -220,3 +220,47 @@ def test_import_kit_does_not_import_vectorbt():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("fill", ["close", "next_open"])
+@pytest.mark.parametrize("shorts", [False, True])
+def test_stops_per_signal_and_trailing_stops_equal_vectorbt(frame, fill, shorts):
+    """Stop-loss, take-profit and trailing stops as price distances per signal (e.g. 2 x ATR), with the
+    strategy's fractions where a row gives none: the paper broker fills as vectorbt does."""
+    model = FillModel(slippage=0.0005, fill=fill)
+    rng = np.random.default_rng(7 if shorts else 8)
+    n = len(frame)
+    close = frame["close"].to_numpy()
+    e, x = rng.random(n) < 0.03, rng.random(n) < 0.01
+    se, sx = (rng.random(n) < 0.03, rng.random(n) < 0.01) if shorts else (None, None)
+
+    def distances(p_nan: float) -> np.ndarray:
+        d = close * rng.uniform(0.003, 0.03, n)
+        d[rng.random(n) < p_nan] = np.nan  # the strategy's own stops on these rows
+        return d
+
+    sl_d, tp_d, tr_d = distances(0.3), distances(0.3), distances(0.6)
+    sig = Signals(e, x, se, sx, stop_loss=sl_d, take_profit=tp_d, trailing_stop=tr_d)
+    pf = bt.from_signals(frame, sig, model, stop_loss=0.02, take_profit=0.05)
+    stops = bt.stop_arrays(frame, sig, model, 0.02, 0.05)
+    want = bt.trades_from_portfolio(pf, frame, model, stop_loss=0.02, take_profit=0.05, stops=stops)
+    t = frame.index.as_unit("ms").asi8
+    ohlc = frame[["open", "high", "low", "close"]].to_numpy()
+    fills, trades, broker = simulate(
+        model, t, ohlc, e, x, se, sx, stop_loss=0.02, take_profit=0.05, stop_columns=(sl_d, tp_d, tr_d)
+    )
+    still_open = broker.open_trade()
+    got = trades_frame([*trades, *([still_open] if still_open else [])])
+    assert len(want) > 100
+    assert {"stop_loss", "take_profit", "trailing_stop", "signal"} <= set(want["exit_reason"])
+    assert_same_trades(want, got)
+    orders = pf.orders.values
+    assert len(orders) == len(fills)
+    np.testing.assert_allclose(orders["price"], [f.price for f in fills], rtol=1e-12)
+
+
+def test_sweep_says_it_cannot_run_stops_per_signal_yet(frame):
+    from kit.strategies import AtrTrend
+
+    with pytest.raises(ConfigError, match="stops per signal"):
+        bt.sweep(AtrTrend, frame.iloc[:500], {"fast": [5, 8]}, progress=False)

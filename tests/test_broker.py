@@ -272,3 +272,27 @@ def test_trade_records_say_why_each_trade_ended_and_how_far_price_went():
     assert list(df["duration"].dt.total_seconds()) == [120.0, 120.0]
     assert df["return_pct"].iloc[0] == pytest.approx(6 / 100)
     assert df["mae_pct"].iloc[0] == pytest.approx(0.03) and df["mfe_pct"].iloc[1] == pytest.approx(3 / 106)
+
+
+def test_a_signals_own_trailing_stop_follows_the_best_price_and_survives_a_restart():
+    m = FillModel(fees=0.0, size=1.0, size_type="amount", fill="next_open")
+    b = PaperBroker(m, stop_loss=0.5)  # the strategy's own (wide) stop, replaced by the signal's
+    b.on_bar(C(0, 100, 100, 100, 100), Signal(0, entry=True, trailing_stop=5.0))
+    assert b.state.pending == [True, False, False, False, None, None, 5.0]
+    b = PaperBroker(m, BrokerState.from_dict(json.loads(json.dumps(b.state.to_dict()))), stop_loss=0.5)
+    [f] = b.on_bar(C(1, 100, 103, 99, 102))  # filled at the open; trailing from the next candle on
+    assert f.price == 100 and b.state.sl_trail and b.state.sl_stop == 5.0 / 100 and b.state.sl_price == 100
+    assert b.on_bar(C(2, 102, 110, 101, 109)) == [] and b.state.sl_price == 110  # moved up to the high
+    [x] = b.on_bar(C(3, 108, 108, 100, 101))  # 110 * (1 - 0.05) = 104.5
+    assert x.reason == "trailing_stop" and x.price == pytest.approx(104.5)
+    assert b.trades[-1].exit_reason == "trailing_stop" and not b.state.sl_trail
+
+
+def test_a_signals_own_stop_and_target_are_price_distances_from_the_fill():
+    b = PaperBroker(FillModel(fees=0.0, size=1.0, size_type="amount"), take_profit=0.5)
+    b.on_bar(C(0, 100, 100, 100, 200), Signal(0, short_entry=True, stop_loss=10.0, take_profit=20.0))
+    assert (b.state.sl_stop, b.state.tp_stop) == (10.0 / 200, 20.0 / 200)
+    [x] = b.on_bar(C(1, 195, 196, 179, 185))  # target 200 - 20 = 180 reached
+    assert x.reason == "take_profit" and x.price == pytest.approx(180.0)
+    b.on_bar(C(2, 100, 100, 100, 100), Signal(120_000, entry=True))  # no distances: the strategy's fractions
+    assert (b.state.sl_stop, b.state.tp_stop) == (None, 0.5)

@@ -18,7 +18,7 @@ import pytest
 
 from kit.broker import FillModel
 from kit.store import NotFound, Store, ledger, strategies, trades, users
-from kit.strategies import EmaCross, RsiReversion
+from kit.strategies import AtrTrend, EmaCross, RsiReversion
 from tests.fixtures.daemon import TcpProxy, get_json, wait_for
 
 ROWS, START_ROW, SPEED = 900, 250, 1200
@@ -35,7 +35,8 @@ def _promote_all(store: Store, first_ms: int) -> dict[str, list[tuple[int, objec
     plan = {
         "alice": [(EmaCross(fast=3, slow=8), "BTCUSDT", MODEL),
                   (EmaCross(fast=5, slow=13, short=True), "ETHUSDT", VALUE_MODEL),
-                  (EmaCross(fast=4, slow=10, short=True), "BTCUSDT", NEXT_OPEN_MODEL)],
+                  (EmaCross(fast=4, slow=10, short=True), "BTCUSDT", NEXT_OPEN_MODEL),
+                  (AtrTrend(fast=5, slow=13, atr=10, stop_atr=1.5), "ETHUSDT", NEXT_OPEN_MODEL)],
         "bob": [(EmaCross(fast=3, slow=8), "BTCUSDT", MODEL),
                 (RsiReversion(period=6, lower=40.0, upper=60.0), "ETHUSDT", MODEL),
                 (RsiReversion(period=6, lower=35.0, upper=65.0, short=True, stop_loss=0.004), "ETHUSDT",

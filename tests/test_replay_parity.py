@@ -13,7 +13,7 @@ from kit.broker import FillModel
 from kit.market.files import count_gaps, read_candles, to_ms
 from kit.market.intervals import interval_ms
 from kit.replay import replay
-from kit.strategies import BollingerBreakout, EmaCross, RsiReversion
+from kit.strategies import AtrTrend, BollingerBreakout, EmaCross, RsiReversion
 
 # (file, first row, rows, real outages inside the slice)
 SLICES = [
@@ -58,12 +58,23 @@ NEXT_OPEN_VALUE = (
     FillModel(fees=0.002, size=1_000.0, size_type="value", init_cash=5_000.0, fill="next_open"),
     [EmaCross(fast=5, slow=30, short=True, take_profit=0.02)],
 )
+# Stops per signal (ATR multiples as price distances), trailing or fixed with a target.
+ATR_STOPS = (
+    FillModel(fees=0.001, slippage=0.0003),
+    [AtrTrend(fast=8, slow=21), AtrTrend(fast=10, slow=30, trail=False, target_atr=3.0, short=False)],
+)
+ATR_STOPS_NEXT_OPEN = (
+    FillModel(fees=0.002, size=1_000.0, size_type="value", init_cash=5_000.0, fill="next_open"),
+    [AtrTrend(fast=8, slow=21, stop_atr=3.0, target_atr=6.0)],
+)
 GROUPS = {
     "long-percent": LONG_PERCENT,
     "shorts-value-stops": SHORTS_VALUE_STOPS,
     "shorts-percent-reverse": SHORTS_PERCENT_REVERSE,
     "next-open": NEXT_OPEN,
     "next-open-value": NEXT_OPEN_VALUE,
+    "atr-stops": ATR_STOPS,
+    "atr-stops-next-open-value": ATR_STOPS_NEXT_OPEN,
 }
 
 

@@ -156,6 +156,21 @@ def test_trades_carry_exit_reason_and_excursions_and_the_open_position_is_the_la
     assert list(trades.equity(store, alice, rec.id)) == [1000.0, 1006.0]  # realised only
 
 
+def test_ledger_keeps_only_the_newest_broker_state_of_a_batch_but_every_fill(store):
+    alice = users.add(store, "alice", "pw")
+    rec = _promote(store, alice)
+    ledger.ensure_checkpoint(store, rec, T0 - 60_000, {"n": -1}, {"size": 0.0, "cash": 1000.0, "equity": 1000.0})
+    ws = [CandleWrite(rec.id, rec.user_id, T0 + i * 60_000, rec.version, broker_state={"n": i}) for i in range(5)]
+    ws[2].fills = [{"seq": 0, "side": "buy", "size": 1.0, "price": 100.0, "fee": 0.1}]
+    assert ledger.commit(store, ws) == 2  # the fill's candle and the newest state
+    cp = ledger.load_checkpoints(store)[rec.id]
+    assert cp.last_open_time == T0 + 4 * 60_000 and cp.broker_state == {"n": 4}
+    assert list(trades.fills(store, alice)["price"]) == [100.0]
+    # a state-only write with no newer state in its batch is kept
+    assert ledger.commit(store, [CandleWrite(rec.id, rec.user_id, T0 + 5 * 60_000, 1, broker_state={"n": 5})]) == 1
+    assert ledger.load_checkpoints(store)[rec.id].broker_state == {"n": 5}
+
+
 def test_no_function_reaches_another_users_rows(store):
     alice, bob = users.add(store, "alice", "pw"), users.add(store, "bob", "pw")
     ra, rb = _promote(store, alice), _promote(store, bob, symbol="ETHUSDT")

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from kit.broker import FillModel, finish_trades, resolve_model
+from kit.broker import FillModel, resolve_model
+from kit.broker._simulate import build_trades
 from kit.strategy import Signals, Strategy
 
 
@@ -51,6 +52,57 @@ def delay(a: np.ndarray | None) -> np.ndarray | None:
     return out
 
 
+class Stops(NamedTuple):
+    """Per-row stops at the rows where orders fill (vectorbt's ``sl_stop``/``tp_stop``/``sl_trail``):
+    fractions of the reference price, NaN where off."""
+
+    sl: np.ndarray
+    tp: np.ndarray
+    trail: np.ndarray
+
+
+def stop_arrays(
+    data: pd.DataFrame,
+    signals: Signals,
+    model: FillModel,
+    stop_loss: float | None = None,
+    take_profit: float | None = None,
+) -> Stops | None:
+    """The signals' per-row stop distances as vectorbt's per-row fractions (``None``: none given).
+
+    A distance on the deciding row applies at the fill row (the next one with ``next_open``),
+    divided by that row's reference price, exactly as the paper broker divides it.
+    """
+    if not signals.has_stops:
+        return None
+    ref = data["open" if model.next_open else "close"].to_numpy(np.float64)
+    n = len(ref)
+
+    def at_fill(col: np.ndarray | None) -> np.ndarray | None:
+        if col is None or not model.next_open:
+            return col
+        out = np.full(n, np.nan)
+        out[1:] = col[:-1]
+        return out
+
+    sl = np.full(n, float(stop_loss) if stop_loss else np.nan)
+    tp = np.full(n, float(take_profit) if take_profit else np.nan)
+    trail = np.zeros(n, dtype=np.bool_)
+    sl_d, tp_d, tr_d = at_fill(signals.stop_loss), at_fill(signals.take_profit), at_fill(signals.trailing_stop)
+    with np.errstate(invalid="ignore"):
+        if sl_d is not None:
+            m = sl_d > 0
+            sl[m] = sl_d[m] / ref[m]
+        if tr_d is not None:  # a trailing stop takes the stop-loss's place
+            m = tr_d > 0
+            sl[m] = tr_d[m] / ref[m]
+            trail[m] = True
+        if tp_d is not None:
+            m = tp_d > 0
+            tp[m] = tp_d[m] / ref[m]
+    return Stops(sl, tp, trail)
+
+
 def from_signals(
     data: pd.DataFrame,
     signals: Signals,
@@ -60,13 +112,18 @@ def from_signals(
     take_profit: float | None = None,
     freq: Any = None,
 ) -> Any:
-    """``vectorbt.Portfolio.from_signals`` with the fill model's settings (signals may be 2-D)."""
+    """``vectorbt.Portfolio.from_signals`` with the fill model's settings (signals may be 2-D;
+    per-row stops only 1-D)."""
     vbt = _vbt()
     kw = model.vectorbt_kwargs(stop_loss, take_profit)
-    use_stops = bool(stop_loss) or bool(take_profit)
+    stops = stop_arrays(data, signals, model, stop_loss, take_profit)
+    use_stops = bool(stop_loss) or bool(take_profit) or stops is not None
+    if stops is not None:
+        kw["sl_stop"], kw["tp_stop"], kw["sl_trail"] = stops
     if not use_stops:
         for k in [k for k in kw if "stop" in k or k == "sl_trail"]:
             kw.pop(k)
+    signals = Signals(*signals[:4])
     if model.next_open:
         signals = Signals(*(delay(a) for a in signals))  # type: ignore[arg-type]
     if signals.short_entries is None:
@@ -97,6 +154,7 @@ def trades_from_portfolio(
     *,
     stop_loss: float | None = None,
     take_profit: float | None = None,
+    stops: Stops | None = None,
     column: Any = None,
 ) -> pd.DataFrame:
     """The trades of one portfolio column as the ``.trades`` frame, the open one last.
@@ -135,16 +193,28 @@ def trades_from_portfolio(
     reason[reverse] = "reverse"
     stop = np.zeros(len(rec), dtype=bool)
     ref = (o if model.next_open else c)[a]  # the stops' reference price
-    if take_profit:
-        up = long & (h[b] >= ref * (1 + take_profit))
-        down = ~long & (lo[b] <= ref * (1 - take_profit))
+    if stops is not None:  # each trade's own stops, armed at its entry row
+        sl_f, tp_f, trail = stops.sl[a], stops.tp[a], stops.trail[a]
+    else:
+        sl_f = np.full(len(rec), float(stop_loss) if stop_loss else np.nan)
+        tp_f = np.full(len(rec), float(take_profit) if take_profit else np.nan)
+        trail = np.zeros(len(rec), dtype=bool)
+    with np.errstate(invalid="ignore"):
+        up = long & (h[b] >= ref * (1 + tp_f))
+        down = ~long & (lo[b] <= ref * (1 - tp_f))
         hit = ~is_open & (up | down)
         reason[hit], stop = "take_profit", stop | hit
-    if stop_loss:  # checked first, so it wins when both levels are in the candle's range
-        down = long & (lo[b] <= ref * (1 - stop_loss))
-        up = ~long & (h[b] >= ref * (1 + stop_loss))
+        # a trailing stop's level follows the best price of the candles after the entry candle
+        sl_ref = ref
+        if trail.any():
+            best_hi = _segment(h, a + 1, b - 1, np.maximum, -np.inf)
+            best_lo = _segment(lo, a + 1, b - 1, np.minimum, np.inf)
+            sl_ref = np.where(trail, np.where(long, np.maximum(ref, best_hi), np.minimum(ref, best_lo)), ref)
+        # the stop-loss is checked first, so it wins when both levels are in the candle's range
+        down = long & (lo[b] <= sl_ref * (1 - sl_f))
+        up = ~long & (h[b] >= sl_ref * (1 + sl_f))
         hit = ~is_open & (up | down)
-        reason[hit], stop = "stop_loss", stop | hit
+        reason[hit & ~trail], reason[hit & trail], stop = "stop_loss", "trailing_stop", stop | hit
     reason[is_open] = "open"
     # excursions over the candles held from open to close (see kit.broker.Trade)
     first = a if model.next_open else a + 1
@@ -152,22 +222,10 @@ def trades_from_portfolio(
     held_to_close = is_open if model.next_open else is_open | ~stop
     last = np.where(held_to_close, b, b - 1)
     mae, mfe = _excursions(long, entry_price, exit_price, lo, h, first, last)
-    df = pd.DataFrame(
-        {
-            "entry_time": utc_ms(a),
-            "exit_time": utc_ms(b),
-            "side": np.where(long, "long", "short").astype(object),
-            "size": rec["size"].astype(np.float64),
-            "entry_price": entry_price,
-            "exit_price": exit_price,
-            "pnl": rec["pnl"].astype(np.float64),
-            "fees": (rec["entry_fees"] + rec["exit_fees"]).astype(np.float64),
-            "exit_reason": reason,
-            "mae": mae,
-            "mfe": mfe,
-        },
-    )
-    return finish_trades(df).reset_index(drop=True)
+    return build_trades(
+        utc_ms(a), utc_ms(b), np.where(long, "long", "short").astype(object), rec["size"], entry_price,
+        exit_price, rec["pnl"], rec["entry_fees"] + rec["exit_fees"], reason, mae, mfe,
+    )  # fmt: skip
 
 
 def _excursions(
@@ -181,21 +239,26 @@ def _excursions(
 ) -> tuple[np.ndarray, np.ndarray]:
     """MAE/MFE per trade: extremes of ``low``/``high`` over rows ``first..last`` (may be empty) and
     the entry and exit prices; one ``reduceat`` each, however many trades."""
-    n = len(low)
     lo_min = np.minimum(entry_price, exit_price)
     hi_max = np.maximum(entry_price, exit_price)
     if len(first):
-        bounds = np.empty(2 * len(first), dtype=np.int64)
-        bounds[0::2], bounds[1::2] = first, last + 1
-        bounds = np.minimum(bounds, n)  # reduceat needs indices < len: pad with one neutral row
-        empty = last < first
-        seg_lo = np.minimum.reduceat(np.append(low, np.inf), bounds)[0::2]
-        seg_hi = np.maximum.reduceat(np.append(high, -np.inf), bounds)[0::2]
-        lo_min = np.where(empty, lo_min, np.minimum(seg_lo, lo_min))
-        hi_max = np.where(empty, hi_max, np.maximum(seg_hi, hi_max))
+        lo_min = np.minimum(_segment(low, first, last, np.minimum, np.inf), lo_min)
+        hi_max = np.maximum(_segment(high, first, last, np.maximum, -np.inf), hi_max)
     mae = np.where(long, entry_price - lo_min, hi_max - entry_price)
     mfe = np.where(long, hi_max - entry_price, entry_price - lo_min)
     return mae, mfe
+
+
+def _segment(values: np.ndarray, first: np.ndarray, last: np.ndarray, ufunc: Any, neutral: float) -> np.ndarray:
+    """``ufunc`` over ``values[first[k] : last[k] + 1]`` per k (``neutral`` where empty): one ``reduceat``."""
+    n = len(values)
+    if not len(first):
+        return np.empty(0)
+    bounds = np.empty(2 * len(first), dtype=np.int64)
+    bounds[0::2], bounds[1::2] = first, last + 1
+    bounds = np.clip(bounds, 0, n)  # reduceat needs indices < len: pad with one neutral row
+    out = ufunc.reduceat(np.append(values, neutral), bounds)[0::2]
+    return np.where(last < first, neutral, out)
 
 
 class BacktestResult:
@@ -223,7 +286,10 @@ class BacktestResult:
     def trades(self) -> pd.DataFrame:
         if self._trades is None:
             sl, tp = self.strategy.stops
-            self._trades = trades_from_portfolio(self.portfolio, self.data, self.model, stop_loss=sl, take_profit=tp)
+            stops = stop_arrays(self.data, self.signals, self.model, sl, tp)
+            self._trades = trades_from_portfolio(
+                self.portfolio, self.data, self.model, stop_loss=sl, take_profit=tp, stops=stops
+            )
         return self._trades
 
     @property

@@ -37,6 +37,12 @@ The rules, in full:
   fills at the stop price, or at the candle's open if the open is already beyond it (a gap),
   with slippage and fees as any fill. A candle with a stop exit takes no other action (with
   ``next_open``, a signal due at that candle's open is dropped, as vectorbt does).
+* **Stops per signal** (:class:`kit.strategy.Signals` ``stop_loss``/``take_profit``/``trailing_stop``,
+  price distances): the entry's row arms the position it opens with ``distance / reference price``
+  as its fraction, in place of the strategy's fraction. A trailing stop's level starts at the
+  reference price and moves to each later candle's high (long) or low (short) after that candle's
+  stop check (vectorbt's ``sl_trail``); it takes the stop-loss's place and exits as
+  ``"trailing_stop"``.
 * **Outages.** Missing candles are simply absent: both paths see the same rows, and stops are
   checked on the next candle that exists (at its open if price gapped through the stop).
 

@@ -29,8 +29,11 @@ class Fill(NamedTuple):
 
 
 #: Why a trade ended: ``Trade.exit_reason`` (``"open"``: not ended, valued at the last close).
-EXIT_REASONS: tuple[str, ...] = ("signal", "reverse", "stop_loss", "take_profit", "open")
-_EXIT_REASON = {"exit": "signal", "reverse": "reverse", "stop_loss": "stop_loss", "take_profit": "take_profit"}
+EXIT_REASONS: tuple[str, ...] = ("signal", "reverse", "stop_loss", "take_profit", "trailing_stop", "open")
+_EXIT_REASON = {
+    "exit": "signal", "reverse": "reverse", "stop_loss": "stop_loss", "take_profit": "take_profit",
+    "trailing_stop": "trailing_stop",
+}  # fmt: skip
 
 
 class Trade(NamedTuple):
@@ -95,12 +98,15 @@ class BrokerState:
     sl_stop: float | None = None
     tp_price: float | None = None
     tp_stop: float | None = None
+    #: the stop-loss trails the best price since the entry candle (a per-signal trailing stop)
+    sl_trail: bool = False
     last_time_ms: int | None = None
     fills: int = 0
     trades: int = 0
-    #: ``fill="next_open"``: the last candle's signal ``[entry, exit, short_entry, short_exit]``,
-    #: due at the next candle's open (``None``: nothing due). Checkpointed with the rest.
-    pending: list[bool] | None = None
+    #: ``fill="next_open"``: the last candle's signal ``[entry, exit, short_entry, short_exit,
+    #: stop_loss, take_profit, trailing_stop]`` (distances or ``None``), due at the next candle's
+    #: open (``None``: nothing due). Checkpointed with the rest.
+    pending: list[Any] | None = None
     #: lowest low / highest high of the candles the open trade held fully (``None``: none yet)
     ext_lo: float | None = None
     ext_hi: float | None = None
@@ -217,10 +223,17 @@ class PaperBroker:
         if s.last_time_ms is not None and t <= s.last_time_ms:
             return []
         m = self.model
-        flags = None if signal is None else [signal.entry, signal.exit, signal.short_entry, signal.short_exit]
+        flags: Any = None
+        if signal is not None:
+            flags = [bool(signal.entry), bool(signal.exit), bool(signal.short_entry), bool(signal.short_exit)]
+            stops = [signal.stop_loss, signal.take_profit, signal.trailing_stop] if len(signal) > 5 else []
+            if any(v is not None for v in stops):  # the entry's own stop distances
+                flags += stops
+            if not any(flags[:4]):
+                flags = None
         if m.next_open:
             act: Any = s.pending
-            s.pending = [bool(x) for x in flags] if flags is not None and any(flags) else None
+            s.pending = flags
             self.changed = act is not None or s.pending is not None
         else:
             act = flags
@@ -245,10 +258,16 @@ class PaperBroker:
         stop_hit = math.nan
         if position != 0 and s.sl_stop is not None:
             stop_hit = vm.stop_price(position, s.sl_price, s.sl_stop, o, low, h, True)  # type: ignore[arg-type]
-            reason = "stop_loss"
+            reason = "trailing_stop" if s.sl_trail else "stop_loss"
         if position != 0 and math.isnan(stop_hit) and s.tp_stop is not None:
             stop_hit = vm.stop_price(position, s.tp_price, s.tp_stop, o, low, h, False)  # type: ignore[arg-type]
             reason = "take_profit"
+        if s.sl_trail and position != 0 and s.sl_price is not None:
+            # vectorbt moves a trailing stop after checking it, with this candle's extreme
+            if position > 0 and h > s.sl_price:
+                s.sl_price, self.changed = h, True
+            elif position < 0 and low < s.sl_price:
+                s.sl_price, self.changed = low, True
         if not math.isnan(stop_hit):
             if position > 0:
                 lx = True
@@ -256,7 +275,7 @@ class PaperBroker:
                 sx = True
             price = stop_hit
         elif act is not None:
-            le, lx, se, sx = (bool(x) for x in act)
+            le, lx, se, sx = (bool(x) for x in act[:4])
             if le or se:
                 if le and lx:
                     le = lx = False
@@ -283,7 +302,7 @@ class PaperBroker:
                 fills.append(Fill(t, "buy" if res.side > 0 else "sell", res.size, res.price, res.fees, reason))
                 s.cash, s.position, s.debt, s.free_cash = after
                 self._on_fill(t, res, reason)
-                self._update_stops(before.position, after.position, ref)
+                self._update_stops(before.position, after.position, ref, act)
                 s.fills += 1
                 filled = self.changed = True
         if s.position != 0:
@@ -302,14 +321,19 @@ class PaperBroker:
             s.ext_hi = high
             self.changed = True
 
-    def _update_stops(self, before: float, now: float, ref: float) -> None:
+    def _update_stops(self, before: float, now: float, ref: float, act: Any) -> None:
         s = self.state
         if now == 0:
             s.sl_price = s.sl_stop = s.tp_price = s.tp_stop = None
+            s.sl_trail = False
         elif before == 0 or math.copysign(1, now) != math.copysign(1, before):
             s.sl_price = s.tp_price = ref  # stop_entry_price "close" / "price" (the open, next_open)
-            s.sl_stop = self.stop_loss
-            s.tp_stop = self.take_profit
+            # the entry signal's own stops (price distances) as fractions of the reference price,
+            # computed as the backtest computes them; else the strategy's fractions
+            sl, tp, trail = act[4:7] if act is not None and len(act) > 4 else (None, None, None)
+            s.sl_trail = bool(trail)
+            s.sl_stop = trail / ref if trail else sl / ref if sl else self.stop_loss
+            s.tp_stop = tp / ref if tp else self.take_profit
             if s.sl_stop is None:
                 s.sl_price = None
             if s.tp_stop is None:

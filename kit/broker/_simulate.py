@@ -21,20 +21,56 @@ TRADE_COLUMNS: tuple[str, ...] = (
 STORED_COLUMNS: tuple[str, ...] = Trade._fields
 
 
-def finish_trades(df: pd.DataFrame) -> pd.DataFrame:
-    """Add the derived columns to a frame of :data:`STORED_COLUMNS` (times already UTC timestamps)
-    and order the columns as :data:`TRADE_COLUMNS` (extra columns, e.g. ``strategy_id``, go last)."""
-    for c in ("size", "entry_price", "exit_price", "pnl", "fees", "mae", "mfe"):
-        df[c] = df[c].astype("float64")
-    df["side"] = df["side"].astype("object")
-    df["exit_reason"] = df["exit_reason"].astype("object")
-    df["duration"] = df["exit_time"] - df["entry_time"]
+def build_trades(
+    entry_time: pd.DatetimeIndex,
+    exit_time: pd.DatetimeIndex,
+    side: np.ndarray,
+    size: np.ndarray,
+    entry_price: np.ndarray,
+    exit_price: np.ndarray,
+    pnl: np.ndarray,
+    fees: np.ndarray,
+    exit_reason: np.ndarray,
+    mae: np.ndarray,
+    mfe: np.ndarray,
+    extra: dict[str, Any] | None = None,
+) -> pd.DataFrame:
+    """The ``.trades`` frame (:data:`TRADE_COLUMNS`, then ``extra``) from the stored columns, built
+    in one DataFrame construction: the backtest's overhead budget has no room for column-by-column
+    pandas assignment."""
+    size, entry_price, exit_price, pnl, fees, mae, mfe = (
+        np.asarray(a, dtype=np.float64) for a in (size, entry_price, exit_price, pnl, fees, mae, mfe)
+    )
     with np.errstate(divide="ignore", invalid="ignore"):
-        df["return_pct"] = df["pnl"] / (df["entry_price"] * df["size"])
-        df["mae_pct"] = df["mae"] / df["entry_price"]
-        df["mfe_pct"] = df["mfe"] / df["entry_price"]
-    extra = [c for c in df.columns if c not in TRADE_COLUMNS]
-    return df[[*TRADE_COLUMNS, *extra]]
+        cols: dict[str, Any] = {
+            "entry_time": entry_time,
+            "exit_time": exit_time,
+            "side": np.asarray(side, dtype=object),
+            "size": size,
+            "entry_price": entry_price,
+            "exit_price": exit_price,
+            "pnl": pnl,
+            "fees": fees,
+            "exit_reason": np.asarray(exit_reason, dtype=object),
+            "duration": exit_time - entry_time,
+            "return_pct": pnl / (entry_price * size),
+            "mae": mae,
+            "mae_pct": mae / entry_price,
+            "mfe": mfe,
+            "mfe_pct": mfe / entry_price,
+        }
+    cols.update(extra or {})
+    return pd.DataFrame(cols)
+
+
+def finish_trades(df: pd.DataFrame) -> pd.DataFrame:
+    """:func:`build_trades` from a frame of :data:`STORED_COLUMNS` (times already UTC timestamps);
+    other columns (e.g. ``strategy_id``) go last."""
+    extra = {c: df[c].to_numpy() for c in df.columns if c not in STORED_COLUMNS}
+    return build_trades(
+        pd.DatetimeIndex(df["entry_time"]), pd.DatetimeIndex(df["exit_time"]),
+        *(df[c].to_numpy() for c in STORED_COLUMNS[2:]), extra=extra,
+    )  # fmt: skip
 
 
 def trades_frame(trades: Iterable[Trade]) -> pd.DataFrame:
@@ -57,8 +93,14 @@ def simulate(
     *,
     stop_loss: float | None = None,
     take_profit: float | None = None,
+    stop_columns: tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None] | None = None,
 ) -> tuple[list[Fill], list[Trade], PaperBroker]:
-    """Drive a :class:`PaperBroker` over arrays (``ohlc`` is ``(n, 4)``): the reference loop."""
+    """Drive a :class:`PaperBroker` over arrays (``ohlc`` is ``(n, 4)``): the reference loop.
+
+    ``stop_columns`` are per-row ``(stop_loss, take_profit, trailing_stop)`` distances, as
+    :class:`kit.strategy.Signals` carries them.
+    """
+    from kit.strategy._live import _stop
     from kit.strategy._signals import Signal
 
     broker = PaperBroker(model, stop_loss=stop_loss, take_profit=take_profit)
@@ -67,10 +109,12 @@ def simulate(
     z = np.zeros(n, dtype=bool)
     se = z if short_entries is None else short_entries
     sx = z if short_exits is None else short_exits
+    cols = stop_columns or (None, None, None)
     for i in range(n):
         sig: Any = None
         if entries[i] or exits[i] or se[i] or sx[i]:
-            sig = Signal(int(time_ms[i]), bool(entries[i]), bool(exits[i]), bool(se[i]), bool(sx[i]))
+            stops = [_stop(c[i : i + 1]) if c is not None else None for c in cols]
+            sig = Signal(int(time_ms[i]), bool(entries[i]), bool(exits[i]), bool(se[i]), bool(sx[i]), *stops)
         row = (int(time_ms[i]), ohlc[i, 0], ohlc[i, 1], ohlc[i, 2], ohlc[i, 3])
         fills.extend(broker.on_bar(row, sig))
     return fills, broker.trades, broker

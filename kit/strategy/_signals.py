@@ -8,26 +8,51 @@ import numpy as np
 
 
 class Signals(NamedTuple):
-    """Entry and exit columns of a strategy, one bool per row.
+    """Entry and exit columns of a strategy, one bool per row, and optional stops per row.
 
     ``entries``/``exits`` are long signals; ``short_entries``/``short_exits`` are ``None`` for a
     long-only strategy. A signal on row ``i`` is decided on candle ``i``'s close.
+
+    Stops per signal (float columns, ``None`` when unused): ``stop_loss``, ``take_profit`` and
+    ``trailing_stop`` are *price distances* from the entry's reference price (the fill candle's
+    close, or its open with ``fill="next_open"``), e.g. ``2 * d.atr``. The value on an entry's row
+    arms the position that entry opens; NaN or <= 0 on that row falls back to the strategy's
+    fractional ``stop_loss``/``take_profit``. A trailing stop follows the best high (long) or low
+    (short) reached after the entry candle and takes the stop-loss's place when both are given.
     """
 
     entries: np.ndarray
     exits: np.ndarray
     short_entries: np.ndarray | None = None
     short_exits: np.ndarray | None = None
+    stop_loss: np.ndarray | None = None
+    take_profit: np.ndarray | None = None
+    trailing_stop: np.ndarray | None = None
+
+    @property
+    def has_stops(self) -> bool:
+        """Whether any stop column is given."""
+        return self.stop_loss is not None or self.take_profit is not None or self.trailing_stop is not None
+
+
+#: The stop columns of :class:`Signals` (and fields of :class:`Signal`).
+STOP_FIELDS: tuple[str, ...] = ("stop_loss", "take_profit", "trailing_stop")
 
 
 class Signal(NamedTuple):
-    """The signal of one closed candle, as live evaluation returns it (``None`` when all are false)."""
+    """The signal of one closed candle, as live evaluation returns it (``None`` when all are false).
+
+    ``stop_loss``/``take_profit``/``trailing_stop`` are that row's stop distances (``None``: none).
+    """
 
     time_ms: int
     entry: bool = False
     exit: bool = False
     short_entry: bool = False
     short_exit: bool = False
+    stop_loss: float | None = None
+    take_profit: float | None = None
+    trailing_stop: float | None = None
 
     def any(self) -> bool:
         return self.entry or self.exit or self.short_entry or self.short_exit
