@@ -192,29 +192,8 @@ def trades_from_portfolio(
     reverse[:-1] = b[:-1] == a[1:]  # one order per candle: a trade entered there is the same order
     reason[reverse] = "reverse"
     stop = np.zeros(len(rec), dtype=bool)
-    ref = (o if model.next_open else c)[a]  # the stops' reference price
-    if stops is not None:  # each trade's own stops, armed at its entry row
-        sl_f, tp_f, trail = stops.sl[a], stops.tp[a], stops.trail[a]
-    else:
-        sl_f = np.full(len(rec), float(stop_loss) if stop_loss else np.nan)
-        tp_f = np.full(len(rec), float(take_profit) if take_profit else np.nan)
-        trail = np.zeros(len(rec), dtype=bool)
-    with np.errstate(invalid="ignore"):
-        up = long & (h[b] >= ref * (1 + tp_f))
-        down = ~long & (lo[b] <= ref * (1 - tp_f))
-        hit = ~is_open & (up | down)
-        reason[hit], stop = "take_profit", stop | hit
-        # a trailing stop's level follows the best price of the candles after the entry candle
-        sl_ref = ref
-        if trail.any():
-            best_hi = _segment(h, a + 1, b - 1, np.maximum, -np.inf)
-            best_lo = _segment(lo, a + 1, b - 1, np.minimum, np.inf)
-            sl_ref = np.where(trail, np.where(long, np.maximum(ref, best_hi), np.minimum(ref, best_lo)), ref)
-        # the stop-loss is checked first, so it wins when both levels are in the candle's range
-        down = long & (lo[b] <= sl_ref * (1 - sl_f))
-        up = ~long & (h[b] >= sl_ref * (1 + sl_f))
-        hit = ~is_open & (up | down)
-        reason[hit & ~trail], reason[hit & trail], stop = "stop_loss", "trailing_stop", stop | hit
+    if stops is not None or stop_loss or take_profit:
+        stop = _stop_exits(stops, stop_loss, take_profit, model, a, b, long, is_open, o, h, lo, c, reason)
     reason[is_open] = "open"
     # excursions over the candles held from open to close (see kit.broker.Trade)
     first = a if model.next_open else a + 1
@@ -226,6 +205,50 @@ def trades_from_portfolio(
         utc_ms(a), utc_ms(b), np.where(long, "long", "short").astype(object), rec["size"], entry_price,
         exit_price, rec["pnl"], rec["entry_fees"] + rec["exit_fees"], reason, mae, mfe,
     )  # fmt: skip
+
+
+def _stop_exits(
+    stops: Stops | None,
+    stop_loss: float | None,
+    take_profit: float | None,
+    model: FillModel,
+    a: np.ndarray,
+    b: np.ndarray,
+    long: np.ndarray,
+    is_open: np.ndarray,
+    o: np.ndarray,
+    h: np.ndarray,
+    lo: np.ndarray,
+    c: np.ndarray,
+    reason: np.ndarray,
+) -> np.ndarray:
+    """Which trades a stop ended (their ``reason`` set in place): the exit candle reached a level
+    armed at the entry (stops are checked before signals, the stop-loss before the take-profit)."""
+    n = len(a)
+    ref = (o if model.next_open else c)[a]  # the stops' reference price
+    if stops is not None:  # each trade's own stops, armed at its entry row
+        sl_f, tp_f, trail = stops.sl[a], stops.tp[a], stops.trail[a]
+    else:
+        sl_f = np.full(n, float(stop_loss) if stop_loss else np.nan)
+        tp_f = np.full(n, float(take_profit) if take_profit else np.nan)
+        trail = np.zeros(n, dtype=bool)
+    with np.errstate(invalid="ignore"):
+        up = long & (h[b] >= ref * (1 + tp_f))
+        down = ~long & (lo[b] <= ref * (1 - tp_f))
+        tp_hit = ~is_open & (up | down)
+        reason[tp_hit] = "take_profit"
+        # a trailing stop's level follows the best price of the candles after the entry candle
+        sl_ref = ref
+        if trail.any():
+            best_hi = _segment(h, a + 1, b - 1, np.maximum, -np.inf)
+            best_lo = _segment(lo, a + 1, b - 1, np.minimum, np.inf)
+            sl_ref = np.where(trail, np.where(long, np.maximum(ref, best_hi), np.minimum(ref, best_lo)), ref)
+        down = long & (lo[b] <= sl_ref * (1 - sl_f))
+        up = ~long & (h[b] >= sl_ref * (1 + sl_f))
+        sl_hit = ~is_open & (up | down)
+    reason[sl_hit & ~trail] = "stop_loss"
+    reason[sl_hit & trail] = "trailing_stop"
+    return tp_hit | sl_hit
 
 
 def _excursions(
