@@ -262,5 +262,40 @@ def test_stops_per_signal_and_trailing_stops_equal_vectorbt(frame, fill, shorts)
 def test_sweep_says_it_cannot_run_stops_per_signal_yet(frame):
     from kit.strategies import AtrTrend
 
-    with pytest.raises(ConfigError, match="stops per signal"):
+    with pytest.raises(ConfigError, match="stops or sizes per signal"):
         bt.sweep(AtrTrend, frame.iloc[:500], {"fast": [5, 8]}, progress=False)
+
+
+@pytest.mark.parametrize("fill", ["close", "next_open"])
+@pytest.mark.parametrize(("size_type", "scale"), [("value", 1_000.0), ("amount", 0.05)], ids=["value", "amount"])
+def test_sizes_per_signal_equal_vectorbt_in_value_and_amount_sizing(frame, fill, size_type, scale):
+    """An entry's own size (NaN: the model's), long/short reversals and stops included."""
+    model = FillModel(size=scale, size_type=size_type, slippage=0.0005, fill=fill)
+    rng = np.random.default_rng(11)
+    n = len(frame)
+    e, x, se, sx = (rng.random(n) < p for p in (0.03, 0.01, 0.03, 0.01))
+    size = scale * rng.uniform(0.2, 3.0, n)
+    size[rng.random(n) < 0.3] = np.nan
+    sl_d = frame["close"].to_numpy() * 0.01
+    sig = Signals(e, x, se, sx, stop_loss=sl_d, size=size)
+    pf = bt.from_signals(frame, sig, model)
+    want = bt.trades_from_portfolio(pf, frame, model, stops=bt.stop_arrays(frame, sig, model))
+    t = frame.index.as_unit("ms").asi8
+    ohlc = frame[["open", "high", "low", "close"]].to_numpy()
+    fills, trades, broker = simulate(model, t, ohlc, e, x, se, sx, stop_columns=(sl_d, None, None), size_column=size)
+    still_open = broker.open_trade()
+    got = trades_frame([*trades, *([still_open] if still_open else [])])
+    assert len(want) > 100 and {"reverse", "stop_loss"} <= set(want["exit_reason"])
+    assert want["size"].nunique() > 50  # the sizes did vary per signal
+    assert_same_trades(want, got)
+    orders = pf.orders.values
+    assert len(orders) == len(fills)
+    np.testing.assert_allclose(orders["size"], [f.qty for f in fills], rtol=1e-9)
+
+
+def test_percent_sizing_ignores_sizes_per_signal_and_says_so(frame):
+    from kit.strategies import VolTrend
+
+    with pytest.warns(UserWarning, match="ignores"):
+        res = bt.run(VolTrend(), frame)
+    assert len(res.trades) > 10

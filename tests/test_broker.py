@@ -278,7 +278,7 @@ def test_a_signals_own_trailing_stop_follows_the_best_price_and_survives_a_resta
     m = FillModel(fees=0.0, size=1.0, size_type="amount", fill="next_open")
     b = PaperBroker(m, stop_loss=0.5)  # the strategy's own (wide) stop, replaced by the signal's
     b.on_bar(C(0, 100, 100, 100, 100), Signal(0, entry=True, trailing_stop=5.0))
-    assert b.state.pending == [True, False, False, False, None, None, 5.0]
+    assert b.state.pending == [True, False, False, False, None, None, 5.0, None]
     b = PaperBroker(m, BrokerState.from_dict(json.loads(json.dumps(b.state.to_dict()))), stop_loss=0.5)
     [f] = b.on_bar(C(1, 100, 103, 99, 102))  # filled at the open; trailing from the next candle on
     assert f.price == 100 and b.state.sl_trail and b.state.sl_stop == 5.0 / 100 and b.state.sl_price == 100

@@ -18,7 +18,7 @@ import pytest
 
 from kit.broker import FillModel
 from kit.store import NotFound, Store, ledger, strategies, trades, users
-from kit.strategies import AtrTrend, EmaCross, RsiReversion
+from kit.strategies import AtrTrend, EmaCross, RsiReversion, VolTrend
 from tests.fixtures.daemon import TcpProxy, get_json, wait_for
 
 ROWS, START_ROW, SPEED = 900, 250, 1200
@@ -27,21 +27,31 @@ VALUE_MODEL = FillModel(fees=0.0005, slippage=0.0002, size=2_000.0, size_type="v
 # All-cash sizing reversing long <-> short, filled at the next candle's open: the signal waiting
 # for that open must survive every kill (it is part of the checkpointed broker state).
 NEXT_OPEN_MODEL = FillModel(fees=0.001, slippage=0.0005, fill="next_open")
+# Sizes per signal (units from the ATR), long/short, filled at the next open.
+AMOUNT_MODEL = FillModel(fees=0.001, size=0.01, size_type="amount", fill="next_open")
 
 
-def _promote_all(store: Store, first_ms: int) -> dict[str, list[tuple[int, object]]]:
+def _promote_all(store: Store, first_ms: int, *, features: bool = False) -> dict[str, list[tuple[int, object]]]:
+    """Two users' strategies; ``features`` adds the strategy-model features (next_open fills, percent
+    reversals, stops and sizes per signal), which the SIGKILL test must cover; the outage test keeps
+    the base load, since its subject is the database, and every extra trading strategy slows the
+    backlog's drain through the proxy."""
     users.add(store, "alice", "pw-a")
     users.add(store, "bob", "pw-b", role="admin")
     plan = {
         "alice": [(EmaCross(fast=3, slow=8), "BTCUSDT", MODEL),
-                  (EmaCross(fast=5, slow=13, short=True), "ETHUSDT", VALUE_MODEL),
-                  (EmaCross(fast=4, slow=10, short=True), "BTCUSDT", NEXT_OPEN_MODEL),
-                  (AtrTrend(fast=5, slow=13, atr=10, stop_atr=1.5), "ETHUSDT", NEXT_OPEN_MODEL)],
+                  (EmaCross(fast=5, slow=13, short=True), "ETHUSDT", VALUE_MODEL)],
         "bob": [(EmaCross(fast=3, slow=8), "BTCUSDT", MODEL),
-                (RsiReversion(period=6, lower=40.0, upper=60.0), "ETHUSDT", MODEL),
-                (RsiReversion(period=6, lower=35.0, upper=65.0, short=True, stop_loss=0.004), "ETHUSDT",
-                 NEXT_OPEN_MODEL)],
+                (RsiReversion(period=6, lower=40.0, upper=60.0), "ETHUSDT", MODEL)],
     }  # fmt: skip
+    if features:
+        plan["alice"] += [
+            (EmaCross(fast=4, slow=10, short=True), "BTCUSDT", NEXT_OPEN_MODEL),
+            (AtrTrend(fast=5, slow=13, atr=10, stop_atr=1.5), "ETHUSDT", NEXT_OPEN_MODEL),
+        ]
+        plan["bob"] += [(RsiReversion(period=6, lower=35.0, upper=65.0, short=True, stop_loss=0.004), "ETHUSDT",
+                         NEXT_OPEN_MODEL),
+                        (VolTrend(fast=4, slow=12, atr=10, risk=20.0), "BTCUSDT", AMOUNT_MODEL)]  # fmt: skip
     out: dict[str, list[tuple[int, object]]] = {}
     for user, items in plan.items():
         for i, (strat, sym, model) in enumerate(items):
@@ -142,7 +152,7 @@ def test_sigkill_at_random_points_then_trades_equal_backtest(db_url, cluster_fac
     store = Store(db_url)
     store.migrate()
     first_ms = int(frames["BTCUSDT"].index[0].value // 1_000_000)
-    plan = _promote_all(store, first_ms)
+    plan = _promote_all(store, first_ms, features=True)
     ids = [sid for items in plan.values() for sid, _ in items]
     rng = random.Random(5)
     cluster.exchange_start()

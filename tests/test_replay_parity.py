@@ -1,7 +1,7 @@
 """The parity proof: trades through the live path (simulator -> feed -> engine -> live rules -> paper
 broker) equal the vectorbt backtest's, on real data with and without exchange outages: every column
 of ``.trades`` (exit reasons, durations, excursions, an open position at the end), with fills at
-the close or the next open, and long/short reversals in every sizing mode."""
+the close or the next open, long/short reversals in every sizing mode, and stops and sizes per signal."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from kit.broker import FillModel
 from kit.market.files import count_gaps, read_candles, to_ms
 from kit.market.intervals import interval_ms
 from kit.replay import replay
-from kit.strategies import AtrTrend, BollingerBreakout, EmaCross, RsiReversion
+from kit.strategies import AtrTrend, BollingerBreakout, EmaCross, RsiReversion, VolTrend
 
 # (file, first row, rows, real outages inside the slice)
 SLICES = [
@@ -67,6 +67,15 @@ ATR_STOPS_NEXT_OPEN = (
     FillModel(fees=0.002, size=1_000.0, size_type="value", init_cash=5_000.0, fill="next_open"),
     [AtrTrend(fast=8, slow=21, stop_atr=3.0, target_atr=6.0)],
 )
+# Sizes per signal from the ATR (each stop risks the same amount), in base units.
+VOL_SIZED = (
+    FillModel(fees=0.001, size=0.01, size_type="amount", init_cash=50_000.0),
+    [VolTrend(fast=8, slow=21, risk=50.0), VolTrend(fast=10, slow=30, risk=80.0, trail=True, short=False)],
+)
+VOL_SIZED_NEXT_OPEN = (
+    FillModel(fees=0.001, slippage=0.0005, size=0.01, size_type="amount", init_cash=50_000.0, fill="next_open"),
+    [VolTrend(fast=8, slow=21, risk=50.0, target_atr=5.0)],
+)
 GROUPS = {
     "long-percent": LONG_PERCENT,
     "shorts-value-stops": SHORTS_VALUE_STOPS,
@@ -75,6 +84,8 @@ GROUPS = {
     "next-open-value": NEXT_OPEN_VALUE,
     "atr-stops": ATR_STOPS,
     "atr-stops-next-open-value": ATR_STOPS_NEXT_OPEN,
+    "vol-sized": VOL_SIZED,
+    "vol-sized-next-open": VOL_SIZED_NEXT_OPEN,
 }
 
 

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from kit.errors import DataError
 from kit.market import Candle
 from kit.market.files import read_candles
-from kit.strategies import AtrTrend, BollingerBreakout, EmaCross, RsiReversion
+from kit.strategies import AtrTrend, BollingerBreakout, EmaCross, RsiReversion, VolTrend
 from kit.strategy import Columns, Param, Signal, Signals, Strategy, check_frame, crossed_above, crossed_below, shift
 
 VARIANTS = [
@@ -27,6 +27,7 @@ VARIANTS = [
     BollingerBreakout(period=10, width=1.5, short=True),
     AtrTrend(fast=5, slow=20),
     AtrTrend(fast=8, slow=30, trail=False, target_atr=3.0, short=False),
+    VolTrend(fast=5, slow=20, risk=50.0),
 ]
 
 
@@ -270,7 +271,7 @@ def test_live_evaluation_equals_batch_signals(frame, strategy):
             bool(sig.exits[i]),
             bool(se[i]),
             bool(sx[i]),
-            *(stop(c, i) for c in (sig.stop_loss, sig.take_profit, sig.trailing_stop)),
+            *(stop(c, i) for c in (sig.stop_loss, sig.take_profit, sig.trailing_stop, sig.size)),
         )
         for i in range(len(frame))
         if sig.entries[i] or sig.exits[i] or se[i] or sx[i]

@@ -15,6 +15,7 @@ from kit.backtest._run import (
     infer_freq,
     resolve_model,
     run,
+    size_array,
     stop_arrays,
     trades_from_portfolio,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "infer_freq",
     "resolve_model",
     "run",
+    "size_array",
     "stop_arrays",
     "sweep",
     "trades_from_portfolio",

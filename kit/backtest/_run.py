@@ -103,6 +103,21 @@ def stop_arrays(
     return Stops(sl, tp, trail)
 
 
+def size_array(data: pd.DataFrame, signals: Signals, model: FillModel) -> np.ndarray | None:
+    """The signals' per-row sizes at the fill rows, the model's size elsewhere (``None``: none given,
+    or percent sizing, which ignores them)."""
+    if signals.size is None or model.size_type == "percent":
+        return None
+    col = signals.size
+    if model.next_open:
+        col = np.concatenate([[np.nan], col[:-1]])
+    out = np.full(len(col), model.size)
+    with np.errstate(invalid="ignore"):
+        m = col > 0
+    out[m] = col[m]
+    return out
+
+
 def from_signals(
     data: pd.DataFrame,
     signals: Signals,
@@ -120,6 +135,9 @@ def from_signals(
     use_stops = bool(stop_loss) or bool(take_profit) or stops is not None
     if stops is not None:
         kw["sl_stop"], kw["tp_stop"], kw["sl_trail"] = stops
+    sizes = size_array(data, signals, model)
+    if sizes is not None:
+        kw["size"] = sizes
     if not use_stops:
         for k in [k for k in kw if "stop" in k or k == "sl_trail"]:
             kw.pop(k)
@@ -388,6 +406,12 @@ def run(
             f"{type(strategy).__name__} trades short, and with size_type='percent' and size < 1 an opposite "
             "entry only closes the position (vectorbt cannot size that reversal in one order); use size=1.0, "
             "size_type='value' or 'amount' to reverse in one fill",
+            stacklevel=2,
+        )
+    if sig.size is not None and m.size_type == "percent":
+        warnings.warn(
+            f"{type(strategy).__name__} sizes its signals, which size_type='percent' ignores (every entry uses "
+            f"{m.size:g} of the cash); use size_type='value' or 'amount'",
             stacklevel=2,
         )
     sl, tp = strategy.stops

@@ -136,9 +136,10 @@ def _run_chunk(
     tp = np.full(k, np.nan)
     for j, s in enumerate(chunk):
         sig = s.evaluate(s.columns(data, cache, base=base_cols))
-        if sig.has_stops:
+        if sig.per_signal:
             raise ConfigError(
-                f"{type(s).__name__} sets stops per signal, which sweep() does not support yet; use kit.backtest.run"
+                f"{type(s).__name__} sets stops or sizes per signal, which sweep() does not support yet; "
+                "use kit.backtest.run"
             )
         entries[:, j] = sig.entries
         exits[:, j] = sig.exits

@@ -43,6 +43,9 @@ The rules, in full:
   reference price and moves to each later candle's high (long) or low (short) after that candle's
   stop check (vectorbt's ``sl_trail``); it takes the stop-loss's place and exits as
   ``"trailing_stop"``.
+* **Sizes per signal** (``Signals.size``): an entry's own order size in the model's units
+  (``value``/``amount``; a reversal closes the old position and opens one of that size), read at
+  the fill row as vectorbt reads a per-row ``size``; ``percent`` sizing ignores them.
 * **Outages.** Missing candles are simply absent: both paths see the same rows, and stops are
   checked on the next candle that exists (at its open if price gapped through the stop).
 

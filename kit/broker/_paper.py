@@ -104,7 +104,7 @@ class BrokerState:
     fills: int = 0
     trades: int = 0
     #: ``fill="next_open"``: the last candle's signal ``[entry, exit, short_entry, short_exit,
-    #: stop_loss, take_profit, trailing_stop]`` (distances or ``None``), due at the next candle's
+    #: stop_loss, take_profit, trailing_stop, size]`` (``None`` when unused), due at the next candle's
     #: open (``None``: nothing due). Checkpointed with the rest.
     pending: list[Any] | None = None
     #: lowest low / highest high of the candles the open trade held fully (``None``: none yet)
@@ -226,9 +226,11 @@ class PaperBroker:
         flags: Any = None
         if signal is not None:
             flags = [bool(signal.entry), bool(signal.exit), bool(signal.short_entry), bool(signal.short_exit)]
-            stops = [signal.stop_loss, signal.take_profit, signal.trailing_stop] if len(signal) > 5 else []
-            if any(v is not None for v in stops):  # the entry's own stop distances
-                flags += stops
+            extras = []
+            if len(signal) > 5:  # a kit.strategy.Signal
+                extras = [signal.stop_loss, signal.take_profit, signal.trailing_stop, signal.size]
+            if any(v is not None for v in extras):  # the entry's own stop distances and size
+                flags += extras
             if not any(flags[:4]):
                 flags = None
         if m.next_open:
@@ -291,7 +293,10 @@ class PaperBroker:
         if position != 0 and math.isnan(stop_hit) and not m.next_open:
             self._extend(low, h)  # decided at the close: the whole candle was held
 
-        size, size_type, direction = vm.signals_to_size(position, le, lx, se, sx, m.size, m.size_type, ref)
+        order_size = m.size
+        if act is not None and len(act) > 7 and act[7] and m.size_type != "percent":
+            order_size = float(act[7])  # the signal's own size (percent sizing ignores it, as the backtest)
+        size, size_type, direction = vm.signals_to_size(position, le, lx, se, sx, order_size, m.size_type, ref)
         filled = False
         if size != 0:
             before = vm.Exec(s.cash, s.position, s.debt, s.free_cash)

@@ -94,11 +94,12 @@ def simulate(
     stop_loss: float | None = None,
     take_profit: float | None = None,
     stop_columns: tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None] | None = None,
+    size_column: np.ndarray | None = None,
 ) -> tuple[list[Fill], list[Trade], PaperBroker]:
     """Drive a :class:`PaperBroker` over arrays (``ohlc`` is ``(n, 4)``): the reference loop.
 
-    ``stop_columns`` are per-row ``(stop_loss, take_profit, trailing_stop)`` distances, as
-    :class:`kit.strategy.Signals` carries them.
+    ``stop_columns`` are per-row ``(stop_loss, take_profit, trailing_stop)`` distances and
+    ``size_column`` per-row sizes, as :class:`kit.strategy.Signals` carries them.
     """
     from kit.strategy._live import _stop
     from kit.strategy._signals import Signal
@@ -109,7 +110,7 @@ def simulate(
     z = np.zeros(n, dtype=bool)
     se = z if short_entries is None else short_entries
     sx = z if short_exits is None else short_exits
-    cols = stop_columns or (None, None, None)
+    cols = (*(stop_columns or (None, None, None)), size_column)
     for i in range(n):
         sig: Any = None
         if entries[i] or exits[i] or se[i] or sx[i]:

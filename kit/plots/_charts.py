@@ -107,6 +107,8 @@ def candles(
                         (_naive(part["entry_time"]), part["entry_price"].to_numpy()), "time", "price", label="entry"
                     ).opts(marker=marker_in, size=10, color=color, line_color="black")
                 )
+        if "exit_reason" in tr:
+            tr = tr[tr["exit_reason"] != "open"]  # an open position has no exit to mark
         if len(tr):
             layers.append(
                 hv.Scatter((_naive(tr["exit_time"]), tr["exit_price"].to_numpy()), "time", "price", label="exit").opts(

@@ -277,7 +277,7 @@ class Strategy:
         sig = self.signals(d)
         # fast path (the live hot path): four bool arrays of the right length, or two and two Nones
         if type(sig) is Signals:
-            e, x, se, sx, sl, tp, tr = sig
+            e, x, se, sx, sl, tp, tr, sz = sig
             if (
                 _ok(e, n)
                 and _ok(x, n)
@@ -285,6 +285,7 @@ class Strategy:
                 and sl is None
                 and tp is None
                 and tr is None
+                and sz is None
             ):
                 return sig
         if not isinstance(sig, Signals):
@@ -302,7 +303,7 @@ class Strategy:
             a = arr if type(arr) is np.ndarray else np.asarray(arr)
             if a.shape != (n,):
                 raise TypeError(f"{type(self).__name__}.signals().{field} has shape {a.shape}, expected ({n},)")
-            if field in STOP_FIELDS:  # price distances: NaN (or <= 0) means none on that row
+            if field in STOP_FIELDS:  # distances and sizes: NaN (or <= 0) means none on that row
                 if a.dtype.kind not in "biuf":
                     raise TypeError(f"{type(self).__name__}.signals().{field} must be numbers, got {a.dtype}")
                 out.append(a.astype(np.float64, copy=False))

@@ -35,7 +35,7 @@ def _value(v: Any, output: str | None) -> float:
 
 
 def _stop(col: np.ndarray | None) -> float | None:
-    """The last row's stop distance, ``None`` when absent (NaN or <= 0: the strategy's own stops)."""
+    """The last row's stop distance or size, ``None`` when absent (NaN or <= 0: the defaults)."""
     if col is None:
         return None
     v = float(col[-1])
@@ -102,9 +102,12 @@ class LiveEvaluator:
         se = bool(sig.short_entries[-1]) if sig.short_entries is not None else False
         sx = bool(sig.short_exits[-1]) if sig.short_exits is not None else False
         if e or x or se or sx:
-            if sig.stop_loss is None and sig.take_profit is None and sig.trailing_stop is None:
+            if not sig.per_signal:
                 return Signal(t, e, x, se, sx)
-            return Signal(t, e, x, se, sx, _stop(sig.stop_loss), _stop(sig.take_profit), _stop(sig.trailing_stop))
+            return Signal(
+                t, e, x, se, sx,
+                _stop(sig.stop_loss), _stop(sig.take_profit), _stop(sig.trailing_stop), _stop(sig.size),
+            )  # fmt: skip
         return None
 
     def _push(self, t: int, candle: Candle, values: Mapping[Any, Any]) -> None:
