@@ -241,22 +241,35 @@ def test_stops_per_signal_and_trailing_stops_equal_vectorbt(frame, fill, shorts)
 
     sl_d, tp_d, tr_d = distances(0.3), distances(0.3), distances(0.6)
     sig = Signals(e, x, se, sx, stop_loss=sl_d, take_profit=tp_d, trailing_stop=tr_d)
-    pf = bt.from_signals(frame, sig, model, stop_loss=0.02, take_profit=0.05)
-    stops = bt.stop_arrays(frame, sig, model, 0.02, 0.05)
-    want = bt.trades_from_portfolio(pf, frame, model, stop_loss=0.02, take_profit=0.05, stops=stops)
+    want = _broker_equals_vectorbt(frame, model, sig, stop_loss=0.02, take_profit=0.05)
+    assert len(want) > 100
+    assert {"stop_loss", "take_profit", "trailing_stop", "signal"} <= set(want["exit_reason"])
+
+
+def _broker_equals_vectorbt(
+    frame: pd.DataFrame,
+    model: FillModel,
+    sig: Signals,
+    stop_loss: float | None = None,
+    take_profit: float | None = None,
+) -> pd.DataFrame:
+    """Run ``sig`` through vectorbt and through the paper broker; assert the trades and orders are equal."""
+    pf = bt.from_signals(frame, sig, model, stop_loss=stop_loss, take_profit=take_profit)
+    stops = bt.stop_arrays(frame, sig, model, stop_loss, take_profit)
+    want = bt.trades_from_portfolio(pf, frame, model, stop_loss=stop_loss, take_profit=take_profit, stops=stops)
     t = frame.index.as_unit("ms").asi8
     ohlc = frame[["open", "high", "low", "close"]].to_numpy()
     fills, trades, broker = simulate(
-        model, t, ohlc, e, x, se, sx, stop_loss=0.02, take_profit=0.05, stop_columns=(sl_d, tp_d, tr_d)
-    )
+        model, t, ohlc, *sig[:4], stop_loss=stop_loss, take_profit=take_profit, stop_columns=sig[4:7],
+        size_column=sig.size,
+    )  # fmt: skip
     still_open = broker.open_trade()
-    got = trades_frame([*trades, *([still_open] if still_open else [])])
-    assert len(want) > 100
-    assert {"stop_loss", "take_profit", "trailing_stop", "signal"} <= set(want["exit_reason"])
-    assert_same_trades(want, got)
+    assert_same_trades(want, trades_frame([*trades, *([still_open] if still_open else [])]))
     orders = pf.orders.values
     assert len(orders) == len(fills)
     np.testing.assert_allclose(orders["price"], [f.price for f in fills], rtol=1e-12)
+    np.testing.assert_allclose(orders["size"], [f.qty for f in fills], rtol=1e-9)
+    return want
 
 
 def test_sweep_says_it_cannot_run_stops_per_signal_yet(frame):
@@ -278,19 +291,9 @@ def test_sizes_per_signal_equal_vectorbt_in_value_and_amount_sizing(frame, fill,
     size[rng.random(n) < 0.3] = np.nan
     sl_d = frame["close"].to_numpy() * 0.01
     sig = Signals(e, x, se, sx, stop_loss=sl_d, size=size)
-    pf = bt.from_signals(frame, sig, model)
-    want = bt.trades_from_portfolio(pf, frame, model, stops=bt.stop_arrays(frame, sig, model))
-    t = frame.index.as_unit("ms").asi8
-    ohlc = frame[["open", "high", "low", "close"]].to_numpy()
-    fills, trades, broker = simulate(model, t, ohlc, e, x, se, sx, stop_columns=(sl_d, None, None), size_column=size)
-    still_open = broker.open_trade()
-    got = trades_frame([*trades, *([still_open] if still_open else [])])
+    want = _broker_equals_vectorbt(frame, model, sig)
     assert len(want) > 100 and {"reverse", "stop_loss"} <= set(want["exit_reason"])
     assert want["size"].nunique() > 50  # the sizes did vary per signal
-    assert_same_trades(want, got)
-    orders = pf.orders.values
-    assert len(orders) == len(fills)
-    np.testing.assert_allclose(orders["size"], [f.qty for f in fills], rtol=1e-9)
 
 
 def test_percent_sizing_ignores_sizes_per_signal_and_says_so(frame):
