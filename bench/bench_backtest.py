@@ -87,6 +87,60 @@ def bench_overhead(rows: int, repeat: int) -> list[str]:
     ]
 
 
+def bench_stops(rows: int, repeat: int) -> list[str]:
+    """Per-signal ATR stops and trailing stops (AtrTrend) against plain vectorbt given the same arrays."""
+    import vectorbt as vbt
+
+    import kit.backtest as bt
+    from kit.broker import FillModel
+    from kit.indicators import atr, ema
+    from kit.strategies import AtrTrend, EmaCross
+    from kit.strategy import crossed_above, crossed_below
+
+    df = _frame(rows)
+    model = FillModel(fees=0.001, slippage=0.0005)
+    naive = df.copy()
+    naive.index = naive.index.tz_localize(None)
+    h, lo, c = (naive[k].to_numpy() for k in ("high", "low", "close"))
+
+    def plain(trail: bool):
+        def go():
+            f, sl_ = ema(c, 20), ema(c, 50)
+            up, down = crossed_above(f, sl_), crossed_below(f, sl_)
+            frac = 2.0 * atr(h, lo, c, 14) / c
+            pf = vbt.Portfolio.from_signals(
+                naive["close"], up, down, down, up, open=naive["open"], high=naive["high"], low=naive["low"],
+                sl_stop=frac, sl_trail=trail, fees=0.001, slippage=0.0005, size=1.0, size_type="percent",
+                accumulate="removeonly", upon_opposite_entry="reversereduce", init_cash=10_000.0, freq="5min",
+            )  # fmt: skip
+            return pf.exit_trades.values
+
+        return go
+
+    def kit_run(s):
+        return lambda: bt.run(s, df, model=model).trades
+
+    t_plain_fixed = _median_time(plain(False), repeat)
+    t_plain_trail = _median_time(plain(True), repeat)
+    t_kit_fixed = _median_time(kit_run(AtrTrend(trail=False)), repeat)
+    t_kit_trail = _median_time(kit_run(AtrTrend()), repeat)
+    t_kit_none = _median_time(kit_run(EmaCross(fast=20, slow=50, short=True)), repeat)
+    return [
+        f"### Stops per signal ({rows:,} bars of BTCUSDT 5m, EMA 20/50 long/short, 2 x ATR(14) stops, "
+        f"median of {repeat})",
+        "",
+        "| | plain vectorbt (same arrays) | `kit.backtest.run(...).trades` | ratio |",
+        "| --- | ---: | ---: | ---: |",
+        f"| fixed stop per signal | {t_plain_fixed * 1000:.1f} ms | {t_kit_fixed * 1000:.1f} ms "
+        f"| {t_kit_fixed / t_plain_fixed:.2f}x |",
+        f"| trailing stop per signal | {t_plain_trail * 1000:.1f} ms | {t_kit_trail * 1000:.1f} ms "
+        f"| {t_kit_trail / t_plain_trail:.2f}x |",
+        f"| kit, same crossover without stops (EmaCross) | | {t_kit_none * 1000:.1f} ms | |",
+        "",
+        "kit's side includes the ATR, the signals, the per-row stop fractions, exit reasons and excursions.",
+    ]
+
+
 _SWEEP_CHILD = r"""
 import json, os, resource, sys, time
 sys.path.insert(0, {root!r})
@@ -183,10 +237,12 @@ def main(quick: bool) -> str:
     out = ["## Backtest, sweep and replay (issue 4)", ""]
     if quick:
         out += [*bench_overhead(20_000, 3), ""]
+        out += [*bench_stops(20_000, 3), ""]
         out += [*bench_sweep(20_000, 10, 10, 5), ""]
         out += bench_replay(5_000)
     else:
         out += [*bench_overhead(100_000, 5), ""]
+        out += [*bench_stops(100_000, 5), ""]
         out += [*bench_sweep(100_000, 40, 25, 5), ""]
         out += bench_replay(30_000)
     return "\n".join(out)

@@ -16,7 +16,10 @@ from kit.market.files import read_candles
 from kit.strategies import BollingerBreakout, EmaCross, RsiReversion
 from kit.strategy import Signals
 
-COLUMNS = ["entry_time", "exit_time", "side", "size", "entry_price", "exit_price", "pnl", "fees"]
+COLUMNS = [
+    "entry_time", "exit_time", "side", "size", "entry_price", "exit_price", "pnl", "fees",
+    "exit_reason", "duration", "return_pct", "mae", "mae_pct", "mfe", "mfe_pct",
+]  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -35,6 +38,10 @@ def assert_same_trades(a: pd.DataFrame, b: pd.DataFrame) -> None:
         np.testing.assert_allclose(a[c].to_numpy(), b[c].to_numpy(), rtol=1e-9, atol=0)
     np.testing.assert_allclose(a["pnl"].to_numpy(), b["pnl"].to_numpy(), rtol=0, atol=1e-6)
     np.testing.assert_allclose(a["fees"].to_numpy(), b["fees"].to_numpy(), rtol=0, atol=1e-6)
+    assert list(a["exit_reason"]) == list(b["exit_reason"])
+    assert (a["duration"].to_numpy() == b["duration"].to_numpy()).all()
+    for c in ("mae", "mfe", "return_pct", "mae_pct", "mfe_pct"):
+        np.testing.assert_allclose(a[c].to_numpy(), b[c].to_numpy(), rtol=1e-9, atol=1e-9, err_msg=c)
 
 
 MODELS = [
@@ -45,22 +52,30 @@ MODELS = [
 ]
 
 
+@pytest.mark.parametrize("fill", ["close", "next_open"])
 @pytest.mark.parametrize("model", MODELS, ids=lambda m: f"{m.size_type}-{m.size}")
 @pytest.mark.parametrize("shorts", [False, True])
 @pytest.mark.parametrize(("sl", "tp"), [(None, None), (0.01, 0.02)])
-def test_paper_broker_equals_vectorbt(frame, model, shorts, sl, tp):
+def test_paper_broker_equals_vectorbt(frame, model, shorts, sl, tp, fill):
+    model = model.replace(fill=fill)
     rng = np.random.default_rng(hash((model.size_type, shorts, sl)) % 2**32)
     n = len(frame)
     e, x = rng.random(n) < 0.03, rng.random(n) < 0.03
     se, sx = (rng.random(n) < 0.03, rng.random(n) < 0.03) if shorts else (None, None)
     pf = bt.from_signals(frame, Signals(e, x, se, sx), model, stop_loss=sl, take_profit=tp)
-    want = bt.trades_from_portfolio(pf, frame.index)
+    want = bt.trades_from_portfolio(pf, frame, model, stop_loss=sl, take_profit=tp)
     t = frame.index.as_unit("ms").asi8
     ohlc = frame[["open", "high", "low", "close"]].to_numpy()
     fills, trades, broker = simulate(model, t, ohlc, e, x, se, sx, stop_loss=sl, take_profit=tp)
-    got = trades_frame(trades)
+    still_open = broker.open_trade()
+    got = trades_frame([*trades, *([still_open] if still_open else [])])
     assert len(want) > 50
     assert_same_trades(want, got)
+    # every way a trade can end shows up (stop exits only with stops, reversals only with shorts)
+    reasons = set(want["exit_reason"])
+    assert "signal" in reasons and ("stop_loss" in reasons) == bool(sl) and ("take_profit" in reasons) == bool(tp)
+    assert ("reverse" in reasons) == (shorts and model.reverses)
+    assert (want["mae"] >= 0).all() and (want["mfe"] >= 0).all()
     # and the account: orders, final cash and position
     orders = pf.orders.values
     assert len(orders) == len(fills)
@@ -87,7 +102,15 @@ def test_run_returns_trades_equity_and_stats(frame, strategy):
     assert res.equity.index.equals(frame.index) and res.equity.iloc[0] == pytest.approx(10_000)
     assert res.drawdown.max() <= 0
     st = res.stats()
-    assert st["Total Closed Trades"] == len(tr)
+    closed = tr[tr["exit_reason"] != "open"]
+    assert st["Total Closed Trades"] == len(closed)
+    # a position still open at the end is the last row, valued at the last close, not dropped
+    assert (res.open_position != 0) == (tr["exit_reason"].iloc[-1] == "open")
+    if res.open_position != 0:
+        last = tr.iloc[-1]
+        assert last["exit_time"] == frame.index[-1] and last["exit_price"] == frame["close"].iloc[-1]
+        assert last["size"] == pytest.approx(abs(res.open_position), rel=1e-12)
+        assert closed["pnl"].sum() + last["pnl"] == pytest.approx(res.equity.iloc[-1] - 10_000, rel=1e-9)
     # entries happen only on candles where the strategy signalled
     sig_times = set(frame.index[res.signals.entries])
     assert set(tr["entry_time"]) <= sig_times
@@ -98,11 +121,42 @@ def test_run_returns_trades_equity_and_stats(frame, strategy):
     assert "indicator" not in repr(res) and "trades" in repr(res)
 
 
-def test_run_with_shorts_and_value_sizing(frame):
-    res = bt.run(EmaCross(fast=8, slow=30, short=True), frame, size=1000.0, size_type="value")
-    assert set(res.trades["side"]) == {"long", "short"}
-    with pytest.warns(UserWarning, match="percent"):
-        bt.run(EmaCross(fast=8, slow=30, short=True), frame)
+@pytest.mark.parametrize(
+    "sizing",
+    [{}, {"size": 1000.0, "size_type": "value"}, {"size": 0.05, "size_type": "amount"}, {"fill": "next_open"}],
+    ids=["percent", "value", "amount", "percent-next-open"],
+)
+def test_an_opposite_entry_reverses_in_every_sizing_mode_symmetrically(frame, sizing):
+    res = bt.run(EmaCross(fast=8, slow=30, short=True), frame, **sizing)
+    tr = res.trades
+    longs, shorts = (tr["side"] == "long").sum(), (tr["side"] == "short").sum()
+    assert len(tr) > 50 and abs(longs - shorts) <= 1  # a crossover strategy alternates sides
+    # always in the market after the first entry: each trade ends where the next one starts
+    assert (tr["exit_time"].to_numpy()[:-1] == tr["entry_time"].to_numpy()[1:]).all()
+    assert (tr["side"].to_numpy()[:-1] != tr["side"].to_numpy()[1:]).all()
+
+
+def test_an_open_position_at_the_end_is_a_row_with_unrealised_pnl(frame):
+    s = EmaCross(fast=8, slow=30)
+    full = bt.run(s, frame).trades
+    k = int(full["duration"].idxmax())  # cut the data inside the longest trade
+    cut = frame.loc[: full["entry_time"].iloc[k] + pd.Timedelta(hours=3)]
+    res = bt.run(s, cut)
+    tr = res.trades
+    assert len(tr) == k + 1 and list(tr["exit_reason"].iloc[:-1]) == ["signal"] * k
+    last = tr.iloc[-1]
+    assert last["exit_reason"] == "open" and res.open_position == pytest.approx(last["size"], rel=1e-12)
+    assert last["entry_time"] == full["entry_time"].iloc[k] and last["exit_time"] == cut.index[-1]
+    assert last["exit_price"] == cut["close"].iloc[-1] and last["duration"] == pd.Timedelta(hours=3)
+    unrealised = (last["exit_price"] - last["entry_price"]) * last["size"] - last["fees"]
+    assert last["pnl"] == pytest.approx(unrealised, rel=1e-9)
+    assert tr["pnl"].sum() == pytest.approx(res.equity.iloc[-1] - 10_000, rel=1e-9)
+
+
+def test_percent_sizing_below_one_warns_that_it_only_closes(frame):
+    with pytest.warns(UserWarning, match="size < 1"):
+        res = bt.run(EmaCross(fast=8, slow=30, short=True), frame, size=0.5)
+    assert res.trades["side"].value_counts().min() >= 1
 
 
 def test_run_bad_input(frame):
@@ -249,3 +303,85 @@ def test_backtests_and_sweeps_refuse_a_zero_close_naming_the_row(frame):
     with pytest.raises(DataError, match=r"close=0\.0: prices must be > 0") as err:
         bt.sweep(EmaCross, bad, {"fast": [5, 8]}, progress=False)
     assert where in str(err.value)
+
+
+@pytest.mark.parametrize("fill", ["close", "next_open"])
+@pytest.mark.parametrize("shorts", [False, True])
+def test_stops_per_signal_and_trailing_stops_equal_vectorbt(frame, fill, shorts):
+    """Stop-loss, take-profit and trailing stops as price distances per signal (e.g. 2 x ATR), with the
+    strategy's fractions where a row gives none: the paper broker fills as vectorbt does."""
+    model = FillModel(slippage=0.0005, fill=fill)
+    rng = np.random.default_rng(7 if shorts else 8)
+    n = len(frame)
+    close = frame["close"].to_numpy()
+    e, x = rng.random(n) < 0.03, rng.random(n) < 0.01
+    se, sx = (rng.random(n) < 0.03, rng.random(n) < 0.01) if shorts else (None, None)
+
+    def distances(p_nan: float) -> np.ndarray:
+        d = close * rng.uniform(0.003, 0.03, n)
+        d[rng.random(n) < p_nan] = np.nan  # the strategy's own stops on these rows
+        return d
+
+    sl_d, tp_d, tr_d = distances(0.3), distances(0.3), distances(0.6)
+    sig = Signals(e, x, se, sx, stop_loss=sl_d, take_profit=tp_d, trailing_stop=tr_d)
+    want = _broker_equals_vectorbt(frame, model, sig, stop_loss=0.02, take_profit=0.05)
+    assert len(want) > 100
+    assert {"stop_loss", "take_profit", "trailing_stop", "signal"} <= set(want["exit_reason"])
+
+
+def _broker_equals_vectorbt(
+    frame: pd.DataFrame,
+    model: FillModel,
+    sig: Signals,
+    stop_loss: float | None = None,
+    take_profit: float | None = None,
+) -> pd.DataFrame:
+    """Run ``sig`` through vectorbt and through the paper broker; assert the trades and orders are equal."""
+    pf = bt.from_signals(frame, sig, model, stop_loss=stop_loss, take_profit=take_profit)
+    stops = bt.stop_arrays(frame, sig, model, stop_loss, take_profit)
+    want = bt.trades_from_portfolio(pf, frame, model, stop_loss=stop_loss, take_profit=take_profit, stops=stops)
+    t = frame.index.as_unit("ms").asi8
+    ohlc = frame[["open", "high", "low", "close"]].to_numpy()
+    fills, trades, broker = simulate(
+        model, t, ohlc, *sig[:4], stop_loss=stop_loss, take_profit=take_profit, stop_columns=sig[4:7],
+        size_column=sig.size,
+    )  # fmt: skip
+    still_open = broker.open_trade()
+    assert_same_trades(want, trades_frame([*trades, *([still_open] if still_open else [])]))
+    orders = pf.orders.values
+    assert len(orders) == len(fills)
+    np.testing.assert_allclose(orders["price"], [f.price for f in fills], rtol=1e-12)
+    np.testing.assert_allclose(orders["size"], [f.qty for f in fills], rtol=1e-9)
+    return want
+
+
+def test_sweep_says_it_cannot_run_stops_per_signal_yet(frame):
+    from kit.strategies import AtrTrend
+
+    with pytest.raises(ConfigError, match="stops or sizes per signal"):
+        bt.sweep(AtrTrend, frame.iloc[:500], {"fast": [5, 8]}, progress=False)
+
+
+@pytest.mark.parametrize("fill", ["close", "next_open"])
+@pytest.mark.parametrize(("size_type", "scale"), [("value", 1_000.0), ("amount", 0.05)], ids=["value", "amount"])
+def test_sizes_per_signal_equal_vectorbt_in_value_and_amount_sizing(frame, fill, size_type, scale):
+    """An entry's own size (NaN: the model's), long/short reversals and stops included."""
+    model = FillModel(size=scale, size_type=size_type, slippage=0.0005, fill=fill)
+    rng = np.random.default_rng(11)
+    n = len(frame)
+    e, x, se, sx = (rng.random(n) < p for p in (0.03, 0.01, 0.03, 0.01))
+    size = scale * rng.uniform(0.2, 3.0, n)
+    size[rng.random(n) < 0.3] = np.nan
+    sl_d = frame["close"].to_numpy() * 0.01
+    sig = Signals(e, x, se, sx, stop_loss=sl_d, size=size)
+    want = _broker_equals_vectorbt(frame, model, sig)
+    assert len(want) > 100 and {"reverse", "stop_loss"} <= set(want["exit_reason"])
+    assert want["size"].nunique() > 50  # the sizes did vary per signal
+
+
+def test_percent_sizing_ignores_sizes_per_signal_and_says_so(frame):
+    from kit.strategies import VolTrend
+
+    with pytest.warns(UserWarning, match="ignores"):
+        res = bt.run(VolTrend(), frame)
+    assert len(res.trades) > 10

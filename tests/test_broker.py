@@ -8,7 +8,16 @@ import math
 import numpy as np
 import pytest
 
-from kit.broker import BrokerState, Fill, FillModel, PaperBroker, simulate, trades_frame
+from kit.broker import (
+    EXIT_REASONS,
+    TRADE_COLUMNS,
+    BrokerState,
+    Fill,
+    FillModel,
+    PaperBroker,
+    simulate,
+    trades_frame,
+)
 from kit.market import Candle
 from kit.strategy import Signal
 
@@ -29,6 +38,7 @@ def C(i: int, o: float, h: float, low: float, c: float) -> Candle:
         ({"size_type": "lots"}, "size_type"),
         ({"fees": float("nan")}, "fees"),
         ({"fees": True}, "fees"),
+        ({"fill": "open"}, "fill"),
     ],
 )
 def test_fill_model_validates(kwargs, needle):
@@ -41,7 +51,12 @@ def test_vectorbt_kwargs_are_plain_and_complete():
     assert kw["fees"] == 0.002 and kw["slippage"] == 0.001 and kw["size_type"] == "value"
     assert kw["upon_opposite_entry"] == "reverse" and kw["accumulate"] is False
     assert kw["sl_stop"] == 0.05 and math.isnan(kw["tp_stop"])
-    assert FillModel().vectorbt_kwargs()["upon_opposite_entry"] == "close"
+    assert kw["price"] == math.inf and kw["stop_entry_price"] == "close"
+    assert FillModel(size=0.5).vectorbt_kwargs()["upon_opposite_entry"] == "close"
+    full = FillModel().vectorbt_kwargs()
+    assert full["upon_opposite_entry"] == "reversereduce" and full["accumulate"] == "removeonly"
+    nxt = FillModel(fill="next_open").vectorbt_kwargs()
+    assert nxt["price"] == -math.inf and nxt["stop_entry_price"] == "price"
     assert all(isinstance(v, bool | int | float | str) for v in kw.values())
 
 
@@ -91,11 +106,53 @@ def test_value_sizing_reverses_in_one_fill_and_splits_fees():
     assert b.trades[-1].pnl == pytest.approx((20 - 16) * 5.0 - (f2.fee - close_fee) - f3.fee)
 
 
-def test_percent_sizing_closes_on_an_opposite_entry():
-    b = PaperBroker(FillModel(fees=0.0))
+def test_percent_sizing_reverses_on_an_opposite_entry_symmetrically_for_both_sides():
+    fees = 0.001
+    b = PaperBroker(FillModel(fees=fees, init_cash=1000.0))
+    [f0] = b.on_bar(C(0, 10, 10, 10, 10), Signal(0, entry=True))
+    q = f0.qty
+    # long -> short in one fill: close the long, then short all that the freed cash backs
+    [f1] = b.on_bar(C(1, 11, 11, 11, 11), Signal(60_000, short_entry=True))
+    freed = q * 11 * (1 - fees)
+    assert f1.reason == "reverse" and f1.side == "sell" and b.side == "short"
+    assert f1.qty == pytest.approx(q + freed / (11 * (1 + fees)), rel=1e-12)
+    assert b.state.position == pytest.approx(-freed / (11 * (1 + fees)), rel=1e-12)
+    [long_trade] = b.trades
+    assert long_trade.side == "long" and long_trade.exit_price == 11
+    # short -> long in one fill: cover, then go long with all the cash
+    cash = b.state.cash
+    [f2] = b.on_bar(C(2, 10, 10, 10, 10), Signal(120_000, entry=True))
+    assert f2.reason == "reverse" and f2.side == "buy" and b.side == "long"
+    assert f2.qty == pytest.approx(cash / (1 + fees) / 10, rel=1e-12)
+    assert [t.side for t in b.trades] == ["long", "short"]
+
+
+def test_percent_sizing_below_one_closes_on_an_opposite_entry():
+    b = PaperBroker(FillModel(fees=0.0, size=0.5))
     b.on_bar(C(0, 10, 10, 10, 10), Signal(0, entry=True))
     [f] = b.on_bar(C(1, 11, 11, 11, 11), Signal(60_000, short_entry=True))
     assert f.reason == "exit" and b.side == "flat"
+
+
+def test_next_open_fills_the_signal_at_the_next_candles_open_and_persists_it():
+    m = FillModel(fees=0.001, slippage=0.001, fill="next_open", init_cash=1000.0)
+    b = PaperBroker(m, stop_loss=0.1)
+    assert b.on_bar(C(0, 10, 10, 10, 10), Signal(0, entry=True)) == []  # decided, not yet filled
+    assert b.state.pending == [True, False, False, False] and b.side == "flat"
+    # a restart between the signal and the next candle keeps the pending signal
+    b = PaperBroker(m, BrokerState.from_dict(json.loads(json.dumps(b.state.to_dict()))), stop_loss=0.1)
+    # the next candle that exists (after an outage: candle 5) fills it at its open
+    [f] = b.on_bar(C(5, 12, 13, 11, 12.5))
+    assert f.time_ms == 5 * 60_000 and f.side == "buy" and f.reason == "entry"
+    assert f.price == pytest.approx(12 * 1.001, rel=1e-15)
+    assert f.qty == pytest.approx(1000.0 / 1.001 / (12 * 1.001), rel=1e-12)
+    assert b.state.pending is None
+    assert b.state.sl_price == 12  # the stop's reference is the open, without slippage
+    # the stop is checked from the candle after the fill; it drops a signal due at the same open
+    b.on_bar(C(6, 12, 12, 12, 12), Signal(6 * 60_000, exit=True))
+    [s] = b.on_bar(C(7, 10, 10, 10, 10))
+    assert s.reason == "stop_loss" and s.price == pytest.approx(10 * 0.999) and b.side == "flat"
+    assert b.state.pending is None
 
 
 def test_conflicting_signals_cancel():
@@ -131,7 +188,14 @@ def _random_run(n=3000, seed=0, **model):
     return t, ohlc, sig
 
 
-@pytest.mark.parametrize("model", [FillModel(), FillModel(size=300, size_type="value", slippage=0.001)])
+@pytest.mark.parametrize(
+    "model",
+    [
+        FillModel(),
+        FillModel(size=300, size_type="value", slippage=0.001),
+        FillModel(fill="next_open", slippage=0.001),
+    ],
+)
 def test_restart_from_serialised_state_continues_identically(model):
     t, ohlc, (e, x, se, sx) = _random_run()
     fills, trades, _ = simulate(model, t, ohlc, e, x, se, sx, stop_loss=0.02, take_profit=0.03)
@@ -170,7 +234,8 @@ def test_trades_frame_columns():
     t, ohlc, (e, x, _, _) = _random_run(n=500, seed=4)
     _, trades, _ = simulate(FillModel(), t, ohlc, e, x)
     df = trades_frame(trades)
-    assert list(df.columns) == ["entry_time", "exit_time", "side", "size", "entry_price", "exit_price", "pnl", "fees"]
+    assert list(df.columns) == list(TRADE_COLUMNS)
+    assert df["duration"].dtype.kind == "m" and set(df["exit_reason"]) <= set(EXIT_REASONS)
     assert len(df) == len(trades) > 0
     assert str(df["entry_time"].dt.tz) == "UTC"
     assert (df["exit_time"] >= df["entry_time"]).all()
@@ -182,3 +247,52 @@ def test_for_strategy_takes_the_strategys_stops():
 
     b = PaperBroker.for_strategy(EmaCross(stop_loss=0.02), FillModel(fees=0.0))
     assert (b.stop_loss, b.take_profit) == (0.02, None) and b.model.fees == 0.0
+
+
+def test_trade_records_say_why_each_trade_ended_and_how_far_price_went():
+    b = PaperBroker(FillModel(fees=0.0, size=1.0, size_type="amount"), stop_loss=0.2)
+    b.on_bar(C(0, 100, 101, 99, 100), Signal(0, entry=True))  # long at 100 (its own candle does not count)
+    b.on_bar(C(1, 100, 104, 97, 102))  # held fully: range 97..104
+    b.on_bar(C(2, 102, 108, 101, 106), Signal(120_000, short_entry=True))  # reverse at the close: counts
+    [long_trade] = b.trades
+    assert long_trade.exit_reason == "reverse" and long_trade.side == "long"
+    assert (long_trade.mae, long_trade.mfe) == (100 - 97, 108 - 100)
+    b.on_bar(C(3, 106, 107, 103, 104))  # short from 106: range 103..107
+    assert b.open_trade() == b.open_trade() and b.open_trade().exit_reason == "open"
+    ot = b.open_trade()
+    assert (ot.exit_time, ot.exit_price, ot.pnl, ot.mae, ot.mfe) == (180_000, 104, 2.0, 1.0, 3.0)
+    [stop] = b.on_bar(C(4, 110, 130, 100, 125))  # stop-loss at 106 * 1.2 = 127.2: only the exit counts
+    assert stop.reason == "stop_loss"
+    short_trade = b.trades[-1]
+    assert short_trade.exit_reason == "stop_loss" and short_trade.exit_price == pytest.approx(127.2)
+    assert short_trade.mae == pytest.approx(127.2 - 106) and short_trade.mfe == pytest.approx(106 - 103)
+    assert b.open_trade() is None
+    df = trades_frame(b.trades)
+    assert list(df["exit_reason"]) == ["reverse", "stop_loss"]
+    assert list(df["duration"].dt.total_seconds()) == [120.0, 120.0]
+    assert df["return_pct"].iloc[0] == pytest.approx(6 / 100)
+    assert df["mae_pct"].iloc[0] == pytest.approx(0.03) and df["mfe_pct"].iloc[1] == pytest.approx(3 / 106)
+
+
+def test_a_signals_own_trailing_stop_follows_the_best_price_and_survives_a_restart():
+    m = FillModel(fees=0.0, size=1.0, size_type="amount", fill="next_open")
+    b = PaperBroker(m, stop_loss=0.5)  # the strategy's own (wide) stop, replaced by the signal's
+    b.on_bar(C(0, 100, 100, 100, 100), Signal(0, entry=True, trailing_stop=5.0))
+    assert b.state.pending == [True, False, False, False, None, None, 5.0, None]
+    b = PaperBroker(m, BrokerState.from_dict(json.loads(json.dumps(b.state.to_dict()))), stop_loss=0.5)
+    [f] = b.on_bar(C(1, 100, 103, 99, 102))  # filled at the open; trailing from the next candle on
+    assert f.price == 100 and b.state.sl_trail and b.state.sl_stop == 5.0 / 100 and b.state.sl_price == 100
+    assert b.on_bar(C(2, 102, 110, 101, 109)) == [] and b.state.sl_price == 110  # moved up to the high
+    [x] = b.on_bar(C(3, 108, 108, 100, 101))  # 110 * (1 - 0.05) = 104.5
+    assert x.reason == "trailing_stop" and x.price == pytest.approx(104.5)
+    assert b.trades[-1].exit_reason == "trailing_stop" and not b.state.sl_trail
+
+
+def test_a_signals_own_stop_and_target_are_price_distances_from_the_fill():
+    b = PaperBroker(FillModel(fees=0.0, size=1.0, size_type="amount"), take_profit=0.5)
+    b.on_bar(C(0, 100, 100, 100, 200), Signal(0, short_entry=True, stop_loss=10.0, take_profit=20.0))
+    assert (b.state.sl_stop, b.state.tp_stop) == (10.0 / 200, 20.0 / 200)
+    [x] = b.on_bar(C(1, 195, 196, 179, 185))  # target 200 - 20 = 180 reached
+    assert x.reason == "take_profit" and x.price == pytest.approx(180.0)
+    b.on_bar(C(2, 100, 100, 100, 100), Signal(120_000, entry=True))  # no distances: the strategy's fractions
+    assert (b.state.sl_stop, b.state.tp_stop) == (None, 0.5)

@@ -221,3 +221,59 @@ def test_daemon_process_status_live_changes_failures_and_graceful_stop(sqlite_ur
     assert "stopping: finishing the candle in hand" in log and "Traceback" not in log
     assert candles > 0
     store.dispose()
+
+
+def test_a_next_open_signal_and_trade_extremes_survive_restarts(candles, sqlite_url):
+    """Restart from the database after every candle that decided a signal, and every 7 candles: the
+    signal waiting for the next open and the open trade's extremes are in the checkpoint, so the
+    ledger still equals the next_open backtest, exit reasons and excursions included."""
+    import numpy as np
+    import pandas as pd
+
+    import kit.backtest
+    from kit.broker import BrokerState, FillModel
+    from kit.store import ledger, trades
+
+    store = Store(sqlite_url)
+    store.migrate()
+    users.add(store, "alice", "pw")
+    strat = EmaCross(fast=3, slow=8, short=True, stop_loss=0.003)
+    model = FillModel(slippage=0.0005, fill="next_open")
+    first = candles[0][0]
+    rec = strategies.upsert(store, "alice", name="n", class_path=type(strat).path, params=strat.params,
+                            symbol="BTCUSDT", interval="1m", broker=model.to_dict(), start_time=first)  # fmt: skip
+    flat = {"size": 0.0, "cash": model.init_cash, "equity": model.init_cash}
+    ledger.ensure_checkpoint(store, rec, first - 1, BrokerState(cash=model.init_cash).to_dict(), flat)
+
+    def boot(seen: int) -> Book:
+        cp = ledger.load_checkpoints(store)[rec.id]
+        book = Book()
+        book.add(rec, cp.last_open_time, cp.broker_state)
+        for c in candles[:seen]:  # the engine's history: warm-up only, nothing is written again
+            res = book.on_candle("BTCUSDT", "1m", c)
+            assert not res.writes and not res.advance
+        return book
+
+    book, restarts = boot(0), 0
+    for i, c in enumerate(candles):
+        res = book.on_candle("BTCUSDT", "1m", c)
+        ledger.commit(store, res.writes, [(res.open_time, res.advance)] if res.advance else None)
+        if any(w.last_signal for w in res.writes) or i % 7 == 0:
+            book, restarts = boot(i + 1), restarts + 1
+    frame = pd.DataFrame(
+        [c[1:6] for c in candles], columns=["open", "high", "low", "close", "volume"],
+        index=pd.DatetimeIndex(pd.to_datetime([c[0] for c in candles], unit="ms", utc=True), name="open_time"),
+    )  # fmt: skip
+    want = kit.backtest.run(strat, frame, model=model).trades
+    got = trades.list(store, "alice")
+    assert restarts > 10 and len(want) > 10 and {"long", "short"} <= set(want["side"])
+    assert len(got) == len(want)
+    assert (got["entry_time"].to_numpy() == want["entry_time"].to_numpy()).all()
+    assert (got["exit_time"].to_numpy() == want["exit_time"].to_numpy()).all()
+    np.testing.assert_allclose(got["entry_price"], want["entry_price"], rtol=1e-9)
+    np.testing.assert_allclose(got["exit_price"], want["exit_price"], rtol=1e-9)
+    closed = want["exit_reason"] != "open"
+    assert list(got["exit_reason"]) == list(want["exit_reason"])
+    for col in ("mae", "mfe"):
+        np.testing.assert_allclose(got[col][closed], want[col][closed], rtol=1e-9, atol=1e-9, err_msg=col)
+    store.dispose()

@@ -18,16 +18,24 @@ import pytest
 
 from kit.broker import FillModel
 from kit.store import NotFound, Store, ledger, strategies, trades, users
-from kit.strategies import EmaCross, RsiReversion
+from kit.strategies import AtrTrend, EmaCross, RsiReversion, VolTrend
 from tests.fixtures.daemon import TcpProxy, get_json, wait_for
 
 ROWS, START_ROW, SPEED = 900, 250, 1200
 MODEL = FillModel(fees=0.001, slippage=0.0005)
-# Shorts that reverse in one fill need fixed-value sizing (percent sizing only closes).
 VALUE_MODEL = FillModel(fees=0.0005, slippage=0.0002, size=2_000.0, size_type="value")
+# All-cash sizing reversing long <-> short, filled at the next candle's open: the signal waiting
+# for that open must survive every kill (it is part of the checkpointed broker state).
+NEXT_OPEN_MODEL = FillModel(fees=0.001, slippage=0.0005, fill="next_open")
+# Sizes per signal (units from the ATR), long/short, filled at the next open.
+AMOUNT_MODEL = FillModel(fees=0.001, size=0.01, size_type="amount", fill="next_open")
 
 
-def _promote_all(store: Store, first_ms: int) -> dict[str, list[tuple[int, object]]]:
+def _promote_all(store: Store, first_ms: int, *, features: bool = False) -> dict[str, list[tuple[int, object]]]:
+    """Two users' strategies; ``features`` adds the strategy-model features (next_open fills, percent
+    reversals, stops and sizes per signal), which the SIGKILL test must cover; the outage test keeps
+    the base load, since its subject is the database, and every extra trading strategy slows the
+    backlog's drain through the proxy."""
     users.add(store, "alice", "pw-a")
     users.add(store, "bob", "pw-b", role="admin")
     plan = {
@@ -36,11 +44,20 @@ def _promote_all(store: Store, first_ms: int) -> dict[str, list[tuple[int, objec
         "bob": [(EmaCross(fast=3, slow=8), "BTCUSDT", MODEL),
                 (RsiReversion(period=6, lower=40.0, upper=60.0), "ETHUSDT", MODEL)],
     }  # fmt: skip
+    if features:
+        plan["alice"] += [
+            (EmaCross(fast=4, slow=10, short=True), "BTCUSDT", NEXT_OPEN_MODEL),
+            (AtrTrend(fast=5, slow=13, atr=10, stop_atr=1.5), "ETHUSDT", NEXT_OPEN_MODEL),
+        ]
+        plan["bob"] += [(RsiReversion(period=6, lower=35.0, upper=65.0, short=True, stop_loss=0.004), "ETHUSDT",
+                         NEXT_OPEN_MODEL),
+                        (VolTrend(fast=4, slow=12, atr=10, risk=20.0), "BTCUSDT", AMOUNT_MODEL)]  # fmt: skip
     out: dict[str, list[tuple[int, object]]] = {}
     for user, items in plan.items():
-        for strat, sym, model in items:
+        for i, (strat, sym, model) in enumerate(items):
             rec = strategies.upsert(
-                store, user, name=f"{type(strat).__name__}-{sym}", class_path=type(strat).path, params=strat.params,
+                store, user, name=f"{type(strat).__name__}-{sym}-{i}", class_path=type(strat).path,
+                params=strat.params,
                 symbol=sym, interval="1m", broker=model.to_dict(), start_time=first_ms,
             )  # fmt: skip
             out.setdefault(user, []).append((rec.id, strat))
@@ -78,15 +95,24 @@ def _assert_equals_backtest(store: Store, plan, frames) -> None:
         for sid, strat in items:
             rec = strategies.get(store, user, sid)
             res = kit.backtest.run(strat, frames[rec.symbol], model=FillModel(**rec.broker))
-            bt = res.trades
-            live = trades.list(store, user, sid)
+            bt_all = res.trades
+            live_all = trades.list(store, user, sid)
+            # an open position is the last row of both, with the same entry (the ledger values it at
+            # the last candle it recorded a change on, the backtest at the last close)
+            assert list(live_all["exit_reason"] == "open") == list(bt_all["exit_reason"] == "open")
+            opened = bt_all["exit_reason"] == "open"
+            for col in ("entry_time", "side"):
+                assert list(live_all[col][opened]) == list(bt_all[col][opened])
+            np.testing.assert_allclose(live_all["size"][opened], bt_all["size"][opened], rtol=1e-9)
+            bt, live = bt_all[~opened], live_all[~opened]
             assert len(bt) > 2, f"{user}/{sid}: too few trades to prove anything"
             assert len(live) == len(bt), f"{user}/{sid}: {len(live)} live trades vs {len(bt)} in the backtest"
             for col in ("entry_time", "exit_time"):
                 assert _ms(live[col]) == _ms(bt[col]), f"{user}/{sid}: {col} differ"
             assert list(live["side"]) == list(bt["side"])
-            for col in ("entry_price", "exit_price", "size"):
-                np.testing.assert_allclose(live[col], bt[col], rtol=1e-9, err_msg=f"{user}/{sid} {col}")
+            assert list(live["exit_reason"]) == list(bt["exit_reason"]), f"{user}/{sid}: exit reasons differ"
+            for col in ("entry_price", "exit_price", "size", "mae", "mfe"):
+                np.testing.assert_allclose(live[col], bt[col], rtol=1e-9, atol=1e-9, err_msg=f"{user}/{sid} {col}")
             np.testing.assert_allclose(live["pnl"], bt["pnl"], rtol=1e-6, atol=1e-6, err_msg=f"{user}/{sid} pnl")
             np.testing.assert_allclose(live["fees"], bt["fees"], rtol=1e-6, atol=1e-9)
             # Positions equal, and every fill is there exactly once.
@@ -126,7 +152,7 @@ def test_sigkill_at_random_points_then_trades_equal_backtest(db_url, cluster_fac
     store = Store(db_url)
     store.migrate()
     first_ms = int(frames["BTCUSDT"].index[0].value // 1_000_000)
-    plan = _promote_all(store, first_ms)
+    plan = _promote_all(store, first_ms, features=True)
     ids = [sid for items in plan.values() for sid, _ in items]
     rng = random.Random(5)
     cluster.exchange_start()

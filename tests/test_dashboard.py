@@ -443,6 +443,11 @@ async def test_open_positions_keep_their_market_live_for_unrealised_pnl(simulato
         rows = view.strategies.value.set_index("name")
         assert math.isfinite(rows.loc["alice-rsi", "unrealised P&L"])
         assert math.isnan(rows.loc["alice-ema", "unrealised P&L"])
+        # the trades table has the backtest's trade-record columns; closed trades only (the open
+        # position is the strategies table's, at the live price)
+        table = view.trades.value
+        assert {"exit_reason", "duration", "return_pct", "mae_pct", "mfe_pct"} <= set(table.columns)
+        assert len(table) == rows["trades"].sum() and "open" not in set(table["exit_reason"])
     finally:
         view.close()
         store.dispose()

@@ -256,3 +256,22 @@ def test_trades_with_more_columns_or_an_open_exit_are_drawn(frame):
     assert exits, "the exit markers of the closed trades"
     with pytest.raises(KitError, match="rows"):
         plots.candles(frame, indicators={"short": np.ones(10)})
+
+
+def test_an_open_position_has_its_entry_marker_but_no_exit_marker(frame):
+    import pandas as pd
+
+    from kit import plots
+
+    full = bt.run(BollingerBreakout(), frame).trades
+    k = int(full["duration"].idxmax())
+    cut = frame.loc[: full["entry_time"].iloc[k] + pd.Timedelta(hours=1)]
+    res = bt.run(BollingerBreakout(), cut)
+    tr = res.trades
+    assert tr["exit_reason"].iloc[-1] == "open"
+    fig = plots.to_bokeh(plots.backtest(res))
+    closed = tr[tr["exit_reason"] != "open"]["exit_price"].to_numpy()
+    prices = _columns(fig, "price")
+    assert any(len(c) == len(tr) for c in prices)  # every entry, the open one included
+    assert any(len(c) == len(closed) and np.allclose(np.sort(c), np.sort(closed)) for c in prices)
+    assert not any(len(c) == len(tr) and np.isclose(c, cut["close"].iloc[-1]).any() for c in prices)

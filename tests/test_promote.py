@@ -331,3 +331,15 @@ def test_the_daemon_will_not_resume_a_ledger_an_older_kit_moved_to_another_symbo
     assert cluster.daemon_term() == 0
     assert "Traceback" not in cluster.daemon_log()
     store.dispose()
+
+
+def test_promote_stores_the_fill_time_with_the_strategy(store):
+    from kit.broker import FillModel
+
+    rec = kit.promote(EmaCross(), user="alice", symbol="BTCUSDT", interval="1m", fill="next_open", store=store,
+                      check_import=False)  # fmt: skip
+    assert rec.broker["fill"] == "next_open" and FillModel(**rec.broker).next_open  # what the daemon builds
+    plain = kit.promote(EmaCross(), user="bob", symbol="BTCUSDT", interval="1m", store=store, check_import=False)
+    assert plain.broker["fill"] == "close"
+    with pytest.raises(ConfigError, match="fill"):
+        kit.promote(EmaCross(), user="alice", symbol="BTCUSDT", interval="1m", fill="open", store=store)

@@ -1,5 +1,7 @@
 """The parity proof: trades through the live path (simulator -> feed -> engine -> live rules -> paper
-broker) equal the vectorbt backtest's, on real data with and without exchange outages."""
+broker) equal the vectorbt backtest's, on real data with and without exchange outages: every column
+of ``.trades`` (exit reasons, durations, excursions, an open position at the end), with fills at
+the close or the next open, long/short reversals in every sizing mode, and stops and sizes per signal."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from kit.broker import FillModel
 from kit.market.files import count_gaps, read_candles, to_ms
 from kit.market.intervals import interval_ms
 from kit.replay import replay
-from kit.strategies import BollingerBreakout, EmaCross, RsiReversion
+from kit.strategies import AtrTrend, BollingerBreakout, EmaCross, RsiReversion, VolTrend
 
 # (file, first row, rows, real outages inside the slice)
 SLICES = [
@@ -35,10 +37,61 @@ SHORTS_VALUE_STOPS = (
     ],
 )
 
+# The default sizing (all the cash) reverses long <-> short in one fill, both ways.
+SHORTS_PERCENT_REVERSE = (
+    FillModel(fees=0.001, slippage=0.0003),
+    [
+        EmaCross(fast=8, slow=21, short=True),
+        RsiReversion(period=10, lower=30, upper=70, short=True, take_profit=0.03),
+    ],
+)
+# Signals fill at the next candle's open (after an outage: the first candle that exists).
+NEXT_OPEN = (
+    FillModel(fees=0.001, slippage=0.0005, fill="next_open"),
+    [
+        EmaCross(fast=8, slow=21),
+        RsiReversion(period=7, lower=25, upper=75, short=True, stop_loss=0.01),
+        BollingerBreakout(period=30, width=1.5, short=True, stop_loss=0.02, take_profit=0.03),
+    ],
+)
+NEXT_OPEN_VALUE = (
+    FillModel(fees=0.002, size=1_000.0, size_type="value", init_cash=5_000.0, fill="next_open"),
+    [EmaCross(fast=5, slow=30, short=True, take_profit=0.02)],
+)
+# Stops per signal (ATR multiples as price distances), trailing or fixed with a target.
+ATR_STOPS = (
+    FillModel(fees=0.001, slippage=0.0003),
+    [AtrTrend(fast=8, slow=21), AtrTrend(fast=10, slow=30, trail=False, target_atr=3.0, short=False)],
+)
+ATR_STOPS_NEXT_OPEN = (
+    FillModel(fees=0.002, size=1_000.0, size_type="value", init_cash=5_000.0, fill="next_open"),
+    [AtrTrend(fast=8, slow=21, stop_atr=3.0, target_atr=6.0)],
+)
+# Sizes per signal from the ATR (each stop risks the same amount), in base units.
+VOL_SIZED = (
+    FillModel(fees=0.001, size=0.01, size_type="amount", init_cash=50_000.0),
+    [VolTrend(fast=8, slow=21, risk=50.0), VolTrend(fast=10, slow=30, risk=80.0, trail=True, short=False)],
+)
+VOL_SIZED_NEXT_OPEN = (
+    FillModel(fees=0.001, slippage=0.0005, size=0.01, size_type="amount", init_cash=50_000.0, fill="next_open"),
+    [VolTrend(fast=8, slow=21, risk=50.0, target_atr=5.0)],
+)
+GROUPS = {
+    "long-percent": LONG_PERCENT,
+    "shorts-value-stops": SHORTS_VALUE_STOPS,
+    "shorts-percent-reverse": SHORTS_PERCENT_REVERSE,
+    "next-open": NEXT_OPEN,
+    "next-open-value": NEXT_OPEN_VALUE,
+    "atr-stops": ATR_STOPS,
+    "atr-stops-next-open-value": ATR_STOPS_NEXT_OPEN,
+    "vol-sized": VOL_SIZED,
+    "vol-sized-next-open": VOL_SIZED_NEXT_OPEN,
+}
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("name", "first", "rows", "outages"), SLICES, ids=[s[0] for s in SLICES])
-@pytest.mark.parametrize("group", [LONG_PERCENT, SHORTS_VALUE_STOPS], ids=["long-percent", "shorts-value-stops"])
+@pytest.mark.parametrize("group", list(GROUPS.values()), ids=list(GROUPS))
 def test_replayed_trades_equal_backtest_trades(shared_data_dir, name, first, rows, outages, group):
     model, strategies = group
     frame = read_candles(shared_data_dir / f"{name}.csv.gz").iloc[first : first + rows]
@@ -54,6 +107,8 @@ def test_replayed_trades_equal_backtest_trades(shared_data_dir, name, first, row
         want = res.trades
         got = live.trades
         assert len(want) > 0, f"{strategy!r} made no trades: the comparison would be empty"
+        if strategy.has_shorts and model.reverses:  # long/short alternate: reversals happen
+            assert {"long", "short"} <= set(want["side"])
         assert len(got) == len(want), f"{strategy!r}: replay {len(got)} trades, backtest {len(want)}"
         assert (got["entry_time"].to_numpy() == want["entry_time"].to_numpy()).all()
         assert (got["exit_time"].to_numpy() == want["exit_time"].to_numpy()).all()
@@ -63,6 +118,11 @@ def test_replayed_trades_equal_backtest_trades(shared_data_dir, name, first, row
         np.testing.assert_allclose(got["size"].to_numpy(), want["size"].to_numpy(), rtol=1e-9, atol=0)
         np.testing.assert_allclose(got["pnl"].to_numpy(), want["pnl"].to_numpy(), rtol=0, atol=1e-6)
         np.testing.assert_allclose(got["fees"].to_numpy(), want["fees"].to_numpy(), rtol=0, atol=1e-6)
+        # the trade records people read: why each ended, how long, how far price went
+        assert list(got["exit_reason"]) == list(want["exit_reason"])
+        assert (got["duration"].to_numpy() == want["duration"].to_numpy()).all()
+        for col in ("mae", "mfe", "return_pct", "mae_pct", "mfe_pct"):
+            np.testing.assert_allclose(got[col].to_numpy(), want[col].to_numpy(), rtol=1e-9, atol=1e-9, err_msg=col)
         # every live signal fell on a candle where the batch rules signalled too
         sig = res.signals
         mask = sig.entries | sig.exits

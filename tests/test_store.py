@@ -9,9 +9,12 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from kit.broker import TRADE_COLUMNS, FillModel, PaperBroker
 from kit.errors import ConfigError
+from kit.market import Candle
 from kit.store import NotFound, Store, events, ledger, strategies, trades, users
 from kit.store.ledger import CandleWrite
+from kit.strategy import Signal
 from tests.fixtures.store import head_revision
 
 T0 = 1_700_000_000_000  # a candle open time, ms
@@ -222,7 +225,7 @@ def test_ledger_writes_trades_once_even_when_a_candle_is_replayed(store):
     assert ledger.commit(store, [sell, buy]) == 1
     assert ledger.commit(store, [sell]) == 0
     tr = trades.list(store, alice)
-    assert list(tr.columns) == [*trades.TRADE_COLUMNS, "strategy_id"]
+    assert list(tr.columns) == [*TRADE_COLUMNS, "strategy_id"]
     assert len(tr) == 1
     row = tr.iloc[0]
     assert row.entry_time == pd.Timestamp(T0, unit="ms", tz="UTC") and row.exit_price == 105.0 and row.pnl == 4.8
@@ -238,6 +241,49 @@ def test_ledger_writes_trades_once_even_when_a_candle_is_replayed(store):
     cp = ledger.load_checkpoints(store)[rec.id]
     assert cp.last_open_time == T0 + 60_000 and cp.broker_state == {"pos": 0}
     assert strategies.get(store, alice, rec.id).last_signal == "exit"
+
+
+def test_trades_carry_exit_reason_and_excursions_and_the_open_position_is_the_last_row(store):
+    alice = users.add(store, "alice", "pw")
+    rec = _promote(store, alice)
+    b = PaperBroker(FillModel(fees=0.0, size=1.0, size_type="amount", init_cash=1000.0))
+    ledger.ensure_checkpoint(store, rec, T0 - 60_000, b.state.to_dict(), {"size": 0.0, "cash": 1000, "equity": 1000})
+    bars = [(100, 101, 99, 100, "entry"), (100, 104, 97, 102, None), (102, 108, 101, 106, "short_entry"),
+            (106, 107, 103, 104, None)]  # fmt: skip
+    for i, (o, h, lo, c, sig) in enumerate(bars):
+        t = T0 + i * 60_000
+        fills = b.on_bar(Candle(t, o, h, lo, c, 1.0), Signal(t, **{sig: True}) if sig else None)
+        w = CandleWrite(rec.id, rec.user_id, t, rec.version, broker_state=b.state.to_dict())
+        w.fills = [
+            {"seq": k, "side": f.side, "size": f.qty, "price": f.price, "fee": f.fee} for k, f in enumerate(fills)
+        ]
+        w.trades = [{"seq": k, **tr._asdict()} for k, tr in enumerate(b.new_trades)]
+        assert ledger.commit(store, [w]) == 1
+    tr = trades.list(store, alice)
+    assert list(tr.columns) == [*TRADE_COLUMNS, "strategy_id"]
+    assert list(tr["exit_reason"]) == ["reverse", "open"] and list(tr["side"]) == ["long", "short"]
+    closed, still_open = tr.iloc[0], tr.iloc[1]
+    assert (closed.mae, closed.mfe, closed.return_pct) == (3.0, 8.0, 0.06)
+    assert closed.duration == pd.Timedelta(minutes=2)
+    assert still_open.exit_time == pd.Timestamp(T0 + 180_000, unit="ms", tz="UTC") and still_open.exit_price == 104
+    assert (still_open.pnl, still_open.mae, still_open.mfe) == (2.0, 1.0, 3.0)
+    assert list(trades.list(store, alice, include_open=False)["exit_reason"]) == ["reverse"]
+    assert list(trades.equity(store, alice, rec.id)) == [1000.0, 1006.0]  # realised only
+
+
+def test_ledger_keeps_only_the_newest_broker_state_of_a_batch_but_every_fill(store):
+    alice = users.add(store, "alice", "pw")
+    rec = _promote(store, alice)
+    ledger.ensure_checkpoint(store, rec, T0 - 60_000, {"n": -1}, {"size": 0.0, "cash": 1000.0, "equity": 1000.0})
+    ws = [CandleWrite(rec.id, rec.user_id, T0 + i * 60_000, rec.version, broker_state={"n": i}) for i in range(5)]
+    ws[2].fills = [{"seq": 0, "side": "buy", "size": 1.0, "price": 100.0, "fee": 0.1}]
+    assert ledger.commit(store, ws) == 2  # the fill's candle and the newest state
+    cp = ledger.load_checkpoints(store)[rec.id]
+    assert cp.last_open_time == T0 + 4 * 60_000 and cp.broker_state == {"n": 4}
+    assert list(trades.fills(store, alice)["price"]) == [100.0]
+    # a state-only write with no newer state in its batch is kept
+    assert ledger.commit(store, [CandleWrite(rec.id, rec.user_id, T0 + 5 * 60_000, 1, broker_state={"n": 5})]) == 1
+    assert ledger.load_checkpoints(store)[rec.id].broker_state == {"n": 5}
 
 
 def test_no_function_reaches_another_users_rows(store):
@@ -384,6 +430,27 @@ def test_upgrade_from_the_first_schema_keeps_data(db_url):
     s.downgrade("0001")
     s.migrate()
     assert strategies.list(s, "old")[0].name == "legacy"
+    s.dispose()
+
+
+def test_upgrade_to_0002_strategy_keeps_old_trades_without_inventing_reasons(db_url):
+    s = Store(db_url)
+    s.migrate("0002")
+    alice = users.add(s, "alice", "pw")
+    rec = _promote(s, alice)
+    with s.engine.begin() as conn:
+        conn.execute(sa.text(
+            "insert into trades (strategy_id, user_id, seq, entry_time, exit_time, side, size, entry_price, "
+            f"exit_price, pnl, fees) values ({rec.id}, {alice.id}, 0, 0, 60000, 'long', 1.0, 100.0, 101.0, 0.8, 0.2)"
+        ))  # fmt: skip
+    s.migrate()
+    assert s.current_revision() == "0002_strategy"
+    [old] = trades.list(s, alice).itertuples()
+    assert old.exit_reason is None and pd.isna(old.mae) and pd.isna(old.mfe_pct) and old.pnl == 0.8
+    assert old.return_pct == pytest.approx(0.008)
+    s.downgrade("0002")
+    s.migrate()
+    assert len(trades.list(s, alice)) == 1
     s.dispose()
 
 

@@ -37,7 +37,8 @@ def test_cli_users_strategies_trades_and_db():
     ledger.ensure_checkpoint(store, rec, 0, {}, {"size": 0.0, "cash": 0.0, "equity": 0.0})
     ledger.commit(store, [CandleWrite(rec.id, rec.user_id, 120_000, 1, trades=[
         {"seq": 0, "entry_time": 60_000, "exit_time": 120_000, "side": "long", "size": 2.0, "entry_price": 10.0,
-         "exit_price": 11.0, "pnl": 1.9, "fees": 0.1}])])  # fmt: skip
+         "exit_price": 11.0, "pnl": 1.9, "fees": 0.1, "exit_reason": "take_profit", "mae": 0.5,
+         "mfe": 1.5}])])  # fmt: skip
 
     listing = kit("users", "list").stdout
     assert "alice" in listing and "admin" in listing and "1 (1 on)" in listing
@@ -56,7 +57,8 @@ def test_cli_users_strategies_trades_and_db():
     js = json.loads(kit("trades", "--user", "alice", "--json").stdout)
     assert js == [{"entry_time": "1970-01-01T00:01:00.000Z", "exit_time": "1970-01-01T00:02:00.000Z", "side": "long",
                    "size": 2.0, "entry_price": 10.0, "exit_price": 11.0, "pnl": 1.9, "fees": 0.1,
-                   "strategy_id": rec.id}]  # fmt: skip
+                   "exit_reason": "take_profit", "duration": "P0DT0H1M0S", "return_pct": 0.095, "mae": 0.5,
+                   "mae_pct": 0.05, "mfe": 1.5, "mfe_pct": 0.15, "strategy_id": rec.id}]  # fmt: skip
     assert "no trades for root" in kit("trades", "--user", "root").stdout
     ghost = kit("trades", "--user", "ghost")
     assert ghost.returncode == 2 and ghost.stderr.strip() == "error: unknown user 'ghost'"

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from kit.errors import ConfigError, DataError, KitError
 from kit.market import Candle
 from kit.market.files import read_candles
-from kit.strategies import BollingerBreakout, EmaCross, RsiReversion
+from kit.strategies import AtrTrend, BollingerBreakout, EmaCross, RsiReversion, VolTrend
 from kit.strategy import Columns, Param, Signal, Signals, Strategy, check_frame, crossed_above, crossed_below, shift
 
 VARIANTS = [
@@ -25,6 +25,9 @@ VARIANTS = [
     EmaCross(fast=5, slow=40, short=True),
     BollingerBreakout(),
     BollingerBreakout(period=10, width=1.5, short=True),
+    AtrTrend(fast=5, slow=20),
+    AtrTrend(fast=8, slow=30, trail=False, target_atr=3.0, short=False),
+    VolTrend(fast=5, slow=20, risk=50.0),
 ]
 
 
@@ -152,6 +155,8 @@ def test_ready_strategies_validate_their_parameters():
         BollingerBreakout(width=0)
     with pytest.raises(ValueError, match="stop_loss"):
         EmaCross(stop_loss=-0.1)
+    with pytest.raises(ValueError, match="stop_atr"):
+        AtrTrend(stop_atr=0)
 
 
 def test_to_dict_round_trip_and_load_errors():
@@ -264,7 +269,19 @@ def test_garbage_from_signals_is_rejected(frame):
         def signals(self, d):
             return 42
 
-    for klass, needle in [(WrongLength, "shape"), (NotBool, "boolean"), (HalfShort, "both"), (NotSignals, "Signals")]:
+    class TextStops(Toy):
+        def signals(self, d):
+            z = np.zeros(d.rows, bool)
+            return Signals(z, z, stop_loss=np.full(d.rows, "2 atr"))
+
+    class ShortStops(Toy):
+        def signals(self, d):
+            z = np.zeros(d.rows, bool)
+            return Signals(z, z, trailing_stop=d.close[:-1])
+
+    cases = [(WrongLength, "shape"), (NotBool, "boolean"), (HalfShort, "both"), (NotSignals, "Signals"),
+             (TextStops, "stop_loss must be numbers"), (ShortStops, "trailing_stop has shape")]  # fmt: skip
+    for klass, needle in cases:
         with pytest.raises(TypeError, match=needle):
             klass().run_signals(frame.iloc[:20])
 
@@ -334,8 +351,19 @@ def test_live_evaluation_equals_batch_signals(frame, strategy):
     z = np.zeros(len(frame), bool)
     se = sig.short_entries if sig.short_entries is not None else z
     sx = sig.short_exits if sig.short_exits is not None else z
+
+    def stop(col, i):  # a row's stop distance as the live Signal carries it
+        return None if col is None or not col[i] > 0 else float(col[i])
+
     want = [
-        Signal(int(t[i]), bool(sig.entries[i]), bool(sig.exits[i]), bool(se[i]), bool(sx[i]))
+        Signal(
+            int(t[i]),
+            bool(sig.entries[i]),
+            bool(sig.exits[i]),
+            bool(se[i]),
+            bool(sx[i]),
+            *(stop(c, i) for c in (sig.stop_loss, sig.take_profit, sig.trailing_stop, sig.size)),
+        )
         for i in range(len(frame))
         if sig.entries[i] or sig.exits[i] or se[i] or sx[i]
     ]

@@ -8,9 +8,30 @@ import sys
 import types
 from typing import Any
 
-from kit.backtest._run import BacktestResult, from_signals, infer_freq, resolve_model, run, trades_from_portfolio
+from kit.backtest._run import (
+    BacktestResult,
+    Stops,
+    from_signals,
+    infer_freq,
+    resolve_model,
+    run,
+    size_array,
+    stop_arrays,
+    trades_from_portfolio,
+)
 
-__all__ = ["BacktestResult", "from_signals", "infer_freq", "resolve_model", "run", "sweep", "trades_from_portfolio"]
+__all__ = [
+    "BacktestResult",
+    "Stops",
+    "from_signals",
+    "infer_freq",
+    "resolve_model",
+    "run",
+    "size_array",
+    "stop_arrays",
+    "sweep",
+    "trades_from_portfolio",
+]
 
 
 def __getattr__(name: str):

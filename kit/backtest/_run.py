@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import warnings
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
-from kit.broker import TRADE_COLUMNS, FillModel, resolve_model
+from kit.broker import FillModel, resolve_model
+from kit.broker._simulate import build_trades
 from kit.strategy import Signals, Strategy
 
 
@@ -42,6 +43,81 @@ def vbt_frame(data: pd.DataFrame) -> pd.DataFrame:
     return data
 
 
+def delay(a: np.ndarray | None) -> np.ndarray | None:
+    """Signals one row later (``fill="next_open"``: decided on row i, filled at row i+1's open)."""
+    if a is None:
+        return None
+    out = np.zeros_like(a)
+    out[1:] = a[:-1]
+    return out
+
+
+class Stops(NamedTuple):
+    """Per-row stops at the rows where orders fill (vectorbt's ``sl_stop``/``tp_stop``/``sl_trail``):
+    fractions of the reference price, NaN where off."""
+
+    sl: np.ndarray
+    tp: np.ndarray
+    trail: np.ndarray
+
+
+def stop_arrays(
+    data: pd.DataFrame,
+    signals: Signals,
+    model: FillModel,
+    stop_loss: float | None = None,
+    take_profit: float | None = None,
+) -> Stops | None:
+    """The signals' per-row stop distances as vectorbt's per-row fractions (``None``: none given).
+
+    A distance on the deciding row applies at the fill row (the next one with ``next_open``),
+    divided by that row's reference price, exactly as the paper broker divides it.
+    """
+    if not signals.has_stops:
+        return None
+    ref = data["open" if model.next_open else "close"].to_numpy(np.float64)
+    n = len(ref)
+
+    def at_fill(col: np.ndarray | None) -> np.ndarray | None:
+        if col is None or not model.next_open:
+            return col
+        out = np.full(n, np.nan)
+        out[1:] = col[:-1]
+        return out
+
+    sl = np.full(n, float(stop_loss) if stop_loss else np.nan)
+    tp = np.full(n, float(take_profit) if take_profit else np.nan)
+    trail = np.zeros(n, dtype=np.bool_)
+    sl_d, tp_d, tr_d = at_fill(signals.stop_loss), at_fill(signals.take_profit), at_fill(signals.trailing_stop)
+    with np.errstate(invalid="ignore"):
+        if sl_d is not None:
+            m = sl_d > 0
+            sl[m] = sl_d[m] / ref[m]
+        if tr_d is not None:  # a trailing stop takes the stop-loss's place
+            m = tr_d > 0
+            sl[m] = tr_d[m] / ref[m]
+            trail[m] = True
+        if tp_d is not None:
+            m = tp_d > 0
+            tp[m] = tp_d[m] / ref[m]
+    return Stops(sl, tp, trail)
+
+
+def size_array(data: pd.DataFrame, signals: Signals, model: FillModel) -> np.ndarray | None:
+    """The signals' per-row sizes at the fill rows, the model's size elsewhere (``None``: none given,
+    or percent sizing, which ignores them)."""
+    if signals.size is None or model.size_type == "percent":
+        return None
+    col = signals.size
+    if model.next_open:
+        col = np.concatenate([[np.nan], col[:-1]])
+    out = np.full(len(col), model.size)
+    with np.errstate(invalid="ignore"):
+        m = col > 0
+    out[m] = col[m]
+    return out
+
+
 def from_signals(
     data: pd.DataFrame,
     signals: Signals,
@@ -51,13 +127,23 @@ def from_signals(
     take_profit: float | None = None,
     freq: Any = None,
 ) -> Any:
-    """``vectorbt.Portfolio.from_signals`` with the fill model's settings (signals may be 2-D)."""
+    """``vectorbt.Portfolio.from_signals`` with the fill model's settings (signals may be 2-D;
+    per-row stops only 1-D)."""
     vbt = _vbt()
     kw = model.vectorbt_kwargs(stop_loss, take_profit)
-    use_stops = bool(stop_loss) or bool(take_profit)
+    stops = stop_arrays(data, signals, model, stop_loss, take_profit)
+    use_stops = bool(stop_loss) or bool(take_profit) or stops is not None
+    if stops is not None:
+        kw["sl_stop"], kw["tp_stop"], kw["sl_trail"] = stops
+    sizes = size_array(data, signals, model)
+    if sizes is not None:
+        kw["size"] = sizes
     if not use_stops:
         for k in [k for k in kw if "stop" in k or k == "sl_trail"]:
             kw.pop(k)
+    signals = Signals(*signals[:4])
+    if model.next_open:
+        signals = Signals(*(delay(a) for a in signals))  # type: ignore[arg-type]
     if signals.short_entries is None:
         sig_kw = {"entries": signals.entries, "exits": signals.exits, "direction": "longonly"}
     else:
@@ -72,45 +158,156 @@ def from_signals(
     extra: dict[str, Any] = {}
     if use_stops:
         extra = {"open": data["open"], "high": data["high"], "low": data["low"]}
+    elif model.next_open:
+        extra = {"open": data["open"]}  # price=-inf reads it
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", module="vectorbt")
         return vbt.Portfolio.from_signals(close, **sig_kw, **extra, **kw, use_stops=use_stops, freq=freq)
 
 
-def trades_from_portfolio(pf: Any, index: pd.DatetimeIndex, column: Any = None) -> pd.DataFrame:
-    """Closed trades of one portfolio column as the ``.trades`` frame (open trades are left out)."""
+def trades_from_portfolio(
+    pf: Any,
+    data: pd.DataFrame,
+    model: FillModel | None = None,
+    *,
+    stop_loss: float | None = None,
+    take_profit: float | None = None,
+    stops: Stops | None = None,
+    column: Any = None,
+) -> pd.DataFrame:
+    """The trades of one portfolio column as the ``.trades`` frame, the open one last.
+
+    ``model`` (its ``fill``) and the stops are those the portfolio ran with: vectorbt's records do
+    not say why a trade ended or how far price went meanwhile, so both are derived from the
+    candles with the paper broker's rules (:class:`kit.broker.Trade`), vectorised.
+    """
+    model = model or FillModel()
     rec = pf.exit_trades.values
     if column is not None:
         col_idx = list(pf.wrapper.columns).index(column)
         rec = rec[rec["col"] == col_idx]
-    rec = rec[rec["status"] == 1]  # TradeStatus.Closed
+    rec = rec[np.argsort(rec["entry_idx"], kind="stable")]
+    index = data.index
     idx = index.asi8 if index.unit == "ns" else index.as_unit("ns").asi8
 
     def utc_ms(positions: np.ndarray) -> pd.DatetimeIndex:
         # from int64 ns straight to datetime64[ms, UTC]: pd.to_datetime takes its slow object path here
         return pd.DatetimeIndex(idx[positions].astype("datetime64[ns]").astype("datetime64[ms]")).tz_localize("UTC")
 
-    df = pd.DataFrame(
-        {
-            "entry_time": utc_ms(rec["entry_idx"]),
-            "exit_time": utc_ms(rec["exit_idx"]),
-            "side": np.where(rec["direction"] == 0, "long", "short").astype(object),
-            "size": rec["size"].astype(np.float64),
-            "entry_price": rec["entry_price"].astype(np.float64),
-            "exit_price": rec["exit_price"].astype(np.float64),
-            "pnl": rec["pnl"].astype(np.float64),
-            "fees": (rec["entry_fees"] + rec["exit_fees"]).astype(np.float64),
-        },
-        columns=list(TRADE_COLUMNS),
-    )
-    return df.reset_index(drop=True)
+    a, b = rec["entry_idx"].astype(np.int64), rec["exit_idx"].astype(np.int64)
+    is_open = rec["status"] == 0  # TradeStatus.Open: valued at the last close
+    long = rec["direction"] == 0
+    entry_price = rec["entry_price"].astype(np.float64)
+    exit_price = rec["exit_price"].astype(np.float64)
+    o = data["open"].to_numpy(np.float64)
+    h = data["high"].to_numpy(np.float64)
+    lo = data["low"].to_numpy(np.float64)
+    c = data["close"].to_numpy(np.float64)
+    # why it ended: a stop whose level the exit candle reached (stops come first), else a reversal
+    # (the exit order also opened the next trade), else the strategy's exit signal
+    reason = np.full(len(rec), "signal", dtype=object)
+    reverse = np.zeros(len(rec), dtype=bool)
+    reverse[:-1] = b[:-1] == a[1:]  # one order per candle: a trade entered there is the same order
+    reason[reverse] = "reverse"
+    stop = np.zeros(len(rec), dtype=bool)
+    if stops is not None or stop_loss or take_profit:
+        stop = _stop_exits(stops, stop_loss, take_profit, model, a, b, long, is_open, o, h, lo, c, reason)
+    reason[is_open] = "open"
+    # excursions over the candles held from open to close (see kit.broker.Trade)
+    first = a if model.next_open else a + 1
+    # the exit candle was held to its close when the trade is open, or (fill="close") left by a signal
+    held_to_close = is_open if model.next_open else is_open | ~stop
+    last = np.where(held_to_close, b, b - 1)
+    mae, mfe = _excursions(long, entry_price, exit_price, lo, h, first, last)
+    return build_trades(
+        utc_ms(a), utc_ms(b), np.where(long, "long", "short").astype(object), rec["size"], entry_price,
+        exit_price, rec["pnl"], rec["entry_fees"] + rec["exit_fees"], reason, mae, mfe,
+    )  # fmt: skip
+
+
+def _stop_exits(
+    stops: Stops | None,
+    stop_loss: float | None,
+    take_profit: float | None,
+    model: FillModel,
+    a: np.ndarray,
+    b: np.ndarray,
+    long: np.ndarray,
+    is_open: np.ndarray,
+    o: np.ndarray,
+    h: np.ndarray,
+    lo: np.ndarray,
+    c: np.ndarray,
+    reason: np.ndarray,
+) -> np.ndarray:
+    """Which trades a stop ended (their ``reason`` set in place): the exit candle reached a level
+    armed at the entry (stops are checked before signals, the stop-loss before the take-profit)."""
+    n = len(a)
+    ref = (o if model.next_open else c)[a]  # the stops' reference price
+    if stops is not None:  # each trade's own stops, armed at its entry row
+        sl_f, tp_f, trail = stops.sl[a], stops.tp[a], stops.trail[a]
+    else:
+        sl_f = np.full(n, float(stop_loss) if stop_loss else np.nan)
+        tp_f = np.full(n, float(take_profit) if take_profit else np.nan)
+        trail = np.zeros(n, dtype=bool)
+    with np.errstate(invalid="ignore"):
+        up = long & (h[b] >= ref * (1 + tp_f))
+        down = ~long & (lo[b] <= ref * (1 - tp_f))
+        tp_hit = ~is_open & (up | down)
+        reason[tp_hit] = "take_profit"
+        # a trailing stop's level follows the best price of the candles after the entry candle
+        sl_ref = ref
+        if trail.any():
+            best_hi = _segment(h, a + 1, b - 1, np.maximum, -np.inf)
+            best_lo = _segment(lo, a + 1, b - 1, np.minimum, np.inf)
+            sl_ref = np.where(trail, np.where(long, np.maximum(ref, best_hi), np.minimum(ref, best_lo)), ref)
+        down = long & (lo[b] <= sl_ref * (1 - sl_f))
+        up = ~long & (h[b] >= sl_ref * (1 + sl_f))
+        sl_hit = ~is_open & (up | down)
+    reason[sl_hit & ~trail] = "stop_loss"
+    reason[sl_hit & trail] = "trailing_stop"
+    return tp_hit | sl_hit
+
+
+def _excursions(
+    long: np.ndarray,
+    entry_price: np.ndarray,
+    exit_price: np.ndarray,
+    low: np.ndarray,
+    high: np.ndarray,
+    first: np.ndarray,
+    last: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """MAE/MFE per trade: extremes of ``low``/``high`` over rows ``first..last`` (may be empty) and
+    the entry and exit prices; one ``reduceat`` each, however many trades."""
+    lo_min = np.minimum(entry_price, exit_price)
+    hi_max = np.maximum(entry_price, exit_price)
+    if len(first):
+        lo_min = np.minimum(_segment(low, first, last, np.minimum, np.inf), lo_min)
+        hi_max = np.maximum(_segment(high, first, last, np.maximum, -np.inf), hi_max)
+    mae = np.where(long, entry_price - lo_min, hi_max - entry_price)
+    mfe = np.where(long, hi_max - entry_price, entry_price - lo_min)
+    return mae, mfe
+
+
+def _segment(values: np.ndarray, first: np.ndarray, last: np.ndarray, ufunc: Any, neutral: float) -> np.ndarray:
+    """``ufunc`` over ``values[first[k] : last[k] + 1]`` per k (``neutral`` where empty): one ``reduceat``."""
+    n = len(values)
+    if not len(first):
+        return np.empty(0)
+    bounds = np.empty(2 * len(first), dtype=np.int64)
+    bounds[0::2], bounds[1::2] = first, last + 1
+    bounds = np.clip(bounds, 0, n)  # reduceat needs indices < len: pad with one neutral row
+    out = ufunc.reduceat(np.append(values, neutral), bounds)[0::2]
+    return np.where(last < first, neutral, out)
 
 
 class BacktestResult:
     """The outcome of :func:`run`: the vectorbt Portfolio and kit's views of it.
 
-    ``.trades`` (closed trades, columns ``entry_time exit_time side size entry_price exit_price
-    pnl fees``; times are the open times of the candles whose close filled), ``.equity`` (value
+    ``.trades`` (one row per trade, an open position last with ``exit_reason="open"``: columns
+    ``kit.broker.TRADE_COLUMNS``, see :class:`kit.broker.Trade`; times are the open times of the
+    candles the fills happened on), ``.equity`` (value
     per candle), ``.drawdown``, ``.stats()``, ``.signals``, ``.columns`` (the named columns the
     rules saw, indicators included), ``.portfolio`` (the vectorbt object, for anything else).
     """
@@ -129,7 +326,11 @@ class BacktestResult:
     @property
     def trades(self) -> pd.DataFrame:
         if self._trades is None:
-            self._trades = trades_from_portfolio(self.portfolio, self.data.index)
+            sl, tp = self.strategy.stops
+            stops = stop_arrays(self.data, self.signals, self.model, sl, tp)
+            self._trades = trades_from_portfolio(
+                self.portfolio, self.data, self.model, stop_loss=sl, take_profit=tp, stops=stops
+            )
         return self._trades
 
     @property
@@ -180,27 +381,37 @@ def run(
     size: float | None = None,
     size_type: str | None = None,
     init_cash: float | None = None,
+    fill: str | None = None,
     model: FillModel | None = None,
 ) -> BacktestResult:
     """Backtest ``strategy`` over a candle frame with the shared fill model.
 
     Keyword arguments override fields of ``model`` (default :class:`kit.broker.FillModel`:
-    fees 0.1 %, no slippage, all available cash per entry, 10,000 starting cash). Indicators are
-    computed with kit's batch functions over the rows that exist (outages are missing rows);
-    signals decided on a candle fill at its close (see :mod:`kit.broker`).
+    fees 0.1 %, no slippage, all available cash per entry, 10,000 starting cash, ``fill="close"``).
+    Indicators are computed with kit's batch functions over the rows that exist (outages are
+    missing rows); signals decided on a candle fill at its close, or at the next candle's open
+    with ``fill="next_open"`` (see :mod:`kit.broker`).
     """
     if not isinstance(strategy, Strategy):
         if isinstance(strategy, type) and issubclass(strategy, Strategy):
             raise TypeError(f"run() needs a strategy instance: pass {strategy.__name__}() not {strategy.__name__}")
         raise TypeError(f"run() needs a kit.strategy.Strategy instance, got {type(strategy).__name__}")
-    m = resolve_model(model, fees=fees, slippage=slippage, size=size, size_type=size_type, init_cash=init_cash)
+    m = resolve_model(
+        model, fees=fees, slippage=slippage, size=size, size_type=size_type, init_cash=init_cash, fill=fill
+    )
     cols = strategy.columns(data)  # checks the frame
     sig = strategy.evaluate(cols)
     if sig.short_entries is not None and not m.reverses:
         warnings.warn(
-            f"{type(strategy).__name__} trades short, and with size_type='percent' an opposite entry only "
-            "closes the position (vectorbt cannot reverse percent-sized positions); use size_type='value' "
-            "or 'amount' to reverse in one fill",
+            f"{type(strategy).__name__} trades short, and with size_type='percent' and size < 1 an opposite "
+            "entry only closes the position (vectorbt cannot size that reversal in one order); use size=1.0, "
+            "size_type='value' or 'amount' to reverse in one fill",
+            stacklevel=2,
+        )
+    if sig.size is not None and m.size_type == "percent":
+        warnings.warn(
+            f"{type(strategy).__name__} sizes its signals, which size_type='percent' ignores (every entry uses "
+            f"{m.size:g} of the cash); use size_type='value' or 'amount'",
             stacklevel=2,
         )
     sl, tp = strategy.stops

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from kit.backtest._run import _vbt, infer_freq, resolve_model, vbt_frame
+from kit.backtest._run import _vbt, delay, infer_freq, resolve_model, vbt_frame
 from kit.broker import FillModel
 from kit.errors import ConfigError
 from kit.strategy import Strategy, check_frame
@@ -116,6 +116,7 @@ def sweep(
     size: float | None = None,
     size_type: str | None = None,
     init_cash: float | None = None,
+    fill: str | None = None,
     model: FillModel | None = None,
     chunk_size: int | None = None,
     progress: bool = True,
@@ -146,7 +147,9 @@ def sweep(
     if not (isinstance(strategy_cls, type) and issubclass(strategy_cls, Strategy)):
         raise TypeError(f"sweep() needs a Strategy class, got {strategy_cls!r}")
     check_frame(data)
-    m = resolve_model(model, fees=fees, slippage=slippage, size=size, size_type=size_type, init_cash=init_cash)
+    m = resolve_model(
+        model, fees=fees, slippage=slippage, size=size, size_type=size_type, init_cash=init_cash, fill=fill
+    )
     strategies: list[Strategy] = []
     rejected = _Rejections()
     for p in param_sets(strategy_cls, grid):
@@ -225,6 +228,11 @@ def _run_chunk(
     tp = np.full(k, np.nan)
     for j, s in enumerate(chunk):
         sig = s.evaluate(s.columns(data, cache, base=base_cols))
+        if sig.per_signal:
+            raise ConfigError(
+                f"{type(s).__name__} sets stops or sizes per signal, which sweep() does not support yet; "
+                "use kit.backtest.run"
+            )
         entries[:, j] = sig.entries
         exits[:, j] = sig.exits
         if sig.short_entries is not None:
@@ -245,6 +253,10 @@ def _run_chunk(
     else:
         for key in [key for key in kw if "stop" in key or key == "sl_trail"]:
             kw.pop(key)
+        if m.next_open:
+            kw["open"] = vbt_frame(data)["open"]  # price=-inf reads it
+    if m.next_open:  # decided on row i, filled at row i+1's open
+        entries, exits, s_entries, s_exits = delay(entries), delay(exits), delay(s_entries), delay(s_exits)
     if s_entries is None:
         sig_kw: dict[str, Any] = {"entries": entries, "exits": exits, "direction": "longonly"}
     else:

@@ -2,16 +2,24 @@
 
 The rules, in full:
 
-* **When and at what price.** A signal is decided on a *closed* candle and fills at that
-  candle's close: a buy at ``close * (1 + slippage)``, a sell at ``close * (1 - slippage)``.
-  Fill and trade times are the open time of that candle (the row the signal is on).
+* **When and at what price** (``fill``). A signal is decided on a *closed* candle. With
+  ``fill="close"`` (default) it fills at that candle's close; with ``fill="next_open"`` it fills
+  at the open of the next candle that exists (after an outage: the first candle after it), which
+  is what a real market order sent after the close gets. A buy fills at ``price * (1 + slippage)``,
+  a sell at ``price * (1 - slippage)``. Fill and trade times are the open time of the candle the
+  fill happens on (``close``: the signal's candle; ``next_open``: the next one). A ``next_open``
+  signal on the last candle of the data is never filled.
 * **Fees.** ``fees * notional`` of each fill (``notional = qty * fill price``), paid in cash.
 * **Sizing** (``size_type``):
 
   - ``"percent"`` (default, ``size=1.0``): an entry spends ``size`` of the available cash,
     fees included (``qty = size * cash / (1 + fees) / fill price``); a short entry sells
-    ``size`` of what free cash can back. Equity compounds. An opposite entry while in a
-    position only closes it (a new position opens on a later entry signal).
+    ``size`` of what free cash can back. Equity compounds. With ``size=1.0`` an opposite entry
+    reverses the position in one fill, for both sides alike: the fill is what closing and then
+    entering with all the cash would trade (long to short: sell the long plus the largest short
+    the freed cash backs; short to long: buy with all the cash). With ``size < 1`` an opposite
+    entry only closes the position (vectorbt cannot size that reversal in one order); the
+    backtest warns.
   - ``"value"``: each entry is worth ``size`` in quote currency at the close; an opposite entry
     reverses the position in one fill (close the old, open the new).
   - ``"amount"``: each entry is ``size`` units of the base asset; reverses like ``"value"``.
@@ -21,12 +29,23 @@ The rules, in full:
 * **Signals.** Entries while in a position of the same side and exits while flat are ignored
   (no pyramiding). An entry and an exit of the same side on the same row cancel each other;
   a long and a short entry on the same row cancel each other.
-* **Stops** (``stop_loss``/``take_profit``, fractions of the entry close): from the candle after
+* **Stops** (``stop_loss``/``take_profit``, fractions of the entry's reference price: the close of
+  the entry candle with ``fill="close"``, its open with ``"next_open"``, slippage left out): from the candle after
   the entry on, each candle is checked before the strategy's signals. A stop triggers when the
   candle's range reaches ``entry * (1 - stop_loss)`` (long; ``1 +`` for shorts) or
   ``entry * (1 + take_profit)`` (long; ``1 -`` for shorts); the stop-loss is checked first. It
   fills at the stop price, or at the candle's open if the open is already beyond it (a gap),
-  with slippage and fees as any fill. A candle with a stop exit takes no other action.
+  with slippage and fees as any fill. A candle with a stop exit takes no other action (with
+  ``next_open``, a signal due at that candle's open is dropped, as vectorbt does).
+* **Stops per signal** (:class:`kit.strategy.Signals` ``stop_loss``/``take_profit``/``trailing_stop``,
+  price distances): the entry's row arms the position it opens with ``distance / reference price``
+  as its fraction, in place of the strategy's fraction. A trailing stop's level starts at the
+  reference price and moves to each later candle's high (long) or low (short) after that candle's
+  stop check (vectorbt's ``sl_trail``); it takes the stop-loss's place and exits as
+  ``"trailing_stop"``.
+* **Sizes per signal** (``Signals.size``): an entry's own order size in the model's units
+  (``value``/``amount``; a reversal closes the old position and opens one of that size), read at
+  the fill row as vectorbt reads a per-row ``size``; ``percent`` sizing ignores them.
 * **Outages.** Missing candles are simply absent: both paths see the same rows, and stops are
   checked on the next candle that exists (at its open if price gapped through the stop).
 
@@ -43,17 +62,20 @@ from typing import Any, Literal
 
 SizeType = Literal["percent", "value", "amount"]
 SIZE_TYPES: tuple[str, ...] = ("percent", "value", "amount")
+FillAt = Literal["close", "next_open"]
+FILLS: tuple[str, ...] = ("close", "next_open")
 
 
 @dataclass(frozen=True)
 class FillModel:
-    """Fees, slippage, sizing and starting cash: see the module docstring for the exact rules."""
+    """Fees, slippage, sizing, starting cash and fill time: see the module docstring for the exact rules."""
 
     fees: float = 0.001
     slippage: float = 0.0
     size: float = 1.0
     size_type: SizeType = "percent"
     init_cash: float = 10_000.0
+    fill: FillAt = "close"
 
     def __post_init__(self) -> None:
         def num(name: str) -> float:
@@ -76,11 +98,18 @@ class FillModel:
             raise ValueError(f"FillModel.size must be in (0, 1] for size_type='percent', got {size!r}")
         if size <= 0:
             raise ValueError(f"FillModel.size must be > 0, got {size!r}")
+        if self.fill not in FILLS:
+            raise ValueError(f"FillModel.fill must be one of {list(FILLS)}, got {self.fill!r}")
 
     @property
     def reverses(self) -> bool:
         """Whether an opposite entry reverses the position in one fill (else it only closes it)."""
-        return self.size_type != "percent"
+        return self.size_type != "percent" or self.size == 1.0
+
+    @property
+    def next_open(self) -> bool:
+        """Whether signals fill at the next candle's open (else at their own candle's close)."""
+        return self.fill == "next_open"
 
     def replace(self, **changes: Any) -> FillModel:
         """A copy with some fields changed (``None`` values are ignored)."""
@@ -94,7 +123,21 @@ class FillModel:
 
         Every setting that changes fills is spelled out, so a user's ``vbt.settings`` cannot
         silently change the backtest. Plain values only: this module never imports vectorbt.
+        With ``fill="next_open"`` the caller also shifts the signals one row later and passes the
+        opens (``price=-inf`` is vectorbt's "the open").
+
+        A percent-sized reversal (``size=1.0``) uses vectorbt's reduce path: with accumulation
+        "removeonly", an opposite entry is one percent order in both directions (sell the long
+        plus the largest short the freed cash backs, or buy with all the cash), which vectorbt's
+        "reverse" mode refuses for percent sizes. Same-side entries stay ignored, and exits of
+        a whole position (``size=1.0`` of it) trade what "close" trades.
         """
+        percent_reverse = self.size_type == "percent" and self.reverses
+        if percent_reverse:
+            accumulate: bool | str = "removeonly"
+            opposite = "reversereduce"
+        else:
+            accumulate, opposite = False, "reverse" if self.reverses else "close"
         return {
             "size": self.size,
             "size_type": self.size_type,
@@ -108,19 +151,19 @@ class FillModel:
             "reject_prob": 0.0,
             "lock_cash": False,
             "allow_partial": True,
-            "accumulate": False,
+            "accumulate": accumulate,
             "upon_long_conflict": "ignore",
             "upon_short_conflict": "ignore",
             "upon_dir_conflict": "ignore",
-            "upon_opposite_entry": "reverse" if self.reverses else "close",
-            "price": math.inf,  # the close
+            "upon_opposite_entry": opposite,
+            "price": -math.inf if self.next_open else math.inf,  # the open / the close
             "val_price": math.inf,
             "ffill_val_price": True,
             "update_value": False,
             "sl_stop": math.nan if not stop_loss else float(stop_loss),
             "tp_stop": math.nan if not take_profit else float(take_profit),
             "sl_trail": False,
-            "stop_entry_price": "close",
+            "stop_entry_price": "price" if self.next_open else "close",
             "stop_exit_price": "stopmarket",
             "upon_stop_exit": "close",
             "upon_stop_update": "override",
@@ -136,6 +179,7 @@ def resolve_model(
     size: float | None = None,
     size_type: str | None = None,
     init_cash: float | None = None,
+    fill: str | None = None,
 ) -> FillModel:
     """A :class:`FillModel` from a base model (default ``FillModel()``) and keyword overrides.
 
@@ -145,4 +189,4 @@ def resolve_model(
     base = model if model is not None else FillModel()
     if not isinstance(base, FillModel):
         raise TypeError(f"model must be a kit.broker.FillModel, got {type(base).__name__}")
-    return base.replace(fees=fees, slippage=slippage, size=size, size_type=size_type, init_cash=init_cash)
+    return base.replace(fees=fees, slippage=slippage, size=size, size_type=size_type, init_cash=init_cash, fill=fill)

@@ -192,6 +192,11 @@ def execute(
     return sell(st, -order_size, price, direction, fees, slippage, percent)
 
 
+def _check_percent_reverse(size: float) -> None:
+    if size != 1.0:
+        raise ValueError("percent sizing below 1.0 cannot reverse a position")
+
+
 def signals_to_size(
     position: float,
     long_entry: bool,
@@ -202,18 +207,26 @@ def signals_to_size(
     size_type: str,
     val_price: float,
 ) -> tuple[float, str, int]:
-    """vectorbt's ``signals_to_size_nb`` without accumulation: (signed size, size type, direction)."""
+    """vectorbt's ``signals_to_size_nb``: (signed size, size type, direction).
+
+    Without accumulation, except that an opposite entry with percent sizing takes the
+    "removeonly" branch (one percent order in both directions), as :meth:`FillModel.vectorbt_kwargs`
+    sets it; exits of the whole position trade the same quantity either way.
+    """
     order_size = 0.0
     direction = BOTH
     abs_position = abs(position)
     if position > 0:
         if short_entry:
-            order_size = -abs_position
-            if not math.isnan(size):
-                if size_type == "percent":
-                    raise ValueError("percent sizing cannot reverse a position")
-                order_size -= size / val_price if size_type == "value" else size
-            size_type = "amount"
+            if size_type == "percent":
+                # accumulate="removeonly": one percent sell in both directions reverses (size 1.0 only)
+                _check_percent_reverse(size)
+                order_size = -size
+            else:
+                order_size = -abs_position
+                if not math.isnan(size):
+                    order_size -= size / val_price if size_type == "value" else size
+                size_type = "amount"
         elif long_exit:
             direction = LONG_ONLY
             order_size = -abs_position
@@ -222,12 +235,14 @@ def signals_to_size(
             direction = LONG_ONLY
     elif position < 0:
         if long_entry:
-            order_size = abs_position
-            if not math.isnan(size):
-                if size_type == "percent":
-                    raise ValueError("percent sizing cannot reverse a position")
-                order_size += size / val_price if size_type == "value" else size
-            size_type = "amount"
+            if size_type == "percent":
+                _check_percent_reverse(size)
+                order_size = size
+            else:
+                order_size = abs_position
+                if not math.isnan(size):
+                    order_size += size / val_price if size_type == "value" else size
+                size_type = "amount"
         elif short_exit:
             direction = SHORT_ONLY
             order_size = abs_position

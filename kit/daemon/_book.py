@@ -10,7 +10,8 @@ strategy row) executes the shared signal through its own :class:`kit.broker.Pape
 
 Missed-candle policy (after downtime or a crash): every closed candle after a member's
 checkpoint is replayed through its evaluator and broker in order, filling at that candle's
-close exactly as the backtest does; candles at or before the checkpoint only warm the
+close (or, with ``fill="next_open"``, the next candle's open: the signal waiting for it is part of
+the checkpointed broker state) exactly as the backtest does; candles at or before the checkpoint only warm the
 evaluator up. So the ledger after any number of crashes equals an uninterrupted run, which
 equals ``kit.backtest.run`` on the same candles. Candles older than ``max_backfill`` or
 before the strategy's ``start_time`` are never traded. A strategy (re)activated while the
@@ -353,9 +354,11 @@ class Book:
                     continue  # already processed before a restart: warm-up only
                 st = m.broker.state
                 m.checkpoint = t
-                if sig is None and (st.position == 0 or (st.sl_stop is None and st.tp_stop is None)):
-                    # No signal and no armed stop: the broker would only note the candle. Skipping
-                    # the call is exact and keeps 10,000 idle strategies cheap.
+                had_pending = st.pending is not None  # next_open: a signal due at this candle's open
+                if sig is None and not had_pending and st.position == 0:
+                    # Flat, no signal, nothing due: the broker would only note the candle. Skipping
+                    # the call is exact and keeps 10,000 idle strategies cheap. (In a position the
+                    # broker runs: it tracks the trade's extremes and its stops.)
                     st.last_time_ms = t
                     if error is None:
                         m.failures = 0
@@ -366,10 +369,13 @@ class Book:
                     m.broker.trades.clear()  # the ledger keeps them; a 24/7 process must not
                 if error is None:
                     m.failures = 0
-                if not fills and sig is None:
+                # a signal set or dropped for the next open, or a new high or low of the open
+                # trade, is broker state too: checkpoint it even without a fill
+                changed = m.broker.changed
+                if not fills and sig is None and not changed:
                     advance.append(m.id)
                     continue
-                writes.append(self._write(m, t, candle, fills, sig))
+                writes.append(self._write(m, t, candle, fills, sig, changed))
         if self.mark is not None:
             self.mark(0)
         return CandleResult(writes, advance, failures, t)
@@ -405,11 +411,15 @@ class Book:
                 paused.append(m)
         return Failure(group, error, paused)
 
-    def _write(self, m: Member, t: int, candle: Any, fills: list[Any], sig: Signal | None) -> CandleWrite:
+    def _write(
+        self, m: Member, t: int, candle: Any, fills: list[Any], sig: Signal | None, keep_state: bool = False
+    ) -> CandleWrite:
         st = m.broker.state
         w = CandleWrite(m.id, m.user_id, t, m.version)
         if sig is not None:
             m.last_signal = w.last_signal = _signal_name(sig)
+        if keep_state:
+            w.broker_state = st.to_dict()
         if fills:
             w.broker_state = st.to_dict()
             for seq, f in enumerate(fills):

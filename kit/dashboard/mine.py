@@ -27,7 +27,8 @@ log = logging.getLogger("kit.dashboard.mine")
 REFRESH_S = 3.0
 STRATEGY_COLUMNS = ["id", "name", "strategy", "symbol", "interval", "switch", "state", "last signal", "position",
                     "entry price", "trades", "realised P&L", "unrealised P&L", "error"]  # fmt: skip
-TRADE_COLUMNS = ["strategy", "side", "size", "entry_time", "entry_price", "exit_time", "exit_price", "pnl", "fees"]
+TRADE_COLUMNS = ["strategy", "side", "size", "entry_time", "entry_price", "exit_time", "exit_price", "exit_reason",
+                 "duration", "pnl", "return_pct", "mae_pct", "mfe_pct", "fees"]  # fmt: skip
 
 
 class StrategiesView:
@@ -269,7 +270,8 @@ def _load(store: Any, user: str) -> tuple[Any, Any, Any, Any]:
         return hit[1]
     data = (
         strategies.list(store, user),
-        trades.list(store, user),
+        # closed trades: the open position is in the strategies table, valued at the live price
+        trades.list(store, user, include_open=False),
         trades.positions(store, user),
         trades.fills(store, user, limit=400),
     )
@@ -322,5 +324,6 @@ def _trade_frame(tr: pd.DataFrame, names: dict[int, str]) -> Any:
     df["strategy"] = [f"#{i} {names.get(i, '')}" for i in df["strategy_id"]]
     for c in ("entry_time", "exit_time"):
         df[c] = pd.to_datetime(df[c], utc=True).dt.strftime("%Y-%m-%d %H:%M")
+    df["duration"] = df["duration"].astype(str)
     df = df.iloc[::-1]  # newest first
-    return df[TRADE_COLUMNS].round({"pnl": 2, "fees": 4})
+    return df[TRADE_COLUMNS].round({"pnl": 2, "fees": 4, "return_pct": 4, "mae_pct": 4, "mfe_pct": 4})

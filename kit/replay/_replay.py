@@ -52,11 +52,13 @@ class ReplayResult:
 
     @property
     def trades(self) -> pd.DataFrame:
-        return trades_frame(self.broker.trades)
+        """The backtest's ``.trades`` frame: every trade, an open position last (``exit_reason="open"``)."""
+        return trades_frame(self.trade_records)
 
     @property
     def trade_records(self) -> list[Trade]:
-        return list(self.broker.trades)
+        still_open = self.broker.open_trade()
+        return [*self.broker.trades, *([still_open] if still_open is not None else [])]
 
     def __repr__(self) -> str:
         return f"<ReplayResult {self.strategy!r}: {len(self.broker.trades)} trades, {len(self.fills)} fills>"
@@ -123,6 +125,7 @@ async def replay_async(
     size: float | None = None,
     size_type: str | None = None,
     init_cash: float | None = None,
+    fill: str | None = None,
     timeout: float | None = None,
 ) -> ReplayRun:
     """:func:`replay` as a coroutine (for code already inside an event loop)."""
@@ -134,7 +137,9 @@ async def replay_async(
     if not strats or not all(isinstance(s, Strategy) for s in strats):
         raise ConfigError("replay() needs a Strategy instance or a list of them")
     frame, sym, itv = _load(data, symbol, interval)
-    m = resolve_model(model, fees=fees, slippage=slippage, size=size, size_type=size_type, init_cash=init_cash)
+    m = resolve_model(
+        model, fees=fees, slippage=slippage, size=size, size_type=size_type, init_cash=init_cash, fill=fill
+    )
     t_all = open_times_ms(frame.index)
     first, last, n = int(t_all[0]), int(t_all[-1]), len(frame)
     base = frame[["open", "high", "low", "close", "volume"]]
@@ -205,6 +210,7 @@ def replay(
     size: float | None = None,
     size_type: str | None = None,
     init_cash: float | None = None,
+    fill: str | None = None,
     timeout: float | None = None,
 ) -> ReplayRun:
     """Replay recorded candles through the live path and paper-trade ``strategies`` on them.
@@ -219,7 +225,7 @@ def replay(
     """
     coro = replay_async(
         strategies, data, symbol=symbol, interval=interval, model=model, fees=fees, slippage=slippage,
-        size=size, size_type=size_type, init_cash=init_cash, timeout=timeout,
+        size=size, size_type=size_type, init_cash=init_cash, fill=fill, timeout=timeout,
     )  # fmt: skip
     try:
         asyncio.get_running_loop()

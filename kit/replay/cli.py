@@ -42,6 +42,7 @@ def replay_cmd(
     size: float = typer.Option(None, "--size", help="Position size (see --size-type)."),
     size_type: str = typer.Option(None, "--size-type", help="percent (of cash), value (quote) or amount (base)."),
     init_cash: float = typer.Option(None, "--init-cash", help="Starting cash (default 10000)."),
+    fill: str = typer.Option(None, "--fill", help="close (default: at the signal's close) or next_open."),
     check: bool = typer.Option(False, "--check", help="Also backtest with vectorbt and compare the trades."),
     as_json: bool = typer.Option(False, "--json", help="Print the trades as JSON lines."),
 ) -> None:
@@ -70,7 +71,14 @@ def replay_cmd(
     if skip < 0 or rows < 0:
         raise ConfigError("--skip and --rows must be >= 0")
     frame = frame.iloc[skip : skip + rows] if rows else frame.iloc[skip:]
-    kw = {"fees": fees, "slippage": slippage, "size": size, "size_type": size_type, "init_cash": init_cash}
+    kw = {
+        "fees": fees,
+        "slippage": slippage,
+        "size": size,
+        "size_type": size_type,
+        "init_cash": init_cash,
+        "fill": fill,
+    }
     try:
         run = replay(strat, frame, symbol=named.symbol, interval=named.interval, **kw)
     except ValueError as exc:
@@ -80,6 +88,7 @@ def replay_cmd(
         for rec in trades.to_dict("records"):
             rec["entry_time"] = rec["entry_time"].isoformat()
             rec["exit_time"] = rec["exit_time"].isoformat()
+            rec["duration"] = rec["duration"].isoformat()
             print(json.dumps(rec))
     else:
         print(trades.to_string(index=False) if len(trades) else "(no closed trades)")
@@ -107,7 +116,7 @@ def compare_trades(got: object, want: object) -> list[str]:
     if len(g) != len(w):  # type: ignore[arg-type]
         return [f"{len(g)} trades vs {len(w)}"]  # type: ignore[arg-type]
     out = []
-    for col in ("entry_time", "exit_time", "side"):
+    for col in ("entry_time", "exit_time", "side", "exit_reason"):
         if not (g[col].to_numpy() == w[col].to_numpy()).all():  # type: ignore[index]
             out.append(f"{col} differs")
     for col, rtol, atol in (("entry_price", 1e-9, 0), ("exit_price", 1e-9, 0), ("pnl", 0, 1e-6)):

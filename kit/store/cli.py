@@ -186,7 +186,7 @@ def trades_cmd(
     strategy: int = typer.Option(None, "--strategy", help="Only this strategy id."),
     as_json: bool = typer.Option(False, "--json", help="JSON records instead of a table."),
 ) -> None:
-    """A user's closed trades: the backtest's .trades columns plus strategy_id."""
+    """A user's trades, an open position last (exit_reason "open"): the backtest's .trades columns plus strategy_id."""
     from kit.store import trades
 
     df = trades.list(_store(), user, strategy)

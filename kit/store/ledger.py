@@ -101,13 +101,16 @@ def commit(
 
     ``advance`` is ``[(open_time, [strategy_id, ...]), ...]``: strategies that processed that
     candle with nothing to record but the checkpoint (the common case), moved forward with
-    one statement per candle instead of one per strategy.
+    one statement per candle instead of one per strategy. A write that only moves a strategy's
+    broker state is skipped when a later one in the batch carries a newer state (the checkpoint
+    then moves straight to the later candle).
 
     If the batch hits a replayed candle, the writes are retried one strategy at a time and
     the replayed ones are skipped (their checkpoint is already at or past the candle).
     """
     if not writes and not advance:
         return 0
+    writes = _fold(writes)
     # Strictly in candle order: a checkpoint only moves forward, so a later candle's advance
     # must never overtake an earlier candle's write (whose broker state would be dropped).
     times = sorted({w.open_time for w in writes} | {t for t, _ in advance or []})
@@ -139,6 +142,30 @@ def commit(
                 _write(conn, [w])
                 applied += 1
     return applied
+
+
+def _fold(writes: builtins.list[CandleWrite]) -> builtins.list[CandleWrite]:
+    """Drop the writes that only carry broker state when a later write of the same strategy in the
+    batch carries a newer state: in one transaction only the last state survives anyway, and a
+    trailing stop or a trade's new high can change the state on every candle (a backlog after a
+    database outage must not cost a statement per candle for each of them)."""
+    latest: dict[int, int] = {}
+    for w in writes:
+        if w.broker_state is not None and w.open_time > latest.get(w.strategy_id, -1):
+            latest[w.strategy_id] = w.open_time
+    return [
+        w
+        for w in writes
+        if not (
+            w.broker_state is not None
+            and not w.orders
+            and not w.fills
+            and not w.trades
+            and w.position is None
+            and w.last_signal is None
+            and latest[w.strategy_id] > w.open_time
+        )
+    ]
 
 
 _ADVANCE_CHUNK = 5000

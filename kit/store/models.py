@@ -125,7 +125,11 @@ class FillRecord(SQLModel, table=True):
 
 
 class TradeRecord(SQLModel, table=True):
-    """A closed round trip, in the backtest's ``.trades`` columns (times are candle open times, ms)."""
+    """A closed round trip, in the backtest's ``.trades`` columns (times are candle open times, ms).
+
+    ``exit_reason``, ``mae`` and ``mfe`` are :class:`kit.broker.Trade`'s (NULL for trades recorded
+    before revision 0002); the other ``.trades`` columns derive from these.
+    """
 
     __tablename__ = "trades"
     __table_args__ = (sa.UniqueConstraint("strategy_id", "exit_time", "seq", name="uq_trades_exit"),)
@@ -141,6 +145,9 @@ class TradeRecord(SQLModel, table=True):
     exit_price: float = Field(sa_column=sa.Column(sa.Float, nullable=False))
     pnl: float = Field(sa_column=sa.Column(sa.Float, nullable=False))
     fees: float = Field(sa_column=sa.Column(sa.Float, nullable=False))
+    exit_reason: str | None = Field(default=None, sa_column=sa.Column(sa.String(16), nullable=True))
+    mae: float | None = Field(default=None, sa_column=sa.Column(sa.Float, nullable=True))
+    mfe: float | None = Field(default=None, sa_column=sa.Column(sa.Float, nullable=True))
 
 
 class Position(SQLModel, table=True):

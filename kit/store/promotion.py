@@ -62,6 +62,7 @@ def promote(
     size: float | None = None,
     size_type: str | None = None,
     init_cash: float | None = None,
+    fill: str | None = None,
     start: Any = None,
     data: Any = None,
     store: Store | None = None,
@@ -76,7 +77,8 @@ def promote(
         user: the owner (a :class:`~kit.store.User` or a user name).
         symbol, interval: the stream it trades, e.g. ``"BTCUSDT"``, ``"1m"``.
         name: the strategy's name for this user (default ``"Class:SYMBOL:interval"``).
-        fees, slippage, size, size_type, init_cash: the fill model, as in ``kit.backtest.run``.
+        fees, slippage, size, size_type, init_cash, fill: the fill model, as in ``kit.backtest.run``
+            (stored with the strategy: the daemon fills exactly as the backtest did).
         start: first candle it may trade (ms, or anything ``pandas.Timestamp`` takes; default the
             exchange's clock now, else the daemon's when it loads the strategy). Earlier candles
             only warm it up. Only used when the name is new (or moves to another stream or class).
@@ -115,7 +117,9 @@ def promote(
     if rebuilt != strategy:
         raise ConfigError(f"strategy {strategy!r} does not survive the round trip to the database (got {rebuilt!r})")
     try:
-        model = resolve_model(fees=fees, slippage=slippage, size=size, size_type=size_type, init_cash=init_cash)
+        model = resolve_model(
+            fees=fees, slippage=slippage, size=size, size_type=size_type, init_cash=init_cash, fill=fill
+        )
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     allocation = _check_mode(strategy, mode, allocation, init_cash)

@@ -1,8 +1,9 @@
 """A user's trades, fills, positions and equity as DataFrames. Every function takes the user.
 
-:func:`list` returns the backtest's ``.trades`` columns (``entry_time, exit_time, side, size,
-entry_price, exit_price, pnl, fees``; times are the deciding candles' open times, UTC) plus
-``strategy_id``, so a live strategy's trades compare one to one with ``kit.backtest.run``.
+:func:`list` returns the backtest's ``.trades`` columns (``kit.broker.TRADE_COLUMNS``: times
+are the open times of the candles the fills happened on, UTC; exit reason, duration, return,
+excursions) plus ``strategy_id``, so a live strategy's trades compare one to one with
+``kit.backtest.run``, an open position included as a row with ``exit_reason="open"``.
 """
 
 from __future__ import annotations
@@ -15,9 +16,13 @@ import sqlalchemy as sa
 from kit.store import strategies as _strategies
 from kit.store._scope import user_id
 from kit.store._store import Store
-from kit.store.models import FillRecord, Order, Position, StrategyRecord, TradeRecord, User
+from kit.store.models import Checkpoint, FillRecord, Order, Position, StrategyRecord, TradeRecord, User
 
-TRADE_COLUMNS = ("entry_time", "exit_time", "side", "size", "entry_price", "exit_price", "pnl", "fees")
+#: What the ledger stores per trade (``kit.broker.STORED_COLUMNS``); :func:`list` adds the derived
+#: columns of ``kit.broker.TRADE_COLUMNS``.
+STORED_COLUMNS = (
+    "entry_time", "exit_time", "side", "size", "entry_price", "exit_price", "pnl", "fees", "exit_reason", "mae", "mfe",
+)  # fmt: skip
 
 
 def _frame(rows: builtins.list[Any], columns: builtins.list[str], times: tuple[str, ...] = ()) -> Any:
@@ -26,7 +31,7 @@ def _frame(rows: builtins.list[Any], columns: builtins.list[str], times: tuple[s
     df = pd.DataFrame([tuple(r) for r in rows], columns=columns)
     for col in times:
         df[col] = pd.to_datetime(df[col].astype("int64") if len(df) else df[col], unit="ms", utc=True)
-    for col in ("size", "entry_price", "exit_price", "pnl", "fees", "price", "fee", "cash", "equity"):
+    for col in ("size", "entry_price", "exit_price", "pnl", "fees", "price", "fee", "cash", "equity", "mae", "mfe"):
         if col in df:
             df[col] = df[col].astype("float64")
     return df
@@ -40,17 +45,39 @@ def _scope(store: Store, user: User | str, strategy_id: int | None) -> tuple[int
     return uid, strategy_id
 
 
-def list(store: Store, user: User | str, strategy_id: int | None = None) -> Any:
-    """``user``'s closed trades (optionally of one strategy), oldest exit first: a DataFrame."""
+def list(store: Store, user: User | str, strategy_id: int | None = None, *, include_open: bool = True) -> Any:
+    """``user``'s trades (optionally of one strategy), oldest exit first per strategy: a DataFrame.
+
+    With ``include_open`` a strategy's open position is its last row, ``exit_reason="open"``:
+    valued (``exit_time``, ``exit_price``, unrealised ``pnl``, excursions) at the close of the
+    last candle whose processing the ledger recorded a change for (a fill, a signal waiting for
+    the next open, a new high or low of the trade), which may be older than the checkpoint.
+    """
+    from kit.broker import BrokerState, finish_trades, open_trade
+
     uid, sid = _scope(store, user, strategy_id)
     t = TradeRecord
-    q = sa.select(*(getattr(t, c) for c in TRADE_COLUMNS), t.strategy_id).where(t.user_id == uid)
+    q = sa.select(*(getattr(t, c) for c in STORED_COLUMNS), t.strategy_id).where(t.user_id == uid)
     if sid is not None:
         q = q.where(t.strategy_id == sid)
     q = q.order_by(t.strategy_id, t.exit_time, t.seq)
     with store.engine.connect() as conn:
-        rows = conn.execute(q).all()
-    return _frame(rows, [*TRADE_COLUMNS, "strategy_id"], ("entry_time", "exit_time"))
+        rows = [tuple(r) for r in conn.execute(q).all()]
+        if include_open:
+            c = Checkpoint
+            cq = sa.select(c.strategy_id, c.broker_state).where(c.user_id == uid)
+            if sid is not None:
+                cq = cq.where(c.strategy_id == sid)
+            for strategy, state in conn.execute(cq).all():
+                try:
+                    tr = open_trade(BrokerState.from_dict(dict(state))) if state else None
+                except (TypeError, ValueError):  # not a broker's state (hand-written rows): no open row
+                    tr = None
+                if tr is not None:
+                    rows.append((*tr, strategy))
+    rows.sort(key=lambda r: r[-1])  # stable: each strategy's closed trades, then its open one
+    df = _frame(rows, [*STORED_COLUMNS, "strategy_id"], ("entry_time", "exit_time"))
+    return finish_trades(df)
 
 
 def fills(store: Store, user: User | str, strategy_id: int | None = None, *, limit: int | None = None) -> Any:
@@ -116,7 +143,7 @@ def equity(store: Store, user: User | str, strategy_id: int) -> Any:
     import pandas as pd
 
     rec = _strategies.get(store, user, strategy_id)
-    tr = list(store, user, strategy_id)
+    tr = list(store, user, strategy_id, include_open=False)
     init = float(rec.broker.get("init_cash", 10_000.0))
     if rec.start_time is not None:
         start = pd.Timestamp(rec.start_time, unit="ms", tz="UTC")

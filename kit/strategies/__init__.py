@@ -1,14 +1,19 @@
-"""Ready strategies with sensible defaults: :class:`RsiReversion`, :class:`EmaCross`, :class:`BollingerBreakout`.
+"""Ready strategies with sensible defaults: :class:`RsiReversion`, :class:`EmaCross`, :class:`BollingerBreakout`,
+:class:`AtrTrend`, :class:`VolTrend`.
 
-Each is long-only by default (``short=True`` adds the mirror image) and takes optional
-``stop_loss``/``take_profit`` fractions. Read their source as examples of the Strategy API.
+The first three are long-only by default (``short=True`` adds the mirror image) and take optional
+``stop_loss``/``take_profit`` fractions; :class:`AtrTrend` is long/short with ATR-sized stops per
+signal, trailing by default; :class:`VolTrend` also sizes each entry from the ATR. Read their
+source as examples of the Strategy API.
 """
 
+from kit.strategies._atr_trend import AtrTrend
 from kit.strategies._bollinger_breakout import BollingerBreakout
 from kit.strategies._ema_cross import EmaCross
 from kit.strategies._rsi_reversion import RsiReversion
+from kit.strategies._vol_trend import VolTrend
 
 #: every ready strategy, by class name
-ALL: dict[str, type] = {c.__name__: c for c in (RsiReversion, EmaCross, BollingerBreakout)}
+ALL: dict[str, type] = {c.__name__: c for c in (RsiReversion, EmaCross, BollingerBreakout, AtrTrend, VolTrend)}
 
-__all__ = ["ALL", "BollingerBreakout", "EmaCross", "RsiReversion"]
+__all__ = ["ALL", "AtrTrend", "BollingerBreakout", "EmaCross", "RsiReversion", "VolTrend"]

@@ -15,7 +15,7 @@ from kit.errors import InputError
 from kit.strategy._columns import Columns
 from kit.strategy._frame import check_frame, open_times_ms
 from kit.strategy._param import Param
-from kit.strategy._signals import Signals
+from kit.strategy._signals import STOP_FIELDS, Signals
 
 _TYPES = {"int": int, "float": float, "bool": bool, "str": str, int: int, float: float, bool: bool, str: str}
 CANDLE_COLUMNS = ("time", "open", "high", "low", "close", "volume")
@@ -283,8 +283,16 @@ class Strategy:
         sig = self.signals(d)
         # fast path (the live hot path): four bool arrays of the right length, or two and two Nones
         if type(sig) is Signals:
-            e, x, se, sx = sig
-            if _ok(e, n) and _ok(x, n) and ((se is None and sx is None) or (_ok(se, n) and _ok(sx, n))):
+            e, x, se, sx, sl, tp, tr, sz = sig
+            if (
+                _ok(e, n)
+                and _ok(x, n)
+                and ((se is None and sx is None) or (_ok(se, n) and _ok(sx, n)))
+                and sl is None
+                and tp is None
+                and tr is None
+                and sz is None
+            ):
                 return sig
         if not isinstance(sig, Signals):
             if isinstance(sig, tuple) and 2 <= len(sig) <= 4:
@@ -301,6 +309,11 @@ class Strategy:
             a = arr if type(arr) is np.ndarray else np.asarray(arr)
             if a.shape != (n,):
                 raise TypeError(f"{type(self).__name__}.signals().{field} has shape {a.shape}, expected ({n},)")
+            if field in STOP_FIELDS:  # distances and sizes: NaN (or <= 0) means none on that row
+                if a.dtype.kind not in "biuf":
+                    raise TypeError(f"{type(self).__name__}.signals().{field} must be numbers, got {a.dtype}")
+                out.append(a.astype(np.float64, copy=False))
+                continue
             if a.dtype != np.bool_:
                 if a.dtype.kind not in "biu":
                     raise TypeError(f"{type(self).__name__}.signals().{field} must be boolean, got {a.dtype}")

@@ -34,6 +34,14 @@ def _value(v: Any, output: str | None) -> float:
     return float(v)
 
 
+def _stop(col: np.ndarray | None) -> float | None:
+    """The last row's stop distance or size, ``None`` when absent (NaN or <= 0: the defaults)."""
+    if col is None:
+        return None
+    v = float(col[-1])
+    return v if v > 0 else None  # NaN compares False
+
+
 class LiveEvaluator:
     """Evaluates one strategy on closed rows as they arrive.
 
@@ -94,7 +102,12 @@ class LiveEvaluator:
         se = bool(sig.short_entries[-1]) if sig.short_entries is not None else False
         sx = bool(sig.short_exits[-1]) if sig.short_exits is not None else False
         if e or x or se or sx:
-            return Signal(t, e, x, se, sx)
+            if not sig.per_signal:
+                return Signal(t, e, x, se, sx)
+            return Signal(
+                t, e, x, se, sx,
+                _stop(sig.stop_loss), _stop(sig.take_profit), _stop(sig.trailing_stop), _stop(sig.size),
+            )  # fmt: skip
         return None
 
     def _push(self, t: int, candle: Candle, values: Mapping[Any, Any]) -> None:

@@ -8,26 +8,63 @@ import numpy as np
 
 
 class Signals(NamedTuple):
-    """Entry and exit columns of a strategy, one bool per row.
+    """Entry and exit columns of a strategy, one bool per row, and optional stops per row.
 
     ``entries``/``exits`` are long signals; ``short_entries``/``short_exits`` are ``None`` for a
     long-only strategy. A signal on row ``i`` is decided on candle ``i``'s close.
+
+    Stops per signal (float columns, ``None`` when unused): ``stop_loss``, ``take_profit`` and
+    ``trailing_stop`` are *price distances* from the entry's reference price (the fill candle's
+    close, or its open with ``fill="next_open"``), e.g. ``2 * d.atr``. The value on an entry's row
+    arms the position that entry opens; NaN or <= 0 on that row falls back to the strategy's
+    fractional ``stop_loss``/``take_profit``. A trailing stop follows the best high (long) or low
+    (short) reached after the entry candle and takes the stop-loss's place when both are given.
+
+    ``size`` (float column, ``None`` when unused) sizes the order an entry row sends, in the fill
+    model's units: quote value (``size_type="value"``) or base units (``"amount"``); NaN or <= 0
+    falls back to the model's ``size``. With ``size_type="percent"`` it is ignored (the backtest warns).
     """
 
     entries: np.ndarray
     exits: np.ndarray
     short_entries: np.ndarray | None = None
     short_exits: np.ndarray | None = None
+    stop_loss: np.ndarray | None = None
+    take_profit: np.ndarray | None = None
+    trailing_stop: np.ndarray | None = None
+    size: np.ndarray | None = None
+
+    @property
+    def has_stops(self) -> bool:
+        """Whether any stop column is given."""
+        return self.stop_loss is not None or self.take_profit is not None or self.trailing_stop is not None
+
+    @property
+    def per_signal(self) -> bool:
+        """Whether any per-row stop or size column is given."""
+        return self.has_stops or self.size is not None
+
+
+#: The numeric per-row columns of :class:`Signals` (and fields of :class:`Signal`).
+STOP_FIELDS: tuple[str, ...] = ("stop_loss", "take_profit", "trailing_stop", "size")
 
 
 class Signal(NamedTuple):
-    """The signal of one closed candle, as live evaluation returns it (``None`` when all are false)."""
+    """The signal of one closed candle, as live evaluation returns it (``None`` when all are false).
+
+    ``stop_loss``/``take_profit``/``trailing_stop`` are that row's stop distances and ``size`` its
+    order size (``None``: none).
+    """
 
     time_ms: int
     entry: bool = False
     exit: bool = False
     short_entry: bool = False
     short_exit: bool = False
+    stop_loss: float | None = None
+    take_profit: float | None = None
+    trailing_stop: float | None = None
+    size: float | None = None
 
     def any(self) -> bool:
         return self.entry or self.exit or self.short_entry or self.short_exit
