@@ -435,7 +435,7 @@ def test_upgrade_from_the_first_schema_keeps_data(db_url):
 
 def test_upgrade_to_0002_strategy_keeps_old_trades_without_inventing_reasons(db_url):
     s = Store(db_url)
-    s.migrate("0002")
+    s.migrate("0002_gateway")  # the revision before 0002_strategy
     alice = users.add(s, "alice", "pw")
     rec = _promote(s, alice)
     with s.engine.begin() as conn:
@@ -444,11 +444,11 @@ def test_upgrade_to_0002_strategy_keeps_old_trades_without_inventing_reasons(db_
             f"exit_price, pnl, fees) values ({rec.id}, {alice.id}, 0, 0, 60000, 'long', 1.0, 100.0, 101.0, 0.8, 0.2)"
         ))  # fmt: skip
     s.migrate()
-    assert s.current_revision() == "0002_strategy"
+    assert s.current_revision() == head_revision()
     [old] = trades.list(s, alice).itertuples()
     assert old.exit_reason is None and pd.isna(old.mae) and pd.isna(old.mfe_pct) and old.pnl == 0.8
     assert old.return_pct == pytest.approx(0.008)
-    s.downgrade("0002")
+    s.downgrade("0002_gateway")
     s.migrate()
     assert len(trades.list(s, alice)) == 1
     s.dispose()
@@ -523,3 +523,29 @@ def test_removing_a_user_leaves_no_row_that_refers_to_them(store):
                 if fk.column.table.name == "users":
                     assert conn.execute(sa.select(sa.func.count()).where(fk.parent == ann)).scalar() == 0, t.name
     assert users.get(store, "bob") is not None and [k.user for k in keys.list(store)] == ["bob"]
+
+
+def test_upgrade_and_downgrade_keep_a_ledger_that_refers_to_its_strategies(db_url):
+    """SQLite rebuilds a table to alter it (batch mode); with foreign keys on, rebuilding
+    ``strategies`` under rows of orders, fills and trades that refer to it must not fail."""
+    s = Store(db_url)
+    s.migrate("0001")
+    with s.engine.begin() as conn:
+        conn.execute(sa.text("insert into users (name, password_hash, role, created_at) "
+                             "values ('old', 'h', 'viewer', '2026-01-01 00:00:00')"))  # fmt: skip
+        conn.execute(sa.text(
+            "insert into strategies (user_id, name, class_path, params, broker, symbol, interval, active, state, "
+            "failures, version, promoted_at, updated_at) values (1, 'legacy', 'a:B', '{}', '{}', 'BTCUSDT', '1m', "
+            "true, 'active', 0, 1, '2026-01-01 00:00:00', '2026-01-01 00:00:00')"
+        ))  # fmt: skip
+        conn.execute(sa.text(
+            "insert into trades (strategy_id, user_id, seq, entry_time, exit_time, side, size, entry_price, "
+            "exit_price, pnl, fees) values (1, 1, 0, 0, 60000, 'long', 1.0, 100.0, 101.0, 0.8, 0.2)"
+        ))  # fmt: skip
+    s.migrate()
+    assert s.current_revision() == head_revision()
+    assert len(trades.list(s, "old")) == 1
+    s.downgrade("0001")
+    s.migrate()
+    assert len(trades.list(s, "old")) == 1 and strategies.list(s, "old")[0].name == "legacy"
+    s.dispose()
