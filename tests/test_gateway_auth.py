@@ -50,7 +50,7 @@ def test_tokens_are_stored_hashed_listed_by_prefix_and_revoked(db_url):
 
 def test_the_tokens_cli_prints_a_token_once_and_lists_only_prefixes(tmp_path):
     db = f"sqlite:///{tmp_path / 'cli.db'}"
-    assert _kit("users", "add", "alice", db=db, stdin="pw\n").returncode == 0
+    assert _kit("users", "add", "alice", db=db, stdin="alice-long-password\n").returncode == 0
     made = _kit("tokens", "create", "--user", "alice", db=db)
     assert made.returncode == 0, made.stderr
     token = made.stdout.strip()

@@ -333,7 +333,10 @@ def _trade_markers(hv: Any, trades: pd.DataFrame, index: pd.Index, time: Any, pr
             out.append(
                 hv.Scatter(xy, time, price, label=label).opts(marker=marker, size=10, color=color, line_color="black")
             )
-    exits = trades[trades["exit_time"].notna() & (trades["exit_time"] >= first) & (trades["exit_time"] <= last)]
+    closed = trades["exit_time"].notna()
+    if "exit_reason" in trades:  # a position still open at the end has no exit to mark
+        closed &= trades["exit_reason"] != "open"
+    exits = trades[closed & (trades["exit_time"] >= first) & (trades["exit_time"] <= last)]
     if len(exits):
         xy = (_naive(exits["exit_time"]), exits["exit_price"].to_numpy(dtype=float))
         out.append(hv.Scatter(xy, time, price, label="exit").opts(marker="x", size=10, color="black", line_width=2))
