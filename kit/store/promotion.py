@@ -42,6 +42,7 @@ import sys
 from typing import Any
 
 from kit.errors import ConfigError
+from kit.market.times import parse_ms
 from kit.store import strategies as _strategies
 from kit.store._store import Store
 from kit.store.models import StrategyRecord, User
@@ -135,7 +136,7 @@ def promote(
     if mode == "live" and _signals_short(strategy, check_frame):
         raise ConfigError(_SHORT_REFUSAL.format(strategy=strategy))
     _check_backtest(strategy, check_frame, model)
-    start_ms = now_ms if start is None else _to_ms(start)
+    start_ms = now_ms if start is None else parse_ms(start, "start")
     store = store or _default_store()
     rec = _strategies.upsert(
         store, user, name=name or f"{cls.__name__}:{symbol}:{interval}", class_path=path, params=params,
@@ -222,16 +223,6 @@ def _default_store() -> Store:
     store = Store()
     store.migrate()
     return store
-
-
-def _to_ms(start: Any) -> int:
-    if isinstance(start, int) and not isinstance(start, bool):
-        return start
-    import pandas as pd
-
-    ts = pd.Timestamp(start)
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    return int(ts.value // 1_000_000)
 
 
 def _check_import_elsewhere(path: str, params: dict[str, Any]) -> None:
