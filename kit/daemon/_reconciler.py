@@ -167,24 +167,15 @@ class Reconciler:
     async def _start(self, rec: StrategyRecord, cp: Checkpoint | None, now: int, carry: Member | None = None) -> None:
         if rec.mode == "live":
             self.book.remove(rec.id)  # never left running as a paper strategy either
-            self.known[rec.id] = Known(rec.user_id, "paused", rec.version)
-            self._note(rec.id, rec.user_id, rec.name, "paused", LIVE_PAUSE)
-            await self._run_db(strategies.set_state_for_daemon, self.store, rec.id, "paused", last_error=LIVE_PAUSE)
-            self._writer.op(events.record, self.store, "strategy_paused", LIVE_PAUSE, level="warning",
-                            strategy_id=rec.id, user_id=rec.user_id)  # fmt: skip
+            await self._refuse(rec, "paused", LIVE_PAUSE, "strategy_paused", "warning")
             return
         try:
             check_module_allowed(rec.class_path, self._strategy_modules)
         except ConfigError as exc:
             # Before importing anything: importing the class is what would run its code here.
-            msg = f"refused, not imported: {exc}"
-            self.book.remove(rec.id)  # a running version of it stops too
             log.error("strategy refused", extra={"strategy_id": rec.id, "path": rec.class_path})
-            self.known[rec.id] = Known(rec.user_id, "paused", rec.version)
-            self._note(rec.id, rec.user_id, rec.name, "paused", msg)
-            await self._run_db(strategies.set_state_for_daemon, self.store, rec.id, "paused", last_error=msg)
-            self._writer.op(events.record, self.store, "strategy_refused", msg, level="error", strategy_id=rec.id,
-                            user_id=rec.user_id)  # fmt: skip
+            self.book.remove(rec.id)  # a running version of it stops too
+            await self._refuse(rec, "paused", f"refused, not imported: {exc}", "strategy_refused", "error")
             return
         try:
             if carry is not None:  # a new version of a running strategy: keep its live state
@@ -199,11 +190,14 @@ class Reconciler:
         except Exception as exc:
             msg = describe(exc)
             log.error("strategy cannot start", extra={"strategy_id": rec.id, "error": msg[:300]})
-            self.known[rec.id] = Known(rec.user_id, "error", rec.version)
-            self._note(rec.id, rec.user_id, rec.name, "error", msg)
-            await self._run_db(strategies.set_state_for_daemon, self.store, rec.id, "error", last_error=msg)
-            self._writer.op(events.record, self.store, "strategy_error", msg, level="error", strategy_id=rec.id,
-                            user_id=rec.user_id)  # fmt: skip
+            await self._refuse(rec, "error", msg, "strategy_error", "error")
+
+    async def _refuse(self, rec: StrategyRecord, state: str, why: str, kind: str, level: str) -> None:
+        """Record that ``rec`` does not run: ``state`` with ``why`` in the table, the admin page and an event."""
+        self.known[rec.id] = Known(rec.user_id, state, rec.version)
+        self._note(rec.id, rec.user_id, rec.name, state, why)
+        await self._run_db(strategies.set_state_for_daemon, self.store, rec.id, state, last_error=why)
+        self._writer.op(events.record, self.store, kind, why, level=level, strategy_id=rec.id, user_id=rec.user_id)
 
     def _note(self, sid: int, uid: int, name: str, state: str, error: str | None) -> None:
         self.problems[sid] = Problem(sid, self.user_names.get(uid, str(uid)), name, state, error or "")
