@@ -111,6 +111,8 @@ class Gateway:
         self.engine = IndicatorEngine(self._feed, keep=self.config.ring)
         self.hub = Hub(self.engine, ring=self.config.ring, grace_s=self.config.grace_s)
         self.metrics.track_sources(lambda: self.hub.stats()["sources"])
+        self.metrics.track_ready(lambda: float(not self.problems()))
+        self.metrics.track_feed(self._feed)
         self.private = PrivateStreams(self.store)
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._watch_tokens(), name="kit-gateway-tokens"))
