@@ -27,6 +27,7 @@ from typing import Any
 
 from kit.engine import IndicatorEngine, Row
 from kit.exchange._wire import kline_body
+from kit.gateway._fault import FaultPlan
 from kit.gateway._protocol import dumps
 from kit.gateway._streams import Stream
 from kit.market.intervals import next_open
@@ -168,8 +169,11 @@ class _Source:
 
     async def _run(self) -> None:
         try:
+            fault = self.hub.fault
             async for row in self.sub:
                 self.events += 1
+                if fault is not None:
+                    fault.check("source")
                 if row.closed:
                     self.ring.append(row)
                     self.forming = None
@@ -209,10 +213,14 @@ class Hub:
         ring: closed rows kept per (symbol, interval) for ``since`` (and asked of the engine).
         grace_s: seconds a (symbol, interval) nobody follows stays open (a reconnecting client
             resumes from its ring).
+        fault: test-only fault injection (:mod:`kit.gateway._fault`).
     """
 
-    def __init__(self, engine: IndicatorEngine, *, ring: int = 1000, grace_s: float = 60.0) -> None:
+    def __init__(
+        self, engine: IndicatorEngine, *, ring: int = 1000, grace_s: float = 60.0, fault: FaultPlan | None = None
+    ) -> None:
         self.engine = engine
+        self.fault = fault
         self.ring = int(ring)
         self.grace_s = float(grace_s)
         self._sources: dict[tuple[str, str], _Source] = {}

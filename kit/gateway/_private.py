@@ -21,6 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from kit.gateway._fanout import Outbox
+from kit.gateway._fault import FaultPlan
 from kit.gateway._protocol import dumps
 from kit.store.models import FillRecord, Order, Position, SignalRecord, TradeRecord
 
@@ -46,8 +47,9 @@ def _event(kind: str, seq: int, row: dict[str, Any]) -> str:
 class PrivateStreams:
     """Polls the store for the ledger rows of users with open private streams."""
 
-    def __init__(self, store: Any, *, poll_s: float = 1.0) -> None:
+    def __init__(self, store: Any, *, poll_s: float = 1.0, fault: FaultPlan | None = None) -> None:
         self.store = store
+        self.fault = fault
         self.poll_s = float(poll_s)
         #: (user_id, kind) -> outbox -> cursor (last id sent; positions: last snapshot sent)
         self._groups: dict[tuple[int, str], dict[Outbox, Any]] = {}
@@ -110,9 +112,12 @@ class PrivateStreams:
                 del self._groups[(user_id, kind)]
 
     async def run(self) -> None:
-        """Poll forever (a task of the gateway); a failing database is logged and retried."""
+        """Poll forever (a task of the gateway); a failing database is logged and retried, anything
+        else ends the task (and the gateway: crash-only)."""
         while True:
             await asyncio.sleep(self.poll_s)
+            if self.fault is not None:
+                self.fault.check("private")
             for (uid, kind), group in list(self._groups.items()):
                 try:
                     await self._poll(uid, kind, group)

@@ -100,17 +100,21 @@ def gateway(
     )
     typer.echo(f"kit gateway on http://{host}:{port} (docs /docs, WebSocket /api/v1/ws, example /example)", err=True)
 
+    gw = app.state.gateway
+
     async def run() -> None:
-        # Crash-only: a stream source that fails makes /ready fail and the process exit non-zero.
+        # Crash-only: a stream source or a task that fails makes /ready fail and the process exit 1
+        # (systemd or `kit up` restarts it; clients resume with `since`).
         task = asyncio.create_task(server.serve())
         while not task.done():
             await asyncio.sleep(0.5)
-            if app.state.gateway.hub is not None and app.state.gateway.hub.failure is not None:
+            if gw.failure is not None:
                 server.should_exit = True
         await task
 
     asyncio.run(run())
-    if app.state.gateway.hub is not None and app.state.gateway.hub.failure is not None:
+    if gw.failure is not None:
+        typer.echo(f"error: the gateway stopped: {gw.failure}", err=True)
         sys.exit(1)
     if not server.started:
         sys.exit(1)
