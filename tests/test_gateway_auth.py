@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from kit.gateway import _tokens
+from kit.gateway import GatewayConfig, _tokens
 from kit.store import NotFound, Store, users
 from tests.fixtures.exchange import http_get
 from tests.fixtures.gateway import events, request, running_gateway
@@ -118,3 +118,30 @@ async def test_a_foreign_origin_or_host_is_refused(simulator, tmp_path):
             return c.getresponse().status
 
         assert await asyncio.to_thread(rebinding) == 421
+
+
+def test_market_data_needs_a_token_by_default_only_when_bound_beyond_loopback():
+    assert not GatewayConfig(host="127.0.0.1").token_required and not GatewayConfig(host="::1").token_required
+    assert GatewayConfig(host="0.0.0.0").token_required and GatewayConfig(host="10.1.2.3").token_required
+    assert not GatewayConfig(host="0.0.0.0", market_auth="open").token_required
+    assert GatewayConfig(host="127.0.0.1", market_auth="required").token_required
+
+
+async def test_a_gateway_bound_to_every_interface_refuses_market_data_without_a_token(simulator, tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'wide.db'}")
+    store.migrate()
+    users.add(store, "alice", "pw")
+    token, _ = _tokens.create(store, "alice", read_only=True)
+    sim = await simulator(speed=60, start="2025-05-21T10:00Z")
+    async with running_gateway(sim, tmp_path, store=store, host="0.0.0.0") as gw:  # market_auth left at auto
+        st, _, body = await http_get(f"{gw.base}/api/v1/klines?symbol=BTCUSDT&interval=1m&limit=2")
+        assert st == 401 and "token" in body["msg"]
+        st, _, rows = await http_get(f"{gw.base}/api/v1/klines?symbol=BTCUSDT&interval=1m&limit=2",
+                                     headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+        assert st == 200 and len(rows) == 2
+        async with connect(gw.ws) as ws:
+            assert (await request(ws, "SUBSCRIBE", ["btcusdt@kline_1m"], 1))["error"]["code"] == 6
+            assert (await request(ws, "LOGIN", [token], 2))["result"] == {"user": "alice"}
+            assert (await request(ws, "SUBSCRIBE", ["btcusdt@kline_1m"], 3))["result"] is None
+            assert await events(ws, 1)
+    store.dispose()
