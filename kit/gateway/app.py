@@ -24,6 +24,7 @@ from starlette.websockets import WebSocketDisconnect
 from kit.engine import IndicatorEngine
 from kit.errors import KitError
 from kit.gateway import _protocol as P
+from kit.gateway._account import router as account_router
 from kit.gateway._config import GatewayConfig
 from kit.gateway._fanout import CLOSE_REVOKED, Hub, Outbox, SinceTooOld
 from kit.gateway._fault import FaultPlan
@@ -424,6 +425,7 @@ def create_app(
     )
     app.state.gateway = gw
     app.include_router(router)
+    app.include_router(account_router)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:
