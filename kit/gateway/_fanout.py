@@ -188,7 +188,7 @@ class _Source:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            self.hub._failed(self, exc)
+            self.hub.source_failed(self, exc)
 
     def add_spec(self, stream: Stream) -> None:
         if stream.spec is not None and stream.spec not in self.sub.specs:
@@ -281,7 +281,8 @@ class Hub:
             src.task.cancel()
         src.sub.close()
 
-    def _failed(self, src: _Source, exc: BaseException) -> None:
+    def source_failed(self, src: _Source, exc: BaseException) -> None:
+        """A running source ended or raised: close its clients with 1011 and mark the gateway failed."""
         log.error(
             "stream source failed; the gateway is not ready",
             extra={"stream": f"{src.symbol} {src.interval}", "error": str(exc)},
