@@ -179,11 +179,18 @@ class _Source:
                     self.forming = None
                 else:
                     self.forming = row
+                offered = False
                 for stream, boxes in self.listeners.items():
                     if boxes:
                         msg = encode(stream, row)
                         for box in list(boxes):
                             box.offer(msg)
+                        offered = True
+                if offered:
+                    # Let the writers drain before the next row: after the loop was busy (a large
+                    # resume), the engine hands over its backlog without suspending, and a burst
+                    # must not overflow the queues of clients that read as fast as they can.
+                    await asyncio.sleep(0)
             raise RuntimeError(f"the candle source of {self.symbol} {self.interval} ended")
         except asyncio.CancelledError:
             raise
