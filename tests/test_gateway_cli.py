@@ -3,24 +3,18 @@ in headless Chromium, a clean stop; an unreachable exchange is one error line.""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from websockets.asyncio.client import connect
-from websockets.exceptions import ConnectionClosed
 
 from tests.fixtures.dashboard import SAMPLE_DIR, stop, wait_http
-from tests.fixtures.exchange import http_get
 from tests.fixtures.gateway import free_port
 
 pytestmark = pytest.mark.slow
@@ -108,41 +102,3 @@ def test_an_unreachable_exchange_is_one_error_line_and_a_nonzero_exit(tmp_path):
                           capture_output=True, text=True, timeout=120)  # fmt: skip
     assert done.returncode == 2
     assert done.stderr.strip().startswith("error: cannot reach the exchange") and "Traceback" not in done.stderr
-
-
-async def _gateway_exit(sim, tmp_path: Path, fault: str, subscribe: list[str]) -> tuple[int, str, list[float]]:
-    """A real ``kit gateway`` with ``KIT_GATEWAY_TEST_FAULT=fault``, a client subscribed to ``subscribe``:
-    (exit status, log, the times /ready answered 503 before the exit)."""
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KIT_")}
-    env.update(KIT_DATA_DIR=str(tmp_path), KIT_DATABASE_URL=f"sqlite:///{tmp_path / 'kit.db'}",
-               KIT_EXCHANGE_URL=sim.rest_url, KIT_GATEWAY_TEST_FAULT=fault)  # fmt: skip
-    log = tmp_path / "gateway.log"
-    proc = subprocess.Popen([sys.executable, "-m", "kit", "gateway", "--port", str(port), "--symbols", "BTCUSDT"],
-                            env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT)  # fmt: skip
-    not_ready: list[float] = []
-    try:
-        await asyncio.to_thread(wait_http, f"http://127.0.0.1:{port}/health", proc, log)
-        with contextlib.suppress(OSError, ConnectionClosed):
-            async with connect(f"ws://127.0.0.1:{port}/api/v1/ws") as ws:
-                await ws.send(json.dumps({"method": "SUBSCRIBE", "params": subscribe, "id": 1}))
-                async with asyncio.timeout(60):
-                    while proc.poll() is None:
-                        st, _, _ = await http_get(f"http://127.0.0.1:{port}/ready")
-                        if st == 503:
-                            not_ready.append(time.monotonic())
-                        await asyncio.sleep(0.1)
-        code = await asyncio.to_thread(proc.wait, 60)
-    finally:
-        stop(proc)
-    return code, log.read_text(), not_ready
-
-
-@pytest.mark.parametrize("fault", ["source:5", "private:2", "tokens:2"])
-async def test_the_gateway_process_exits_1_when_a_stream_source_or_task_fails(fault, simulator, tmp_path):
-    sim = await simulator(speed=60, start="2025-05-21T10:00Z")
-    code, log, not_ready = await _gateway_exit(sim, tmp_path, fault, ["btcusdt@kline_1m"])
-    assert code == 1, log[-3000:]
-    task = fault.split(":")[0]
-    assert f"injected test fault in {task}" in log and "error: the gateway stopped:" in log
-    assert not_ready, "/ready never said 503 before the exit"
