@@ -132,10 +132,10 @@ class Gateway:
     def _ended(self, task: asyncio.Task[None], name: str) -> None:
         if task.cancelled():
             return
-        exc = task.exception()
+        exc = task.exception()  # None: it returned, which a task that loops forever never should
         log.error("task %s failed; the gateway is not ready and stops", name, exc_info=exc)
         if self.task_failure is None:
-            self.task_failure = f"task {name} failed: {exc!r}"
+            self.task_failure = f"task {name} failed: {exc!r}" if exc is not None else f"task {name} ended"
 
     @property
     def failure(self) -> str | None:
