@@ -7,6 +7,7 @@ import time
 
 import pytest
 import sqlalchemy as sa
+from prometheus_client.parser import text_string_to_metric_families
 
 from kit.daemon import Book, DaemonConfig
 from kit.errors import ConfigError
@@ -204,6 +205,11 @@ def test_daemon_process_status_live_changes_failures_and_graceful_stop(sqlite_ur
     assert "# TYPE kit_daemon_persist_latency_seconds summary" in metrics
     for line in metrics.splitlines():
         assert line.startswith("#") or re.match(r'^[a-z_]+(\{[a-z_]+="[^"]*"(,[a-z_]+="[^"]*")*\})? \S+$', line), line
+    # prometheus_client's own parser reads it: every family named kit_..., counters ..._total
+    fams = {f.name: f for f in text_string_to_metric_families(metrics)}
+    assert all(name.startswith(("kit_daemon_", "kit_feed_")) for name in fams), sorted(fams)
+    assert fams["kit_daemon_candles"].type == "counter" and fams["kit_feed_connections"].type == "gauge"
+    assert fams["kit_daemon_persist_latency_seconds"].type == "summary"
 
     time.sleep(1.2)
     hb = events.latest_heartbeat(store)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import re
 import urllib.request
 
 import pytest
@@ -32,6 +33,18 @@ def _stats(stack) -> dict:
     req = urllib.request.Request(f"{stack.base_url}/kit/stats", headers={"Cookie": _cookie(stack, "root")})
     with urllib.request.urlopen(req, timeout=30) as resp:
         return json.loads(resp.read())
+
+
+def _metrics_text(stack) -> str:
+    req = urllib.request.Request(f"{stack.base_url}/kit/metrics", headers={"Cookie": _cookie(stack, "root")})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return resp.read().decode()
+
+
+def _metric(text: str, name: str) -> float:
+    m = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+    assert m, f"{name} missing from /kit/metrics"
+    return float(m.group(1))
 
 
 async def _messages(ws, n: int, timeout: float = 60.0) -> list[dict]:
@@ -119,6 +132,10 @@ async def test_the_server_counts_one_broadcast_per_stream_and_releases_it(dashbo
         )
         assert row["sockets"] == 3 and row["listeners"] == 1  # three pages, one listener on the hub
         assert row["messages"] >= 6
+        text = await asyncio.to_thread(_metrics_text, dashboard_stack)  # the same figures for Prometheus
+        assert (
+            _metric(text, "kit_dashboard_live_sockets") >= 3 and _metric(text, "kit_dashboard_live_messages_total") >= 6
+        )
     finally:
         for ws in sockets:
             await ws.close()

@@ -18,16 +18,19 @@ import time
 import urllib.parse
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 
 from tests.fixtures.dashboard import USERS, start_stack, stop
 
 pytestmark = pytest.mark.slow
+STATUS_TOKEN = "dashboard-status-token-1"
 
 
 @pytest.fixture(scope="module")
 def proxied(tmp_path_factory):
-    stack = start_stack(tmp_path_factory.mktemp("logins"), extra_env={"KIT_PROXY_HEADERS": "1"})
+    stack = start_stack(tmp_path_factory.mktemp("logins"),
+                        extra_env={"KIT_PROXY_HEADERS": "1", "KIT_STATUS_TOKEN": STATUS_TOKEN})  # fmt: skip
     try:
         yield stack
     finally:
@@ -206,3 +209,34 @@ def test_a_database_outage_gives_a_clear_login_message_not_a_crash_nor_a_lock(pr
             conn.execute(sa.text("ALTER TABLE users_away RENAME TO users"))
         engine.dispose()
     assert _cookie(_post_login(proxied, "bob", USERS["bob"][0], "10.7.0.1"))
+
+
+def _metrics(stack, headers: dict[str, str]) -> tuple[int, str]:
+    u = urllib.parse.urlparse(stack.base_url)
+    conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
+    conn.request("GET", "/kit/metrics", headers=headers)
+    resp = conn.getresponse()
+    out = resp.status, resp.read().decode()
+    conn.close()
+    return out
+
+
+def test_the_dashboards_prometheus_metrics_need_an_admin_or_the_status_token_and_count_logins(proxied):
+    alice = _cookie(_post_login(proxied, "alice", USERS["alice"][0], "10.7.0.1"))
+    for headers in ({}, {"Cookie": alice}, {"Authorization": "Bearer not-the-token"}):
+        assert _metrics(proxied, headers)[0] == 403, headers
+    scraper = {"Authorization": f"Bearer {STATUS_TOKEN}"}
+
+    def failed(text: str) -> float:
+        fams = {f.name: f for f in text_string_to_metric_families(text)}
+        assert all(n.startswith(("kit_dashboard_", "kit_feed_")) for n in fams), sorted(fams)
+        return next(s.value for s in fams["kit_dashboard_logins"].samples
+                    if s.name == "kit_dashboard_logins_total" and s.labels == {"result": "failed"})  # fmt: skip
+
+    status, text = _metrics(proxied, scraper)
+    assert status == 200 and "kit_dashboard_sessions " in text
+    before = failed(text)
+    _post_login(proxied, "bob", "a-wrong-password-1", "10.7.0.2")
+    root = _cookie(_post_login(proxied, "root", USERS["root"][0], "10.7.0.3"))
+    status, text = _metrics(proxied, {"Cookie": root})  # an admin's session works too
+    assert status == 200 and failed(text) == before + 1

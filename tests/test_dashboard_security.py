@@ -244,7 +244,8 @@ def test_every_response_carries_the_security_headers(stack):
     static = re.search(r'src="(\.?/?static/[^"]+\.js[^"]*)"', page.text)
     assert static, "no static script in the page"
     paths = [("/login", None), ("/dashboard", viewer), ("/", viewer), ("/ops", admin), ("/admin", admin),
-             ("/ops", viewer), ("/kit/stats", admin), ("/dashboard", None),
+             ("/ops", viewer), ("/kit/stats", admin), ("/kit/metrics", admin), ("/kit/metrics", viewer),
+             ("/dashboard", None),
              ("/" + static.group(1).lstrip("./"), viewer), ("/logout", None)]  # fmt: skip
     for path, cookie in paths:
         resp = _request(stack.base_url, path, cookie)

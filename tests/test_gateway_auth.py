@@ -13,10 +13,10 @@ import sqlalchemy as sa
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from kit.gateway import _tokens
-from kit.store import NotFound, Store, users
+from kit.gateway import GatewayConfig, _tokens
+from kit.store import NotFound, Store, strategies, users
 from tests.fixtures.exchange import http_get
-from tests.fixtures.gateway import events, request, running_gateway
+from tests.fixtures.gateway import events, post_json, request, running_gateway
 
 
 def _kit(*args: str, db: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
@@ -118,3 +118,68 @@ async def test_a_foreign_origin_or_host_is_refused(simulator, tmp_path):
             return c.getresponse().status
 
         assert await asyncio.to_thread(rebinding) == 421
+
+
+def test_market_data_needs_a_token_by_default_only_when_bound_beyond_loopback():
+    assert not GatewayConfig(host="127.0.0.1").token_required and not GatewayConfig(host="::1").token_required
+    assert GatewayConfig(host="0.0.0.0").token_required and GatewayConfig(host="10.1.2.3").token_required
+    assert not GatewayConfig(host="0.0.0.0", market_auth="open").token_required
+    assert GatewayConfig(host="127.0.0.1", market_auth="required").token_required
+
+
+async def test_a_gateway_bound_to_every_interface_refuses_market_data_without_a_token(simulator, tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'wide.db'}")
+    store.migrate()
+    users.add(store, "alice", "pw")
+    token, _ = _tokens.create(store, "alice", read_only=True)
+    sim = await simulator(speed=60, start="2025-05-21T10:00Z")
+    async with running_gateway(sim, tmp_path, store=store, host="0.0.0.0") as gw:  # market_auth left at auto
+        st, _, body = await http_get(f"{gw.base}/api/v1/klines?symbol=BTCUSDT&interval=1m&limit=2")
+        assert st == 401 and "token" in body["msg"]
+        st, _, rows = await http_get(f"{gw.base}/api/v1/klines?symbol=BTCUSDT&interval=1m&limit=2",
+                                     headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+        assert st == 200 and len(rows) == 2
+        async with connect(gw.ws) as ws:
+            assert (await request(ws, "SUBSCRIBE", ["btcusdt@kline_1m"], 1))["error"]["code"] == 6
+            assert (await request(ws, "LOGIN", [token], 2))["result"] == {"user": "alice"}
+            assert (await request(ws, "SUBSCRIBE", ["btcusdt@kline_1m"], 3))["result"] is None
+            assert await events(ws, 1)
+    store.dispose()
+
+
+async def test_a_read_only_token_reads_its_strategies_but_only_a_trade_token_switches_them(simulator, tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'scope.db'}")
+    store.migrate()
+    for name in ("alice", "bob"):
+        users.add(store, name, "pw")
+    mine = strategies.upsert(store, "alice", name="ema", class_path="kit.strategies:EmaCross", params={},
+                             symbol="BTCUSDT", interval="1m")  # fmt: skip
+    theirs = strategies.upsert(store, "bob", name="ema", class_path="kit.strategies:EmaCross", params={},
+                               symbol="BTCUSDT", interval="1m")  # fmt: skip
+    ro, ro_info = _tokens.create(store, "alice", read_only=True)
+    rw, rw_info = _tokens.create(store, "alice")
+    assert ro_info.scopes == ("read",) and rw_info.scopes == ("read", "trade")
+    sim = await simulator(speed=60, start="2025-05-21T10:00Z")
+    async with running_gateway(sim, tmp_path, store=store) as gw:  # market data open on loopback; accounts not
+        url = f"{gw.base}/api/v1/account/strategies"
+        assert (await http_get(url))[0] == 401
+        st, _, listed = await http_get(url, headers={"Authorization": f"Bearer {ro}"})
+        assert st == 200 and [(s["id"], s["name"], s["active"]) for s in listed] == [(mine.id, "ema", True)]
+        st, body = await post_json(f"{url}/{mine.id}/active", {"active": False}, ro)
+        assert st == 403 and "read-only" in body["msg"]
+        assert strategies.get(store, "alice", mine.id).active  # nothing changed
+        st, body = await post_json(f"{url}/{theirs.id}/active", {"active": False}, rw)
+        assert st == 404 and strategies.get(store, "bob", theirs.id).active  # another user's: as if missing
+        st, body = await post_json(f"{url}/{mine.id}/active", {"active": "no"}, rw)
+        assert st == 400 and body["param"] == "active"
+        st, body = await post_json(f"{url}/{mine.id}/active", {"active": False}, rw)
+        assert st == 200 and body["active"] is False and body["version"] == mine.version + 1
+        assert not strategies.get(store, "alice", mine.id).active
+        # a write checks the token now, not the reads' cache: revoked, it cannot act at once
+        assert (await http_get(url, headers={"Authorization": f"Bearer {rw}"}))[0] == 200
+        _tokens.revoke(store, rw_info.prefix)
+        assert (await post_json(f"{url}/{mine.id}/active", {"active": True}, rw))[0] == 401
+        assert not strategies.get(store, "alice", mine.id).active
+        async with connect(gw.ws, additional_headers={"Authorization": f"Bearer {ro}"}) as ws:  # no WS writes
+            assert (await request(ws, "SWITCH", [mine.id], 1))["error"]["code"] == 2
+    store.dispose()

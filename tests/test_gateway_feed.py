@@ -8,13 +8,14 @@ import uuid
 
 import pytest
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
 from kit.feed import Feed
 from kit.relay import Keys, Relay
 from tests.fixtures.exchange import http_get
-from tests.fixtures.gateway import events, request, running_gateway
+from tests.fixtures.gateway import events, metrics_text, request, running_gateway
 
 
 @pytest.mark.redis
@@ -47,6 +48,9 @@ async def test_ready_fails_while_the_exchange_feed_is_down(simulator, tmp_path):
         assert (await request(ws, "SUBSCRIBE", ["btcusdt@kline_1m"], 1))["result"] is None
         st, _, body = await http_get(f"{gw.base}/ready")
         assert st == 200 and body["ready"] is True
+        fams = {f.name: f for f in text_string_to_metric_families(await metrics_text(gw.base))}
+        assert all(n.startswith(("kit_gateway_", "kit_feed_")) for n in fams), sorted(fams)
+        assert fams["kit_gateway_ready"].samples[0].value == 1 and fams["kit_feed_connections"].samples[0].value >= 1
         await sim.stop()
         async with asyncio.timeout(30):
             while True:
@@ -55,6 +59,8 @@ async def test_ready_fails_while_the_exchange_feed_is_down(simulator, tmp_path):
                     break
                 await asyncio.sleep(0.2)
         assert body["ready"] is False and "disconnected" in body["problems"][0]
+        text = await metrics_text(gw.base)
+        assert "kit_gateway_ready 0.0" in text and "kit_feed_connections 0.0" in text
 
 
 async def test_a_source_that_ends_closes_its_clients_with_1011_and_the_gateway_turns_not_ready(simulator, tmp_path):

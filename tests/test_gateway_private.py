@@ -96,3 +96,51 @@ async def test_each_user_receives_only_their_own_fills_and_positions_and_resumes
         assert all(e["data"]["strategy_id"] == b.id for e in with_bob if e.get("stream", "").startswith("user@"))
         await bob.close()
     store.dispose()
+
+
+async def test_each_user_receives_only_their_own_strategies_signals_and_resumes_by_id(simulator, tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'signals.db'}")
+    store.migrate()
+    for name in ("alice", "bob"):
+        users.add(store, name, "pw")
+    a, b = _promote(store, "alice", "a1"), _promote(store, "bob", "b1")
+    for rec in (a, b):
+        ledger.ensure_checkpoint(store, rec, T0 - 60_000, {}, {"size": 0.0, "cash": 1000.0, "equity": 1000.0})
+    alice_token, _ = _tokens.create(store, "alice")
+    bob_token, _ = _tokens.create(store, "bob")
+
+    def signal(rec, t: int, name: str) -> CandleWrite:  # a signal with no fill (e.g. an entry while long)
+        return CandleWrite(rec.id, rec.user_id, t, rec.version, last_signal=name)
+
+    ledger.commit(store, [signal(a, T0, "entry"), signal(b, T0, "short_entry")])
+    sim = await simulator(speed=60, start="2025-05-21T10:00Z")
+    async with running_gateway(sim, tmp_path, store=store) as gw:
+        async with (
+            connect(gw.ws, additional_headers={"Authorization": f"Bearer {alice_token}"}) as alice,
+            connect(gw.ws, additional_headers={"Authorization": f"Bearer {bob_token}"}) as bob,
+        ):
+            assert (await request(alice, "SUBSCRIBE", ["user@signals"], 1, since=0))["result"] is None
+            assert (await request(bob, "SUBSCRIBE", ["user@signals"], 1))["result"] is None  # live only
+            first = (await _until(alice, "user@signals", 1))[0]
+            assert first["data"] == {"e": "signal", "strategy_id": a.id, "open_time": T0, "name": "entry"}
+            ledger.commit(store, [signal(b, T0 + 60_000, "exit"), signal(a, T0 + 60_000, "exit")])
+            got_a, got_b = await _until(alice, "user@signals", 1), await _until(bob, "user@signals", 1)
+            assert [(e["data"]["strategy_id"], e["data"]["name"]) for e in got_a] == [(a.id, "exit")]
+            assert [(e["data"]["strategy_id"], e["data"]["name"]) for e in got_b] == [(b.id, "exit")]
+            assert got_a[0]["seq"] > first["seq"]
+            # a replayed candle does not signal twice
+            ledger.commit(store, [signal(a, T0 + 60_000, "exit")])
+        ledger.commit(store, [signal(a, T0 + 120_000, "entry")])
+        async with connect(gw.ws, additional_headers={"Authorization": f"Bearer {alice_token}"}) as again:
+            assert (await request(again, "SUBSCRIBE", ["user@signals"], 1, since=got_a[-1]["seq"]))["result"] is None
+            resumed = await _until(again, "user@signals", 1)
+            assert [(e["data"]["open_time"], e["data"]["name"]) for e in resumed] == [(T0 + 120_000, "entry")]
+            extra = []
+            try:
+                async with asyncio.timeout(2.5):
+                    while True:
+                        extra.append(json.loads(await again.recv()))
+            except TimeoutError:
+                pass
+            assert not [e for e in extra if e.get("stream") == "user@signals"]  # nothing twice, nothing of bob's
+    store.dispose()

@@ -14,6 +14,7 @@ from kit.errors import ConfigError
 from kit.market import Candle
 from kit.store import NotFound, Store, events, ledger, strategies, trades, users
 from kit.store.ledger import CandleWrite
+from kit.store.models import SignalRecord
 from kit.strategy import Signal
 from tests.fixtures.store import head_revision
 
@@ -241,6 +242,9 @@ def test_ledger_writes_trades_once_even_when_a_candle_is_replayed(store):
     cp = ledger.load_checkpoints(store)[rec.id]
     assert cp.last_open_time == T0 + 60_000 and cp.broker_state == {"pos": 0}
     assert strategies.get(store, alice, rec.id).last_signal == "exit"
+    with store.begin() as conn:  # the signal history (user@signals): each candle's once, replays or not
+        sigs = conn.execute(sa.select(SignalRecord.open_time, SignalRecord.name).order_by(SignalRecord.id)).all()
+    assert [tuple(r) for r in sigs] == [(T0, "entry"), (T0 + 60_000, "exit")]
 
 
 def test_trades_carry_exit_reason_and_excursions_and_the_open_position_is_the_last_row(store):
@@ -509,14 +513,14 @@ def test_removing_a_user_leaves_no_row_that_refers_to_them(store):
     for name in ("ann", "bob"):
         rec = strategies.upsert(store, name, name="ema", class_path="kit.strategies:EmaCross", params={},
                                 symbol="BTCUSDT", interval="1m")  # fmt: skip
-        ledger.ensure_checkpoint(store, rec, 0, {}, {"size": 0.0, "cash": 0.0, "equity": 0.0})
+        ledger.commit(store, list(_trade_round_trip(store, rec)))  # orders, fills, trades, signals
         keys.set(store, name, "K" * 64, "S" * 64, master=master)
         create_token(store, name)
     ann = users.get(store, "ann").id
     users.remove(store, "ann", force=True)
     tables = SQLModel.metadata.sorted_tables
     referring = [t for t in tables if any(fk.column.table.name == "users" for fk in t.foreign_keys)]
-    assert {"api_keys", "api_tokens", "strategies"} <= {t.name for t in referring}
+    assert {"api_keys", "api_tokens", "strategies", "signals"} <= {t.name for t in referring}
     with store.begin() as conn:
         for t in referring:
             for fk in t.foreign_keys:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from kit.daemon._status import prometheus
+from kit import _metrics
 
 if TYPE_CHECKING:
     from kit.daemon._daemon import Daemon
@@ -97,46 +97,45 @@ def status(d: Daemon, brief: bool = False) -> dict[str, Any]:
 
 
 def metrics(d: Daemon) -> str:
-    """Prometheus text for ``/metrics``."""
+    """Prometheus text for ``/metrics`` (``prometheus_client``; the names are the README's table)."""
+    reg = _metrics.registry()  # one per scrape: the figures live in the daemon, read when asked
+    reg.register(_metrics.Snapshot(lambda: families(d)))
+    return _metrics.render(reg).decode()
+
+
+def families(d: Daemon) -> list[_metrics.Family]:
+    """The daemon's metric families, read from its parts now."""
     book, c = d.book, d.counts
-    lat = sorted(d.writer.latency)
+    g, n = _metrics.gauge, _metrics.counter
     by_state: Counter[str] = Counter(k.state for k in d.reconciler.known.values() if k.state != "off")
-    m: list[tuple[str, str, str, list[tuple[dict[str, str], float]]]] = [
-        ("kit_daemon_up", "gauge", "1 while the daemon runs", [({}, 1)]),
-        ("kit_daemon_ready", "gauge", "1 when nothing fails (/ready is 200)", [({}, int(d.health().ready))]),
-        ("kit_daemon_uptime_seconds", "gauge", "seconds since start", [({}, d.uptime())]),
-        ("kit_daemon_database_up", "gauge", "1 when the last database call succeeded", [({}, int(d.db_ok))]),
-        ("kit_daemon_streams", "gauge", "streams subscribed", [({}, len(book.streams))]),
-        ("kit_daemon_strategies", "gauge", "strategies by daemon state",
-         [({"state": s}, by_state.get(s, 0)) for s in ("active", "paused", "error")]),
-        ("kit_daemon_strategies_running", "gauge", "strategies being evaluated", [({}, len(book.members))]),
-        ("kit_daemon_analyses", "gauge", "unique evaluations per candle (groups)",
-         [({}, sum(len(s.groups) for s in book.streams.values()))]),
-        ("kit_daemon_candles_total", "counter", "closed candles processed", [({}, c["candles"])]),
-        ("kit_daemon_evaluations_total", "counter", "group evaluations", [({}, c["analyses"])]),
-        ("kit_daemon_fills_total", "counter", "paper fills", [({}, c["fills"])]),
-        ("kit_daemon_trades_total", "counter", "closed trades", [({}, c["trades"])]),
-        ("kit_daemon_strategy_failures_total", "counter", "failed strategy evaluations",
-         [({}, c["strategy_failures"])]),
-        ("kit_daemon_commits_total", "counter", "ledger transactions", [({}, d.writer.commits)]),
-        ("kit_daemon_database_waits_total", "counter", "retries while the database was down", [({}, d.db_waits)]),
-        ("kit_daemon_write_queue", "gauge", "closed candles waiting to be committed", [({}, d.writer.waiting)]),
-        ("kit_daemon_write_lag_seconds", "gauge", "age of the oldest candle waiting to be committed",
-         [({}, d.writer.lag())]),
-        ("kit_daemon_stream_failures_total", "counter", "failed stream subscriptions", [({}, c["stream_failures"])]),
-        ("kit_daemon_streams_failing", "gauge", "streams failing repeatedly",
-         [({}, sum(h.failing for h in d.streams.health().values()))]),
-        ("kit_daemon_strategies_failing", "gauge", "running strategies whose last evaluation failed",
-         [({}, len(d.reconciler.failing()))]),
-        ("kit_daemon_persist_latency_seconds", "summary", "closed candle received -> decisions committed",
-         [({"quantile": str(q)}, quantile(lat, q)) for q in (0.5, 0.9, 0.99)]),
+    m = [
+        g("kit_daemon_up", "1 while the daemon runs", 1),
+        g("kit_daemon_ready", "1 when nothing fails (/ready is 200)", int(d.health().ready)),
+        g("kit_daemon_uptime_seconds", "seconds since start", d.uptime()),
+        g("kit_daemon_database_up", "1 when the last database call succeeded", int(d.db_ok)),
+        g("kit_daemon_streams", "streams subscribed", len(book.streams)),
+        g("kit_daemon_strategies", "strategies by daemon state",
+          {(s,): by_state.get(s, 0) for s in ("active", "paused", "error")}, ["state"]),
+        g("kit_daemon_strategies_running", "strategies being evaluated", len(book.members)),
+        g("kit_daemon_analyses", "unique evaluations per candle (groups)",
+          sum(len(s.groups) for s in book.streams.values())),
+        n("kit_daemon_candles_total", "closed candles processed", c["candles"]),
+        n("kit_daemon_evaluations_total", "group evaluations", c["analyses"]),
+        n("kit_daemon_fills_total", "paper fills", c["fills"]),
+        n("kit_daemon_trades_total", "closed trades", c["trades"]),
+        n("kit_daemon_strategy_failures_total", "failed strategy evaluations", c["strategy_failures"]),
+        n("kit_daemon_commits_total", "ledger transactions", d.writer.commits),
+        n("kit_daemon_database_waits_total", "retries while the database was down", d.db_waits),
+        g("kit_daemon_write_queue", "closed candles waiting to be committed", d.writer.waiting),
+        g("kit_daemon_write_lag_seconds", "age of the oldest candle waiting to be committed", d.writer.lag()),
+        n("kit_daemon_stream_failures_total", "failed stream subscriptions", c["stream_failures"]),
+        g("kit_daemon_streams_failing", "streams failing repeatedly",
+          sum(h.failing for h in d.streams.health().values())),
+        g("kit_daemon_strategies_failing", "running strategies whose last evaluation failed",
+          len(d.reconciler.failing())),
+        _metrics.summary("kit_daemon_persist_latency_seconds", "closed candle received -> decisions committed",
+                         sorted(d.writer.latency)),
     ]  # fmt: skip
     if d.feed is not None:
-        fs = d.feed.stats()
-        for key in ("connections", "streams", "messages", "reconnects", "stalls", "backfilled", "gaps", "lagging"):
-            v = fs.get(key)
-            if isinstance(v, int | float):
-                kind = "gauge" if key in ("connections", "streams") else "counter"
-                name = f"kit_feed_{key}" + ("_total" if kind == "counter" else "")
-                m.append((name, kind, f"feed {key}", [({}, v)]))
-    return prometheus(m)
+        m += _metrics.feed_metrics(d.feed.stats())
+    return m

@@ -4,7 +4,7 @@
 * ``/ready``   200 when nothing fails, else 503; JSON ``{"ready", "state", "reasons"}`` says why
   (state ``down`` or ``degraded``: see :mod:`kit.daemon._health`).
 * ``/status``  JSON: uptime, streams, strategies by user and state, analyses, trades, feed stats.
-* ``/metrics`` Prometheus text exposition format (version 0.0.4).
+* ``/metrics`` Prometheus text exposition format (``prometheus_client``, see :mod:`kit._metrics`).
 
 Every request must name this server in ``Host`` (loopback, the bound address, the address the
 client connected to, or ``KIT_ALLOWED_HOSTS``), else 421: a web page cannot read ``/status``
@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from kit._guard import HostCheck, bearer_ok
+from kit._metrics import CONTENT_TYPE_LATEST
 
 log = logging.getLogger("kit.daemon.status")
 
@@ -100,7 +101,7 @@ class StatusServer:
                 body = json.dumps(self._status(), default=str, indent=1) + "\n"
                 await self._send(writer, 200, "application/json", body)
             elif target == "/metrics":
-                await self._send(writer, 200, "text/plain; version=0.0.4; charset=utf-8", self._metrics())
+                await self._send(writer, 200, CONTENT_TYPE_LATEST, self._metrics())
             else:
                 await self._send(writer, 404, "text/plain", "not found: try /health /ready /status /metrics\n")
         except (asyncio.IncompleteReadError, TimeoutError, ConnectionError, asyncio.LimitOverrunError):
@@ -138,27 +139,3 @@ def _headers(lines: list[str]) -> dict[str, str]:
         key = name.strip().lower()
         out[key] = "" if key in out else value.strip()
     return out
-
-
-def prometheus(metrics: list[tuple[str, str, str, list[tuple[dict[str, str], float]]]]) -> str:
-    """Render ``[(name, type, help, [(labels, value), ...]), ...]`` in the text exposition format."""
-    out = []
-    for name, kind, help_, samples in metrics:
-        out.append(f"# HELP {name} {help_}")
-        out.append(f"# TYPE {name} {kind}")
-        for labels, value in samples:
-            lab = ",".join(f'{k}="{_esc(str(v))}"' for k, v in labels.items())
-            out.append(f"{name}{{{lab}}} {_num(value)}" if lab else f"{name} {_num(value)}")
-    return "\n".join(out) + "\n"
-
-
-def _esc(s: str) -> str:
-    return s.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def _num(v: float) -> str:
-    if v != v:
-        return "NaN"
-    if v in (float("inf"), float("-inf")):
-        return "+Inf" if v > 0 else "-Inf"
-    return repr(float(v)) if isinstance(v, float) else str(v)

@@ -2,7 +2,8 @@
 
 ``GET /kit/stats``: the hub's figures and the login counters as JSON, for monitoring and the
 benchmark (admins only: the signed session is checked here, since Panel's ``authorize_callback``
-only guards its own pages); ``/kit/live``: the pages' live candles
+only guards its own pages); ``GET /kit/metrics``: the same as Prometheus text (an admin, or the
+status token); ``/kit/live``: the pages' live candles
 (:class:`kit.dashboard.live.LiveSocket`); ``/logout``: Panel's logout page that also ends every
 session of the user (these routes come before the auth provider's, so kit's ``/logout`` wins).
 """
@@ -38,6 +39,30 @@ class StatsHandler(RequestHandler):
         self.finish(json.dumps(stats, default=str))
 
 
+class MetricsHandler(RequestHandler):
+    """Prometheus metrics (``kit_dashboard_...``, :mod:`kit.dashboard.metrics`): for a scraper with
+    ``Authorization: Bearer <KIT_STATUS_TOKEN>`` (as the daemon's ``/metrics``) or an admin's session;
+    403 otherwise (they name streams and count logins)."""
+
+    def get(self) -> None:
+        from kit._guard import bearer_ok
+        from kit._metrics import CONTENT_TYPE_LATEST
+        from kit.dashboard import metrics
+        from kit.dashboard.hub import get_hub
+        from kit.settings import Settings
+
+        if not bearer_ok(self.request.headers.get("Authorization"), Settings.from_env().status_token):
+            user = auth.current_user(self.request.cookies)
+            if user is None or user.role != "admin":
+                self.set_status(403)
+                self.finish({"error": "admins or the status token only"})
+                return
+        self.set_header("Content-Type", CONTENT_TYPE_LATEST)
+        self.set_header("Cache-Control", "no-store")
+        logins = {**auth.LOGIN_STATS}
+        self.finish(metrics.render(get_hub().stats(), logins, REVOKER.stats()))
+
+
 class KitLogoutHandler(auth.CookiePolicy, LogoutHandler):
     """Panel's logout page, after ending every session of the user (every device, every socket).
 
@@ -69,7 +94,8 @@ def _routes() -> list[tuple[str, type, dict]]:
     from kit.dashboard.live import LiveSocket
 
     check_installed()
-    return [(r"/kit/stats", StatsHandler, {}), (r"/kit/live", LiveSocket, {}), (r"/logout", KitLogoutHandler, {})]
+    return [(r"/kit/stats", StatsHandler, {}), (r"/kit/metrics", MetricsHandler, {}), (r"/kit/live", LiveSocket, {}),
+            (r"/logout", KitLogoutHandler, {})]  # fmt: skip
 
 
 #: Read by ``panel serve --plugins``.

@@ -8,7 +8,9 @@ indicator engine, and serves any client: candles (forming and closed) and indica
 stream, wildcards over symbols, resume with ``since`` without a hole, Binance-shaped REST.
 Modules: ``_streams`` (stream names), ``_protocol`` (the WebSocket protocol, no I/O),
 ``_fanout`` (one engine subscription per stream, encode once, bounded client queues),
-``_tokens`` (API tokens), ``_rest`` (REST routes), ``_metrics``, ``app`` (the ASGI app).
+``_private`` (a user's signals and ledger as streams), ``_tokens`` (API tokens and scopes),
+``_rest`` (market REST routes), ``_account`` (the token's own strategies), ``_metrics``,
+``_fault`` (test-only fault injection), ``app`` (the ASGI app).
 Importing this package imports neither FastAPI nor the engine; :func:`create_app` does.
 """
 

@@ -27,6 +27,7 @@ from typing import Any
 
 from kit.engine import IndicatorEngine, Row
 from kit.exchange._wire import kline_body
+from kit.gateway._fault import FaultPlan
 from kit.gateway._protocol import dumps
 from kit.gateway._streams import Stream
 from kit.market.intervals import next_open
@@ -168,23 +169,33 @@ class _Source:
 
     async def _run(self) -> None:
         try:
+            fault = self.hub.fault
             async for row in self.sub:
                 self.events += 1
+                if fault is not None:
+                    fault.check("source")
                 if row.closed:
                     self.ring.append(row)
                     self.forming = None
                 else:
                     self.forming = row
+                offered = False
                 for stream, boxes in self.listeners.items():
                     if boxes:
                         msg = encode(stream, row)
                         for box in list(boxes):
                             box.offer(msg)
+                        offered = True
+                if offered:
+                    # Let the writers drain before the next row: after the loop was busy (a large
+                    # resume), the engine hands over its backlog without suspending, and a burst
+                    # must not overflow the queues of clients that read as fast as they can.
+                    await asyncio.sleep(0)
             raise RuntimeError(f"the candle source of {self.symbol} {self.interval} ended")
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            self.hub._failed(self, exc)
+            self.hub.source_failed(self, exc)
 
     def add_spec(self, stream: Stream) -> None:
         if stream.spec is not None and stream.spec not in self.sub.specs:
@@ -209,10 +220,14 @@ class Hub:
         ring: closed rows kept per (symbol, interval) for ``since`` (and asked of the engine).
         grace_s: seconds a (symbol, interval) nobody follows stays open (a reconnecting client
             resumes from its ring).
+        fault: test-only fault injection (:mod:`kit.gateway._fault`).
     """
 
-    def __init__(self, engine: IndicatorEngine, *, ring: int = 1000, grace_s: float = 60.0) -> None:
+    def __init__(
+        self, engine: IndicatorEngine, *, ring: int = 1000, grace_s: float = 60.0, fault: FaultPlan | None = None
+    ) -> None:
         self.engine = engine
+        self.fault = fault
         self.ring = int(ring)
         self.grace_s = float(grace_s)
         self._sources: dict[tuple[str, str], _Source] = {}
@@ -273,7 +288,8 @@ class Hub:
             src.task.cancel()
         src.sub.close()
 
-    def _failed(self, src: _Source, exc: BaseException) -> None:
+    def source_failed(self, src: _Source, exc: BaseException) -> None:
+        """A running source ended or raised: close its clients with 1011 and mark the gateway failed."""
         log.error(
             "stream source failed; the gateway is not ready",
             extra={"stream": f"{src.symbol} {src.interval}", "error": str(exc)},

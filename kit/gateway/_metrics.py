@@ -1,4 +1,5 @@
-"""The gateway's Prometheus metrics (``prometheus_client``), all named ``kit_gateway_...``.
+"""The gateway's Prometheus metrics (``prometheus_client``), named ``kit_gateway_...`` (and
+``kit_feed_...`` for its feed), in the scheme of :mod:`kit._metrics`.
 
 Each gateway app has its own registry (not the library's global one), so several apps in one
 process (the tests) count separately and ``/metrics`` shows only the gateway's series.
@@ -7,9 +8,12 @@ process (the tests) count separately and ``/metrics`` shows only the gateway's s
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client import Counter, Gauge
+
+from kit import _metrics
+from kit._metrics import CONTENT_TYPE_LATEST
 
 __all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
 
@@ -18,7 +22,7 @@ class Metrics:
     """Counters and gauges of one gateway; ``render()`` is the ``/metrics`` body."""
 
     def __init__(self) -> None:
-        r = self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry = _metrics.registry()
         self.connections = Gauge("kit_gateway_connections", "Open WebSocket connections.", registry=r)
         self.connections_opened = Counter(
             "kit_gateway_connections_opened", "WebSocket connections accepted.", registry=r
@@ -48,9 +52,19 @@ class Metrics:
             "kit_gateway_subscriptions", "Concrete streams subscribed, summed over connections.", registry=r
         )
         self.sources = Gauge("kit_gateway_sources", "Open (symbol, interval) sources.", registry=r)
+        self.ready = Gauge("kit_gateway_ready", "1 when /ready is 200 (no stream source failed).", registry=r)
 
     def track_sources(self, count: Callable[[], float]) -> None:
         self.sources.set_function(count)
 
+    def track_ready(self, ready: Callable[[], float]) -> None:
+        self.ready.set_function(ready)
+
+    def track_feed(self, feed: Any) -> None:
+        """``kit_feed_...`` from ``feed.stats()`` at each scrape (a feed without stats has none)."""
+        stats = getattr(feed, "stats", None)
+        if callable(stats):
+            self.registry.register(_metrics.Snapshot(lambda: _metrics.feed_metrics(stats())))
+
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        return _metrics.render(self.registry)

@@ -1,12 +1,12 @@
-"""A user's own ledger as streams: ``user@orders``, ``user@fills``, ``user@trades``, ``user@positions``.
+"""A user's own signals and ledger as streams: ``user@signals``, ``@orders``, ``@fills``, ``@trades``, ``@positions``.
 
-The daemon writes orders, fills, trades and positions in one transaction per candle
+The daemon writes signals, orders, fills, trades and positions in one transaction per candle
 (:mod:`kit.store.ledger`); the gateway reads them back by polling the store (one query per
 (user, kind) per poll, whatever the number of that user's sockets), always filtered by the
 ``user_id`` of the socket's token: a stream name never names a user, so no request can reach
 another user's rows.
 
-Orders, fills and trades carry their row id as ``seq`` (ids grow in commit order: the daemon is
+Signals, orders, fills and trades carry their row id as ``seq`` (ids grow in commit order: the daemon is
 the one writer); ``since`` resumes after an id. Positions are a snapshot per strategy whose ``seq``
 is the candle it was updated on; subscribing sends the current ones (after ``since``), then each
 change.
@@ -21,12 +21,14 @@ from typing import Any
 import sqlalchemy as sa
 
 from kit.gateway._fanout import Outbox
+from kit.gateway._fault import FaultPlan
 from kit.gateway._protocol import dumps
-from kit.store.models import FillRecord, Order, Position, TradeRecord
+from kit.store.models import FillRecord, Order, Position, SignalRecord, TradeRecord
 
 log = logging.getLogger("kit.gateway.private")
 
 _TABLES: dict[str, tuple[Any, tuple[str, ...]]] = {
+    "signals": (SignalRecord, ("strategy_id", "open_time", "name")),
     "orders": (Order, ("strategy_id", "open_time", "seq", "side", "size", "reason")),
     "fills": (FillRecord, ("strategy_id", "open_time", "seq", "side", "size", "price", "fee")),
     "trades": (
@@ -45,8 +47,9 @@ def _event(kind: str, seq: int, row: dict[str, Any]) -> str:
 class PrivateStreams:
     """Polls the store for the ledger rows of users with open private streams."""
 
-    def __init__(self, store: Any, *, poll_s: float = 1.0) -> None:
+    def __init__(self, store: Any, *, poll_s: float = 1.0, fault: FaultPlan | None = None) -> None:
         self.store = store
+        self.fault = fault
         self.poll_s = float(poll_s)
         #: (user_id, kind) -> outbox -> cursor (last id sent; positions: last snapshot sent)
         self._groups: dict[tuple[int, str], dict[Outbox, Any]] = {}
@@ -109,9 +112,12 @@ class PrivateStreams:
                 del self._groups[(user_id, kind)]
 
     async def run(self) -> None:
-        """Poll forever (a task of the gateway); a failing database is logged and retried."""
+        """Poll forever (a task of the gateway); a failing database is logged and retried, anything
+        else ends the task (and the gateway: crash-only)."""
         while True:
             await asyncio.sleep(self.poll_s)
+            if self.fault is not None:
+                self.fault.check("private")
             for (uid, kind), group in list(self._groups.items()):
                 try:
                     await self._poll(uid, kind, group)

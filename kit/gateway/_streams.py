@@ -7,8 +7,9 @@ Binance-like, lower-case symbol first:
   engine knows, see :func:`kit.indicators.parse_spec`, registered custom ones included);
 - ``*@kline_1m``, ``*@indicator_1m_rsi(14)``: the same for every symbol the gateway serves,
   expanded on the server;
-- ``user@fills``, ``user@orders``, ``user@trades``, ``user@positions``: the logged-in user's own
-  ledger (the user is the token's, never named in the stream).
+- ``user@signals``, ``user@orders``, ``user@fills``, ``user@trades``, ``user@positions``: the
+  logged-in user's own strategies' signals and ledger (the user is the token's, never named in
+  the stream).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from kit.indicators import IndicatorSpec
 from kit.market.intervals import validate_interval, validate_symbol
 
 WILDCARD = "*"
-PRIVATE_KINDS = ("orders", "fills", "trades", "positions")
+PRIVATE_KINDS = ("signals", "orders", "fills", "trades", "positions")
 _KLINE = "kline_"
 _INDICATOR = "indicator_"
 

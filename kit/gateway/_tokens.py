@@ -1,5 +1,10 @@
 """Gateway API tokens: created for a user, shown once, stored as a SHA-256, listed by prefix, revoked.
 
+Scopes: every token may ``read`` (market data, the user's own streams and records); a token
+created without ``--read-only`` may also ``trade``: change the user's own strategies (switch one
+on or off, ``POST /api/v1/account/strategies/{id}/active``), the gateway's only writes. A
+read-only token asking to write gets 403, and the WebSocket has no write method at all.
+
 A token is ``kit_`` plus 32 random bytes (URL-safe base64): with that much entropy a plain
 SHA-256 is as safe to store as a slow password hash, and it lets a lookup by hash be one indexed
 query per connection instead of an argon2 check per request. Tokens are never logged; only their
@@ -24,6 +29,8 @@ from kit.store.models import ApiToken, User, utcnow
 log = logging.getLogger("kit.gateway.tokens")
 
 TOKEN_PREFIX = "kit_"
+#: what a token may do: ``read`` always, ``trade`` unless created read-only
+READ, TRADE = "read", "trade"
 PREFIX_LEN = len(TOKEN_PREFIX) + 8
 
 
@@ -46,6 +53,10 @@ class TokenInfo:
     def revoked(self) -> bool:
         return self.revoked_at is not None
 
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        return scopes(self.read_only)
+
 
 @dataclass(frozen=True)
 class Identity:
@@ -55,6 +66,15 @@ class Identity:
     user_id: int
     user: str
     read_only: bool
+
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        return scopes(self.read_only)
+
+
+def scopes(read_only: bool) -> tuple[str, ...]:
+    """The scopes of a token (``read``, and ``trade`` unless read-only)."""
+    return (READ,) if read_only else (READ, TRADE)
 
 
 def create(store: Store, user: str, *, read_only: bool = False) -> tuple[str, TokenInfo]:

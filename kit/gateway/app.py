@@ -24,8 +24,10 @@ from starlette.websockets import WebSocketDisconnect
 from kit.engine import IndicatorEngine
 from kit.errors import KitError
 from kit.gateway import _protocol as P
+from kit.gateway._account import router as account_router
 from kit.gateway._config import GatewayConfig
 from kit.gateway._fanout import CLOSE_REVOKED, Hub, Outbox, SinceTooOld
+from kit.gateway._fault import FaultPlan
 from kit.gateway._metrics import CONTENT_TYPE_LATEST, Metrics
 from kit.gateway._private import PrivateStreams
 from kit.gateway._rest import ApiError, router
@@ -80,6 +82,9 @@ class Gateway:
         self._token_cache: dict[str, tuple[float, Identity | None]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._owned_feed: Any = None  # a RedisFeed this gateway opened (and closes)
+        self._fault = FaultPlan.from_env()
+        #: why a task of the gateway ended (it never should): then not ready, and the process exits 1
+        self.task_failure: str | None = None
         self.started = False
 
     @property
@@ -109,14 +114,35 @@ class Gateway:
             self.symbol_set = frozenset(self.symbols)
         await asyncio.to_thread(self.store.migrate)
         self.engine = IndicatorEngine(self._feed, keep=self.config.ring)
-        self.hub = Hub(self.engine, ring=self.config.ring, grace_s=self.config.grace_s)
+        self.hub = Hub(self.engine, ring=self.config.ring, grace_s=self.config.grace_s, fault=self._fault)
         self.metrics.track_sources(lambda: self.hub.stats()["sources"])
-        self.private = PrivateStreams(self.store)
-        loop = asyncio.get_running_loop()
-        self._tasks.append(loop.create_task(self._watch_tokens(), name="kit-gateway-tokens"))
-        self._tasks.append(loop.create_task(self.private.run(), name="kit-gateway-private"))
+        self.metrics.track_ready(lambda: float(not self.problems()))
+        self.metrics.track_feed(self._feed)
+        self.private = PrivateStreams(self.store, fault=self._fault)
+        self._spawn(self._watch_tokens(), "tokens")
+        self._spawn(self.private.run(), "private")
         self.started = True
         log.info("gateway started", extra={"symbols": len(self.symbols), "token_required": self.config.token_required})
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=f"kit-gateway-{name}")
+        task.add_done_callback(lambda t: self._ended(t, name))
+        self._tasks.append(task)
+
+    def _ended(self, task: asyncio.Task[None], name: str) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()  # None: it returned, which a task that loops forever never should
+        log.error("task %s failed; the gateway is not ready and stops", name, exc_info=exc)
+        if self.task_failure is None:
+            self.task_failure = f"task {name} failed: {exc!r}" if exc is not None else f"task {name} ended"
+
+    @property
+    def failure(self) -> str | None:
+        """Why the gateway must stop (a stream source or one of its tasks failed), else None."""
+        if self.hub is not None and self.hub.failure is not None:
+            return f"a stream source failed: {self.hub.failure}"
+        return self.task_failure
 
     async def stop(self) -> None:
         for t in self._tasks:
@@ -138,6 +164,8 @@ class Gateway:
             out.append("starting")
         if self.hub is not None and self.hub.failure is not None:
             out.append(f"a stream source failed: {self.hub.failure}")
+        if self.task_failure is not None:
+            out.append(self.task_failure)
         stats = getattr(self._feed, "stats", None)
         if self.hub is not None and self.hub.stats()["sources"] and callable(stats):
             feed = stats()
@@ -165,6 +193,8 @@ class Gateway:
 
         while True:
             await asyncio.sleep(self.config.revoke_check_s)
+            if self._fault is not None:
+                self._fault.check("tokens")
             ids = {c.identity.token_id for c in self.conns if c.identity is not None}
             if not ids:
                 continue
@@ -395,6 +425,7 @@ def create_app(
     )
     app.state.gateway = gw
     app.include_router(router)
+    app.include_router(account_router)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError) -> JSONResponse:

@@ -18,14 +18,16 @@ def _store():  # type: ignore[no-untyped-def]
 @tokens_app.command("create")
 def tokens_create(
     user: str = typer.Option(..., "--user", help="The user the token acts for."),
-    read_only: bool = typer.Option(False, "--read-only", help="Mark the token read-only."),
+    read_only: bool = typer.Option(
+        False, "--read-only", help="Read only: market data and the user's own streams, no strategy switches."
+    ),
 ) -> None:
     """Create a token and print it once (it is stored hashed and cannot be shown again)."""
     from kit.gateway import _tokens
 
     token, info = _tokens.create(_store(), user, read_only=read_only)
     typer.echo(token)
-    typer.echo(f"token {info.prefix}... for {info.user}{' (read-only)' if read_only else ''}: keep it secret", err=True)
+    typer.echo(f"token {info.prefix}... for {info.user} ({'+'.join(info.scopes)}): keep it secret", err=True)
 
 
 @tokens_app.command("list")
@@ -33,9 +35,9 @@ def tokens_list(user: str = typer.Option(None, "--user", help="Only this user's 
     """List tokens by prefix (never the tokens themselves)."""
     from kit.gateway import _tokens
 
-    typer.echo(f"{'id':>4} {'prefix':<14} {'user':<20} {'access':<10} {'created':<20} revoked")
+    typer.echo(f"{'id':>4} {'prefix':<14} {'user':<20} {'scopes':<10} {'created':<20} revoked")
     for t in _tokens.list(_store(), user):
-        access = "read-only" if t.read_only else "read"
+        access = "+".join(t.scopes)
         revoked = t.revoked_at.strftime("%Y-%m-%d %H:%M:%S") if t.revoked_at else "-"
         typer.echo(f"{t.id:>4} {t.prefix:<14} {t.user:<20} {access:<10} {t.created_at:%Y-%m-%d %H:%M:%S}  {revoked}")
 
@@ -100,17 +102,21 @@ def gateway(
     )
     typer.echo(f"kit gateway on http://{host}:{port} (docs /docs, WebSocket /api/v1/ws, example /example)", err=True)
 
+    gw = app.state.gateway
+
     async def run() -> None:
-        # Crash-only: a stream source that fails makes /ready fail and the process exit non-zero.
+        # Crash-only: a stream source or a task that fails makes /ready fail and the process exit 1
+        # (systemd or `kit up` restarts it; clients resume with `since`).
         task = asyncio.create_task(server.serve())
         while not task.done():
             await asyncio.sleep(0.5)
-            if app.state.gateway.hub is not None and app.state.gateway.hub.failure is not None:
+            if gw.failure is not None:
                 server.should_exit = True
         await task
 
     asyncio.run(run())
-    if app.state.gateway.hub is not None and app.state.gateway.hub.failure is not None:
+    if gw.failure is not None:
+        typer.echo(f"error: the gateway stopped: {gw.failure}", err=True)
         sys.exit(1)
     if not server.started:
         sys.exit(1)

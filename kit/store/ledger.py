@@ -20,7 +20,16 @@ import sqlalchemy as sa
 
 from kit.errors import ConfigError
 from kit.store._store import Store
-from kit.store.models import Checkpoint, FillRecord, Order, Position, StrategyRecord, TradeRecord, utcnow
+from kit.store.models import (
+    Checkpoint,
+    FillRecord,
+    Order,
+    Position,
+    SignalRecord,
+    StrategyRecord,
+    TradeRecord,
+    utcnow,
+)
 
 
 @dataclass(slots=True)
@@ -250,6 +259,13 @@ def _write(conn: sa.Connection, writes: builtins.list[CandleWrite]) -> None:
         )
     sig = [{"b_sid": w.strategy_id, "b_sig": w.last_signal} for w in writes if w.last_signal]
     if sig:
+        # the history (the gateway's user@signals); its unique (strategy, candle) key makes a
+        # replayed candle an IntegrityError, like its orders and fills
+        conn.execute(
+            sa.insert(SignalRecord.__table__),
+            [{"strategy_id": w.strategy_id, "user_id": w.user_id, "open_time": w.open_time, "name": w.last_signal,
+              "created_at": now} for w in writes if w.last_signal],
+        )  # fmt: skip
         st = StrategyRecord.__table__
         conn.execute(st.update().where(st.c.id == sa.bindparam("b_sid")).values(last_signal=sa.bindparam("b_sig")),
                      sig)  # fmt: skip

@@ -150,6 +150,21 @@ class TradeRecord(SQLModel, table=True):
     mfe: float | None = Field(default=None, sa_column=sa.Column(sa.Float, nullable=True))
 
 
+class SignalRecord(SQLModel, table=True):
+    """A strategy's signal on one closed candle (only candles with one; ``name``: entry, exit,
+    short_entry or short_exit, the first set). Written in the candle's ledger transaction, keyed
+    by ``(strategy_id, open_time)``: a replayed candle never records it twice."""
+
+    __tablename__ = "signals"
+    __table_args__ = (sa.UniqueConstraint("strategy_id", "open_time", name="uq_signals_candle"),)
+    id: int | None = Field(default=None, primary_key=True)
+    strategy_id: int = Field(sa_column=sa.Column(sa.Integer, sa.ForeignKey("strategies.id"), nullable=False))
+    user_id: int = Field(sa_column=sa.Column(sa.Integer, sa.ForeignKey("users.id"), nullable=False, index=True))
+    open_time: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    name: str = Field(sa_column=sa.Column(sa.String(32), nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=sa.Column(sa.DateTime(), nullable=False))
+
+
 class Position(SQLModel, table=True):
     """The open position of one strategy (signed ``size``: > 0 long, < 0 short, 0 flat)."""
 

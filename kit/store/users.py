@@ -27,6 +27,7 @@ from kit.store.models import (
     FillRecord,
     Order,
     Position,
+    SignalRecord,
     StrategyRecord,
     TradeRecord,
     User,
@@ -184,7 +185,7 @@ def remove(store: Store, name: str, *, force: bool = False) -> int:
             raise ConfigError(f"user {name!r} has {on} active strateg{'y' if on == 1 else 'ies'}; "
                               "deactivate them first or pass --force")  # fmt: skip
         n = s.execute(sa.select(sa.func.count()).where(StrategyRecord.user_id == uid)).scalar()
-        for table in (FillRecord, Order, TradeRecord, Position, Checkpoint, StrategyRecord):
+        for table in (FillRecord, Order, TradeRecord, SignalRecord, Position, Checkpoint, StrategyRecord):
             s.execute(sa.delete(table).where(table.user_id == uid))
         # Then every table that refers to users, dependents first (sorted_tables is dependency order),
         # so a table a later layer adds (keys, gateway tokens, ...) can never trip the foreign key.
