@@ -35,7 +35,7 @@ def promote_cmd(
     user: str = typer.Option(..., "--user", help="The owner."),
     symbol: str = typer.Option(..., "--symbol", help="e.g. BTCUSDT."),
     interval: str = typer.Option(..., "--interval", help="e.g. 1m, 1h."),
-    param: list[str] = typer.Option([], "--param", help="A parameter as name=value (repeatable)."),  # noqa: B006
+    param: list[str] = typer.Option([], "--param", help="A parameter as name=value (repeatable)."),
     name: str = typer.Option(None, "--name", help="The strategy's name (default Class:SYMBOL:interval)."),
     fees: float = typer.Option(None, "--fees", help="Fee per fill, a fraction (default 0.001)."),
     slippage: float = typer.Option(None, "--slippage", help="Slippage per fill, a fraction."),

@@ -53,8 +53,9 @@ class Mismatch:
 
     ``field`` is the first differing field (``"entries"``, ..., ``"stop_loss"``, ..., or ``"error"``
     when live evaluation raised), ``batch``/``live`` its two values; ``cause`` is ``"look-ahead"``,
-    ``"lookback"`` (``needs``: the shortest window that gives the batch answer), ``"indicator"``
-    or ``"state"``; ``detail`` says it in words.
+    ``"lookback"`` (``needs``: the shortest window that gives the batch answer), ``"short-window"``
+    (the rules raise on the first candles' shorter windows), ``"indicator"`` or ``"state"``;
+    ``detail`` says it in words.
     """
 
     time_ms: int
@@ -246,6 +247,12 @@ def _diagnose(
             "live, those candles do not exist yet",
         )
     lookback = strategy.lookback_rows
+    if got is None and i + 1 < lookback:
+        return found(
+            "short-window",
+            f"live evaluation raised on a window of {i + 1} rows: the first candles of a stream give fewer than "
+            f"lookback={lookback} rows, and the rules must give no signal there instead of failing",
+        )
     lo = max(0, i + 1 - lookback)
     on_batch = _eval_last(strategy, batch_cols, lo, i)
     if not _equal(on_batch, want):
@@ -306,7 +313,10 @@ def _looks_ahead(strategy: Strategy, data: pd.DataFrame, batch_cols: Columns, i:
     end = min(len(data), i + 1 + _SPAN)
     ref = strategy.evaluate(strategy.columns(data.iloc[a:end]))
     for k in dict.fromkeys(probes):
-        cut = _at(strategy.evaluate(strategy.columns(data.iloc[a : k + 1])), k - a)
+        try:
+            cut = _at(strategy.evaluate(strategy.columns(data.iloc[a : k + 1])), k - a)
+        except Exception:
+            continue  # rules failing on a short frame say nothing about the future
         if not _equal(cut, _at(ref, k - a)):
             return True
     return False
