@@ -258,3 +258,32 @@ def test_an_indicator_whose_live_form_disagrees_with_its_batch_form_is_named(hou
     m = check_parity(AboveOff(), hourly.iloc[:300])
     assert m is not None and m.cause == "indicator"
     assert "column 'avg' (parity_off_ema(5))" in m.detail and "kit.indicators.check" in m.detail
+
+
+def test_the_daemon_warms_a_strategy_joining_mid_stream_with_its_own_lookback(hourly):
+    from kit.daemon import Book
+    from kit.market import Candle
+
+    frame = hourly.iloc[:600]
+    ms = frame.index.as_unit("ms").asi8
+    candles = [Candle(int(t), *map(float, row)) for t, row in zip(ms, frame.to_numpy(), strict=True)]
+
+    class Rec:  # the fields of a strategies row the Book reads
+        def __init__(self, id: int, strat: Strategy) -> None:
+            self.id, self.user_id, self.symbol, self.interval, self.version = id, 1, "BTCUSDT", "1h", 1
+            self.class_path, self.params, self.broker, self.name = type(strat).path, strat.params, {}, f"s{id}"
+
+    book = Book()
+    book.add(Rec(1, EmaCross()), candles[0][0] - 1, {})  # keeps the stream going
+    join = 300
+    for c in candles[:join]:
+        book.on_candle("BTCUSDT", "1h", c)
+    zs = ZScoreRevertMethod(n=60, z=1.5)  # lookback = 61, from a method of the parameters
+    book.add(Rec(2, zs), candles[join - 1][0], {})
+    (group,) = [g for g in book.streams[("BTCUSDT", "1h")].groups.values() if g.strategy == zs]
+    assert group.evaluator.rows_seen == zs.lookback_rows == 61  # warmed with its own lookback
+    fills = []
+    for c in candles[join:]:
+        fills += [w.open_time for w in book.on_candle("BTCUSDT", "1h", c).writes if w.strategy_id == 2 and w.fills]
+    entries = ms[join:][zs.run_signals(frame).entries[join:]]
+    assert len(entries) and fills and fills[0] == entries[0]  # its first decision is the backtest's
