@@ -24,6 +24,7 @@ _COMMAND_MODULES = (
     "kit.relay.cli",  # kit relay
     "kit.replay.cli",  # kit replay
     "kit.store.cli",  # kit users / strategies / trades / db
+    "kit.store.promote_cli",  # kit promote
     "kit.daemon.cli",  # kit daemon
     "kit.gateway.cli",  # kit gateway / tokens
     "kit.dashboard.cli",  # kit dashboard / kit up

@@ -10,7 +10,12 @@ import pandas as pd
 
 from kit.broker import FillModel, resolve_model
 from kit.broker._simulate import build_trades
-from kit.strategy import Signals, Strategy
+from kit.strategy import Columns, ParityWarning, Signals, Strategy, sample_parity
+
+#: The parity check ``run`` makes: over the last PARITY_ROWS candles, the rules evaluated on the live
+#: window at each candle with a signal and every PARITY_EVERY-th one (about 1 ms per 100 evaluations).
+PARITY_ROWS = 300
+PARITY_EVERY = 5
 
 
 def _vbt() -> Any:
@@ -383,6 +388,7 @@ def run(
     init_cash: float | None = None,
     fill: str | None = None,
     model: FillModel | None = None,
+    check_parity: bool = True,
 ) -> BacktestResult:
     """Backtest ``strategy`` over a candle frame with the shared fill model.
 
@@ -391,6 +397,13 @@ def run(
     Indicators are computed with kit's batch functions over the rows that exist (outages are
     missing rows); signals decided on a candle fill at its close, or at the next candle's open
     with ``fill="next_open"`` (see :mod:`kit.broker`).
+
+    ``check_parity`` (default on): also evaluate the rules as live evaluation does (on the last
+    ``lookback`` rows) at a sample of the last ``PARITY_ROWS`` candles, every one with a signal
+    among them, and warn (:class:`kit.strategy.ParityWarning`, naming the first differing candle
+    and the likely cause) when they differ from the backtest's: rules that look ahead or read more
+    rows than ``lookback``. ``kit.promote`` refuses such a strategy (its check runs every candle
+    through the daemon's path, indicators included).
     """
     if not isinstance(strategy, Strategy):
         if isinstance(strategy, type) and issubclass(strategy, Strategy):
@@ -414,6 +427,20 @@ def run(
             f"{m.size:g} of the cash); use size_type='value' or 'amount'",
             stacklevel=2,
         )
+    if check_parity:
+        _warn_parity(strategy, data, cols, sig)
     sl, tp = strategy.stops
     pf = from_signals(data, sig, m, stop_loss=sl, take_profit=tp, freq=infer_freq(data.index))
     return BacktestResult(strategy, data, m, sig, cols, pf)
+
+
+def _warn_parity(strategy: Strategy, data: pd.DataFrame, cols: Columns, sig: Signals) -> None:
+    """The sample parity check, as a warning: the backtest itself stands."""
+    try:
+        mismatch = sample_parity(strategy, data, cols, sig, rows=PARITY_ROWS, every=PARITY_EVERY)
+    except Exception as exc:  # e.g. the look-ahead probe's rules failing on a cut frame: say so, go on
+        msg = f"the live-parity check of {strategy!r} could not run: {type(exc).__name__}: {exc}"
+        warnings.warn(ParityWarning(msg), stacklevel=3)
+        return
+    if mismatch is not None:
+        warnings.warn(ParityWarning(mismatch.message(strategy)), stacklevel=3)

@@ -273,7 +273,7 @@ class Book:
             if stream.state is not None and stream.last_time is not None:
                 try:
                     with self._watchdog:
-                        for row in stream.state.history(strategy.lookback):
+                        for row in stream.state.history(strategy.lookback_rows):
                             if row.candle[0] > stream.last_time:
                                 break
                             group.evaluator.on_candle(row.candle, row.values)

@@ -11,9 +11,11 @@ strategy: its class is importable by another process from its path ``"module:Cla
 class defined in the notebook itself is not: put it in a ``.py`` module), its parameters
 survive the JSON round trip into the database and validate again, the fill-model arguments
 are valid, the exchange (``KIT_EXCHANGE_URL``) lists the symbol and serves the interval (or,
-when it cannot be reached, the local candle data has them), and a short backtest runs on real
-candles of that stream. It then writes (or re-versions) an *active* strategy; the running
-daemon picks it up within seconds.
+when it cannot be reached, the local candle data has them), a short backtest runs on real
+candles of that stream, and those candles replayed through the daemon's live evaluation give
+the backtest's signals on every candle (otherwise a :class:`kit.strategy.ParityError` names the
+first differing candle and the likely cause: look-ahead, or a lookback too short). It then
+writes (or re-versions) an *active* strategy; the running daemon picks it up within seconds.
 
 "Now" is the exchange's clock (``/api/v3/time``): a strategy promoted against the simulator
 replaying 2025 trades from the replay's present, not from the wall clock. When the exchange
@@ -136,6 +138,7 @@ def promote(
     if mode == "live" and _signals_short(strategy, check_frame):
         raise ConfigError(_SHORT_REFUSAL.format(strategy=strategy))
     _check_backtest(strategy, check_frame, model)
+    _check_parity(strategy, check_frame)
     start_ms = now_ms if start is None else parse_ms(start, "start")
     store = store or _default_store()
     rec = _strategies.upsert(
@@ -245,9 +248,22 @@ def _check_backtest(strategy: Any, frame: Any, model: Any) -> None:
     import kit.backtest  # lazily: vectorbt only when promoting
 
     try:
-        kit.backtest.run(strategy, frame.iloc[-CHECK_ROWS:], model=model)
+        kit.backtest.run(strategy, frame.iloc[-CHECK_ROWS:], model=model, check_parity=False)
     except Exception as exc:
         raise ConfigError(f"a check backtest of {strategy!r} failed: {type(exc).__name__}: {exc}") from None
+
+
+def _check_parity(strategy: Any, frame: Any) -> None:
+    """Refuse a strategy whose live signals differ from its backtest's on the check candles.
+
+    The candles go through the daemon's own evaluation path (engine state, live evaluator, the
+    strategy's lookback); the first differing candle is named with the likely cause.
+    """
+    from kit.strategy import ParityError, check_parity
+
+    mismatch = check_parity(strategy, frame.iloc[-CHECK_ROWS:])
+    if mismatch is not None:
+        raise ParityError(mismatch.message(strategy))
 
 
 def _check_stream(symbol: str, interval: str, *, need_data: bool) -> tuple[int | None, Any]:

@@ -9,6 +9,7 @@ from kit.strategy._columns import Columns
 from kit.strategy._frame import check_frame
 from kit.strategy._live import LiveEvaluator
 from kit.strategy._param import Param
+from kit.strategy._parity import Mismatch, ParityError, ParityWarning, check_parity, sample_parity
 from kit.strategy._signals import Signal, Signals, crossed_above, crossed_below, shift
 from kit.strategy._trust import check_module_allowed, module_allowed
 
@@ -16,14 +17,19 @@ __all__ = [
     "CANDLE_COLUMNS",
     "Columns",
     "LiveEvaluator",
+    "Mismatch",
     "Param",
+    "ParityError",
+    "ParityWarning",
     "Signal",
     "Signals",
     "Strategy",
     "check_frame",
     "check_module_allowed",
+    "check_parity",
     "crossed_above",
     "crossed_below",
     "module_allowed",
+    "sample_parity",
     "shift",
 ]

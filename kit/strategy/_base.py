@@ -14,6 +14,7 @@ import pandas as pd
 from kit.errors import InputError
 from kit.strategy._columns import Columns
 from kit.strategy._frame import check_frame, open_times_ms
+from kit.strategy._lookback import declared_lookback, derived_lookback
 from kit.strategy._param import Param
 from kit.strategy._signals import STOP_FIELDS, Signals
 
@@ -73,10 +74,18 @@ class Strategy:
     ``lookback`` rows on each closed candle (:meth:`live`, used by replay and the daemon), so
     rules may only look backward, and no more than ``lookback - 1`` rows back. Optional class
     attributes (or parameters) ``stop_loss`` and ``take_profit`` are fractions of the entry price.
+
+    ``lookback`` is an int class attribute, or depends on the parameters: a ``Param`` named
+    ``lookback``, a property, or a method (``def lookback(self): return self.n + 1``). Left out,
+    it is derived from the indicators: one row more than their longest warm-up, at least 2 (a
+    crossover). :attr:`lookback_rows` is the resolved value the daemon, replay and ``kit.promote``
+    use. ``kit.promote`` refuses, and ``kit.backtest.run`` warns about, a strategy whose live
+    signals differ from its backtest's (a lookback too short, rules that look ahead): see
+    :func:`kit.strategy.check_parity`.
     """
 
-    #: Rows the rules need, counting the current one (a crossover needs 2).
-    lookback: ClassVar[int] = 1
+    #: Rows the rules need, counting the current one (a crossover needs 2); ``None``: derived.
+    lookback: ClassVar[Any] = None
     #: Exit a position when price moves this fraction against the entry price (``None``: no stop).
     stop_loss: float | None = None
     #: Exit a position when price moves this fraction in favour of the entry price (``None``: none).
@@ -84,6 +93,7 @@ class Strategy:
 
     path: ClassVar[str] = _ClassPath()  # type: ignore[assignment]
     _param_defs: ClassVar[dict[str, Param]] = {}
+    _lookback_rows: int | None = None  # resolved lookback (see lookback_rows)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -120,15 +130,13 @@ class Strategy:
             v = getattr(self, attr)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < 1e6):
                 raise InputError(f"{cls.__name__}.{attr} must be a fraction >= 0 (0 or None: off), got {v!r}")
-        lb = self.lookback
-        if isinstance(lb, bool) or not isinstance(lb, int) or lb < 1:
-            raise InputError(f"{cls.__name__}.lookback must be an integer >= 1, got {lb!r}")
         try:
             self.validate()
         except InputError:
             raise
         except ValueError as exc:  # the subclass's own check: the user's input all the same
             raise InputError(str(exc)) from exc
+        object.__setattr__(self, "_lookback_rows", declared_lookback(self))  # None: derived when first read
 
     # ----- what subclasses write -------------------------------------------------------------
 
@@ -245,10 +253,19 @@ class Strategy:
         return list(seen)
 
     @property
+    def lookback_rows(self) -> int:
+        """The rows live evaluation hands to :meth:`signals`: ``lookback`` resolved for these parameters."""
+        rows = self._lookback_rows
+        if rows is None:
+            rows = derived_lookback(self.specs)
+            object.__setattr__(self, "_lookback_rows", rows)
+        return rows
+
+    @property
     def warmup(self) -> int:
         """Rows before the first signal can be meaningful: the longest indicator warm-up plus the lookback."""
         w = [int(getattr(s, "warmup", 0) or 0) for s in self.specs]
-        return max(w, default=0) + self.lookback
+        return max(w, default=0) + self.lookback_rows
 
     def columns(
         self, data: pd.DataFrame, cache: dict[Any, Any] | None = None, *, base: Columns | None = None

@@ -56,7 +56,7 @@ class LiveEvaluator:
 
     def __init__(self, strategy: Strategy) -> None:
         self.strategy = strategy
-        self._lookback = int(strategy.lookback)
+        self._lookback = strategy.lookback_rows
         self._cols = list(strategy.columns_spec().items())  # name -> (spec, output)
         self._names = (*_PRICE, *(name for name, _ in self._cols))
         self._buf = np.full((len(self._names), 2 * self._lookback), np.nan)
