@@ -43,6 +43,7 @@ from kit.exchange._httpbody import BodyConnection, BodyTooLarge
 from kit.exchange._matching import Matcher
 from kit.exchange._params import BadRequest
 from kit.exchange._records import SIDES, TIFS, TYPES, OrderRejected, OrderRequest
+from kit.exchange._routes import ROUTES
 from kit.exchange._ws_api import WsApi
 
 if TYPE_CHECKING:
@@ -50,13 +51,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kit.exchange")
 
-#: (method, path) -> request weight.
-ROUTES: dict[tuple[str, str], int] = {
-    ("POST", "/api/v3/order"): 1, ("POST", "/api/v3/order/test"): 1, ("GET", "/api/v3/order"): 4,
-    ("DELETE", "/api/v3/order"): 1, ("GET", "/api/v3/openOrders"): 6, ("DELETE", "/api/v3/openOrders"): 1,
-    ("GET", "/api/v3/allOrders"): 20, ("GET", "/api/v3/myTrades"): 20, ("GET", "/api/v3/account"): 20,
-}  # fmt: skip
-PATHS = frozenset(p for _, p in ROUTES)
 FAULTS = ("order_timeout", "order_unknown", "reject_order", "skew", "drop_user_stream")
 MAX_SKEW_MS = 86_400_000
 _CLIENT_ID_RE = re.compile(r"^[a-zA-Z0-9_-]{1,36}$")

@@ -30,6 +30,7 @@ from websockets.exceptions import ConnectionClosed
 
 from kit.exchange._params import BadRequest
 from kit.exchange._records import Order, Trade, fmt
+from kit.exchange._routes import ROUTES
 
 if TYPE_CHECKING:
     from kit.exchange._trading import Trading
@@ -260,8 +261,6 @@ def _execution_report(o: Order, t: Trade | None, now: int) -> dict[str, Any]:
 
 
 def _weight(route: tuple[str, str], params: dict[str, Any]) -> int:
-    from kit.exchange._trading import ROUTES
-
     if route == ("/api/v3/openOrders", "GET") and "symbol" not in params:
         return 80
     return ROUTES[(route[1], route[0])]

@@ -55,6 +55,7 @@ from kit.exchange._counters import Counters
 from kit.exchange._data import DataSpec, MarketData, load
 from kit.exchange._faults import Faults
 from kit.exchange._httpbody import BodyConnection
+from kit.exchange._routes import PATHS
 from kit.exchange._streams import Stream, Streams, route
 from kit.exchange._ws import Connection
 from kit.market.times import iso, parse_ms
@@ -163,7 +164,7 @@ class ExchangeSimulator:
         self._hosts = HostCheck.for_server(host, allowed_hosts)
         self._last_forming = 0.0
         self._attempts: dict[str, collections.deque[float]] = {}
-        self.clock = SimClock(self.start_ms, config.speed)  # type: ignore[arg-type]
+        self.clock = SimClock(self.start_ms, float(config.speed))  # parsed: a float, inf for "max"
         self.counters = Counters()
         self._conns: set[Connection] = set()
         self.faults = Faults(lambda: self._conns)
@@ -318,7 +319,7 @@ class ExchangeSimulator:
         if len(hosts) != 1 or not self._hosts.allows(hosts[0], local):
             self.counters.refused_hosts += 1
             return _rest.respond(421, _wire.rest_error(-1000, "Unknown Host: not a name of this server."))
-        if urlsplit(request.path).path.rstrip("/") in _trading.PATHS:
+        if urlsplit(request.path).path.rstrip("/") in PATHS:
             return self.trading.handle(connection, request, ip)  # a coroutine: it reads the body first
         if request.headers.get("Upgrade", "").lower() != "websocket":
             return _rest.handle(self, request, ip)
