@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from dataclasses import FrozenInstanceError
+
 import pandas as pd
 import pytest
 
-from kit.errors import ConfigError, DataError
+from kit.errors import ConfigError, DataError, InputError
 from kit.exchange import ExchangeSimulator
+from kit.exchange._config import SimConfig
 from tests.fixtures.exchange import small_frames
 
 
@@ -58,3 +61,13 @@ def test_defaults_folder_start_and_symbols(sample_dir, sample_frames):
     iso = ExchangeSimulator(data=sample_dir, start="2025-06-01T00:00:00Z", speed="max")
     assert iso.start_ms == int(pd.Timestamp("2025-06-01", tz="UTC").value // 1_000_000)
     assert iso.stats()["speed"] == "max"
+
+
+def test_settings_are_checked_in_one_frozen_config_raising_input_errors():
+    cfg = SimConfig(speed="max", update_every=0.5, max_update_rate=None)
+    assert cfg.speed == float("inf") and cfg.update_ms == 500 and cfg.forming_gap == 0.0
+    with pytest.raises(FrozenInstanceError):
+        cfg.send_queue = 1  # type: ignore[misc]
+    for bad in ({"ban_seconds": 0}, {"max_streams": True}, {"volume_share": 2}, {"half_spread_bps": "1"}):
+        with pytest.raises(InputError, match=next(iter(bad))):
+            SimConfig(**bad)

@@ -60,6 +60,8 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+from kit.errors import InputError
+
 SizeType = Literal["percent", "value", "amount"]
 SIZE_TYPES: tuple[str, ...] = ("percent", "value", "amount")
 FillAt = Literal["close", "next_open"]
@@ -81,25 +83,25 @@ class FillModel:
         def num(name: str) -> float:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
-                raise ValueError(f"FillModel.{name} must be a finite number, got {v!r}")
+                raise InputError(f"FillModel.{name} must be a finite number, got {v!r}")
             object.__setattr__(self, name, float(v))
             return float(v)
 
         if not 0 <= num("fees") < 1:
-            raise ValueError(f"FillModel.fees must be a fraction in [0, 1), got {self.fees!r}")
+            raise InputError(f"FillModel.fees must be a fraction in [0, 1), got {self.fees!r}")
         if not 0 <= num("slippage") < 1:
-            raise ValueError(f"FillModel.slippage must be a fraction in [0, 1), got {self.slippage!r}")
+            raise InputError(f"FillModel.slippage must be a fraction in [0, 1), got {self.slippage!r}")
         if num("init_cash") <= 0:
-            raise ValueError(f"FillModel.init_cash must be > 0, got {self.init_cash!r}")
+            raise InputError(f"FillModel.init_cash must be > 0, got {self.init_cash!r}")
         if self.size_type not in SIZE_TYPES:
-            raise ValueError(f"FillModel.size_type must be one of {list(SIZE_TYPES)}, got {self.size_type!r}")
+            raise InputError(f"FillModel.size_type must be one of {list(SIZE_TYPES)}, got {self.size_type!r}")
         size = num("size")
         if self.size_type == "percent" and not 0 < size <= 1:
-            raise ValueError(f"FillModel.size must be in (0, 1] for size_type='percent', got {size!r}")
+            raise InputError(f"FillModel.size must be in (0, 1] for size_type='percent', got {size!r}")
         if size <= 0:
-            raise ValueError(f"FillModel.size must be > 0, got {size!r}")
+            raise InputError(f"FillModel.size must be > 0, got {size!r}")
         if self.fill not in FILLS:
-            raise ValueError(f"FillModel.fill must be one of {list(FILLS)}, got {self.fill!r}")
+            raise InputError(f"FillModel.fill must be one of {list(FILLS)}, got {self.fill!r}")
 
     @property
     def reverses(self) -> bool:

@@ -43,7 +43,7 @@ class Child:
     cmd: list[str]
     log_path: Path
     proc: subprocess.Popen[bytes] | None = None
-    _log: Any = field(default=None, repr=False)
+    log_file: Any = field(default=None, repr=False)  # the child's stdout/stderr, closed by stop_all
 
     def tail(self, lines: int = 15) -> str:
         try:
@@ -64,9 +64,9 @@ class Supervisor:
 
     def start(self, name: str, cmd: list[str], env: dict[str, str]) -> Child:
         child = Child(name, cmd, self.log_dir / f"{name}.log")
-        child._log = os.fdopen(open_private_append(child.log_path), "ab")  # closed in stop_all
+        child.log_file = os.fdopen(open_private_append(child.log_path), "ab")
         child.proc = subprocess.Popen(
-            cmd, env=env, stdout=child._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            cmd, env=env, stdout=child.log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C reaches kit up only; it stops the children in order
         )  # fmt: skip
         self.children.append(child)
@@ -92,9 +92,9 @@ class Supervisor:
                     os.killpg(p.pid, signal.SIGKILL)
                 p.wait(5)
         for c in self.children:
-            if c._log is not None:
-                c._log.close()
-                c._log = None
+            if c.log_file is not None:
+                c.log_file.close()
+                c.log_file = None
 
 
 def port_free(host: str, port: int) -> bool:

@@ -18,12 +18,14 @@ import pandas as pd
 from kit._fs import private_dir
 from kit.data._ranges import Range, intersect, merge, subtract
 from kit.errors import ConfigError, DataError, DataWarning, ExchangeError
+from kit.feed._rest import RestClient
 from kit.market.aggregate import resample
 from kit.market.candle import COLUMNS
 from kit.market.files import read_candles, scan, to_ms
 from kit.market.frame import check_frame
 from kit.market.intervals import INTERVALS, bucket_start, interval_ms, validate_interval, validate_symbol
 from kit.market.times import iso, parse_ms
+from kit.settings import Settings
 
 log = logging.getLogger("kit.data")
 
@@ -119,7 +121,7 @@ class _Cache:
 @contextlib.contextmanager
 def _locked(path: Path) -> Iterator[None]:
     try:
-        import fcntl
+        import fcntl  # POSIX only: on Windows the except below runs
     except ImportError:  # Windows: no advisory locks; writes stay atomic, merges may race
         yield
         return
@@ -243,8 +245,6 @@ def load(
             the exchange does not list the symbol.
         ExchangeError: data is missing locally and the exchange cannot be reached.
     """
-    from kit.settings import Settings
-
     symbol = validate_symbol(symbol)
     validate_interval(interval)
     if interval == "1M":
@@ -388,8 +388,6 @@ def _local_inventory(settings: Any) -> dict[tuple[str, str], list[Range]]:
 
 def _connect(url: str, interval: str, *, required: bool) -> tuple[Any, int | None]:
     """A REST client and the open time of the exchange's forming candle (before it all is closed)."""
-    from kit.feed._rest import RestClient
-
     client = RestClient(url, max_retries=2)
     try:
         now = client.server_time()
@@ -401,7 +399,7 @@ def _connect(url: str, interval: str, *, required: bool) -> tuple[Any, int | Non
 
 
 def _fetch(client: Any, symbol: str, interval: str, ranges: list[Range], progress: bool) -> pd.DataFrame:
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # deferred: tqdm.auto probes for Jupyter widgets (~0.1 s), only when fetching
 
     step = interval_ms(interval)
     total = sum((b - a) // step for a, b in ranges)

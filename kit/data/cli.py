@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import typer
+
+from kit.data import gaps, load
 
 
 def register(app: typer.Typer) -> None:
@@ -21,8 +24,6 @@ def backfill(
     Uses the cache, the local candle files and finer intervals first; fetches the rest from
     KIT_EXCHANGE_URL. Real outages are reported, never filled.
     """
-    from kit.data import gaps, load
-
     frame = load(symbol, interval, start, end, progress=progress)  # finding nothing is a DataError
     holes = gaps(frame, interval)
     first, last = frame.index[0], frame.index[-1]
@@ -30,8 +31,6 @@ def backfill(
         f"{symbol.upper()} {interval}: {len(frame)} candles {first:%Y-%m-%d %H:%M} .. {last:%Y-%m-%d %H:%M} UTC, "
         f"{len(holes)} real gap(s)"
     )
-    import pandas as pd
-
     for a, b in holes[:20]:
         lo, hi = pd.Timestamp(a, unit="ms", tz="UTC"), pd.Timestamp(b, unit="ms", tz="UTC")
         print(f"  gap {lo:%Y-%m-%d %H:%M} .. {hi:%Y-%m-%d %H:%M} (no candles on the exchange)")

@@ -12,10 +12,11 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from kit.exchange.simulator import ExchangeSimulator
+    from kit.exchange._ws import Connection
 
 log = logging.getLogger("kit.exchange")
 
@@ -39,15 +40,15 @@ GARBAGE: tuple[str | bytes, ...] = (
 class Faults:
     """Fault injection for a running :class:`~kit.exchange.ExchangeSimulator` (``sim.faults``)."""
 
-    def __init__(self, sim: ExchangeSimulator) -> None:
-        self._sim = sim
+    def __init__(self, connections: Callable[[], Iterable[Connection]]) -> None:
+        self._connections = connections  # the stream connections open now
         self.stall_until = 0.0  # time.monotonic() deadline
         self._stall_changed = asyncio.Event()  # replaced at each change; set wakes current sleepers
         self.injected: dict[str, int] = {"drop": 0, "stall": 0, "malformed": 0, "duplicate": 0, "reorder": 0}
 
     def drop_all(self) -> int:
         """Close every WebSocket connection abruptly (TCP abort, no close frame). Returns how many."""
-        conns = list(self._sim._conns)
+        conns = list(self._connections())
         for conn in conns:
             conn.abort("fault: drop")
         self.injected["drop"] += 1
@@ -93,21 +94,20 @@ class Faults:
         garbage frame is sent before the real event.
         """
         self._count("malformed", n)
-        for conn in self._sim._conns:
-            conn.malformed += n
-            conn.malformed_replace = replace
+        for conn in self._connections():
+            conn.outbox.inject(malformed=n, replace=replace)
 
     def duplicate(self, n: int = 1) -> None:
         """Each of the next ``n`` event frames of each connection is sent twice."""
         self._count("duplicate", n)
-        for conn in self._sim._conns:
-            conn.duplicate += n
+        for conn in self._connections():
+            conn.outbox.inject(duplicate=n)
 
     def reorder(self, n: int = 1) -> None:
         """The next ``n`` pairs of event frames of each connection are swapped (second one first)."""
         self._count("reorder", n)
-        for conn in self._sim._conns:
-            conn.reorder += n
+        for conn in self._connections():
+            conn.outbox.inject(reorder=n)
 
     def _count(self, kind: str, n: int) -> None:
         if isinstance(n, bool) or not isinstance(n, int) or not 0 <= n <= MAX_COUNT:

@@ -19,23 +19,21 @@ import math
 import re
 import time
 from typing import TYPE_CHECKING
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
 from kit._guard import bearer_ok, is_loopback
 from kit.errors import KitError
-from kit.exchange import _faults, _wire
+from kit.exchange import _faults, _params, _wire
+from kit.exchange._params import BadRequest
 from kit.market.intervals import INTERVALS
 
 if TYPE_CHECKING:
     from kit.exchange.simulator import ExchangeSimulator
 
 WEIGHTS = {"/api/v3/klines": 2, "/api/v3/ping": 1, "/api/v3/time": 1, "/api/v3/exchangeInfo": 20}
-_INT_RE = re.compile(r"^[0-9]{1,20}$")
-_SYMBOL_RE = re.compile(r"^[A-Z0-9-_.]{1,20}$")
-_QUOTES = ("USDT", "USDC", "FDUSD", "TUSD", "BUSD", "DAI", "EUR", "TRY", "BRL", "BTC", "ETH", "BNB")
 _REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
             405: "Method Not Allowed", 421: "Misdirected Request", 429: "Too Many Requests"}  # fmt: skip
 # Each control and the parameters it takes; fault parameters depend on the kind.
@@ -48,12 +46,6 @@ _FAULT_PARAMS = {"drop": (), "stall": ("seconds",), "malformed": ("n", "replace"
                  # Trading faults (kit.exchange._trading): the next n orders, or the signing clock's skew.
                  "order_timeout": ("n",), "order_unknown": ("n",), "reject_order": ("n",), "skew": ("ms",),
                  "drop_user_stream": ()}  # fmt: skip
-
-
-class BadRequest(Exception):
-    def __init__(self, code: int, msg: str, status: int = 400) -> None:
-        super().__init__(msg)
-        self.code, self.msg, self.status = code, msg, status
 
 
 class WeightMeter:
@@ -105,7 +97,7 @@ def respond(status: int, body: bytes, used: int | None = None, extra: dict[str, 
 
 def handle(sim: ExchangeSimulator, request: Request, ip: str) -> Response:
     """Answer one plain HTTP request (GET; POST for the controls)."""
-    sim._counters["http_requests"] += 1
+    sim.counters.http_requests += 1
     url = urlsplit(request.path)
     route = url.path.rstrip("/") or "/"
     if route.startswith("/_sim"):
@@ -118,17 +110,17 @@ def handle(sim: ExchangeSimulator, request: Request, ip: str) -> Response:
     banned = sim.trading.refuse_banned(ip)  # one ban per IP, market data and trading alike
     if banned is not None:
         return banned
-    ok, used, retry = sim._weights.take(ip, weight)
+    ok, used, retry = sim.weights.take(ip, weight)
     if not ok:
-        sim._counters["http_429"] += 1
+        sim.counters.http_429 += 1
         sim.trading.note_429(ip, retry)
         msg = (
-            f"Too much request weight used; current limit is {sim.weight_limit} request weight per 1 MINUTE. "
+            f"Too much request weight used; current limit is {sim.config.weight_limit} request weight per 1 MINUTE. "
             "Please use WebSocket Streams for live updates to avoid polling the API."
         )
         return respond(429, _wire.rest_error(-1003, msg), used, {"Retry-After": str(retry)})
     try:
-        params = _params(url.query)
+        params = _params.parse(url.query)
         if route == "/api/v3/klines":
             body = _klines(sim, params)
         elif route == "/api/v3/ping":
@@ -143,45 +135,16 @@ def handle(sim: ExchangeSimulator, request: Request, ip: str) -> Response:
     return respond(200, body, used, sim.trading.clock_headers())
 
 
-def _params(query: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for k, v in parse_qsl(query, keep_blank_values=True):
-        if k in out:
-            raise BadRequest(-1101, f"Duplicate values for parameter '{k}'.")
-        out[k] = v
-    return out
-
-
-def _mandatory(params: dict[str, str], name: str) -> str:
-    value = params.get(name, "")
-    if value == "":
-        raise BadRequest(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
-    return value
-
-
-def _int(params: dict[str, str], name: str) -> int | None:
-    value = params.get(name)
-    if value is None or value == "":
-        return None
-    if not _INT_RE.match(value):
-        raise BadRequest(-1100, f"Illegal characters found in parameter '{name}'; legal range is '^[0-9]{{1,20}}$'.")
-    return int(value)
-
-
-def _symbol(sim: ExchangeSimulator, value: str) -> str:
-    if not _SYMBOL_RE.match(value):
-        raise BadRequest(-1100, "Illegal characters found in parameter 'symbol'; legal range is '^[A-Z0-9-_.]{1,20}$'.")
-    if value not in sim.data.symbols:
-        raise BadRequest(-1121, "Invalid symbol.")
-    return value
-
-
 def _klines(sim: ExchangeSimulator, params: dict[str, str]) -> bytes:
-    symbol = _symbol(sim, _mandatory(params, "symbol"))
-    interval = _mandatory(params, "interval")
+    symbol = _params.symbol(sim.data.symbols, _params.mandatory(params, "symbol"))
+    interval = _params.mandatory(params, "interval")
     if interval not in INTERVALS:
         raise BadRequest(-1120, "Invalid interval.")
-    start, end, limit = _int(params, "startTime"), _int(params, "endTime"), _int(params, "limit")
+    start, end, limit = (
+        _params.integer(params, "startTime"),
+        _params.integer(params, "endTime"),
+        _params.integer(params, "limit"),
+    )
     if limit is None:
         limit = 500
     if not 1 <= limit <= 1000:
@@ -215,17 +178,10 @@ def _klines(sim: ExchangeSimulator, params: dict[str, str]) -> bytes:
     return ("[" + ",".join(rows) + "]").encode()
 
 
-def _split(symbol: str) -> tuple[str, str]:
-    for q in _QUOTES:
-        if symbol.endswith(q) and len(symbol) > len(q):
-            return symbol[: -len(q)], q
-    return symbol[:-3], symbol[-3:]
-
-
 def _exchange_info(sim: ExchangeSimulator, params: dict[str, str]) -> bytes:
     symbols = list(sim.data.symbols)
     if "symbol" in params:
-        symbols = [_symbol(sim, params["symbol"])]
+        symbols = [_params.symbol(sim.data.symbols, params["symbol"])]
     elif "symbols" in params:
         try:
             wanted = json.loads(params["symbols"])
@@ -233,10 +189,10 @@ def _exchange_info(sim: ExchangeSimulator, params: dict[str, str]) -> bytes:
             raise BadRequest(-1100, "Illegal characters found in parameter 'symbols'.") from None
         if not isinstance(wanted, list):
             raise BadRequest(-1100, "Illegal characters found in parameter 'symbols'.")
-        symbols = [_symbol(sim, str(s)) for s in wanted]
+        symbols = [_params.symbol(sim.data.symbols, str(s)) for s in wanted]
     out = []
     for s in symbols:
-        base, quote = _split(s)
+        base, quote = _params.split_symbol(s)
         out.append(
             {
                 "symbol": s,
@@ -270,7 +226,12 @@ def _exchange_info(sim: ExchangeSimulator, params: dict[str, str]) -> bytes:
         "timezone": "UTC",
         "serverTime": sim.now_ms(),
         "rateLimits": [
-            {"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1, "limit": sim.weight_limit or 0},
+            {
+                "rateLimitType": "REQUEST_WEIGHT",
+                "interval": "MINUTE",
+                "intervalNum": 1,
+                "limit": sim.config.weight_limit or 0,
+            },
             *sim.trading.rate_limits(),
         ],
         "exchangeFilters": [],
@@ -292,13 +253,13 @@ def _admin(sim: ExchangeSimulator, route: str, request: Request, query: str, ip:
     if allowed is None:
         return respond(404, _wire.rest_error(-1000, f"Unknown path {route!r}"))
     refused = None
-    if sim.control_token:
-        if not bearer_ok(_one(request.headers, "Authorization"), sim.control_token):
+    if sim.config.control_token:
+        if not bearer_ok(_one(request.headers, "Authorization"), sim.config.control_token):
             refused = (401, "Authorization: Bearer <control token> required", {"WWW-Authenticate": "Bearer"})
     elif not is_loopback(ip):
         refused = (403, "controls answer loopback clients only; start the simulator with --control-token", {})
     if refused is not None:
-        ok, used, retry = sim._weights.take(ip, 1)
+        ok, used, retry = sim.weights.take(ip, 1)
         if not ok:
             msg = _wire.rest_error(-1003, "Too many refused requests.")
             return respond(429, msg, used, {"Retry-After": str(retry)})
@@ -306,7 +267,7 @@ def _admin(sim: ExchangeSimulator, route: str, request: Request, query: str, ip:
     if request.method != "POST" and not (route == "/_sim/stats" and request.method == "GET"):
         return respond(405, _wire.rest_error(-1000, f"{route} takes POST"), extra={"Allow": "POST"})
     try:
-        q = _params(query)
+        q = _params.parse(query)
         unknown = sorted(set(q) - set(allowed))
         if unknown:
             raise BadRequest(-1104, f"{route} takes no parameter {', '.join(map(repr, unknown))}")
@@ -317,7 +278,7 @@ def _admin(sim: ExchangeSimulator, route: str, request: Request, query: str, ip:
         elif route == "/_sim/resume":
             sim.resume()
         elif route == "/_sim/speed":
-            sim.set_speed(_mandatory(q, "x"))
+            sim.set_speed(_params.mandatory(q, "x"))
     except BadRequest as exc:
         return respond(exc.status, _wire.rest_error(exc.code, exc.msg))
     except (ValueError, KitError) as exc:
@@ -333,7 +294,7 @@ def _fault(sim: ExchangeSimulator, q: dict[str, str]) -> None:
     extra = sorted(set(q) - {"kind", *takes})
     if extra:
         raise ValueError(f"fault {kind} takes no parameter {', '.join(map(repr, extra))}")
-    n = _int(q, "n")
+    n = _params.integer(q, "n")
     n = 1 if n is None else n
     if not 1 <= n <= _faults.MAX_COUNT:
         raise ValueError(f"n must be between 1 and {_faults.MAX_COUNT}, got {n}")

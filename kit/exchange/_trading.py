@@ -37,10 +37,13 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from websockets.asyncio.server import ServerConnection
 from websockets.http11 import Request, Response
 
-from kit.exchange import _rest, _wire
+from kit.exchange import _params, _rest, _views, _wire
 from kit.exchange._accounts import AccountSpec, signed_payload
 from kit.exchange._httpbody import BodyConnection, BodyTooLarge
-from kit.exchange._matching import SIDES, TIFS, TYPES, Matcher, Order, OrderRejected, OrderRequest, Trade, fmt
+from kit.exchange._matching import Matcher
+from kit.exchange._params import BadRequest
+from kit.exchange._records import SIDES, TIFS, TYPES, OrderRejected, OrderRequest
+from kit.exchange._routes import ROUTES
 from kit.exchange._ws_api import WsApi
 
 if TYPE_CHECKING:
@@ -48,22 +51,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("kit.exchange")
 
-#: (method, path) -> request weight.
-ROUTES: dict[tuple[str, str], int] = {
-    ("POST", "/api/v3/order"): 1, ("POST", "/api/v3/order/test"): 1, ("GET", "/api/v3/order"): 4,
-    ("DELETE", "/api/v3/order"): 1, ("GET", "/api/v3/openOrders"): 6, ("DELETE", "/api/v3/openOrders"): 1,
-    ("GET", "/api/v3/allOrders"): 20, ("GET", "/api/v3/myTrades"): 20, ("GET", "/api/v3/account"): 20,
-}  # fmt: skip
-PATHS = frozenset(p for _, p in ROUTES)
 FAULTS = ("order_timeout", "order_unknown", "reject_order", "skew", "drop_user_stream")
 MAX_SKEW_MS = 86_400_000
-_DECIMAL_RE = re.compile(r"^([0-9]{1,20})(\.[0-9]{1,20})?$")
 _CLIENT_ID_RE = re.compile(r"^[a-zA-Z0-9_-]{1,36}$")
 _KEY_RE = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 _RESP_TYPES = ("ACK", "RESULT", "FULL")
 
 
-class _TooManyOrders(_rest.BadRequest):
+class _TooManyOrders(BadRequest):
     def __init__(self, msg: str, retry: int) -> None:
         super().__init__(-1015, msg, 429)
         self.retry = retry
@@ -74,26 +69,16 @@ class Trading:
 
     FAULT_KINDS = FAULTS
 
-    def __init__(
-        self,
-        sim: ExchangeSimulator,
-        accounts: dict[str, AccountSpec],
-        *,
-        half_spread_bps: float,
-        volume_share: float | None,
-        orders_per_10s: int,
-        orders_per_day: int,
-        ban_after: int,
-        ban_seconds: float,
-    ) -> None:
+    def __init__(self, sim: ExchangeSimulator, accounts: dict[str, AccountSpec]) -> None:
         self.sim = sim
         self.accounts = accounts
+        c = sim.config
         self.matcher = Matcher(
-            sim.data, accounts.values(), half_spread_bps=half_spread_bps, volume_share=volume_share,
-            split=_rest._split,
+            sim.data, accounts.values(), half_spread_bps=c.half_spread_bps, volume_share=c.volume_share,
+            split=_params.split_symbol,
         )  # fmt: skip
-        self.orders_per_10s, self.orders_per_day = orders_per_10s, orders_per_day
-        self.ban_after, self.ban_seconds = ban_after, ban_seconds
+        self.orders_per_10s, self.orders_per_day = c.orders_per_10s, c.orders_per_day
+        self.ban_after, self.ban_seconds = c.ban_after, c.ban_seconds
         self.skew_ms = 0
         self.pending: dict[str, int] = dict.fromkeys(FAULTS[:3], 0)  # counted faults still to apply
         self.injected: dict[str, int] = dict.fromkeys(FAULTS, 0)
@@ -225,13 +210,15 @@ class Trading:
             every_symbol = all(k != "symbol" for k, _ in parse_qsl(f"{url.query}&{body.decode('latin-1')}"))
             weight = 80 if every_symbol else weight
         sim = self.sim
-        sim._counters["http_requests"] += 1
-        ok, used, retry = sim._weights.take(ip, weight)
+        sim.counters.http_requests += 1
+        ok, used, retry = sim.weights.take(ip, weight)
         extra = self.clock_headers()
         if not ok:
-            sim._counters["http_429"] += 1
+            sim.counters.http_429 += 1
             self.note_429(ip, retry)
-            msg = f"Too much request weight used; current limit is {sim.weight_limit} request weight per 1 MINUTE."
+            msg = (
+                f"Too much request weight used; current limit is {sim.config.weight_limit} request weight per 1 MINUTE."
+            )
             return _rest.respond(429, _wire.rest_error(-1003, msg), used, {**extra, "Retry-After": str(retry)})
         try:
             text = body.decode("utf-8")
@@ -239,14 +226,14 @@ class Trading:
             return _rest.respond(400, _wire.rest_error(-1100, "Illegal characters found in the body."), used, extra)
         try:
             key = self._authenticate(request, url.query, text)
-            params = _merged(url.query, text)
+            params = _params.merged(url.query, text)
             status, payload = 200, None
             if request.method == "POST":  # a new order or a test order
                 status, payload, more = self.new_order(connection, key, params, test=route.endswith("/test"))
                 extra.update(more)
             else:
                 payload = self.query(route, request.method, key, params)
-        except _rest.BadRequest as exc:
+        except BadRequest as exc:
             if isinstance(exc, _TooManyOrders):
                 self.note_429(ip, exc.retry)
                 extra["Retry-After"] = str(exc.retry)
@@ -257,36 +244,36 @@ class Trading:
         values = request.headers.get_all("X-MBX-APIKEY")
         payload, signature = signed_payload(query, body)
         key = values[0] if len(values) == 1 else None
-        return self.check_signed(key, payload, signature and unquote(signature), _merged(query, body))
+        return self.check_signed(key, payload, signature and unquote(signature), _params.merged(query, body))
 
     def check_signed(self, api_key: str | None, payload: str, signature: str | None, params: dict[str, str]) -> str:
         """The account key of a correctly signed, timely request; else BadRequest with Binance's code.
 
         Shared by REST (payload: query + body) and the WebSocket API (payload: sorted params)."""
         if not api_key or not _KEY_RE.match(api_key):
-            raise _rest.BadRequest(-2014, "API-key format invalid.", 401)
+            raise BadRequest(-2014, "API-key format invalid.", 401)
         spec = self.accounts.get(api_key)
         if spec is None:
-            raise _rest.BadRequest(-2015, "Invalid API-key, IP, or permissions for action.", 401)
+            raise BadRequest(-2015, "Invalid API-key, IP, or permissions for action.", 401)
         self.counters["signed_requests"] += 1
         if not signature:
-            raise _rest.BadRequest(-1102, "Mandatory parameter 'signature' was not sent, was empty/null, or malformed.")
-        ts = _rest._int(params, "timestamp")
+            raise BadRequest(-1102, "Mandatory parameter 'signature' was not sent, was empty/null, or malformed.")
+        ts = _params.integer(params, "timestamp")
         if ts is None:
-            raise _rest.BadRequest(-1102, "Mandatory parameter 'timestamp' was not sent, was empty/null, or malformed.")
-        window = _rest._int(params, "recvWindow")
+            raise BadRequest(-1102, "Mandatory parameter 'timestamp' was not sent, was empty/null, or malformed.")
+        window = _params.integer(params, "recvWindow")
         window = 5000 if window is None else window
         if window > 60_000:
-            raise _rest.BadRequest(-1131, "recvWindow must be less than 60000")
+            raise BadRequest(-1131, "recvWindow must be less than 60000")
         now = self.signing_ms()
         if ts > now + 1000:
             self.counters["clock_refusals"] += 1
-            raise _rest.BadRequest(-1021, "Timestamp for this request was 1000ms ahead of the server's time.")
+            raise BadRequest(-1021, "Timestamp for this request was 1000ms ahead of the server's time.")
         if now - ts > window:
             self.counters["clock_refusals"] += 1
-            raise _rest.BadRequest(-1021, "Timestamp for this request is outside of the recvWindow.")
+            raise BadRequest(-1021, "Timestamp for this request is outside of the recvWindow.")
         if not spec.verify(payload, signature):
-            raise _rest.BadRequest(-1022, "Signature for this request is not valid.")
+            raise BadRequest(-1022, "Signature for this request is not valid.")
         return spec.key
 
     # ------------------------------------------------------------------ orders
@@ -301,7 +288,7 @@ class Trading:
             try:
                 self.matcher.check(key, req, sim.now_ms())
             except OrderRejected as exc:
-                raise _rest.BadRequest(exc.code, exc.msg) from None
+                raise BadRequest(exc.code, exc.msg) from None
             return 200, {}, {}
         ok, headers, retry = self._count_order(key)
         if not ok:
@@ -314,12 +301,12 @@ class Trading:
         fault = self._take_fault()
         if fault == "reject_order":
             self.counters["orders_rejected"] += 1
-            raise _rest.BadRequest(-2010, "Order rejected by the exchange (fault: reject_order).")
+            raise BadRequest(-2010, "Order rejected by the exchange (fault: reject_order).")
         try:
             order = self.matcher.place(key, req, sim.now_ms())
         except OrderRejected as exc:
             self.counters["orders_rejected"] += 1
-            raise _rest.BadRequest(exc.code, exc.msg) from None
+            raise BadRequest(exc.code, exc.msg) from None
         self.counters["orders_placed"] += 1
         if fault == "order_timeout":
             # Accepted, then the connection dies before the answer: the client cannot know.
@@ -327,61 +314,38 @@ class Trading:
             if connection.transport is not None:
                 connection.transport.abort()
         elif fault == "order_unknown":
-            raise _rest.BadRequest(
+            raise BadRequest(
                 -1007, "Timeout waiting for response from backend server. Send status unknown; "
                 "execution status unknown.", 503,
             )  # fmt: skip
-        return 200, self._order_answer(order, resp_type), headers
+        return 200, _views.order_answer(order, resp_type, self.matcher.order_trades(order.order_id)), headers
 
     def _order_request(self, p: dict[str, str]) -> tuple[OrderRequest, str]:
-        symbol = _rest._symbol(self.sim, _rest._mandatory(p, "symbol"))
-        side = _rest._mandatory(p, "side")
+        symbol = _params.symbol(self.sim.data.symbols, _params.mandatory(p, "symbol"))
+        side = _params.mandatory(p, "side")
         if side not in SIDES:
-            raise _rest.BadRequest(-1117, "Invalid side.")
-        typ = _rest._mandatory(p, "type")
+            raise BadRequest(-1117, "Invalid side.")
+        typ = _params.mandatory(p, "type")
         if typ not in TYPES:
-            raise _rest.BadRequest(-1116, "Invalid orderType.")
+            raise BadRequest(-1116, "Invalid orderType.")
         tif = p.get("timeInForce") or None
         if tif is not None and tif not in TIFS:
-            raise _rest.BadRequest(-1115, "Invalid timeInForce.")
+            raise BadRequest(-1115, "Invalid timeInForce.")
         client_id = p.get("newClientOrderId") or None
         if client_id is not None and not _CLIENT_ID_RE.match(client_id):
-            raise _rest.BadRequest(
+            raise BadRequest(
                 -1100, "Illegal characters found in parameter 'newClientOrderId'; legal range is "
                 "'^[a-zA-Z0-9-_]{1,36}$'."
             )  # fmt: skip
         resp_type = p.get("newOrderRespType") or ("FULL" if typ in ("MARKET", "LIMIT") else "ACK")
         if resp_type not in _RESP_TYPES:
-            raise _rest.BadRequest(-1177, "Invalid newOrderRespType.")
+            raise BadRequest(-1177, "Invalid newOrderRespType.")
         req = OrderRequest(
-            symbol=symbol, side=side, type=typ, quantity=_decimal(p, "quantity"),
-            quote_qty=_decimal(p, "quoteOrderQty"), price=_decimal(p, "price"),
-            stop_price=_decimal(p, "stopPrice"), time_in_force=tif, client_id=client_id,
+            symbol=symbol, side=side, type=typ, quantity=_params.decimal(p, "quantity"),
+            quote_qty=_params.decimal(p, "quoteOrderQty"), price=_params.decimal(p, "price"),
+            stop_price=_params.decimal(p, "stopPrice"), time_in_force=tif, client_id=client_id,
         )  # fmt: skip
         return req, resp_type
-
-    def _order_answer(self, o: Order, resp_type: str) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "symbol": o.symbol, "orderId": o.order_id, "orderListId": -1, "clientOrderId": o.client_id,
-            "transactTime": o.time,
-        }  # fmt: skip
-        if resp_type == "ACK":
-            return out
-        out.update(
-            price=fmt(o.price), origQty=fmt(o.orig_qty), executedQty=fmt(o.executed),
-            origQuoteOrderQty=fmt(o.orig_quote_qty), cummulativeQuoteQty=fmt(o.cum_quote), status=o.status,
-            timeInForce=o.time_in_force or "GTC", type=o.type, side=o.side, workingTime=o.working_time,
-            selfTradePreventionMode="NONE",
-        )  # fmt: skip
-        if o.stop_price:
-            out["stopPrice"] = fmt(o.stop_price)
-        if resp_type == "FULL":
-            out["fills"] = [
-                {"price": fmt(t.price), "qty": fmt(t.qty), "commission": fmt(t.commission),
-                 "commissionAsset": t.commission_asset, "tradeId": t.trade_id}
-                for t in self.matcher.order_trades(o.order_id)
-            ]  # fmt: skip
-        return out
 
     # ------------------------------------------------------------------ queries and cancels
     def query(self, route: str, method: str, key: str, p: dict[str, str]) -> Any:
@@ -390,123 +354,36 @@ class Trading:
         m.advance(now)
         try:
             if route == "/api/v3/account":
-                return self._account(key)
+                return _views.account_view(self.matcher.accounts[key])
             if route == "/api/v3/openOrders":
-                symbol = _rest._symbol(self.sim, p["symbol"]) if p.get("symbol") else None
+                symbol = _params.symbol(self.sim.data.symbols, p["symbol"]) if p.get("symbol") else None
                 if method == "GET":
-                    return [_order_view(o) for o in m.open_orders(key, symbol)]
+                    return [_views.order_view(o) for o in m.open_orders(key, symbol)]
                 if symbol is None:
-                    _rest._mandatory(p, "symbol")
-                return [_cancel_view(o) for o in m.cancel_all(key, symbol, now)]  # type: ignore[arg-type]
-            symbol = _rest._symbol(self.sim, _rest._mandatory(p, "symbol"))
+                    _params.mandatory(p, "symbol")
+                return [_views.cancel_view(o) for o in m.cancel_all(key, symbol, now)]  # type: ignore[arg-type]
+            symbol = _params.symbol(self.sim.data.symbols, _params.mandatory(p, "symbol"))
             if route == "/api/v3/order":
-                order_id, client_id = _rest._int(p, "orderId"), p.get("origClientOrderId") or None
+                order_id, client_id = _params.integer(p, "orderId"), p.get("origClientOrderId") or None
                 if order_id is None and client_id is None:
-                    raise _rest.BadRequest(
+                    raise BadRequest(
                         -1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!"
                     )
                 if method == "GET":
-                    return _order_view(m.find(key, symbol, order_id, client_id))
-                return _cancel_view(m.cancel(key, symbol, order_id, client_id, now))
+                    return _views.order_view(m.find(key, symbol, order_id, client_id))
+                return _views.cancel_view(m.cancel(key, symbol, order_id, client_id, now))
             if route == "/api/v3/allOrders":
                 orders = m.account_orders(key, symbol)
-                from_id = _rest._int(p, "orderId")
+                from_id = _params.integer(p, "orderId")
                 if from_id is not None:
                     orders = [o for o in orders if o.order_id >= from_id]
-                return [_order_view(o) for o in _window(orders, p, lambda o: o.time)]
+                return [_views.order_view(o) for o in _views.window(orders, p, lambda o: o.time)]
             trades = m.account_trades(key, symbol)  # /api/v3/myTrades
-            order_id, from_id = _rest._int(p, "orderId"), _rest._int(p, "fromId")
+            order_id, from_id = _params.integer(p, "orderId"), _params.integer(p, "fromId")
             if order_id is not None:
                 trades = [t for t in trades if t.order_id == order_id]
             if from_id is not None:
                 trades = [t for t in trades if t.trade_id >= from_id]
-            return [_trade_view(t) for t in _window(trades, p, lambda t: t.time)]
+            return [_views.trade_view(t) for t in _views.window(trades, p, lambda t: t.time)]
         except OrderRejected as exc:
-            raise _rest.BadRequest(exc.code, exc.msg) from None
-
-    def _account(self, key: str) -> dict[str, Any]:
-        acct = self.matcher.accounts[key]
-        c = acct.spec.commission
-        assets = sorted(set(acct.free) | set(acct.locked))
-        return {
-            "makerCommission": round(c * 10_000), "takerCommission": round(c * 10_000),
-            "buyerCommission": 0, "sellerCommission": 0,
-            "commissionRates": {"maker": fmt(c), "taker": fmt(c), "buyer": fmt(0), "seller": fmt(0)},
-            "canTrade": True, "canWithdraw": False, "canDeposit": False, "brokered": False,
-            "requireSelfTradePrevention": False, "preventSor": False, "updateTime": acct.update_time,
-            "accountType": "SPOT",
-            "balances": [{"asset": a, "free": fmt(acct.free.get(a, 0.0)), "locked": fmt(acct.locked.get(a, 0.0))}
-                         for a in assets],
-            "permissions": ["SPOT"], "uid": 0,
-        }  # fmt: skip
-
-
-def _order_view(o: Order) -> dict[str, Any]:
-    """``GET /api/v3/order``'s object."""
-    return {
-        "symbol": o.symbol, "orderId": o.order_id, "orderListId": -1, "clientOrderId": o.client_id,
-        "price": fmt(o.price), "origQty": fmt(o.orig_qty), "executedQty": fmt(o.executed),
-        "cummulativeQuoteQty": fmt(o.cum_quote), "status": o.status, "timeInForce": o.time_in_force or "GTC",
-        "type": o.type, "side": o.side, "stopPrice": fmt(o.stop_price), "icebergQty": fmt(0), "time": o.time,
-        "updateTime": o.update_time, "isWorking": o.working_time >= 0, "workingTime": o.working_time,
-        "origQuoteOrderQty": fmt(o.orig_quote_qty), "selfTradePreventionMode": "NONE",
-    }  # fmt: skip
-
-
-def _cancel_view(o: Order) -> dict[str, Any]:
-    """``DELETE /api/v3/order``'s object."""
-    return {
-        "symbol": o.symbol, "origClientOrderId": o.client_id, "orderId": o.order_id, "orderListId": -1,
-        "clientOrderId": f"cancel{o.order_id}", "transactTime": o.update_time, "price": fmt(o.price),
-        "origQty": fmt(o.orig_qty), "executedQty": fmt(o.executed), "origQuoteOrderQty": fmt(o.orig_quote_qty),
-        "cummulativeQuoteQty": fmt(o.cum_quote), "status": o.status, "timeInForce": o.time_in_force or "GTC",
-        "type": o.type, "side": o.side, "selfTradePreventionMode": "NONE",
-    }  # fmt: skip
-
-
-def _trade_view(t: Trade) -> dict[str, Any]:
-    """One ``GET /api/v3/myTrades`` row."""
-    return {
-        "symbol": t.symbol, "id": t.trade_id, "orderId": t.order_id, "orderListId": -1, "price": fmt(t.price),
-        "qty": fmt(t.qty), "quoteQty": fmt(t.quote_qty), "commission": fmt(t.commission),
-        "commissionAsset": t.commission_asset, "time": t.time, "isBuyer": t.side == "BUY", "isMaker": t.is_maker,
-        "isBestMatch": True,
-    }  # fmt: skip
-
-
-def _window(rows: list[Any], p: dict[str, str], when: Any) -> list[Any]:
-    """``startTime``/``endTime``/``limit`` (default 500, at most 1000) as Binance applies them."""
-    start, end, limit = _rest._int(p, "startTime"), _rest._int(p, "endTime"), _rest._int(p, "limit")
-    limit = 500 if limit is None else limit
-    if not 1 <= limit <= 1000:
-        raise _rest.BadRequest(-1130, "Invalid data sent for a parameter: 'limit' must be between 1 and 1000.")
-    if start is not None:
-        rows = [r for r in rows if when(r) >= start]
-    if end is not None:
-        rows = [r for r in rows if when(r) <= end]
-    if start is None and end is None and "orderId" not in p and "fromId" not in p:
-        return rows[-limit:]  # the most recent
-    return rows[:limit]
-
-
-def _merged(query: str, body: str) -> dict[str, str]:
-    q, b = _rest._params(query), _rest._params(body)
-    both = set(q) & set(b)
-    if both:
-        raise _rest.BadRequest(-1101, f"Duplicate values for parameter '{sorted(both)[0]}'.")
-    return {**q, **b}
-
-
-def _decimal(p: dict[str, str], name: str) -> float | None:
-    value = p.get(name)
-    if value is None or value == "":
-        return None
-    if not _DECIMAL_RE.match(value):
-        raise _rest.BadRequest(
-            -1100,
-            f"Illegal characters found in parameter '{name}'; legal range is '^([0-9]{{1,20}})(\\.[0-9]{{1,20}})?$'.",
-        )  # fmt: skip
-    x = float(value)
-    if x <= 0:
-        raise _rest.BadRequest(-1013, f"Invalid {name}.")
-    return x
+            raise BadRequest(exc.code, exc.msg) from None

@@ -1,8 +1,11 @@
-"""One WebSocket client of the simulator: its streams, its send queue, its limits, its control messages.
+"""One WebSocket client of the simulator: its streams, its limits, its control messages, its I/O.
 
-Sending goes through one bounded queue and one writer task per connection, so a slow client
-never slows the others: at a finite speed a client whose queue overflows is disconnected (like
-Binance); at max speed the replay waits for it instead (lossless backpressure).
+Its life and send queue are an :class:`~kit.exchange._outbox.Outbox` (an explicit state, no I/O);
+sending goes through that queue and one writer task per connection, so a slow client never slows
+the others: at a finite speed a client whose queue overflows is disconnected (like Binance); at
+max speed the replay waits for it instead (lossless backpressure). A connection reaches the rest
+of the simulator only through what it is given: the settings, the counters, the fault switches
+and the stream registry.
 """
 
 from __future__ import annotations
@@ -13,26 +16,21 @@ import json
 import logging
 import re
 import time
-from typing import TYPE_CHECKING
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from kit.exchange import _wire
-from kit.exchange._faults import GARBAGE
-from kit.market.intervals import INTERVALS
-
-if TYPE_CHECKING:
-    from kit.exchange.simulator import ExchangeSimulator
+from kit.exchange._config import SimConfig
+from kit.exchange._counters import Counters
+from kit.exchange._faults import Faults
+from kit.exchange._outbox import ConnState, Outbox
+from kit.exchange._streams import STREAM_RE, Streams
 
 log = logging.getLogger("kit.exchange")
 
-STREAM_RE = re.compile(r"^([a-z0-9]{2,20})@kline_(" + "|".join(INTERVALS) + r")$")
 _METHODS = ("SUBSCRIBE", "UNSUBSCRIBE", "LIST_SUBSCRIPTIONS", "SET_PROPERTY", "GET_PROPERTY")
 _ID_RE = re.compile(r"^[A-Za-z0-9]{1,36}$")
-_EVENT = 0
-_BATCH = 256  # frames per socket write
-_CONTROL = 1
 
 
 class RequestError(Exception):
@@ -48,94 +46,101 @@ class Connection:
 
     _ids = 0
 
-    def __init__(self, sim: ExchangeSimulator, ws: ServerConnection, combined: bool) -> None:
+    def __init__(
+        self,
+        ws: ServerConnection,
+        combined: bool,
+        *,
+        config: SimConfig,
+        counters: Counters,
+        faults: Faults,
+        streams: Streams,
+    ) -> None:
         Connection._ids += 1
         self.id = Connection._ids
-        self.sim = sim
         self.ws = ws
         self.combined = combined
         self.streams: dict[str, None] = {}  # ordered set of stream names
-        # Unbounded on purpose: control answers always fit; events are bounded by `capacity` below.
-        self.queue: asyncio.Queue[tuple[int, str | bytes]] = asyncio.Queue()
-        self.capacity = sim.send_queue
-        self._room = asyncio.Event()
-        self.closed = False
+        self.outbox = Outbox(config.send_queue)
+        self._config, self._counters, self._faults, self._registry = config, counters, faults, streams
         self.opened = time.monotonic()
         self.peer = ws.remote_address[0] if ws.remote_address else "?"
         self._recent: collections.deque[float] = collections.deque()
-        self.malformed = self.duplicate = self.reorder = 0
-        self.malformed_replace = True
-        self._held: str | None = None
-        self._garbage = 0
         self.sent = 0
         self.received = 0
+
+    @property
+    def state(self) -> ConnState:
+        return self.outbox.state
+
+    # ------------------------------------------------------------------ life
+    async def serve(self, names: list[str]) -> None:
+        """The whole life of the connection: subscribe ``names``, answer control messages until it
+        closes, then unsubscribe everything."""
+        self.subscribe(names)
+        tasks = [
+            asyncio.create_task(self.writer()),
+            asyncio.create_task(self.pinger()),
+            asyncio.create_task(self.lifetime()),
+        ]
+        ws = self.ws
+        try:
+            async for raw in ws:
+                self.received += 1
+                if self.rate_limited():
+                    self._counters.dropped_rate_limit += 1
+                    log.warning(
+                        "conn %d (%s): more than %d incoming messages in 1 s, disconnecting",
+                        self.id, self.peer, self._config.max_incoming_per_s,
+                    )  # fmt: skip
+                    self.outbox.close("rate limit")
+                    await ws.close(1008, "Too many requests")
+                    break
+                self.handle(raw)
+        except ConnectionClosed:
+            pass
+        finally:
+            self.outbox.finish()
+            for t in tasks:
+                t.cancel()
+            self.unsubscribe(list(self.streams))
+
+    def subscribe(self, names: list[str]) -> None:
+        for name in names:
+            self.streams[name] = None
+        self._registry.subscribe(self, names)
+
+    def unsubscribe(self, names: list[str]) -> None:
+        for name in names:
+            self.streams.pop(name, None)
+        self._registry.unsubscribe(self, names)
 
     # ------------------------------------------------------------------ sending
     def offer(self, frame: str) -> None:
         """Queue an event without waiting (finite speed); a full queue disconnects the slow client."""
-        if self.closed:
-            return
-        if self.queue.qsize() >= self.capacity:
-            self.sim._counters["dropped_slow"] += 1
-            self.abort(f"slow consumer: {self.capacity} frames queued")
-            return
-        self.queue.put_nowait((_EVENT, frame))
+        if not self.outbox.offer(frame):
+            self._counters.dropped_slow += 1
+            self.abort(f"slow consumer: {self.outbox.capacity} frames queued")
 
     async def put(self, frame: str) -> None:
         """Queue an event, waiting for room (max speed: lossless backpressure)."""
-        while not self.closed and self.queue.qsize() >= self.capacity:
-            self._room.clear()
-            await self._room.wait()
-        if not self.closed:
-            self.queue.put_nowait((_EVENT, frame))
+        await self.outbox.put(frame)
 
     def answer(self, text: str) -> None:
-        if not self.closed:
-            self.queue.put_nowait((_CONTROL, text))
-
-    def _faulted(self, frame: str) -> list[str | bytes]:
-        out: list[str | bytes] = [frame]
-        if self.malformed:
-            self.malformed -= 1
-            garbage = GARBAGE[self._garbage % len(GARBAGE)]
-            self._garbage += 1
-            out = [garbage] if self.malformed_replace else [garbage, frame]
-        elif self.duplicate:
-            self.duplicate -= 1
-            out = [frame, frame]
-        elif self.reorder or self._held is not None:
-            if self._held is None:
-                self._held = frame
-                return []
-            out = [frame, self._held]
-            self._held = None
-            self.reorder -= 1
-        return out
+        self.outbox.answer(text)
 
     async def writer(self) -> None:
         """Send queued frames in order; everything already queued goes out in one socket write."""
-        faults = self.sim.faults
-        counters = self.sim._counters
+        faults, counters, outbox = self._faults, self._counters, self.outbox
         ws = self.ws
-        queue = self.queue
         protocol = ws.protocol
         try:
             while True:
-                batch = [await queue.get()]
-                while queue.qsize() and len(batch) < _BATCH:
-                    batch.append(queue.get_nowait())
-                if not self._room.is_set() and queue.qsize() <= self.capacity // 2:
-                    self._room.set()
+                batch = await outbox.next_batch()
                 if faults.stalled_for():
                     await faults.wait_stall()
-                frames: list[str | bytes] = []
-                for kind, frame in batch:
-                    if kind == _EVENT and (self.malformed or self.duplicate or self.reorder or self._held is not None):
-                        out = self._faulted(frame)  # type: ignore[arg-type]
-                        counters["faulty_frames"] += len(out)
-                        frames.extend(out)
-                    else:
-                        frames.append(frame)
+                frames, faulty = outbox.frames(batch)
+                counters.faulty_frames += faulty
                 # One send_context for the whole batch: one transport write and one drain instead
                 # of one per frame (websockets' send() does exactly this per message).
                 async with ws.send_context():
@@ -150,37 +155,37 @@ class Connection:
 
     async def pinger(self) -> None:
         """A ping frame every ``ping_interval`` real seconds; no pong within ``pong_timeout`` drops."""
-        sim = self.sim
+        config, counters, faults = self._config, self._counters, self._faults
         try:
             while True:
-                await asyncio.sleep(sim.ping_interval)
-                if sim.faults.stalled_for():
-                    await sim.faults.wait_stall()
+                await asyncio.sleep(config.ping_interval)
+                if faults.stalled_for():
+                    await faults.wait_stall()
                 waiter = await self.ws.ping(str(int(time.time() * 1000)))
-                sim._counters["pings_sent"] += 1
+                counters.pings_sent += 1
                 try:
-                    await asyncio.wait_for(asyncio.shield(waiter), sim.pong_timeout)
+                    await asyncio.wait_for(asyncio.shield(waiter), config.pong_timeout)
                 except TimeoutError:
-                    sim._counters["dropped_pong"] += 1
-                    self.abort(f"no pong within {sim.pong_timeout:g} s")
+                    counters.dropped_pong += 1
+                    self.abort(f"no pong within {config.pong_timeout:g} s")
                     return
-                sim._counters["pongs_received"] += 1
+                counters.pongs_received += 1
         except ConnectionClosed:
             pass
 
     async def lifetime(self) -> None:
         """Binance drops every connection after 24 h (``max_connection_age`` real seconds here)."""
-        await asyncio.sleep(self.sim.max_connection_age)
-        self.sim._counters["dropped_lifetime"] += 1
-        log.info("conn %d: connection lifetime %.6g s reached, closing", self.id, self.sim.max_connection_age)
+        age = self._config.max_connection_age
+        await asyncio.sleep(age)
+        self._counters.dropped_lifetime += 1
+        log.info("conn %d: connection lifetime %.6g s reached, closing", self.id, age)
+        self.outbox.close("connection lifetime reached")
         await self.ws.close(1001, "connection lifetime reached")
 
     def abort(self, why: str) -> None:
         """Close the TCP connection at once, without a close frame."""
-        if not self.closed:
+        if self.outbox.close(why):
             log.warning("conn %d (%s): disconnected: %s", self.id, self.peer, why)
-        self.closed = True
-        self._room.set()
         transport = self.ws.transport
         if transport is not None:
             transport.abort()
@@ -193,7 +198,7 @@ class Connection:
         recent.append(now)
         while recent and recent[0] <= now - 1.0:
             recent.popleft()
-        return len(recent) > self.sim.max_incoming_per_s
+        return len(recent) > self._config.max_incoming_per_s
 
     def handle(self, raw: str | bytes) -> None:
         """Answer one control message (or its error)."""
@@ -229,16 +234,16 @@ class Connection:
             names = self._stream_names(params, req_id)
             if method == "SUBSCRIBE":
                 new = [n for n in names if n not in self.streams]
-                if len(self.streams) + len(set(new)) > self.sim.max_streams:
+                if len(self.streams) + len(set(new)) > self._config.max_streams:
                     raise RequestError(
                         2,
                         f"Invalid request: too many streams; a connection can listen to at most "
-                        f"{self.sim.max_streams} streams",
+                        f"{self._config.max_streams} streams",
                         req_id,
                     )
-                self.sim._subscribe(self, new)
+                self.subscribe(new)
             else:
-                self.sim._unsubscribe(self, [n for n in names if n in self.streams])
+                self.unsubscribe([n for n in names if n in self.streams])
             return _wire.result(req_id)
         if method == "LIST_SUBSCRIPTIONS":
             if params not in (None, []):

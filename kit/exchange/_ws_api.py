@@ -28,8 +28,9 @@ from typing import TYPE_CHECKING, Any
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
-from kit.exchange import _rest
-from kit.exchange._matching import Order, Trade, fmt
+from kit.exchange._params import BadRequest
+from kit.exchange._records import Order, Trade, fmt
+from kit.exchange._routes import ROUTES
 
 if TYPE_CHECKING:
     from kit.exchange._trading import Trading
@@ -103,14 +104,14 @@ class WsApi:
             return  # the reader sees it too and ends the connection
 
     async def _pinger(self, ws: ServerConnection) -> None:
-        sim = self.trading.sim
+        config = self.trading.sim.config
         while True:
-            await asyncio.sleep(sim.ping_interval)
+            await asyncio.sleep(config.ping_interval)
             try:
                 pong = await ws.ping()
-                await asyncio.wait_for(pong, sim.pong_timeout)
+                await asyncio.wait_for(pong, config.pong_timeout)
             except TimeoutError:
-                log.warning("ws-api: no pong within %.6g s, disconnecting", sim.pong_timeout)
+                log.warning("ws-api: no pong within %.6g s, disconnecting", config.pong_timeout)
                 if ws.transport is not None:
                     ws.transport.abort()
                 return
@@ -118,7 +119,7 @@ class WsApi:
                 return
 
     async def _lifetime(self, ws: ServerConnection) -> None:
-        await asyncio.sleep(self.trading.sim.max_connection_age)
+        await asyncio.sleep(self.trading.sim.config.max_connection_age)
         await ws.close(1001, "connection lifetime reached")
 
     async def _tick(self) -> None:
@@ -146,17 +147,17 @@ class WsApi:
         try:
             msg = json.loads(raw)
             if not isinstance(msg, dict):
-                raise _rest.BadRequest(-1100, "Request must be a JSON object.")
+                raise BadRequest(-1100, "Request must be a JSON object.")
             req_id = msg.get("id")
             method = msg.get("method")
             params = msg.get("params", {})
             if not isinstance(method, str) or method not in _METHODS:
-                raise _rest.BadRequest(-1100, f"Unknown method {method!r}.")
+                raise BadRequest(-1100, f"Unknown method {method!r}.")
             if not isinstance(params, dict) or not all(isinstance(v, (str, int, float)) for v in params.values()):
-                raise _rest.BadRequest(-1100, "params must be an object of strings and numbers.")
+                raise BadRequest(-1100, "params must be an object of strings and numbers.")
         except (ValueError, UnicodeDecodeError):
             return _error(None, 400, -1100, "Malformed request.", [])
-        except _rest.BadRequest as exc:
+        except BadRequest as exc:
             return _error(req_id, exc.status, exc.code, exc.msg, [])
         banned = trading.refuse_banned(ip)
         if banned is not None:
@@ -164,9 +165,9 @@ class WsApi:
         route = _METHODS[method]
         weight = 1 if route is None else _weight(route, params)
         sim = trading.sim
-        ok, used, retry = sim._weights.take(ip, weight)
+        ok, used, retry = sim.weights.take(ip, weight)
         limits = [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
-                   "limit": sim.weight_limit or 0, "count": used}]  # fmt: skip
+                   "limit": sim.config.weight_limit or 0, "count": used}]  # fmt: skip
         if not ok:
             trading.note_429(ip, retry)
             return _error(req_id, 429, -1003, "Too much request weight used.", limits, retry)
@@ -194,7 +195,7 @@ class WsApi:
                 ]  # fmt: skip
                 return _result(req_id, answer, limits)
             return _result(req_id, trading.query(route[0], route[1], key, rest), limits)
-        except _rest.BadRequest as exc:
+        except BadRequest as exc:
             retry_after = getattr(exc, "retry", None)
             if retry_after is not None:
                 trading.note_429(ip, retry_after)
@@ -208,7 +209,7 @@ class WsApi:
     # ------------------------------------------------------------------ user data stream
     def _subscribe(self, client: _Client, key: str) -> int:
         if len(client.subs) >= MAX_SUBSCRIPTIONS:
-            raise _rest.BadRequest(-1210, f"Too many subscriptions: at most {MAX_SUBSCRIPTIONS} per connection.")
+            raise BadRequest(-1210, f"Too many subscriptions: at most {MAX_SUBSCRIPTIONS} per connection.")
         sub = self._next_sub
         self._next_sub += 1
         client.subs[sub] = key
@@ -220,7 +221,7 @@ class WsApi:
         if sub is None:
             client.subs.clear()
         elif not sub.isdigit() or int(sub) not in client.subs:
-            raise _rest.BadRequest(-2011, "Unknown subscription.")
+            raise BadRequest(-2011, "Unknown subscription.")
         else:
             client.subs.pop(int(sub))
 
@@ -260,8 +261,6 @@ def _execution_report(o: Order, t: Trade | None, now: int) -> dict[str, Any]:
 
 
 def _weight(route: tuple[str, str], params: dict[str, Any]) -> int:
-    from kit.exchange._trading import ROUTES
-
     if route == ("/api/v3/openOrders", "GET") and "symbol" not in params:
         return 80
     return ROUTES[(route[1], route[0])]

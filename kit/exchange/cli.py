@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import sys
+
 import typer
+
+from kit.settings import Settings
 
 
 def register(app: typer.Typer) -> None:
@@ -56,13 +62,9 @@ def exchange(
     with ms=-86400000..86400000 (the clock signed timestamps are checked against); /_sim/stats also
     answers GET.
     """
-    import asyncio
-    import logging
-    import sys
-
+    # Deferred: `kit --help` imports every command module; the simulator loads when it is served.
     from kit.exchange._accounts import load_accounts, parse_account
     from kit.exchange.simulator import ExchangeSimulator
-    from kit.settings import Settings
 
     settings = Settings.from_env()
     start_value: int | str | None = start

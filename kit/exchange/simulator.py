@@ -39,11 +39,10 @@ import time
 from collections.abc import Awaitable, Iterable
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import pandas as pd
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from kit._guard import HostCheck
@@ -51,11 +50,16 @@ from kit.errors import ConfigError
 from kit.exchange import _rest, _trading, _wire, _ws_api
 from kit.exchange._accounts import AccountSpec, parse_account, unique
 from kit.exchange._clock import SimClock, parse_speed
-from kit.exchange._data import DataSpec, MarketData, Series, load
+from kit.exchange._config import SimConfig
+from kit.exchange._counters import Counters
+from kit.exchange._data import DataSpec, MarketData, load
 from kit.exchange._faults import Faults
 from kit.exchange._httpbody import BodyConnection
-from kit.exchange._ws import STREAM_RE, Connection
+from kit.exchange._routes import PATHS
+from kit.exchange._streams import Stream, Streams, route
+from kit.exchange._ws import Connection
 from kit.market.times import iso, parse_ms
+from kit.settings import Settings
 
 log = logging.getLogger("kit.exchange")
 
@@ -65,18 +69,6 @@ _HISTORY_CANDLES = 1000
 # Kernel send buffer per WebSocket connection: small enough that a client's lag shows up in our
 # queue (where a stuck client gets dropped) instead of hiding megabytes in the kernel.
 _SOCKET_SEND_BUFFER = 256 * 1024
-
-
-class _Stream:
-    """One subscribed stream: its series, its subscribers, and how far its events have gone."""
-
-    __slots__ = ("idx", "interval", "last_g", "name", "series", "subs", "symbol")
-
-    def __init__(self, name: str, symbol: str, interval: str, series: Series | None, now: int) -> None:
-        self.name, self.symbol, self.interval, self.series = name, symbol, interval, series
-        self.subs: dict[Connection, None] = {}
-        self.idx = series.closed_count(now) if series is not None else 0  # next candle to finalize
-        self.last_g = -1  # last forming boundary sent
 
 
 def _parse_start(start: object, data: MarketData) -> int:
@@ -154,91 +146,41 @@ class ExchangeSimulator:
         ban_after: int = 10,
         ban_seconds: float = 120.0,
     ) -> None:
+        self.config = config = SimConfig(
+            speed=speed, host=host, port=port, weight_limit=weight_limit, max_connection_age=max_connection_age,
+            ping_interval=ping_interval, pong_timeout=pong_timeout, update_every=update_every,
+            max_streams=max_streams, max_incoming_per_s=max_incoming_per_s, send_queue=send_queue,
+            max_connects=max_connects, max_update_rate=max_update_rate, control_token=control_token or "",
+            half_spread_bps=half_spread_bps, volume_share=volume_share, orders_per_10s=orders_per_10s,
+            orders_per_day=orders_per_day, ban_after=ban_after, ban_seconds=ban_seconds,
+        )  # fmt: skip
         if data is None:
-            from kit.settings import Settings
-
             data = Settings.from_env().replay_data
-        try:
-            self._speed = parse_speed(speed)
-        except ValueError as exc:
-            raise ConfigError(f"speed: {exc}") from None
-        for name, value in (
-            ("max_connection_age", max_connection_age),
-            ("ping_interval", ping_interval),
-            ("pong_timeout", pong_timeout),
-        ):
-            if not isinstance(value, (int, float)) or not value > 0:
-                raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
-        if not isinstance(update_every, (int, float)) or update_every < 0:
-            raise ConfigError(f"update_every must be >= 0 simulated seconds, got {update_every!r}")
-        if weight_limit is not None and (not isinstance(weight_limit, int) or weight_limit < 1):
-            raise ConfigError(f"weight_limit must be a positive integer or None, got {weight_limit!r}")
-        for name, value in (
-            ("max_streams", max_streams),
-            ("max_incoming_per_s", max_incoming_per_s),
-            ("send_queue", send_queue),
-            ("port", port + 1),
-        ):
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         if isinstance(data, (str, Path)) and not Path(data).exists():
             raise ConfigError(f"data: {str(data)!r} does not exist")
         self.data = load(data, symbols)
         self.start_ms = _parse_start(start, self.data)
         self.host, self._port = host, port
         self._hosts = HostCheck.for_server(host, allowed_hosts)
-        self.control_token = control_token or ""
-        self.weight_limit = weight_limit
-        self.max_connection_age = float(max_connection_age)
-        self.ping_interval = float(ping_interval)
-        self.pong_timeout = float(pong_timeout)
-        self.update_ms = round(update_every * 1000)
-        self.max_streams = max_streams
-        self.max_incoming_per_s = max_incoming_per_s
-        self.send_queue = send_queue
-        if max_connects is not None and (not isinstance(max_connects, int) or max_connects < 1):
-            raise ConfigError(f"max_connects must be a positive integer or None, got {max_connects!r}")
-        self.max_connects = max_connects
-        if max_update_rate is not None and (not isinstance(max_update_rate, (int, float)) or max_update_rate <= 0):
-            raise ConfigError(f"max_update_rate must be a positive number or None, got {max_update_rate!r}")
-        self._forming_gap = 0.0 if max_update_rate is None else 1.0 / max_update_rate
         self._last_forming = 0.0
         self._attempts: dict[str, collections.deque[float]] = {}
-        self.clock = SimClock(self.start_ms, self._speed)
-        self.faults = Faults(self)
-        self._weights = _rest.WeightMeter(weight_limit)
-        for name, value in (("orders_per_10s", orders_per_10s), ("orders_per_day", orders_per_day),
-                            ("ban_after", ban_after)):  # fmt: skip
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
-        if not isinstance(ban_seconds, (int, float)) or not 0 < ban_seconds <= 3 * 86400:
-            raise ConfigError(f"ban_seconds must be in (0, 259200], got {ban_seconds!r}")
+        self.clock = SimClock(self.start_ms, float(config.speed))  # parsed: a float, inf for "max"
+        self.counters = Counters()
+        self._conns: set[Connection] = set()
+        self.faults = Faults(lambda: self._conns)
+        self.weights = _rest.WeightMeter(weight_limit)
         specs = unique(parse_account(a) if isinstance(a, str) else a for a in accounts)
         try:
-            self.trading = _trading.Trading(
-                self, specs, half_spread_bps=half_spread_bps, volume_share=volume_share,
-                orders_per_10s=orders_per_10s, orders_per_day=orders_per_day, ban_after=ban_after,
-                ban_seconds=float(ban_seconds),
-            )  # fmt: skip
+            self.trading = _trading.Trading(self, specs)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-        self._conns: set[Connection] = set()
-        self._streams: dict[str, _Stream] = {}
+        self._wake = asyncio.Event()
+        self.streams = Streams(self.data, self.clock.now_ms, lambda: self._wake.set())
         self._server: Server | None = None
         self._runner: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
-        self._dirty = True
-        self._heap: list[tuple[int, str, _Stream]] = []
+        self._heap: list[tuple[int, str, Stream]] = []
         self._processed = self.start_ms  # events due up to this simulated ms have been queued
         self._ended = False
-        self._counters: dict[str, int] = dict.fromkeys(
-            (
-                "connections_total", "messages_sent", "messages_received", "events_final", "events_forming",
-                "http_requests", "http_429", "dropped_slow", "dropped_rate_limit", "dropped_lifetime",
-                "dropped_pong", "pings_sent", "pongs_received", "faulty_frames", "refused_connects", "refused_hosts",
-            ),
-            0,
-        )  # fmt: skip
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -334,7 +276,7 @@ class ExchangeSimulator:
         if not self.clock.is_max and math.isinf(value):
             self._tick()  # events due up to now go out before the clock starts jumping
         self.clock.set_speed(value)
-        self._dirty = True
+        self.streams.changed = True
         self._wake.set()
 
     async def wait_until(self, ms: int | str | pd.Timestamp, timeout: float | None = None) -> None:
@@ -352,15 +294,15 @@ class ExchangeSimulator:
 
     def stats(self) -> dict[str, Any]:
         """Counters and state: connections, streams, messages sent/received, drops, faults, clock."""
-        out: dict[str, Any] = dict(self._counters)
+        out: dict[str, Any] = self.counters.as_dict()
         out["messages_sent"] += sum(c.sent for c in self._conns)
         out["messages_received"] += sum(c.received for c in self._conns)
         out.update(
             connections=len(self._conns),
-            streams=len(self._streams),
-            subscribers={name: len(st.subs) for name, st in self._streams.items()},
+            streams=len(self.streams),
+            subscribers={name: len(st.subs) for name, st in self.streams.by_name.items()},
             subscriptions=sum(len(c.streams) for c in self._conns),
-            queued=sum(c.queue.qsize() for c in self._conns),
+            queued=sum(c.outbox.queue.qsize() for c in self._conns),
             now_ms=self.now_ms(),
             speed="max" if self.clock.is_max else self.clock.speed,
             paused=self.clock.paused,
@@ -375,107 +317,57 @@ class ExchangeSimulator:
         hosts = request.headers.get_all("Host")
         local = connection.local_address[0] if connection.local_address else None
         if len(hosts) != 1 or not self._hosts.allows(hosts[0], local):
-            self._counters["refused_hosts"] += 1
+            self.counters.refused_hosts += 1
             return _rest.respond(421, _wire.rest_error(-1000, "Unknown Host: not a name of this server."))
-        if urlsplit(request.path).path.rstrip("/") in _trading.PATHS:
+        if urlsplit(request.path).path.rstrip("/") in PATHS:
             return self.trading.handle(connection, request, ip)  # a coroutine: it reads the body first
         if request.headers.get("Upgrade", "").lower() != "websocket":
             return _rest.handle(self, request, ip)
-        if self.max_connects is not None:
+        max_connects = self.config.max_connects
+        if max_connects is not None:
             now = time.monotonic()
             attempts = self._attempts.setdefault(ip, collections.deque())
             while attempts and attempts[0] <= now - 300.0:
                 attempts.popleft()
-            if len(attempts) >= self.max_connects:
-                self._counters["refused_connects"] += 1
+            if len(attempts) >= max_connects:
+                self.counters.refused_connects += 1
                 retry = max(1, math.ceil(attempts[0] + 300.0 - now))
-                log.warning("%s: more than %d connection attempts in 5 minutes, refusing", ip, self.max_connects)
-                msg = f"Too many connection attempts: limit is {self.max_connects} per 5 minutes."
+                log.warning("%s: more than %d connection attempts in 5 minutes, refusing", ip, max_connects)
+                msg = f"Too many connection attempts: limit is {max_connects} per 5 minutes."
                 return _rest.respond(429, _wire.rest_error(-1003, msg), extra={"Retry-After": str(retry)})
             attempts.append(now)
         if urlsplit(request.path).path == _ws_api.PATH:
             return None  # the WebSocket API (signed trading and user data streams)
         try:
-            route = _ws_route(request.path, self.max_streams)
+            found = route(request.path, self.config.max_streams)
         except ValueError as exc:
             return _rest.respond(400, _wire.rest_error(-1100, str(exc)))
-        if route is None:
+        if found is None:
             return _rest.respond(404, _wire.rest_error(-1000, f"Unknown path {request.path!r}"))
         return None
 
     async def _handler(self, ws: ServerConnection) -> None:
+        self.counters.connections_total += 1
         if ws.request is not None and urlsplit(ws.request.path).path == _ws_api.PATH:
-            self._counters["connections_total"] += 1
             await self.trading.ws_api.serve(ws, ws.remote_address[0] if ws.remote_address else "?")
             return
-        route = _ws_route(ws.request.path, self.max_streams) if ws.request else None
-        names, combined = route if route else ([], False)
+        found = route(ws.request.path, self.config.max_streams) if ws.request else None
+        names, combined = found if found else ([], False)
         sock = ws.transport.get_extra_info("socket") if ws.transport else None
         if sock is not None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, _SOCKET_SEND_BUFFER)
-        conn = Connection(self, ws, combined)
+        conn = Connection(
+            ws, combined, config=self.config, counters=self.counters, faults=self.faults, streams=self.streams
+        )
         self._conns.add(conn)
-        self._counters["connections_total"] += 1
         log.info("conn %d (%s): open %s", conn.id, conn.peer, ws.request.path if ws.request else "?")
-        self._subscribe(conn, names)
-        tasks = [
-            asyncio.create_task(conn.writer()),
-            asyncio.create_task(conn.pinger()),
-            asyncio.create_task(conn.lifetime()),
-        ]
         try:
-            async for raw in ws:
-                conn.received += 1
-                if conn.rate_limited():
-                    self._counters["dropped_rate_limit"] += 1
-                    log.warning(
-                        "conn %d (%s): more than %d incoming messages in 1 s, disconnecting",
-                        conn.id, conn.peer, self.max_incoming_per_s,
-                    )  # fmt: skip
-                    conn.closed = True
-                    await ws.close(1008, "Too many requests")
-                    break
-                conn.handle(raw)
-        except ConnectionClosed:
-            pass
+            await conn.serve(names)
         finally:
-            conn.closed = True
-            conn._room.set()  # unblock a max-speed put waiting for room
-            for t in tasks:
-                t.cancel()
-            self._unsubscribe(conn, list(conn.streams))
             self._conns.discard(conn)
-            self._counters["messages_sent"] += conn.sent
-            self._counters["messages_received"] += conn.received
+            self.counters.messages_sent += conn.sent
+            self.counters.messages_received += conn.received
             log.info("conn %d (%s): closed after %d frames sent", conn.id, conn.peer, conn.sent)
-
-    # ------------------------------------------------------------------ subscriptions
-    def _subscribe(self, conn: Connection, names: list[str]) -> None:
-        now = self.clock.now_ms()
-        for name in names:
-            st = self._streams.get(name)
-            if st is None:
-                m = STREAM_RE.match(name)
-                assert m is not None
-                symbol, interval = m.group(1).upper(), m.group(2)
-                series = self.data.series(symbol, interval)
-                if series is None:
-                    log.warning("stream %s: not served (symbols: %s); subscribed but silent", name, self.data.symbols)
-                st = self._streams[name] = _Stream(name, symbol, interval, series, now)
-            st.subs[conn] = None
-            conn.streams[name] = None
-        self._dirty = True
-        self._wake.set()
-
-    def _unsubscribe(self, conn: Connection, names: list[str]) -> None:
-        for name in names:
-            conn.streams.pop(name, None)
-            st = self._streams.get(name)
-            if st is not None:
-                st.subs.pop(conn, None)
-                if not st.subs:
-                    del self._streams[name]
-        self._dirty = True
 
     # ------------------------------------------------------------------ dispatch
     async def _run(self) -> None:
@@ -499,45 +391,29 @@ class ExchangeSimulator:
             log.exception("exchange simulator dispatcher failed")
             raise
 
-    def _final(self, st: _Stream, i: int) -> str:
-        s = st.series
-        assert s is not None
-        body = _wire.kline_body(
-            st.symbol, st.interval, s.open[i], s.end[i], s.o[i], s.h[i], s.lo[i], s.c[i], s.v[i], True
-        )
-        return _wire.kline_event(st.symbol, s.end[i], body)
-
-    def _offer(self, st: _Stream, raw: str) -> None:
-        comb = None
-        for conn in st.subs:
-            if conn.combined:
-                if comb is None:
-                    comb = _wire.combined(st.name, raw)
-                conn.offer(comb)
-            else:
-                conn.offer(raw)
-
     def _tick(self) -> float:
         """Queue every event due by now; return the real seconds until the next one is due."""
         t = self.clock.now_ms()
-        u = self.update_ms
+        u = self.config.update_ms
+        gap = self.config.forming_gap
         real = time.monotonic()
         # Forming updates: on update_every boundaries, but at most max_update_rate per second of
         # real time (at speed 600 Binance's 2 s cadence would be 300 updates/s per stream).
-        forming = bool(u) and real - self._last_forming >= self._forming_gap
+        forming = bool(u) and real - self._last_forming >= gap
         if forming:
             self._last_forming = real
         next_final = t + 3_600_000
         next_form = t + 3_600_000
-        counters = self._counters
-        for st in list(self._streams.values()):
+        counters = self.counters
+        for st in list(self.streams.by_name.values()):
             s = st.series
             if s is None:
                 continue
             ends, i, n = s.end, st.idx, len(s.end)
             while i < n and ends[i] <= t:
-                self._offer(st, self._final(st, i))
-                counters["events_final"] += 1
+                for conn, frame in st.fan_out(st.final_event(i)):
+                    conn.offer(frame)
+                counters.events_final += 1
                 i += 1
             st.idx = i
             if i < n:
@@ -549,8 +425,9 @@ class ExchangeSimulator:
                     bar = s.forming(g)
                     if bar is not None and bar.end > t:
                         body = _wire.kline_body(st.symbol, st.interval, bar.t, bar.end, *bar[2:], False)
-                        self._offer(st, _wire.kline_event(st.symbol, g, body))
-                        counters["events_forming"] += 1
+                        for conn, frame in st.fan_out(_wire.kline_event(st.symbol, g, body)):
+                            conn.offer(frame)
+                        counters.events_forming += 1
                 next_form = min(next_form, g + u)
         self._processed = max(self._processed, t)
         if t >= self.data.last_end and not self._ended:
@@ -559,29 +436,29 @@ class ExchangeSimulator:
         speed = self.clock.speed
         wait = (next_final - t) / speed / 1000.0
         if u:
-            wait = min(wait, max((next_form - t) / speed / 1000.0, self._last_forming + self._forming_gap - real))
+            wait = min(wait, max((next_form - t) / speed / 1000.0, self._last_forming + gap - real))
         return min(_MAX_TICK, max(_MIN_TICK, wait))
 
     async def _run_max(self) -> bool:
         """Max speed: step from candle close to candle close; False when nothing is left to send."""
-        heap = self._heap
-        if self._dirty:
-            self._dirty = False
+        heap, streams = self._heap, self.streams
+        if streams.changed:
+            streams.changed = False
             heap.clear()
-            for st in self._streams.values():
+            for st in streams.by_name.values():
                 s = st.series
                 if s is not None and st.idx < len(s.end):
                     heap.append((s.end[st.idx], st.name, st))
             heapq.heapify(heap)
         if not heap:
             self._processed = max(self._processed, self.clock.now_ms())
-            if self._streams and not self._ended:
+            if streams.by_name and not self._ended:
                 self._ended = True
                 log.info("max-speed replay reached the end of the data of every subscribed stream")
             return False
-        clock, counters = self.clock, self._counters
+        clock, counters = self.clock, self.counters
         steps = 0
-        while heap and not self._dirty and clock.is_max and not clock.paused:
+        while heap and not streams.changed and clock.is_max and not clock.paused:
             t = heap[0][0]
             clock.jump(t)
             while heap and heap[0][0] == t:
@@ -589,16 +466,9 @@ class ExchangeSimulator:
                 if not st.subs:
                     continue
                 i = st.idx
-                raw = self._final(st, i)
-                comb = None
-                for conn in list(st.subs):
-                    if conn.combined:
-                        if comb is None:
-                            comb = _wire.combined(st.name, raw)
-                        await conn.put(comb)
-                    else:
-                        await conn.put(raw)
-                counters["events_final"] += 1
+                for conn, frame in st.fan_out(st.final_event(i)):
+                    await conn.put(frame)
+                counters.events_final += 1
                 st.idx = i + 1
                 s = st.series
                 assert s is not None
@@ -609,25 +479,3 @@ class ExchangeSimulator:
             if steps % 32 == 0:
                 await asyncio.sleep(0)  # let writers, REST and control messages run
         return True
-
-
-def _ws_route(path: str, max_streams: int) -> tuple[list[str], bool] | None:
-    """(stream names, combined) for a WebSocket path, None if not a stream path; ValueError if invalid."""
-    url = urlsplit(path)
-    p = url.path
-    if p in ("/ws", "/ws/"):
-        names, combined = [], False
-    elif p.startswith("/ws/"):
-        names, combined = [n for n in p[4:].split("/") if n], False
-    elif p in ("/stream", "/stream/"):
-        raw = parse_qs(url.query).get("streams", [""])[0]
-        names, combined = [n for n in raw.split("/") if n], True
-    else:
-        return None
-    for n in names:
-        if not STREAM_RE.match(n):
-            raise ValueError(f"Invalid stream name {n!r} (expected e.g. btcusdt@kline_1m)")
-    names = list(dict.fromkeys(names))
-    if len(names) > max_streams:
-        raise ValueError(f"Too many streams: {len(names)} > {max_streams} per connection")
-    return names, combined

@@ -20,6 +20,7 @@ from kit.feed._rest import RestClient
 from kit.feed._stream import Stream, stream_name
 from kit.feed._subscription import Subscription, check_request
 from kit.market.candle import Candle
+from kit.settings import Settings
 
 try:  # orjson parses kline frames ~2x faster; the stdlib is the fallback, not a requirement.
     from orjson import loads as _loads
@@ -76,8 +77,6 @@ class Feed:
         catch_up_after: float = 5.0,
     ) -> None:
         if ws_url is None or rest_url is None:
-            from kit.settings import Settings
-
             s = Settings.from_env()
             ws_url = s.exchange_ws_url if ws_url is None else ws_url
             rest_url = s.exchange_url if rest_url is None else rest_url

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
+import time
+
 import typer
+
+from kit.errors import ConfigError, ExchangeError
+from kit.feed import Feed, GapEvent, KlineEvent
+from kit.market.intervals import validate_interval, validate_symbol
 
 
 def register(app: typer.Typer) -> None:
@@ -23,13 +31,6 @@ def feed(
     Connects to the exchange named by KIT_EXCHANGE_URL (the simulator started by
     `kit exchange` by default), survives disconnects and never skips or repeats a closed candle.
     """
-    import asyncio
-    import sys
-
-    from kit.errors import ConfigError
-    from kit.feed import Feed
-    from kit.market.intervals import validate_interval, validate_symbol
-
     symbols = [validate_symbol(s) for s in symbol.split(",") if s.strip()]
     if not symbols:
         raise ConfigError("give at least one symbol, e.g. BTCUSDT")
@@ -69,29 +70,26 @@ def feed(
         print("stopped", file=sys.stderr)
 
 
-def format_event(ev: object) -> str:
+def format_event(ev: KlineEvent | GapEvent) -> str:
     """One line for a KlineEvent or GapEvent: time (UTC), symbol, interval, OHLCV."""
-    import time
 
     def ts(ms: int) -> str:
         return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ms / 1000))
 
-    if getattr(ev, "is_gap", False):
-        return f"{ts(ev.start_ms)} {ev.symbol} {ev.interval} GAP until {ts(ev.end_ms)} (exchange has no candles)"  # type: ignore[attr-defined]
-    c = ev.candle  # type: ignore[attr-defined]
-    state = "closed" if ev.closed else "forming"  # type: ignore[attr-defined]
+    if isinstance(ev, GapEvent):
+        return f"{ts(ev.start_ms)} {ev.symbol} {ev.interval} GAP until {ts(ev.end_ms)} (exchange has no candles)"
+    c = ev.candle
+    state = "closed" if ev.closed else "forming"
     return (
-        f"{ts(c.open_time)} {ev.symbol} {ev.interval} o={c.open:.8g} h={c.high:.8g} l={c.low:.8g} "  # type: ignore[attr-defined]
+        f"{ts(c.open_time)} {ev.symbol} {ev.interval} o={c.open:.8g} h={c.high:.8g} l={c.low:.8g} "
         f"c={c.close:.8g} v={c.volume:.8g} {state}"
     )
 
 
-def _check_reachable(f: object) -> None:
+def _check_reachable(f: Feed) -> None:
     """Fail with one line if nothing answers at the REST URL (the feed itself would retry forever)."""
-    from kit.errors import ExchangeError
-
     try:
-        f.rest.server_time()  # type: ignore[attr-defined]
+        f.rest.server_time()
     except ExchangeError as exc:
         hint = (
             " (start the simulator with `kit exchange`)" if "127.0.0.1" in str(exc) or "localhost" in str(exc) else ""

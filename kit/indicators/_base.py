@@ -15,15 +15,16 @@ import operator
 from collections.abc import Callable
 from typing import Any, ClassVar
 
-from kit.errors import KitError
+from kit.errors import InputError
 
 NAN = math.nan
 
 
-class IndicatorError(KitError, ValueError):
+class IndicatorError(InputError):
     """A bad indicator parameter, name or registration: the user's to fix (one line at the CLI).
 
-    Also a ``ValueError``, which is what the indicator functions have always raised.
+    An :class:`~kit.errors.InputError`, so also a ``ValueError``, which is what the indicator
+    functions have always raised.
     """
 
 

@@ -9,21 +9,21 @@ price zooms RSI too), each panel has room for its data, prices read as numbers (
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from kit.errors import KitError
+from kit.plots._panels import (
+    Panel,
+    PlotError,
+    normalise,
+    on_price_scale,
+    strategy_panels,
+)
 
-
-class PlotError(KitError, ValueError):
-    """A chart asked of data that does not have it (a missing column, a misaligned indicator)."""
-
-
+_RESERVED = frozenset({"time", "price", "volume", "equity"})
 UP, DOWN = "#26a69a", "#ef5350"
 _OVERLAY_COLORS = ("#1f77b4", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22")
 _PANEL_COLORS = ("#1f77b4", "#ff7f0e", "#555555", "#9467bd", "#8c564b")
@@ -43,21 +43,6 @@ _DIVERGING = [
     "#006837",
 ]
 _LEGEND = {"background_fill_alpha": 0.6, "label_text_font_size": "8pt", "padding": 4, "spacing": 0}
-
-#: The levels an oscillator is read against, drawn as guides on its panel (by indicator name).
-GUIDES: dict[str, tuple[float, ...]] = {
-    "rsi": (30.0, 70.0),
-    "stochrsi": (20.0, 80.0),
-    "stoch": (20.0, 80.0),
-    "mfi": (20.0, 80.0),
-    "willr": (-80.0, -20.0),
-    "cci": (-100.0, 100.0),
-}
-_RESERVED = frozenset({"time", "price", "volume", "equity"})
-#: Outputs that are differences around zero, drawn as bars (MACD's histogram).
-BAR_OUTPUTS = frozenset({"hist"})
-# longest names first, so "stochrsi_14" is not read as "stoch"
-_GUIDE_RE = re.compile(rf"^({'|'.join(sorted(GUIDES, key=len, reverse=True))})(?![a-z])", re.IGNORECASE)
 
 # Plotting-area heights in px (frame_height: the axes and labels come on top, so a panel never
 # shrinks to a sliver of data under its own axis).
@@ -109,88 +94,6 @@ def _volume_axis(plot: Any, element: Any) -> None:
 def _naive(index: Any) -> pd.DatetimeIndex:
     idx = pd.DatetimeIndex(index)
     return idx.tz_convert("UTC").tz_localize(None) if idx.tz is not None else idx
-
-
-@dataclass(frozen=True)
-class Panel:
-    """Indicator columns drawn together: the outputs of one indicator (MACD's line, signal and
-    histogram share one panel). ``bars`` are drawn as bars around zero, ``guides`` as levels."""
-
-    name: str
-    lines: tuple[str, ...]
-    bars: tuple[str, ...] = ()
-    guides: tuple[float, ...] = ()
-
-    def __post_init__(self) -> None:
-        if not self.lines and not self.bars:
-            raise PlotError(f"panel {self.name!r} has no columns")
-
-    @property
-    def columns(self) -> tuple[str, ...]:
-        return self.lines + self.bars
-
-
-def _guides_for(name: str) -> tuple[float, ...]:
-    m = _GUIDE_RE.match(name)
-    return GUIDES[m.group(1).lower()] if m else ()
-
-
-def _normalise(indicators: pd.DataFrame | Mapping[str, Any]) -> tuple[dict[str, np.ndarray], list[Panel]]:
-    """Columns and their grouping from a frame (one panel per column) or a mapping whose values
-    are 1-D arrays/Series or several outputs (a named tuple such as ``macd()``'s, or a DataFrame)."""
-    if isinstance(indicators, pd.DataFrame):
-        items: list[tuple[str, Any]] = [(str(c), indicators[c]) for c in indicators.columns]
-    else:
-        items = [(str(k), v) for k, v in indicators.items()]
-    cols: dict[str, np.ndarray] = {}
-    panels: list[Panel] = []
-    for key, value in items:
-        if isinstance(value, tuple) and hasattr(value, "_fields"):
-            outputs = list(zip(value._fields, value, strict=True))
-        elif isinstance(value, pd.DataFrame):
-            outputs = [(str(c), value[c]) for c in value.columns]
-        else:
-            outputs = [(key, value)]
-        lines, bars = [], []
-        for out, arr in outputs:
-            col = key if out == key or len(outputs) == 1 else f"{key}.{out}"
-            cols[col] = np.asarray(arr, dtype=float).reshape(-1)
-            (bars if out in BAR_OUTPUTS else lines).append(col)
-        panels.append(Panel(key, tuple(lines), tuple(bars), _guides_for(key)))
-    return cols, panels
-
-
-def _strategy_panels(strategy: Any, names: list[str]) -> list[Panel]:
-    """Group a strategy's columns by the indicator spec they come from (one panel per spec)."""
-    try:
-        colspec = strategy.columns_spec()
-    except Exception:  # a strategy that cannot describe itself still gets one panel per column
-        colspec = {}
-    groups: dict[Any, list[tuple[str, str | None]]] = {}
-    for name in names:
-        entry = colspec.get(name)
-        spec, output = entry if isinstance(entry, tuple) and len(entry) == 2 else (name, None)
-        groups.setdefault(spec, []).append((name, output))
-    panels = []
-    for spec, members in groups.items():
-        ind = getattr(spec, "name", None)
-        title = members[0][0] if len(members) == 1 else (ind or members[0][0])
-        lines = tuple(n for n, out in members if (out or n) not in BAR_OUTPUTS)
-        bars = tuple(n for n, out in members if (out or n) in BAR_OUTPUTS)
-        guides = GUIDES.get(ind, ()) if ind else _guides_for(title)
-        panels.append(Panel(title, lines, bars, guides))
-    return panels
-
-
-def _on_price_scale(close: np.ndarray, values: list[np.ndarray]) -> bool:
-    """Whether columns belong over the candles (moving averages, bands) rather than below them."""
-    lo, hi = np.nanmin(close), np.nanmax(close)
-    span = hi - lo if hi > lo else abs(hi) or 1.0
-    for v in values:
-        med = np.nanmedian(v) if np.isfinite(v).any() else np.nan
-        if not (np.isfinite(med) and lo - span <= med <= hi + span):
-            return False
-    return True
 
 
 def candles(
@@ -259,7 +162,7 @@ def candles(
     layers = [wicks, bodies]
     below: list[tuple[Panel, dict[str, np.ndarray]]] = []
     if indicators is not None:
-        cols, groups = _normalise(indicators)
+        cols, groups = normalise(indicators)
         if panels is not None:
             groups = panels
         cols = {k: _align(v, data, df) for k, v in cols.items()}
@@ -268,7 +171,7 @@ def candles(
             missing = [k for k in panel.columns if k not in cols]
             if missing:
                 raise PlotError(f"candles: panel {panel.name!r} names columns not in indicators: {missing}")
-            if not panel.bars and _on_price_scale(c, [cols[k] for k in panel.lines]):
+            if not panel.bars and on_price_scale(c, [cols[k] for k in panel.lines]):
                 for name in panel.lines:
                     layers.append(
                         hv.Curve((t, cols[name]), time, price, label=name).opts(
@@ -416,7 +319,7 @@ def backtest(result: Any, *, title: str | None = None, max_candles: int = 5_000,
     return candles(
         result.data,
         indicators=ind,
-        panels=_strategy_panels(result.strategy, [str(c) for c in ind.columns]),
+        panels=strategy_panels(result.strategy, [str(c) for c in ind.columns]),
         trades=result.trades,
         equity=result.equity,
         volume=volume,

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from kit.errors import ConfigError
 from kit.feed import GapEvent, KlineEvent
 from kit.market.candle import Candle
+from kit.settings import Settings
 
 _REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 
@@ -15,8 +16,6 @@ def check_redis_url(url: str | None, missing: str) -> str:
     """``url``, or ``KIT_REDIS_URL`` when None; a :class:`ConfigError` (``missing`` when there is
     none) unless it is a Redis URL. The URL may hold a password: only its scheme is ever shown."""
     if url is None:
-        from kit.settings import Settings
-
         url = Settings.from_env().redis_url
     if not url:
         raise ConfigError(missing)

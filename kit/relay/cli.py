@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import typer
+
+from kit.feed import Feed
+from kit.relay import Keys, Relay
+from kit.settings import Settings
 
 
 def register(app: typer.Typer) -> None:
@@ -13,12 +19,6 @@ def register(app: typer.Typer) -> None:
         history: int = typer.Option(1000, help="closed candles seeded into a newly demanded stream"),
     ) -> None:
         """Share this host's exchange feed with other processes and hosts through Redis."""
-        import asyncio
-
-        from kit.feed import Feed
-        from kit.relay import Keys, Relay
-        from kit.settings import Settings
-
         key_prefix = prefix or Settings.from_env().redis_prefix
 
         async def main() -> None:

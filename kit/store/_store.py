@@ -16,9 +16,11 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
+from sqlmodel import Session as SMSession
 
+from kit._fs import private_file
 from kit.errors import ConfigError
-from kit.settings import mask_url
+from kit.settings import Settings, mask_url
 from kit.store._lock import DaemonLock
 
 log = logging.getLogger(__name__)
@@ -35,8 +37,6 @@ class Store:
 
     def __init__(self, url: str | None = None, *, echo: bool = False, pool_size: int = 5) -> None:
         if url is None:
-            from kit.settings import Settings
-
             url = Settings.from_env().database_url
         if not isinstance(url, str) or not url:
             raise ConfigError(f"url must be a SQLAlchemy database URL, got {url!r}")
@@ -73,8 +73,6 @@ class Store:
 
         ``write=True`` for a transaction that writes: on SQLite it takes the write lock up front.
         """
-        from sqlmodel import Session as SMSession
-
         with SMSession(self._write_engine if write else self.engine, expire_on_commit=False) as s:
             try:
                 yield s
@@ -92,6 +90,7 @@ class Store:
     def migrate(self, revision: str = "head") -> None:
         """Upgrade the schema to ``revision`` (default the newest) with Alembic."""
         _quiet_alembic()
+        # Deferred: Alembic (~1 s) loads only to change or read the schema's revision.
         from alembic import command
         from alembic.util import CommandError
 
@@ -101,19 +100,19 @@ class Store:
             raise ConfigError(f"cannot upgrade the schema to {revision!r}: {exc}") from None
 
     def downgrade(self, revision: str) -> None:
-        from alembic import command
+        from alembic import command  # deferred: Alembic (~1 s), see migrate
 
         command.downgrade(self.alembic_config(), revision)
 
     def current_revision(self) -> str | None:
         _quiet_alembic()  # before the import, which logs its plugins
-        from alembic.runtime.migration import MigrationContext
+        from alembic.runtime.migration import MigrationContext  # deferred: Alembic (~1 s), see migrate
 
         with self.engine.connect() as conn:
             return MigrationContext.configure(conn).get_current_revision()
 
     def alembic_config(self) -> Any:
-        from alembic.config import Config
+        from alembic.config import Config  # deferred: Alembic (~1 s), see migrate
 
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS))
@@ -140,8 +139,6 @@ class Store:
 def _private_sqlite(path: Path) -> None:
     """Create the database file 0600 before SQLite does (it would use the umask, usually 0644);
     its -wal and -shm files take the database's mode."""
-    from kit._fs import private_file
-
     existed = path.exists()
     private_file(path)
     if existed and path.stat().st_mode & 0o077:

@@ -9,8 +9,13 @@ exchange keys (``kit keys set``), which are stored encrypted and never printed.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
+import sqlalchemy as sa
 import typer
+
+from kit.errors import ConfigError, KitError
+from kit.store import NotFound, Store, keys, strategies, trades, users
 
 users_app = typer.Typer(help="Dashboard users (passwords stored argon2-hashed).", no_args_is_help=True)
 strategies_app = typer.Typer(help="Promoted strategies the daemon runs.", no_args_is_help=True)
@@ -23,11 +28,6 @@ keys_app = typer.Typer(
 def _store(*, schema: bool = True):
     """The configured store, refused in one line if it does not answer or, with ``schema``, was
     never migrated (each would otherwise end in a SQLAlchemy traceback on the first query)."""
-    import sqlalchemy as sa
-
-    from kit.errors import ConfigError, KitError
-    from kit.store import Store
-
     store = Store()
     try:
         revision = store.current_revision()
@@ -45,8 +45,6 @@ def _read_password(prompt: bool) -> str:
         return typer.prompt("Password", hide_input=True, confirmation_prompt=True)
     line = sys.stdin.readline().rstrip("\r\n")
     if not line:
-        from kit.errors import ConfigError
-
         raise ConfigError("no password given on stdin")
     return line
 
@@ -57,14 +55,10 @@ def users_add(
     admin: bool = typer.Option(False, "--admin", help="Give the admin role (admin page)."),
 ) -> None:
     """Add a user; the password is read from a prompt, or from stdin when piped."""
-    from kit.store import users
-
     store = _store(schema=False)
     store.migrate()
     users.check_name(name)
     if users.get(store, name) is not None:  # before asking for a password that cannot be used
-        from kit.errors import ConfigError
-
         raise ConfigError(f"user {name!r} already exists")
     password = _read_password(prompt=True)
     users.check_password(password, name)
@@ -75,12 +69,8 @@ def users_add(
 @users_app.command("passwd")
 def users_passwd(name: str = typer.Argument(..., help="Login name.")) -> None:
     """Reset a user's password (prompt, or stdin when piped); ends every session of theirs."""
-    from kit.store import users
-
     store = _store()
     if users.get(store, name) is None:
-        from kit.store import NotFound
-
         raise NotFound(f"unknown user {name!r}")
     password = _read_password(prompt=True)
     users.check_password(password, name)
@@ -94,8 +84,6 @@ def users_role(
     role: str = typer.Argument(..., help="viewer or admin."),
 ) -> None:
     """Change a user's role; ends every session of theirs (the new role applies at their next login)."""
-    from kit.store import users
-
     user = users.set_role(_store(), name, role)
     typer.echo(f"{user.name} is now {user.role}; their sessions ended")
 
@@ -103,8 +91,6 @@ def users_role(
 @users_app.command("disable")
 def users_disable(name: str = typer.Argument(..., help="Login name.")) -> None:
     """Refuse a user's logins and end their sessions (their strategies and data stay)."""
-    from kit.store import users
-
     users.set_disabled(_store(), name, True)
     typer.echo(f"{name} disabled; their sessions ended")
 
@@ -112,8 +98,6 @@ def users_disable(name: str = typer.Argument(..., help="Login name.")) -> None:
 @users_app.command("enable")
 def users_enable(name: str = typer.Argument(..., help="Login name.")) -> None:
     """Let a disabled user log in again."""
-    from kit.store import users
-
     users.set_disabled(_store(), name, False)
     typer.echo(f"{name} enabled")
 
@@ -124,8 +108,6 @@ def users_remove(
     force: bool = typer.Option(False, "--force", help="Also when some of their strategies are switched on."),
 ) -> None:
     """Delete a user with their strategies and ledger (refused while one of their strategies is on)."""
-    from kit.store import users
-
     n = users.remove(_store(), name, force=force)
     typer.echo(f"removed {name} and {n} strateg{'y' if n == 1 else 'ies'}")
 
@@ -133,8 +115,6 @@ def users_remove(
 @users_app.command("list")
 def users_list() -> None:
     """List users and their roles."""
-    from kit.store import strategies, users
-
     store = _store()
     counts = {c["user"]: c for c in strategies.counts_for_admin(store)}
     typer.echo(f"{'name':<24} {'role':<7} {'state':<8} strategies")
@@ -147,8 +127,6 @@ def users_list() -> None:
 @strategies_app.command("list")
 def strategies_list(user: str = typer.Option(None, "--user", help="Only this user's strategies.")) -> None:
     """List strategies: id, owner, class, stream, switch, daemon state, mode (paper/live), version."""
-    from kit.store import strategies, users
-
     store = _store()
     names = {u.id: u.name for u in users.list(store)}
     rows = strategies.list(store, user) if user else strategies.list_all_for_daemon(store, active_only=False)
@@ -163,8 +141,6 @@ def strategies_list(user: str = typer.Option(None, "--user", help="Only this use
 
 
 def _switch(strategy_id: int, active: bool) -> None:
-    from kit.store import strategies
-
     rec = strategies.set_active_as_operator(_store(), strategy_id, active)
     typer.echo(f"strategy {rec.id} ({rec.name}) {'activated' if active else 'deactivated'}, version {rec.version}")
 
@@ -187,8 +163,6 @@ def trades_cmd(
     as_json: bool = typer.Option(False, "--json", help="JSON records instead of a table."),
 ) -> None:
     """A user's trades, an open position last (exit_reason "open"): the backtest's .trades columns plus strategy_id."""
-    from kit.store import trades
-
     df = trades.list(_store(), user, strategy)
     if as_json:
         typer.echo(df.to_json(orient="records", date_format="iso", date_unit="ms"))
@@ -199,8 +173,6 @@ def trades_cmd(
 
 
 def _read_secret_line(what: str) -> str:
-    from kit.errors import ConfigError
-
     if sys.stdin.isatty():
         return typer.prompt(what, hide_input=True)
     line = sys.stdin.readline().strip()
@@ -217,11 +189,6 @@ def keys_set(
     ),
 ) -> None:
     """Store a user's exchange key, encrypted: API key then secret as two lines on stdin (or prompts)."""
-    from pathlib import Path
-
-    from kit.errors import ConfigError
-    from kit.store import keys
-
     api_key = _read_secret_line("API key")
     if ed25519_key:
         try:
@@ -239,8 +206,6 @@ def keys_set(
 @keys_app.command("list")
 def keys_list() -> None:
     """Every stored key: user, kind, last 4 characters (never the key or secret)."""
-    from kit.store import keys
-
     typer.echo(f"{'user':<24} {'kind':<8} {'key':<8} updated (UTC)")
     for k in keys.list(_store()):
         typer.echo(f"{k.user:<24} {k.kind:<8} ...{k.key_tail:<5} {k.updated_at:%Y-%m-%d %H:%M}")
@@ -249,8 +214,6 @@ def keys_list() -> None:
 @keys_app.command("remove")
 def keys_remove(user: str = typer.Option(..., "--user", help="Whose key.")) -> None:
     """Delete a user's stored key."""
-    from kit.store import keys
-
     keys.remove(_store(), user)
     typer.echo(f"removed the key of {user}")
 
@@ -258,8 +221,6 @@ def keys_remove(user: str = typer.Option(..., "--user", help="Whose key.")) -> N
 @keys_app.command("genkey")
 def keys_genkey() -> None:
     """Print a new master key for KIT_SECRETS_KEY (keep it outside the database and the repository)."""
-    from kit.store import keys
-
     typer.echo(keys.generate_master_key())
 
 

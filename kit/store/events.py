@@ -49,10 +49,12 @@ def latest_heartbeat(store: Store) -> dict[str, Any] | None:
     """The newest heartbeat as a dict (``daemon_id, time, started_at, status``), or None."""
     h = Heartbeat
     with store.engine.connect() as conn:
-        row = conn.execute(
-            sa.select(h.daemon_id, h.time, h.started_at, h.status).order_by(h.id.desc()).limit(1)
-        ).first()
-    return dict(row._mapping) if row else None
+        row = (
+            conn.execute(sa.select(h.daemon_id, h.time, h.started_at, h.status).order_by(h.id.desc()).limit(1))
+            .mappings()
+            .first()
+        )
+    return dict(row) if row else None
 
 
 def recent(store: Store, limit: int = 50, *, min_level: str | None = None) -> builtins.list[dict[str, Any]]:
@@ -64,4 +66,4 @@ def recent(store: Store, limit: int = 50, *, min_level: str | None = None) -> bu
     elif min_level == "error":
         q = q.where(e.level == "error")
     with store.engine.connect() as conn:
-        return [dict(r._mapping) for r in conn.execute(q.limit(int(limit)))]
+        return [dict(r) for r in conn.execute(q.limit(int(limit))).mappings()]

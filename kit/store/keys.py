@@ -26,6 +26,7 @@ import sqlalchemy as sa
 from sqlmodel import select
 
 from kit.errors import ConfigError
+from kit.settings import Settings
 from kit.store._scope import NotFound
 from kit.store._store import Store
 from kit.store.models import ApiKeyRecord, User, utcnow
@@ -72,8 +73,6 @@ def generate_master_key() -> str:
 class _Master:
     def __init__(self, text: str | None) -> None:
         if text is None:
-            from kit.settings import Settings
-
             text = Settings.from_env().secrets_key
         if not text:
             raise ConfigError(
@@ -85,6 +84,7 @@ class _Master:
             raw = b""
         if len(raw) != 32:
             raise ConfigError("KIT_SECRETS_KEY must be 32 bytes in URL-safe base64 (`kit keys genkey` makes one)")
+        # Deferred: cryptography's AEAD (~90 ms) loads only in a process that seals or opens a key.
         from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
         self._aead = AESGCM(raw)
@@ -95,7 +95,7 @@ class _Master:
         return base64.b64encode(nonce + self._aead.encrypt(nonce, value.encode(), _aad(user_id, field))).decode()
 
     def open(self, user_id: int, field: str, blob: str, who: str) -> str:
-        from cryptography.exceptions import InvalidTag
+        from cryptography.exceptions import InvalidTag  # deferred with AESGCM, see _Master
 
         try:
             raw = base64.b64decode(blob.encode(), validate=True)
@@ -127,6 +127,7 @@ def validate(kind: str, api_key: str, secret: str) -> None:
         if not isinstance(secret, str) or not 8 <= len(secret) <= 256 or any(c.isspace() for c in secret):
             raise ConfigError("the secret must be 8 to 256 characters without spaces")
         return
+    # Deferred: cryptography's asymmetric keys (~60 ms) load only to check an Ed25519 key.
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
 

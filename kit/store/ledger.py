@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import sqlalchemy as sa
+from sqlmodel import select
 
 from kit.errors import ConfigError
 from kit.store._store import Store
@@ -55,8 +56,6 @@ def load_checkpoints(store: Store) -> dict[int, Checkpoint]:
     re-promotion before kit refused that): resuming it would carry the position across
     symbols, so it is left out and :func:`ensure_checkpoint` refuses it instead.
     """
-    from sqlmodel import select
-
     q = (
         select(Checkpoint)
         .join(StrategyRecord, StrategyRecord.id == Checkpoint.strategy_id)
@@ -77,8 +76,6 @@ def ensure_checkpoint(
     without a start (the exchange was unreachable) records the one the daemon chose,
     ``last_open_time + 1``, so its P&L curve and the dashboard start where trading did.
     """
-    from sqlmodel import select
-
     with store.session(write=True) as s:
         cp = s.exec(select(Checkpoint).where(Checkpoint.strategy_id == rec.id)).first()
         if cp is not None:

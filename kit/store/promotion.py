@@ -38,16 +38,30 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import subprocess
 import sys
+import time
+import warnings
 from typing import Any
 
-from kit.errors import ConfigError
+import pandas as pd
+
+import kit.data
+from kit.broker import resolve_model
+from kit.errors import ConfigError, ExchangeError, KitError
+from kit.feed._rest import RestClient
+from kit.market.candle import COLUMNS
+from kit.market.intervals import interval_ms, validate_interval, validate_symbol
 from kit.market.times import parse_ms
+from kit.settings import Settings
+from kit.store import keys
 from kit.store import strategies as _strategies
+from kit.store._scope import NotFound, user_id
 from kit.store._store import Store
 from kit.store.models import StrategyRecord, User
+from kit.strategy import Strategy, check_module_allowed
 
 log = logging.getLogger(__name__)
 CHECK_ROWS = 500
@@ -93,11 +107,6 @@ def promote(
         allocation: live only, required: the quote amount the strategy's sizing works on (its
             ``init_cash``; ``init_cash`` may be omitted or must be equal).
     """
-    from kit.broker import resolve_model
-    from kit.market.intervals import validate_interval, validate_symbol
-    from kit.settings import Settings
-    from kit.strategy import Strategy, check_module_allowed
-
     if isinstance(strategy, type) and issubclass(strategy, Strategy):
         strategy = strategy()
     if not isinstance(strategy, Strategy):
@@ -163,8 +172,6 @@ def demote(strategy: Any, *, user: User | str, store: Store | None = None) -> St
     elif isinstance(strategy, str):
         rec = _strategies.find(store, user, strategy)
         if rec is None:
-            from kit.store._scope import NotFound
-
             raise NotFound(f"no strategy named {strategy!r} for user {getattr(user, 'name', user)!r}")
         sid = rec.id
     else:
@@ -178,8 +185,6 @@ _SHORT_REFUSAL = ("{strategy!r} can go short, and live trading is spot only (lon
 
 def _check_mode(strategy: Any, mode: str, allocation: float | None, init_cash: float | None) -> float | None:
     """The live allocation (None for paper), after the checks that need nothing but the arguments."""
-    import math
-
     if mode not in ("paper", "live"):
         raise ConfigError(f"mode must be 'paper' or 'live', got {mode!r}")
     if mode == "paper":
@@ -200,9 +205,6 @@ def _check_mode(strategy: Any, mode: str, allocation: float | None, init_cash: f
 
 
 def _check_keys(store: Store, user: User | str) -> None:
-    from kit.store import keys
-    from kit.store._scope import user_id
-
     user_id(store, user)  # an unknown user is NotFound, as everywhere
     who = user.name if isinstance(user, User) else user
     # The listing needs no master key: a notebook promoting need not hold it, the daemon must.
@@ -273,10 +275,6 @@ def _check_stream(symbol: str, interval: str, *, need_data: bool) -> tuple[int |
     local candle data (``KIT_REPLAY_DATA`` and the Parquet cache) must hold them. The candles
     are real ones of that very stream: a check on invented data would prove nothing.
     """
-    from kit.errors import ExchangeError
-    from kit.feed._rest import RestClient
-    from kit.settings import Settings
-
     settings = Settings.from_env()
     url = settings.exchange_url
     client = RestClient(url, timeout=5.0, max_retries=1)
@@ -307,11 +305,6 @@ def _check_stream(symbol: str, interval: str, *, need_data: bool) -> tuple[int |
         raise ConfigError(f"cannot check {symbol} {interval} on the exchange at {url}: {exc}") from None
     if not need_data:
         return now, None
-    import pandas as pd
-
-    from kit.market.candle import COLUMNS
-    from kit.market.intervals import interval_ms
-
     closed = [c for c in candles if c.open_time + interval_ms(interval) <= now]
     frame = _local_candles(symbol, interval) if len(closed) < 2 else None
     if frame is None or not len(frame):
@@ -327,12 +320,6 @@ def _check_stream(symbol: str, interval: str, *, need_data: bool) -> tuple[int |
 
 def _local_candles(symbol: str, interval: str) -> Any:
     """The last candles of the stream in the local data (files and cache), or None when it has none."""
-    import time
-    import warnings
-
-    import kit.data
-    from kit.errors import KitError
-
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # coverage notes about the range asked for: not the user's

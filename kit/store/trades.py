@@ -11,8 +11,10 @@ from __future__ import annotations
 import builtins
 from typing import Any
 
+import pandas as pd
 import sqlalchemy as sa
 
+from kit.broker import BrokerState, finish_trades, open_trade
 from kit.store import strategies as _strategies
 from kit.store._scope import user_id
 from kit.store._store import Store
@@ -26,8 +28,6 @@ STORED_COLUMNS = (
 
 
 def _frame(rows: builtins.list[Any], columns: builtins.list[str], times: tuple[str, ...] = ()) -> Any:
-    import pandas as pd
-
     df = pd.DataFrame([tuple(r) for r in rows], columns=columns)
     for col in times:
         df[col] = pd.to_datetime(df[col].astype("int64") if len(df) else df[col], unit="ms", utc=True)
@@ -53,8 +53,6 @@ def list(store: Store, user: User | str, strategy_id: int | None = None, *, incl
     last candle whose processing the ledger recorded a change for (a fill, a signal waiting for
     the next open, a new high or low of the trade), which may be older than the checkpoint.
     """
-    from kit.broker import BrokerState, finish_trades, open_trade
-
     uid, sid = _scope(store, user, strategy_id)
     t = TradeRecord
     q = sa.select(*(getattr(t, c) for c in STORED_COLUMNS), t.strategy_id).where(t.user_id == uid)
@@ -125,8 +123,6 @@ def positions(store: Store, user: User | str) -> Any:
         rows = conn.execute(q).all()
     df = _frame(rows, ["strategy_id", "name", "symbol", "size", "entry_price", "entry_time", "cash", "equity",
                        "updated_time"])  # fmt: skip
-    import pandas as pd
-
     df["entry_time"] = pd.to_datetime(df["entry_time"], unit="ms", utc=True)
     df["updated_time"] = pd.to_datetime(df["updated_time"], unit="ms", utc=True)
     return df
@@ -140,8 +136,6 @@ def equity(store: Store, user: User | str, strategy_id: int) -> Any:
     ``start_time`` (else its promotion time), or its first entry if that is earlier (a replay
     trades in simulated time, before the wall-clock promotion).
     """
-    import pandas as pd
-
     rec = _strategies.get(store, user, strategy_id)
     tr = list(store, user, strategy_id, include_open=False)
     init = float(rec.broker.get("init_cash", 10_000.0))

@@ -15,6 +15,8 @@ from importlib import resources
 from typing import Any
 
 import sqlalchemy as sa
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlmodel import SQLModel, select
 
 from kit.errors import ConfigError
@@ -49,8 +51,6 @@ _DUMMY_HASH: str | None = None
 def _ph():
     global _hasher, _DUMMY_HASH
     if _hasher is None:
-        from argon2 import PasswordHasher
-
         _hasher = PasswordHasher()
         _DUMMY_HASH = _hasher.hash("kit-dummy-password-for-timing")
     return _hasher
@@ -121,7 +121,6 @@ def authenticate(store: Store, name: str, password: str) -> User | None:
     An unknown name costs the same hash check, so timing does not tell which names exist.
     """
     ph = _ph()
-    from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
     user = get(store, name) if isinstance(name, str) and name else None
     try:

@@ -7,6 +7,7 @@ from alembic import context
 from sqlmodel import SQLModel
 
 import kit.store.models  # noqa: F401 - registers the tables on SQLModel.metadata
+from kit.settings import Settings
 
 config = context.config
 target_metadata = SQLModel.metadata
@@ -15,8 +16,6 @@ target_metadata = SQLModel.metadata
 def run_migrations_online() -> None:
     engine = config.attributes.get("engine")
     if engine is None:
-        from kit.settings import Settings
-
         engine = sa.create_engine(config.get_main_option("sqlalchemy.url") or Settings.from_env().database_url)
     with engine.connect() as connection:
         sqlite = connection.dialect.name == "sqlite"
