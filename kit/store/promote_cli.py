@@ -14,10 +14,10 @@ from typing import Any
 
 import typer
 
+from kit.errors import InputError
+
 
 def _params(pairs: list[str]) -> dict[str, Any]:
-    from kit.errors import InputError
-
     out: dict[str, Any] = {}
     for pair in pairs:
         name, sep, text = pair.partition("=")
@@ -49,6 +49,7 @@ def promote_cmd(
     allocation: float = typer.Option(None, "--allocation", help="Live: the quote amount it trades with."),
 ) -> None:
     """Check a strategy as the daemon will run it and make it an active strategy of a user."""
+    # pandas, the store and the strategy layer: kept out of every other command's start-up.
     from kit.market.files import read_candles
     from kit.store.promotion import promote
     from kit.strategy import Strategy

@@ -61,7 +61,7 @@ from kit.store import strategies as _strategies
 from kit.store._scope import NotFound, user_id
 from kit.store._store import Store
 from kit.store.models import StrategyRecord, User
-from kit.strategy import Strategy, check_module_allowed
+from kit.strategy import ParityError, Strategy, check_module_allowed, check_parity
 
 log = logging.getLogger(__name__)
 CHECK_ROWS = 500
@@ -261,8 +261,6 @@ def _check_parity(strategy: Any, frame: Any) -> None:
     The candles go through the daemon's own evaluation path (engine state, live evaluator, the
     strategy's lookback); the first differing candle is named with the likely cause.
     """
-    from kit.strategy import ParityError, check_parity
-
     mismatch = check_parity(strategy, frame.iloc[-CHECK_ROWS:])
     if mismatch is not None:
         raise ParityError(mismatch.message(strategy))
