@@ -175,7 +175,7 @@ table.sort_values("sharpe", ascending=False).head()
             """
 best = table.sort_values("sharpe", ascending=False).iloc[0]
 res = bt.run(EmaCross(fast=int(best.fast), slow=int(best.slow)), btc, fees=0.0005)
-assert abs(res.portfolio.total_return() - best.total_return) < 1e-9
+assert abs(res.stats()["Total Return [%]"] - best.total_return) < 1e-7  # stats() units: percent
 print(res)
 plots.equity(res)
 """
