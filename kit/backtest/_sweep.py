@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from kit.backtest._run import _vbt, delay, infer_freq, resolve_model, vbt_frame
+from kit.backtest._streams import StreamKey, sweep_streams
 from kit.broker import FillModel
 from kit.errors import ConfigError
 from kit.strategy import Strategy, check_frame
@@ -122,7 +123,7 @@ def _caching_off(vbt: Any) -> Iterator[None]:
 
 def sweep(
     strategy_cls: type[Strategy],
-    data: pd.DataFrame,
+    data: pd.DataFrame | Mapping[StreamKey, pd.DataFrame],
     grid: Mapping[str, Sequence[Any]] | Iterable[Mapping[str, Any]],
     *,
     fees: float | None = None,
@@ -162,9 +163,18 @@ def sweep(
     ``client`` (a ``dask.distributed.Client`` or a scheduler address; default ``KIT_DASK_SCHEDULER``
     when set) runs the chunks as Dask tasks: the candles leave the client once, the workers need
     kit (and the strategy's module) importable, and the table is exactly the local one.
+
+    ``data`` may be several streams, the same strategy swept on each: a mapping from a symbol (or a
+    ``(symbol, interval)`` pair) to its candles, e.g. ``{"BTCUSDT": btc, "ETHUSDT": eth}``. The
+    table then has ``symbol`` and ``interval`` columns first, a row per stream and set; each
+    stream's rows are that stream's own sweep, and ``table.attrs["streams"]`` lists the streams.
     """
     if not (isinstance(strategy_cls, type) and issubclass(strategy_cls, Strategy)):
         raise TypeError(f"sweep() needs a Strategy class, got {strategy_cls!r}")
+    if isinstance(data, Mapping):
+        kwargs = dict(fees=fees, slippage=slippage, size=size, size_type=size_type, init_cash=init_cash, fill=fill)
+        kwargs |= dict(model=model, chunk_size=chunk_size, progress=progress, skip_invalid=skip_invalid, client=client)
+        return sweep_streams(sweep, strategy_cls, data, grid, kwargs)
     check_frame(data)
     m = resolve_model(
         model, fees=fees, slippage=slippage, size=size, size_type=size_type, init_cash=init_cash, fill=fill
