@@ -180,6 +180,12 @@ def _kit_charts(btc, eth_1h) -> dict[str, tuple[Any, tuple[str, ...]]]:
         "backtest_bollinger": (plots.backtest(bt.run(BollingerBreakout(), eth_1h)), ("price", "volume", "equity")),
         "equity": (plots.equity(rsi_run), ("equity", "drawdown %")),
         "heatmap": (plots.heatmap(table, "fast", "slow", "sharpe"), ("slow",)),
+        "walk_forward": (
+            bt.walk_forward(
+                EmaCross, btc, {"fast": [3, 8], "slow": [20, 45]}, train=1000, test=500, progress=False
+            ).plot(),
+            ("equity", "fold"),
+        ),
     }
 
 
