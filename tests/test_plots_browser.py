@@ -208,7 +208,7 @@ def test_every_kit_plots_chart_renders_linked_and_readable_in_chromium(chromium,
 # notebook -> the y-axis labels of the charts its cells display, in order
 NOTEBOOK_CHARTS = {
     "01_quickstart": [["price", "volume", "rsi", "equity"], ["equity", "drawdown %"]],
-    "02_parameter_sweep": [["slow"], ["equity", "drawdown %"]],
+    "02_parameter_sweep": [["slow"], ["equity", "drawdown %"], ["equity", "fold"]],
     "03_live_feed": [["price"]],
 }
 
