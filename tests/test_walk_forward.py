@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+import kit
 import kit.backtest as bt
 from kit.backtest._walk import Fold, plan_folds
 from kit.errors import DataError, InputError
@@ -115,6 +116,7 @@ def test_bad_walk_forward_input_is_one_line(frame):
         bt.walk_forward(EmaCross, small[["close"]], GRID, train=200, test=50)
 
 
-def test_walk_forward_shows_a_progress_bar_over_its_folds(frame, capsys):
-    bt.walk_forward(EmaCross, frame.iloc[:1600], {"fast": [5], "slow": [30]}, train=1000, test=300)
-    assert "walk-forward EmaCross" in capsys.readouterr().err
+def test_walk_forward_shows_a_progress_bar_over_its_folds_and_is_kit_walk_forward(frame, capsys):
+    wf = kit.walk_forward(EmaCross, frame.iloc[:1600], {"fast": [5], "slow": [30]}, train=1000, test=300)
+    assert "walk-forward EmaCross: 100%" in capsys.readouterr().err
+    assert len(wf.folds) == 2 and isinstance(wf, bt.WalkForwardResult)

@@ -11,6 +11,7 @@ what re-optimising every ``test`` and switching the running strategy's parameter
 from __future__ import annotations
 
 import contextlib
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -205,8 +206,6 @@ class WalkForwardResult:
 
     def stats(self, **kwargs: Any) -> pd.Series:
         """vectorbt's summary statistics of the stitched out-of-sample run."""
-        import warnings
-
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", module="vectorbt")
             return self.portfolio.stats(**kwargs)
