@@ -120,3 +120,25 @@ def test_walk_forward_shows_a_progress_bar_over_its_folds_and_is_kit_walk_forwar
     wf = kit.walk_forward(EmaCross, frame.iloc[:1600], {"fast": [5], "slow": [30]}, train=1000, test=300)
     assert "walk-forward EmaCross: 100%" in capsys.readouterr().err
     assert len(wf.folds) == 2 and isinstance(wf, bt.WalkForwardResult)
+
+
+@pytest.mark.parametrize("fill", ["close", "next_open"])
+def test_out_of_sample_signals_keep_stops_per_signal_and_a_trailing_stop_across_fold_boundaries(frame, fill):
+    # sweep() does not take stops per signal yet, so walk_forward cannot choose among such sets;
+    # the out-of-sample run already keeps them: one AtrTrend (trailing ATR stops, ATR targets,
+    # shorts) over every fold trades as a full run does in those windows
+    from kit.backtest._walk import oos_signals
+    from kit.broker import FillModel
+    from kit.strategies import AtrTrend
+
+    strategy = AtrTrend(target_atr=4.0)
+    model = FillModel(size=2_000.0, size_type="value", fill=fill)
+    folds = plan_folds(frame.index, 1500, 1000)
+    sig, stops = oos_signals(frame, folds, [strategy] * len(folds), model)
+    window = frame.iloc[folds[0].test_start :]
+    pf = bt.from_signals(window, sig, model, freq=bt.infer_freq(frame.index), stops=stops)
+    got = bt.trades_from_portfolio(pf, window, model, stops=stops)
+    full = bt.run(strategy, frame, model=model).trades
+    inside = full[full["entry_time"] >= window.index[0]].reset_index(drop=True)
+    assert {"trailing_stop", "take_profit"} <= set(got["exit_reason"])
+    assert_same_trades(got, inside)
