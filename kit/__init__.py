@@ -25,6 +25,7 @@ _LAZY = {
     "Param": "kit.strategy:Param",
     "backtest": "kit.backtest",  # a callable module: kit.backtest(...) runs, kit.backtest.sweep(...)
     "sweep": "kit.backtest:sweep",
+    "walk_forward": "kit.backtest:walk_forward",
     "replay": "kit.replay",  # a callable module: kit.replay(...) replays
     "promote": "kit.store.promotion:promote",
     "demote": "kit.store.promotion:demote",

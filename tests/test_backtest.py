@@ -184,11 +184,12 @@ def test_sweep_rows_equal_single_runs_and_chunking_does_not_matter(frame):
         s = EmaCross(fast=int(row.fast), slow=int(row.slow), stop_loss=float(row.stop_loss))
         res = bt.run(s, frame)
         st = res.stats()
-        assert row.total_return == pytest.approx(st["Total Return [%]"] / 100, rel=1e-9, abs=1e-12)
-        assert row.max_drawdown == pytest.approx(-st["Max Drawdown [%]"] / 100, rel=1e-9)
+        # stats()'s units: percent where it shows percent (issue 15; fractions before)
+        assert row.total_return == pytest.approx(st["Total Return [%]"], rel=1e-9, abs=1e-10)
+        assert row.max_drawdown == pytest.approx(st["Max Drawdown [%]"], rel=1e-9)
         assert row.sharpe == pytest.approx(st["Sharpe Ratio"], rel=1e-7)
         assert row.trades == st["Total Closed Trades"]
-        assert row.win_rate == pytest.approx(st["Win Rate [%]"] / 100, rel=1e-9)
+        assert row.win_rate == pytest.approx(st["Win Rate [%]"], rel=1e-9)
 
 
 def test_sweep_list_of_dicts_shorts_and_errors(frame):
@@ -250,31 +251,59 @@ def test_every_sweep_metric_equals_run_for_random_sets_including_ruinous_ones(sh
         )
     table = bt.sweep(RsiReversion, df, sets, progress=False)
     assert len(table) == len(sets)
-    assert (table["max_drawdown"] < -1).any(), "the grid must include a set whose equity goes below zero"
+    assert (table["max_drawdown"] > 100).any(), "the grid must include a set whose equity goes below zero"
     for row, params in zip(table.to_dict("records"), sets, strict=True):
         res = bt.run(RsiReversion(**params), df)
-        st = res.stats()
-        sharpe = st["Sharpe Ratio"]
-        if np.isinf(sharpe) and res.equity.nunique() == 1:
-            # vectorbt's Sharpe of a flat equity (0/0) is +inf; the sweep says NaN (undefined), so
-            # that a set that never trades does not sort first
-            sharpe = np.nan
-        want = {
-            "total_return": st["Total Return [%]"] / 100,
-            "sharpe": sharpe,
-            # from the peak value, as stats(); where there was no drawdown at all stats() shows
-            # NaN and the sweep 0, as the portfolio's max_drawdown() accessor
-            "max_drawdown": -st["Max Drawdown [%]"] / 100
-            if np.isfinite(st["Max Drawdown [%]"])
-            else res.portfolio.max_drawdown(),
-            "trades": st["Total Closed Trades"],
-            "win_rate": st["Win Rate [%]"] / 100,
-            "final_value": st["End Value"],
-            "fees": st["Total Fees Paid"],
-        }
-        assert set(want) == set(bt._sweep.METRICS)
-        wrong = {k: (row[k], v) for k, v in want.items() if not _same(row[k], v, rel=1e-7)}
-        assert not wrong, (params, wrong)
+        assert_sweep_row_equals_run(row, res)
+
+
+def assert_sweep_row_equals_run(row: dict, res: bt.BacktestResult) -> None:
+    """Every metric of a sweep row equals the same figure of ``run()``, in ``stats()``'s units."""
+    st = res.stats()
+    pf = res.portfolio
+    flat = res.equity.nunique() == 1
+    # vectorbt's Sharpe and Sortino of a flat equity (0/0) are +inf; the sweep says NaN
+    # (undefined), so that a set that never trades does not sort first
+    sharpe = np.nan if flat and np.isinf(st["Sharpe Ratio"]) else st["Sharpe Ratio"]
+    sortino = np.nan if flat and np.isinf(st["Sortino Ratio"]) else st["Sortino Ratio"]
+    want = {
+        "total_return": st["Total Return [%]"],
+        "cagr": pf.annualized_return() * 100,
+        "sharpe": sharpe,
+        "sortino": sortino,
+        "calmar": st["Calmar Ratio"],
+        # from the peak value, as stats(); where there was no drawdown at all stats() shows NaN
+        # and the sweep 0, as the portfolio's max_drawdown() accessor
+        "max_drawdown": st["Max Drawdown [%]"] if np.isfinite(st["Max Drawdown [%]"]) else -pf.max_drawdown() * 100,
+        "profit_factor": st["Profit Factor"],
+        "expectancy": st["Expectancy"],
+        "win_rate": st["Win Rate [%]"],
+        "exposure": pf.position_coverage() * 100,
+        "trades": st["Total Closed Trades"],
+        "final_value": st["End Value"],
+        "fees": st["Total Fees Paid"],
+    }
+    assert set(want) == set(bt._sweep.METRICS)
+    wrong = {k: (row[k], v) for k, v in want.items() if not _same(row[k], v, rel=1e-7)}
+    assert not wrong, (res.strategy, wrong)
+
+
+def test_sweep_metrics_of_sets_that_never_trade_only_win_or_only_lose_equal_run(frame):
+    # over 400 candles: no trade at all (flat equity: NaN ratios, 0 drawdown, 0 exposure), only
+    # winning trades (profit factor +inf), one losing trade (profit factor 0)
+    sets = [
+        {"period": 14, "lower": 20.0, "upper": 55.0},
+        {"period": 14, "lower": 30.0, "upper": 70.0},
+        {"period": 14, "lower": 25.0, "upper": 60.0},
+    ]
+    short = frame.iloc[:400]
+    table = bt.sweep(RsiReversion, short, sets, progress=False)
+    assert table.loc[0, "trades"] == 0 and table.loc[0, "exposure"] == 0 and table.loc[0, "max_drawdown"] == 0
+    assert np.isnan(table.loc[0, "sharpe"]) and np.isnan(table.loc[0, "profit_factor"])
+    assert table.loc[1, "win_rate"] == 100 and table.loc[1, "profit_factor"] == np.inf
+    assert table.loc[2, "win_rate"] == 0 and table.loc[2, "profit_factor"] == 0
+    for row, params in zip(table.to_dict("records"), sets, strict=True):
+        assert_sweep_row_equals_run(row, bt.run(RsiReversion(**params), short))
 
 
 def test_a_sweep_says_why_parameter_sets_were_rejected_with_a_count_per_reason(frame):

@@ -180,6 +180,12 @@ def _kit_charts(btc, eth_1h) -> dict[str, tuple[Any, tuple[str, ...]]]:
         "backtest_bollinger": (plots.backtest(bt.run(BollingerBreakout(), eth_1h)), ("price", "volume", "equity")),
         "equity": (plots.equity(rsi_run), ("equity", "drawdown %")),
         "heatmap": (plots.heatmap(table, "fast", "slow", "sharpe"), ("slow",)),
+        "walk_forward": (
+            bt.walk_forward(
+                EmaCross, btc, {"fast": [3, 8], "slow": [20, 45]}, train=1000, test=500, progress=False
+            ).plot(),
+            ("equity", "fold"),
+        ),
     }
 
 
@@ -202,7 +208,7 @@ def test_every_kit_plots_chart_renders_linked_and_readable_in_chromium(chromium,
 # notebook -> the y-axis labels of the charts its cells display, in order
 NOTEBOOK_CHARTS = {
     "01_quickstart": [["price", "volume", "rsi", "equity"], ["equity", "drawdown %"]],
-    "02_parameter_sweep": [["slow"], ["equity", "drawdown %"]],
+    "02_parameter_sweep": [["slow"], ["equity", "drawdown %"], ["equity", "fold"]],
     "03_live_feed": [["price"]],
 }
 

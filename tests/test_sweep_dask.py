@@ -135,6 +135,29 @@ def test_a_sweep_on_a_local_cluster_of_two_worker_processes_equals_the_local_swe
     assert_same_table(table, local_table)
 
 
+@pytest.mark.slow  # worker processes start and load numba kernels
+def test_a_walk_forward_on_a_local_cluster_of_two_worker_processes_equals_the_local_one(data):
+    from distributed import Client, LocalCluster, get_task_stream
+
+    kwargs = {"train": 3000, "test": 2000, "chunk_size": CHUNK, "progress": False}
+    local = bt.walk_forward(EmaCross, data, GRID, **kwargs)
+    with (
+        LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        Client(cluster, set_as_default=False) as client,
+    ):
+        with get_task_stream(client) as stream:
+            remote = bt.walk_forward(EmaCross, data, GRID, client=client, **kwargs)
+        chunks = [t for t in stream.data if str(t["key"]).startswith("sweep-EmaCross-")]
+        assert len(chunks) == 3 * 8  # three folds, each 30 sets in chunks of 4, each run once
+        assert len({t["worker"] for t in chunks}) == 2
+    assert len(remote.folds) == 3
+    pd.testing.assert_frame_equal(remote.folds, local.folds, check_exact=True)
+    for got, want in zip(remote.sweeps, local.sweeps, strict=True):
+        assert_same_table(got, want)
+    pd.testing.assert_series_equal(remote.equity, local.equity, check_exact=True)
+    pd.testing.assert_frame_equal(remote.trades, local.trades, check_exact=True)
+
+
 # A strategy class defined in the script itself (``__main__``), as in a notebook: the workers
 # cannot import it, so it must travel with the tasks.
 MAIN_SCRIPT = """

@@ -23,6 +23,7 @@ from kit.backtest._run import (
 __all__ = [
     "BacktestResult",
     "Stops",
+    "WalkForwardResult",
     "from_signals",
     "infer_freq",
     "resolve_model",
@@ -31,6 +32,7 @@ __all__ = [
     "stop_arrays",
     "sweep",
     "trades_from_portfolio",
+    "walk_forward",
 ]
 
 
@@ -39,6 +41,10 @@ def __getattr__(name: str):
         from kit.backtest._sweep import sweep
 
         return sweep
+    if name in ("walk_forward", "WalkForwardResult"):
+        from kit.backtest import _walk
+
+        return getattr(_walk, name)
     raise AttributeError(f"module 'kit.backtest' has no attribute {name!r}")
 
 

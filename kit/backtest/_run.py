@@ -131,12 +131,15 @@ def from_signals(
     stop_loss: float | None = None,
     take_profit: float | None = None,
     freq: Any = None,
+    stops: Stops | None = None,
 ) -> Any:
     """``vectorbt.Portfolio.from_signals`` with the fill model's settings (signals may be 2-D;
-    per-row stops only 1-D)."""
+    per-row stops only 1-D). ``stops``, when given, are the per-row stops already built (they
+    replace ``stop_loss``/``take_profit`` and the signals' stop columns)."""
     vbt = _vbt()
     kw = model.vectorbt_kwargs(stop_loss, take_profit)
-    stops = stop_arrays(data, signals, model, stop_loss, take_profit)
+    if stops is None:
+        stops = stop_arrays(data, signals, model, stop_loss, take_profit)
     use_stops = bool(stop_loss) or bool(take_profit) or stops is not None
     if stops is not None:
         kw["sl_stop"], kw["tp_stop"], kw["sl_trail"] = stops

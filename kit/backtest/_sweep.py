@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from kit.backtest._run import _vbt, delay, infer_freq, resolve_model, vbt_frame
+from kit.backtest._streams import StreamKey, sweep_streams
 from kit.broker import FillModel
 from kit.errors import ConfigError
 from kit.strategy import Strategy, check_frame
@@ -23,7 +24,21 @@ if TYPE_CHECKING:
     from distributed import Client
 
 #: Metric columns of a sweep table.
-METRICS: tuple[str, ...] = ("total_return", "sharpe", "max_drawdown", "trades", "win_rate", "final_value", "fees")
+METRICS: tuple[str, ...] = (
+    "total_return",
+    "cagr",
+    "sharpe",
+    "sortino",
+    "calmar",
+    "max_drawdown",
+    "profit_factor",
+    "expectancy",
+    "win_rate",
+    "exposure",
+    "trades",
+    "final_value",
+    "fees",
+)
 
 # Elements (bars x columns) per chunk: ~8 float64 arrays of this size live at once inside vectorbt,
 # so 5M keeps a chunk near 0.5 GB whatever the data length.
@@ -108,7 +123,7 @@ def _caching_off(vbt: Any) -> Iterator[None]:
 
 def sweep(
     strategy_cls: type[Strategy],
-    data: pd.DataFrame,
+    data: pd.DataFrame | Mapping[StreamKey, pd.DataFrame],
     grid: Mapping[str, Sequence[Any]] | Iterable[Mapping[str, Any]],
     *,
     fees: float | None = None,
@@ -133,19 +148,33 @@ def sweep(
     their count is in ``table.attrs["skipped"]`` and why in ``table.attrs["rejected"]`` (one
     example message per reason -> count).
 
-    Columns: the parameters, then the figures of ``run(...).stats()`` for that set, with
-    fractions where stats() shows percent: ``total_return`` (Total Return [%] / 100), ``sharpe``
-    (Sharpe Ratio, annualised over 365 days), ``max_drawdown`` (-Max Drawdown [%] / 100; 0 when
-    there was none), ``trades`` (Total Closed Trades), ``win_rate`` (Win Rate [%] / 100),
-    ``final_value`` (End Value), ``fees`` (Total Fees Paid). One difference: a set whose equity
-    never moves has ``sharpe`` NaN, where vectorbt says +inf, so it never sorts first.
+    Columns: the parameters, then the figures of ``run(...)`` for that set in ``stats()``'s units
+    (percent where it shows percent): ``total_return`` (Total Return [%]), ``cagr`` (annualised
+    return in percent, vectorbt's ``annualized_return()``: compounded growth per 365 days),
+    ``sharpe``, ``sortino``, ``calmar`` (Sharpe/Sortino/Calmar Ratio, annualised over 365 days),
+    ``max_drawdown`` (Max Drawdown [%], a positive magnitude; 0 when there was none),
+    ``profit_factor`` and ``expectancy`` (Profit Factor; Expectancy, in quote currency per
+    trade), ``win_rate`` (Win Rate [%]), ``exposure`` (percent of candles with a position open,
+    vectorbt's ``position_coverage()``), ``trades`` (Total Closed Trades), ``final_value`` (End
+    Value), ``fees`` (Total Fees Paid). Trade figures count closed trades, as stats() does. One
+    difference: a set whose equity never moves has ``sharpe`` and ``sortino`` NaN, where vectorbt
+    says +inf, so it never sorts first.
 
     ``client`` (a ``dask.distributed.Client`` or a scheduler address; default ``KIT_DASK_SCHEDULER``
     when set) runs the chunks as Dask tasks: the candles leave the client once, the workers need
     kit (and the strategy's module) importable, and the table is exactly the local one.
+
+    ``data`` may be several streams, the same strategy swept on each: a mapping from a symbol (or a
+    ``(symbol, interval)`` pair) to its candles, e.g. ``{"BTCUSDT": btc, "ETHUSDT": eth}``. The
+    table then has ``symbol`` and ``interval`` columns first, a row per stream and set; each
+    stream's rows are that stream's own sweep, and ``table.attrs["streams"]`` lists the streams.
     """
     if not (isinstance(strategy_cls, type) and issubclass(strategy_cls, Strategy)):
         raise TypeError(f"sweep() needs a Strategy class, got {strategy_cls!r}")
+    if isinstance(data, Mapping):
+        kwargs = dict(fees=fees, slippage=slippage, size=size, size_type=size_type, init_cash=init_cash, fill=fill)
+        kwargs |= dict(model=model, chunk_size=chunk_size, progress=progress, skip_invalid=skip_invalid, client=client)
+        return sweep_streams(sweep, strategy_cls, data, grid, kwargs)
     check_frame(data)
     m = resolve_model(
         model, fees=fees, slippage=slippage, size=size, size_type=size_type, init_cash=init_cash, fill=fill
@@ -279,13 +308,14 @@ def _run_chunk(
 
 
 def _metrics(orders: np.ndarray, trades: np.ndarray, close: np.ndarray, k: int, init_cash: float, freq: Any) -> dict:
-    """Sweep metrics straight from vectorbt's order and trade records (one numba pass per column).
+    """Sweep metrics straight from vectorbt's order and trade records (one numba pass per column),
+    in ``stats()``'s units (percent where it shows percent).
 
     Same definitions as vectorbt's accessors (which rebuild pandas objects per metric, seconds per
     chunk): value = cash + position * close; returns are value changes over the previous value;
-    Sharpe is mean/std (ddof 1) annualised over 365 days; drawdown from the running peak.
+    ratios annualised over 365 days; trade figures over closed trades, as ``stats()``.
     """
-    from kit.backtest._metrics_nb import column_metrics
+    from kit.backtest._metrics_nb import FIELDS, column_metrics
 
     order = np.lexsort((orders["id"], orders["idx"], orders["col"]))
     o = orders[order]
@@ -294,26 +324,49 @@ def _metrics(orders: np.ndarray, trades: np.ndarray, close: np.ndarray, k: int, 
     cash_flow = np.where(buy, -(gross + o["fees"]), gross - o["fees"]).astype(np.float64)
     asset_flow = np.where(buy, o["size"], -o["size"]).astype(np.float64)
     starts = np.searchsorted(o["col"], np.arange(k + 1)).astype(np.int64)
-    total_return, sharpe_raw, mdd, final = column_metrics(
+    ann = pd.Timedelta("365 days") / freq if freq is not None else np.nan
+    per_column = column_metrics(
         np.ascontiguousarray(close, dtype=np.float64),
         o["idx"].astype(np.int64),
         cash_flow,
         asset_flow,
         starts,
         float(init_cash),
+        float(ann),
     )
-    ann = pd.Timedelta("365 days") / freq if freq is not None else np.nan
+    m = dict(zip(FIELDS, per_column, strict=True))
     closed = trades[trades["status"] == 1]
-    count = np.bincount(closed["col"], minlength=k).astype(float)
-    wins = np.bincount(closed["col"], weights=(closed["pnl"] > 0).astype(float), minlength=k)
+    col, pnl = closed["col"], closed["pnl"].astype(np.float64)
+    count = np.bincount(col, minlength=k).astype(float)
+    win = pnl > 0
+    lose = pnl < 0
+    wins = np.bincount(col, weights=win.astype(float), minlength=k)
+    losses = np.bincount(col, weights=lose.astype(float), minlength=k)
+    even = np.bincount(col, weights=(pnl == 0).astype(float), minlength=k)
+    won = np.bincount(col, weights=np.where(win, pnl, 0.0), minlength=k)
+    lost = np.bincount(col, weights=np.where(lose, pnl, 0.0), minlength=k)
     with np.errstate(divide="ignore", invalid="ignore"):
-        win_rate = np.where(count > 0, wins / count, np.nan)
+        traded = count > 0
+        win_rate = np.where(traded, wins / count, np.nan)
+        # vectorbt's Trades.profit_factor and .expectancy: a column with only wins (or only
+        # losses) counts the missing side as 0, a breakeven trade is neither
+        profit_factor = np.where(traded, won / np.abs(lost), np.nan)
+        avg_win = np.where(wins > 0, won / wins, 0.0)
+        avg_loss = np.where(losses > 0, lost / losses, 0.0)
+        loss_rate = (count - wins - even) / count
+        expectancy = np.where(traded, win_rate * avg_win - loss_rate * np.abs(avg_loss), np.nan)
     return {
-        "total_return": total_return,
-        "sharpe": sharpe_raw * np.sqrt(ann),
-        "max_drawdown": mdd,
+        "total_return": m["total_return"] * 100,
+        "cagr": m["cagr"] * 100,
+        "sharpe": m["sharpe"],
+        "sortino": m["sortino"],
+        "calmar": m["calmar"],
+        "max_drawdown": -m["max_drawdown"] * 100 + 0.0,  # + 0.0: no drawdown is 0, not -0
+        "profit_factor": profit_factor,
+        "expectancy": expectancy,
+        "win_rate": win_rate * 100,
+        "exposure": m["exposure"] * 100,
         "trades": count,
-        "win_rate": win_rate,
-        "final_value": final,
+        "final_value": m["final_value"],
         "fees": np.bincount(orders["col"], weights=orders["fees"], minlength=k),
     }

@@ -5,6 +5,7 @@
 * :func:`backtest`: the same straight from a :class:`kit.backtest.BacktestResult`
 * :func:`equity`: equity curve and drawdown
 * :func:`heatmap`: a sweep metric over two parameters, colours diverging from 0, even cells
+* :func:`walk_forward`: a walk-forward's out-of-sample equity over its folds' train and test windows
 * :func:`price_axis`: a HoloViews hook giving any chart's y-axis that formatter (``124,000``, never
   ``1.240e+5``); :func:`price_formatter` is the Bokeh formatter itself
 * :func:`to_bokeh`: the Bokeh model of any of them
@@ -24,10 +25,15 @@ __all__ = [
     "price_axis",
     "price_formatter",
     "to_bokeh",
+    "walk_forward",
 ]
 
 
 def __getattr__(name: str) -> Any:
+    if name == "walk_forward":
+        from kit.plots import _walk
+
+        return _walk.walk_forward
     if name in __all__:
         from kit.plots import _charts
 
