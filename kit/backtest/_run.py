@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -383,6 +384,8 @@ def run(
     init_cash: float | None = None,
     fill: str | None = None,
     model: FillModel | None = None,
+    streams: Mapping[str, pd.DataFrame] | None = None,
+    interval: str | None = None,
 ) -> BacktestResult:
     """Backtest ``strategy`` over a candle frame with the shared fill model.
 
@@ -391,6 +394,10 @@ def run(
     Indicators are computed with kit's batch functions over the rows that exist (outages are
     missing rows); signals decided on a candle fill at its close, or at the next candle's open
     with ``fill="next_open"`` (see :mod:`kit.broker`).
+
+    A strategy reading extra streams (its ``streams`` declaration) needs their candles:
+    ``streams={"h1": frame_1h}``; each row sees their latest row closed by its own close
+    (:mod:`kit.market.asof`). ``interval`` is ``data``'s (default: its most common spacing).
     """
     if not isinstance(strategy, Strategy):
         if isinstance(strategy, type) and issubclass(strategy, Strategy):
@@ -399,7 +406,7 @@ def run(
     m = resolve_model(
         model, fees=fees, slippage=slippage, size=size, size_type=size_type, init_cash=init_cash, fill=fill
     )
-    cols = strategy.columns(data)  # checks the frame
+    cols = strategy.columns(data, streams=streams, interval=interval)  # checks the frames
     sig = strategy.evaluate(cols)
     if sig.short_entries is not None and not m.reverses:
         warnings.warn(

@@ -10,6 +10,7 @@ from kit.strategy._frame import check_frame
 from kit.strategy._live import LiveEvaluator
 from kit.strategy._param import Param
 from kit.strategy._signals import Signal, Signals, crossed_above, crossed_below, shift
+from kit.strategy._streams import StreamColumn, on
 from kit.strategy._trust import check_module_allowed, module_allowed
 
 __all__ = [
@@ -20,10 +21,12 @@ __all__ = [
     "Signal",
     "Signals",
     "Strategy",
+    "StreamColumn",
     "check_frame",
     "check_module_allowed",
     "crossed_above",
     "crossed_below",
     "module_allowed",
+    "on",
     "shift",
 ]
