@@ -51,6 +51,8 @@ class StreamJoin:
 
     def __init__(self, base: StreamKey, extras: Mapping[str, StreamKey]) -> None:
         self.base = base
+        #: alias -> (symbol, interval) of each extra stream
+        self.extras: dict[str, StreamKey] = dict(extras)
         self._base_iv = interval_ms(base[1])
         self._alias: dict[StreamKey, list[str]] = {}
         self._extras: dict[str, _Extra] = {}

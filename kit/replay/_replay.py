@@ -139,11 +139,12 @@ def _extra_frames(
                 derived = resample(frame[list(_COLS)], itv, key[1])
                 if src is not None:
                     got, _, _ = _load(src, key[0], key[1])
-                    if not _same(got.loc[got.index.isin(derived.index)], derived):
+                    if not _same(got, derived):
                         raise ConfigError(
                             f"replay serves {sym} {key[1]} aggregated from the {itv} candles (one story per symbol, "
-                            f"as the simulator and the exchange): the candles given for {alias!r} differ; backtest "
-                            f"with streams={{{alias!r}: kit.market.aggregate.resample(data, {itv!r}, {key[1]!r})}}"
+                            f"as the simulator and the exchange): the candles given for {alias!r} differ (other rows "
+                            f"or values); backtest with streams={{{alias!r}: kit.market.aggregate.resample(data, "
+                            f"{itv!r}, {key[1]!r})}} and leave it out here"
                         )
                 frames[key] = derived
                 continue
