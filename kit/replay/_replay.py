@@ -26,7 +26,6 @@ How the two paths see the same candles, outages included:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import threading
 import time
@@ -158,6 +157,16 @@ def _extra_frames(
     return per, frames
 
 
+def own_streams(strategy: Strategy, data: pd.DataFrame, symbol: str, interval: str) -> dict[str, pd.DataFrame]:
+    """The extra streams of ``strategy`` on its own symbol, as the replay serves them: aggregated from
+    ``data`` (what ``kit.backtest.run(..., streams=...)`` needs to see the replay's candles)."""
+    from kit.market.aggregate import resample
+
+    keys = resolve(strategy.streams, symbol.upper(), interval)
+    return {alias: resample(data[list(_COLS)], interval, itv) for alias, (sym, itv) in keys.items()
+            if sym == symbol.upper()}  # fmt: skip
+
+
 def _same(a: pd.DataFrame, b: pd.DataFrame) -> bool:
     return a.index.equals(b.index) and all(np.array_equal(a[c].to_numpy(), b[c].to_numpy()) for c in _COLS)
 
@@ -261,30 +270,40 @@ async def replay_async(
 
         readers: list[asyncio.Task[None]] = []
         try:
-            async with contextlib.AsyncExitStack() as stack:
-                for key, f in data_by_key.items():
-                    subs[key] = await stack.enter_async_context(
-                        engine.subscribe(*key, specs=list(specs[key]), history=len(f))
-                    )
-                last_t: dict[StreamKey, int] = {}
-                for key, sub in subs.items():  # rows that closed before every stream was subscribed
-                    for row in sub.history:
-                        if row.closed and row.candle[0] > last_t.get(key, -1):
-                            last_t[key] = row.candle[0]
-                            queue.put_nowait((key, row))
-                    readers.append(asyncio.create_task(read(key, sub)))
-                async with asyncio.timeout(timeout):
-                    # until every strategy evaluated every base row (an extra stream that runs
-                    # past the base's end delivers the rows that close with its last ones)
-                    while min(released) < n or seen < n:
-                        key, row = await queue.get()
-                        if key == (sym, itv):
-                            seen += 1
-                        on_row(key, row)
+            # The clock stands still until every stream is subscribed: none runs ahead of the others
+            # (a stream subscribed after the data ran out would never get its candles).
+            sim.pause()
+            for key, f in data_by_key.items():
+                subs[key] = engine.subscribe(*key, specs=list(specs[key]), history=len(f))
+            starts = [asyncio.create_task(sub.start()) for sub in subs.values()]
+            async with asyncio.timeout(timeout):
+                while sum(n > 0 for n in sim.stats()["subscribers"].values()) < len(subs):
+                    if any(t.done() and t.exception() for t in starts):
+                        break
+                    await asyncio.sleep(0.01)
+                sim.resume()
+                await asyncio.gather(*starts)
+            last_t: dict[StreamKey, int] = {}
+            for key, sub in subs.items():  # rows that closed before every stream was subscribed
+                for row in sub.history:
+                    if row.closed and row.candle[0] > last_t.get(key, -1):
+                        last_t[key] = row.candle[0]
+                        queue.put_nowait((key, row))
+                readers.append(asyncio.create_task(read(key, sub)))
+            async with asyncio.timeout(timeout):
+                # until every strategy evaluated every base row (an extra stream that runs
+                # past the base's end delivers the rows that close with its last ones)
+                while min(released) < n or seen < n:
+                    key, row = await queue.get()
+                    if key == (sym, itv):
+                        seen += 1
+                    on_row(key, row)
         finally:
             for t in readers:
                 t.cancel()
             await asyncio.gather(*readers, return_exceptions=True)
+            for sub in subs.values():
+                sub.close()
             await engine.close()
     elapsed = time.perf_counter() - t0
     dropped = sum(sub.dropped for sub in subs.values())
