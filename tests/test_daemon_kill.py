@@ -94,7 +94,8 @@ def _assert_equals_backtest(store: Store, plan, frames) -> None:
         assert set(mine["strategy_id"]) <= {sid for sid, _ in items}
         for sid, strat in items:
             rec = strategies.get(store, user, sid)
-            res = kit.backtest.run(strat, frames[rec.symbol], model=FillModel(**rec.broker))
+            res = kit.backtest.run(strat, frames[rec.symbol], model=FillModel(**rec.broker),
+                                   streams=_extra_streams(strat, rec, frames))  # fmt: skip
             bt_all = res.trades
             live_all = trades.list(store, user, sid)
             # an open position is the last row of both, with the same entry (the ledger values it at
@@ -134,6 +135,14 @@ def _assert_equals_backtest(store: Store, plan, frames) -> None:
                 fn(store, me, theirs)
         with pytest.raises(NotFound):
             strategies.get(store, me, theirs)
+
+
+def _extra_streams(strat, rec, frames) -> dict[str, pd.DataFrame]:
+    """The candles the simulator serves for the extra streams a strategy reads (aggregated from 1m)."""
+    from kit.market.aggregate import resample
+    from kit.strategy._streams import resolve
+
+    return {a: resample(frames[sym], "1m", itv) for a, (sym, itv) in resolve(strat.streams, rec.symbol, "1m").items()}
 
 
 def _ms(col: pd.Series) -> list[int]:

@@ -199,3 +199,36 @@ def test_load_without_an_end_offline_reaches_the_end_of_finer_local_data(sample_
     df = load("BTCUSDT", "1h", "2025-08-18", progress=False, offline=True)
     assert df.index[0] == pd.Timestamp("2025-08-18 00:00", tz="UTC")
     assert df.index[-1] == pd.Timestamp("2025-08-18 17:00", tz="UTC")  # 18:00 is not a whole hour yet
+
+
+def test_load_of_several_symbols_returns_frames_aligned_on_one_index(shared_data_dir, tmp_path, monkeypatch):
+    # BTC through the 2023-03-24 halt (1m files, aggregated to 1h); ETH 1h with that hour missing too,
+    # and two more hours of its own taken out: outages that differ between the symbols
+    eth = read_candles(shared_data_dir / "ETHUSDT_1h_20230101_20240110.csv.gz")
+    own = pd.DatetimeIndex(["2023-03-24 03:00", "2023-03-24 20:00"], tz="UTC")
+    eth = eth.drop(own)
+    folder = tmp_path / "files"
+    folder.mkdir()
+    (folder / "BTCUSDT_1m_20230316_20230501.csv.gz").symlink_to(shared_data_dir / "BTCUSDT_1m_20230316_20230501.csv.gz")
+    out = eth.copy()
+    out.insert(0, "open_time", eth.index.as_unit("ms").asi8)
+    out.to_csv(folder / "ETHUSDT_1h_20230101_20240110.csv.gz", index=False)
+    monkeypatch.setenv("KIT_REPLAY_DATA", str(folder))
+    args = (["btcusdt", "ETHUSDT"], "1h", "2023-03-24", "2023-03-25")
+    btc = load("BTCUSDT", *args[1:], progress=False, offline=True)
+    assert len(btc) == 23  # the halt's hour is missing
+    inner = load(*args, progress=False, offline=True)
+    assert list(inner) == ["BTCUSDT", "ETHUSDT"]
+    assert inner["BTCUSDT"].index.equals(inner["ETHUSDT"].index) and len(inner["BTCUSDT"]) == 21
+    assert not inner["ETHUSDT"].isna().any().any() and not inner["BTCUSDT"].index.isin(own).any()
+    pd.testing.assert_frame_equal(inner["BTCUSDT"], btc.drop(own), check_freq=False)
+    _check_frame(inner["ETHUSDT"])
+    outer = load(*args, progress=False, offline=True, align="outer")
+    assert outer["BTCUSDT"].index.equals(outer["ETHUSDT"].index) and len(outer["ETHUSDT"]) == 23
+    assert outer["ETHUSDT"].loc[own, "close"].isna().all() and not outer["BTCUSDT"].isna().any().any()
+    each = load(*args, progress=False, offline=True, align="none")
+    assert (len(each["BTCUSDT"]), len(each["ETHUSDT"])) == (23, 21)
+    with pytest.raises(ConfigError, match="align"):
+        load(*args, progress=False, offline=True, align="left")
+    with pytest.raises(ConfigError, match="twice"):
+        load(["BTCUSDT", "btcusdt"], "1h", "2023-03-24", "2023-03-25", progress=False, offline=True)

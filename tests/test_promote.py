@@ -343,3 +343,23 @@ def test_promote_stores_the_fill_time_with_the_strategy(store):
     assert plain.broker["fill"] == "close"
     with pytest.raises(ConfigError, match="fill"):
         kit.promote(EmaCross(), user="alice", symbol="BTCUSDT", interval="1m", fill="open", store=store)
+
+
+def test_a_strategy_over_two_streams_is_promoted_with_both_checked_on_real_candles(store, monkeypatch, free_port):
+    from kit.strategies import TrendFilter
+    from tests.fixtures.daemon import DogeFilter
+
+    _offline(monkeypatch, free_port)
+    # the 1h trend of BTCUSDT (from the local 1m files) joined to its 5m candles: no KeyError
+    rec = kit.promote(TrendFilter(trend=20), user="alice", symbol="BTCUSDT", interval="5m", store=store,
+                      check_import=False)  # fmt: skip
+    assert (rec.symbol, rec.interval, rec.params["trend"]) == ("BTCUSDT", "5m", 20)
+    # another symbol's stream is checked like the strategy's own: unknown there, refused in one line
+    with pytest.raises(ConfigError, match=r"DOGEUSDT 1h.*no local candles") as err:
+        kit.promote(DogeFilter(), user="alice", symbol="BTCUSDT", interval="1m", store=store,
+                    check_import=False)  # fmt: skip
+    assert "\n" not in str(err.value)
+    with pytest.raises(ConfigError, match="not declared"):
+        kit.promote(TrendFilter(), user="alice", symbol="BTCUSDT", interval="5m", store=store, check_import=False,
+                    streams={"h4": pd.DataFrame()})  # fmt: skip
+    assert [r.name for r in strategies.list(store, "alice")] == ["TrendFilter:BTCUSDT:5m"]

@@ -71,3 +71,32 @@ def test_cli_replays_and_checks_parity(tmp_path, eth):
     assert bad.returncode == 2 and bad.stderr.startswith("error:") and "fast" in bad.stderr
     missing = _kit("replay", str(tmp_path / "nope.csv"))
     assert missing.returncode == 2 and "candle file" in missing.stderr
+
+
+def test_replay_of_a_strategy_over_several_streams_refuses_missing_or_other_candles(shared_data_dir):
+    from kit.market.aggregate import resample
+    from kit.strategies import TrendFilter
+    from tests.fixtures.daemon import EthFilter
+
+    f5 = read_candles(shared_data_dir / "BTCUSDT_5m_20210101_20210513.csv.gz").iloc[:600]
+    with pytest.raises(ConfigError, match=r"stream 'eth' \(ETHUSDT 5m\).*streams=\{'eth': frame\}"):
+        replay(EthFilter(), f5, symbol="BTCUSDT")
+    real = read_candles(shared_data_dir / "BTCUSDT_1h_20170817_20240421.csv.gz")
+    real = real[(real.index >= f5.index[0]) & (real.index <= f5.index[-1])]
+    with pytest.raises(ConfigError, match="aggregated from the 5m candles"):  # the real 1h file's volumes differ
+        replay(TrendFilter(), f5, symbol="BTCUSDT", streams={"h1": real})
+    with pytest.raises(ConfigError, match="own stream"):
+        replay(TrendFilter(), resample(f5, "5m", "1h"), symbol="BTCUSDT", interval="1h")
+    run = replay(TrendFilter(trend=5), f5, symbol="BTCUSDT", streams={"h1": resample(f5, "5m", "1h")})
+    assert run.candles == len(f5)
+
+
+def test_cli_replays_a_strategy_over_two_streams_and_checks_parity(tmp_path, shared_data_dir):
+    f5 = read_candles(shared_data_dir / "BTCUSDT_5m_20210101_20210513.csv.gz").iloc[8_000:11_000]  # an outage
+    path = tmp_path / "BTCUSDT_5m_20210128_20210207.csv.gz"
+    out = f5.copy()
+    out.insert(0, "open_time", f5.index.as_unit("ms").asi8)
+    out.to_csv(path, index=False)
+    r = _kit("replay", str(path), "-s", "TrendFilter", "-p", "trend=20", "--check")
+    assert r.returncode == 0, r.stderr
+    assert "parity OK" in r.stderr and "0 trades" not in r.stderr

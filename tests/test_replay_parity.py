@@ -5,15 +5,21 @@ the close or the next open, long/short reversals in every sizing mode, and stops
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import numpy as np
+import pandas as pd
 import pytest
 
 import kit.backtest as bt
 from kit.broker import FillModel
+from kit.indicators import spec
+from kit.market.aggregate import resample
 from kit.market.files import count_gaps, read_candles, to_ms
 from kit.market.intervals import interval_ms
 from kit.replay import replay
-from kit.strategies import AtrTrend, BollingerBreakout, EmaCross, RsiReversion, VolTrend
+from kit.strategies import AtrTrend, BollingerBreakout, EmaCross, RsiReversion, TrendFilter, VolTrend
+from kit.strategy import Columns, Signals, Strategy, crossed_above, crossed_below, on
 
 # (file, first row, rows, real outages inside the slice)
 SLICES = [
@@ -130,3 +136,72 @@ def test_replayed_trades_equal_backtest_trades(shared_data_dir, name, first, row
             mask = mask | sig.short_entries | sig.short_exits
         batch_times = set(frame.index[mask].as_unit("ms").asi8.tolist())
         assert {s.time_ms for s in live.signals} == batch_times
+
+
+# ----- strategies over several streams ------------------------------------------------------
+
+
+class EthFilter(Strategy):
+    """BTC entries taken only while ETH's last closed hour is above its EMA: another symbol's stream."""
+
+    streams: ClassVar = {"eth": ("ETHUSDT", "1h")}
+    lookback = 2
+
+    def indicators(self) -> dict:
+        return {
+            "fast": spec("ema", 8),
+            "slow": spec("ema", 21),
+            "eth_close": on("eth", "close"),
+            "eth_ema": on("eth", spec("ema", 10)),
+            "eth_rsi": on("eth", spec("rsi", 14)),
+        }
+
+    def signals(self, d: Columns) -> Signals:
+        with np.errstate(invalid="ignore"):
+            eth_up = (d.eth_close > d.eth_ema) & (d.eth_rsi < 70)
+        return Signals(crossed_above(d.fast, d.slow) & eth_up, crossed_below(d.fast, d.slow) | ~eth_up)
+
+
+def _assert_same_trades(got, want, strategy):
+    assert len(want) > 0, f"{strategy!r} made no trades: the comparison would be empty"
+    assert len(got) == len(want), f"{strategy!r}: replay {len(got)} trades, backtest {len(want)}"
+    for col in ("entry_time", "exit_time", "side", "exit_reason", "duration"):
+        assert (got[col].to_numpy() == want[col].to_numpy()).all(), col
+    for col in ("entry_price", "exit_price", "size", "mae", "mfe"):
+        np.testing.assert_allclose(got[col].to_numpy(), want[col].to_numpy(), rtol=1e-9, atol=0, err_msg=col)
+    for col in ("pnl", "fees"):
+        np.testing.assert_allclose(got[col].to_numpy(), want[col].to_numpy(), rtol=0, atol=1e-6, err_msg=col)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", [FillModel(fees=0.001, slippage=0.0003), FillModel(fill="next_open")],
+                         ids=["close", "next-open"])  # fmt: skip
+def test_a_5m_entry_with_a_1h_trend_filter_replays_trade_for_trade_on_real_data_with_outages(shared_data_dir, model):
+    # 5m candles with the 2021-02-11 and 2021-03-06 outages; the 1h stream is what the simulator
+    # (like the exchange) builds from them, outages included
+    frame = read_candles(shared_data_dir / "BTCUSDT_5m_20210101_20210513.csv.gz").iloc[8_000:20_000]
+    assert np.sum(np.diff(to_ms(frame.index)) > interval_ms("5m")) == 2
+    hours = resample(frame, "5m", "1h")
+    strategies = [TrendFilter(), TrendFilter(fast=5, slow=30, trend=20, short=True)]
+    run = replay(strategies, frame, symbol="BTCUSDT", interval="5m", model=model, timeout=300)
+    assert run.candles == len(frame)
+    for strategy, live in zip(strategies, run, strict=True):
+        res = bt.run(strategy, frame, model=model, streams={"h1": hours})
+        _assert_same_trades(live.trades, res.trades, strategy)
+        if strategy.short:
+            assert {"long", "short"} <= set(res.trades["side"])
+        # the filter matters: without it the same crossovers trade more
+        assert len(res.trades) < len(bt.run(EmaCross(fast=strategy.fast, slow=strategy.slow), frame).trades)
+
+
+@pytest.mark.slow
+def test_a_filter_on_another_symbols_stream_replays_trade_for_trade_over_both_outages(shared_data_dir):
+    # BTC 1m through the 2023-03-24 trading halt, ETH 1h with its own two-hour hole that day
+    frame = read_candles(shared_data_dir / "BTCUSDT_1m_20230316_20230501.csv.gz").iloc[9_000:14_000]
+    eth = read_candles(shared_data_dir / "ETHUSDT_1h_20230101_20240110.csv.gz")
+    eth = eth[(eth.index >= frame.index[0] - pd.Timedelta("4D")) & (eth.index <= frame.index[-1])]
+    assert count_gaps(frame, "1m") > 0 and count_gaps(eth, "1h") > 0
+    model = FillModel(fees=0.001)
+    run = replay(EthFilter(), frame, symbol="BTCUSDT", interval="1m", model=model, streams={"eth": eth}, timeout=300)
+    res = bt.run(EthFilter(), frame, model=model, streams={"eth": eth})
+    _assert_same_trades(run[0].trades, res.trades, EthFilter())

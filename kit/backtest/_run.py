@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -392,6 +393,8 @@ def run(
     fill: str | None = None,
     model: FillModel | None = None,
     check_parity: bool = True,
+    streams: Mapping[str, pd.DataFrame] | None = None,
+    interval: str | None = None,
 ) -> BacktestResult:
     """Backtest ``strategy`` over a candle frame with the shared fill model.
 
@@ -407,6 +410,10 @@ def run(
     and the likely cause) when they differ from the backtest's: rules that look ahead or read more
     rows than ``lookback``. ``kit.promote`` refuses such a strategy (its check runs every candle
     through the daemon's path, indicators included).
+
+    A strategy reading extra streams (its ``streams`` declaration) needs their candles:
+    ``streams={"h1": frame_1h}``; each row sees their latest row closed by its own close
+    (:mod:`kit.market.asof`). ``interval`` is ``data``'s (default: its most common spacing).
     """
     if not isinstance(strategy, Strategy):
         if isinstance(strategy, type) and issubclass(strategy, Strategy):
@@ -415,7 +422,7 @@ def run(
     m = resolve_model(
         model, fees=fees, slippage=slippage, size=size, size_type=size_type, init_cash=init_cash, fill=fill
     )
-    cols = strategy.columns(data)  # checks the frame
+    cols = strategy.columns(data, streams=streams, interval=interval)  # checks the frames
     sig = strategy.evaluate(cols)
     if sig.short_entries is not None and not m.reverses:
         warnings.warn(

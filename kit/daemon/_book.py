@@ -25,6 +25,8 @@ cannot be loaded is in state ``error``. An evaluation still running after ``kill
 seconds (an endless loop) is interrupted and its members are paused at once: its state may be
 half-updated, and every candle would block the daemon again. Other strategies are never
 affected.
+
+Strategies over several streams: see :mod:`kit.daemon._follow`.
 """
 
 from __future__ import annotations
@@ -39,11 +41,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kit.broker import BrokerState, FillModel, PaperBroker
+from kit.daemon._follow import HeldCandles, follow, follower_specs, unfollow, warm
 from kit.daemon._guard import group_id
-from kit.engine import StreamState
+from kit.engine import Row, StreamJoin, StreamState
 from kit.market.intervals import interval_ms
 from kit.store.ledger import CandleWrite
 from kit.strategy import Signal, Strategy
+from kit.strategy._streams import resolve
 
 log = logging.getLogger("kit.daemon")
 
@@ -77,6 +81,10 @@ class Group:
     evaluations: int = 0
     failures: int = 0
     eval_seconds: float = 0.0
+    #: the extra streams it reads (a strategy over several streams), and their rows lined up
+    join: StreamJoin | None = None
+    #: monotonic time since when a base candle has been held waiting (None: none held)
+    waiting_since: float | None = None
 
 
 @dataclass(slots=True)
@@ -110,6 +118,10 @@ class Stream:
         self.sub: Any = None
         self._keep = keep
         self.groups: dict[tuple[Any, ...], Group] = {}
+        #: groups on other streams that read this one (their ``join``), by (base stream, group key)
+        self.followers: dict[tuple[tuple[str, str], tuple[Any, ...]], Group] = {}
+        #: subscribed and past its backfill: a missing candle now is an outage, not a delay
+        self.live = False
         self.candles = 0
         self.last_time: int | None = None
         self.last_close_ms: int | None = None
@@ -120,6 +132,8 @@ class Stream:
             self.state = StreamState(self.symbol, self.interval, keep=self._keep)
             for g in self.groups.values():  # one reference per group, as remove() drops them
                 self.state.add_specs(g.strategy.specs)
+            for g in self.followers.values():
+                self.state.add_specs(follower_specs(self, g))
         return self.state
 
     def attach(self, sub: Any, state: StreamState) -> None:
@@ -144,8 +158,14 @@ class Stream:
     def members(self) -> int:
         return sum(len(g.members) for g in self.groups.values())
 
+    @property
+    def used(self) -> bool:
+        """Some strategy runs on this stream or reads it."""
+        return bool(self.groups or self.followers)
+
     def specs(self) -> set[Any]:
-        return {s for g in self.groups.values() for s in g.strategy.specs}
+        own = {s for g in self.groups.values() for s in g.strategy.specs}
+        return own | {s for g in self.followers.values() for s in follower_specs(self, g)}
 
 
 def describe(exc: BaseException) -> str:
@@ -215,8 +235,10 @@ class _Watchdog:
                 signal.setitimer(signal.ITIMER_REAL, max(1e-3, delay - (time.monotonic() - self._t0)), interval)
 
 
-class Book:
+class Book(HeldCandles):
     """Every running strategy by stream. Not thread-safe: the daemon's event loop owns it."""
+
+    _result = CandleResult
 
     def __init__(
         self,
@@ -241,6 +263,7 @@ class Book:
         self.streams: dict[tuple[str, str], Stream] = {}
         self.members: dict[int, Member] = {}
         self._where: dict[int, tuple[tuple[str, str], tuple[Any, ...]]] = {}
+        self._released: list[Any] = []  # CandleResults of candles a join held and released later
 
     # ----- membership ------------------------------------------------------------------------
 
@@ -258,6 +281,7 @@ class Book:
         sl, tp = strategy.stops
         broker = PaperBroker(model, state, stop_loss=sl, take_profit=tp)
         skey = (rec.symbol, rec.interval)
+        extras = resolve(strategy.streams, rec.symbol, rec.interval)
         stream = self.streams.get(skey)
         if stream is None:
             stream = self.streams[skey] = Stream(rec.symbol, rec.interval, keep=self.keep)
@@ -268,15 +292,15 @@ class Book:
             gid = group_id(skey, key)
             if self.mark is not None:
                 self.mark(gid)
-            group = stream.groups[key] = Group(key, strategy, strategy.live(), gid)
+            join = StreamJoin(skey, extras) if extras else None
+            group = stream.groups[key] = Group(key, strategy, strategy.live(), gid, join=join)
+            if join is not None:
+                follow(self.streams, skey, group, lambda k: Stream(*k, keep=self.keep))
             # Warm a group born mid-stream from the rows the stream remembers.
             if stream.state is not None and stream.last_time is not None:
                 try:
                     with self._watchdog:
-                        for row in stream.state.history(strategy.lookback_rows):
-                            if row.candle[0] > stream.last_time:
-                                break
-                            group.evaluator.on_candle(row.candle, row.values)
+                        warm(self.streams, stream, group)
                 except (Exception, EvaluationOverrun):
                     pass  # a failing warm-up shows at its first live evaluation
             if self.mark is not None:
@@ -288,7 +312,7 @@ class Book:
         group.members[rec.id] = m
         self.members[rec.id] = m
         self._where[rec.id] = (skey, key)
-        for k in [k for k, st in self.streams.items() if not st.groups]:
+        for k in [k for k, st in self.streams.items() if not st.used]:
             del self.streams[k]  # a strategy moved to another stream and left this one empty
         return m
 
@@ -310,7 +334,9 @@ class Book:
                 del stream.groups[key]
                 if stream.sub is None and stream.state is not None:
                     stream.state.remove_specs(group.strategy.specs)
-        if not stream.groups and not keep_stream:
+                if group.join is not None:
+                    unfollow(self.streams, skey, group)
+        if not stream.used and not keep_stream:
             del self.streams[skey]
         return m
 
@@ -342,51 +368,76 @@ class Book:
         stream.last_time = t
         stream.candles += 1
         stream.last_close_ms = t + interval_ms(interval)
+        skey = (symbol, interval)
+        row = None
+        if stream.followers:  # an extra stream of strategies on other streams
+            row = Row(symbol, interval, candle, True, values)
+            for g in list(stream.followers.values()):
+                self._release(g, g.join.push(skey, row))  # type: ignore[union-attr]
         writes: list[CandleWrite] = []
         advance: list[int] = []
         failures: list[Failure] = []
         for group in list(stream.groups.values()):
+            if group.join is not None:  # held until its extra streams caught up (maybe at once)
+                row = row or Row(symbol, interval, candle, True, values)
+                self._release(group, group.join.push(skey, row))
+                continue
             sig, error = self._evaluate(group, candle, values)
             if error is not None:
                 failures.append(self._fail(group, error))
-            for m in list(group.members.values()):
-                if t <= m.checkpoint:
-                    continue  # already processed before a restart: warm-up only
-                st = m.broker.state
-                m.checkpoint = t
-                had_pending = st.pending is not None  # next_open: a signal due at this candle's open
-                if sig is None and not had_pending and st.position == 0:
-                    # Flat, no signal, nothing due: the broker would only note the candle. Skipping
-                    # the call is exact and keeps 10,000 idle strategies cheap. (In a position the
-                    # broker runs: it tracks the trade's extremes and its stops.)
-                    st.last_time_ms = t
-                    if error is None:
-                        m.failures = 0
-                    advance.append(m.id)
-                    continue
-                fills = m.broker.on_bar(candle, sig)
-                if m.broker.trades:
-                    m.broker.trades.clear()  # the ledger keeps them; a 24/7 process must not
-                if error is None:
-                    m.failures = 0
-                # a signal set or dropped for the next open, or a new high or low of the open
-                # trade, is broker state too: checkpoint it even without a fill
-                changed = m.broker.changed
-                if not fills and sig is None and not changed:
-                    advance.append(m.id)
-                    continue
-                writes.append(self._write(m, t, candle, fills, sig, changed))
+            self._step(group, t, candle, sig, error, writes, advance)
         if self.mark is not None:
             self.mark(0)
         return CandleResult(writes, advance, failures, t)
 
-    def _evaluate(self, group: Group, candle: Any, values: dict[Any, Any]) -> tuple[Signal | None, str | None]:
+    def _step(
+        self,
+        group: Group,
+        t: int,
+        candle: Any,
+        sig: Signal | None,
+        error: str | None,
+        writes: list[CandleWrite],
+        advance: list[int],
+    ) -> None:
+        """Hand one evaluated candle to each member's broker; collect the ledger writes."""
+        for m in list(group.members.values()):
+            if t <= m.checkpoint:
+                continue  # already processed before a restart: warm-up only
+            st = m.broker.state
+            m.checkpoint = t
+            had_pending = st.pending is not None  # next_open: a signal due at this candle's open
+            if sig is None and not had_pending and st.position == 0:
+                # Flat, no signal, nothing due: the broker would only note the candle. Skipping
+                # the call is exact and keeps 10,000 idle strategies cheap. (In a position the
+                # broker runs: it tracks the trade's extremes and its stops.)
+                st.last_time_ms = t
+                if error is None:
+                    m.failures = 0
+                advance.append(m.id)
+                continue
+            fills = m.broker.on_bar(candle, sig)
+            if m.broker.trades:
+                m.broker.trades.clear()  # the ledger keeps them; a 24/7 process must not
+            if error is None:
+                m.failures = 0
+            # a signal set or dropped for the next open, or a new high or low of the open
+            # trade, is broker state too: checkpoint it even without a fill
+            changed = m.broker.changed
+            if not fills and sig is None and not changed:
+                advance.append(m.id)
+                continue
+            writes.append(self._write(m, t, candle, fills, sig, changed))
+
+    def _evaluate(
+        self, group: Group, candle: Any, values: dict[Any, Any], extras: dict[str, Any] | None = None
+    ) -> tuple[Signal | None, str | None]:
         if self.mark is not None:
             self.mark(group.gid)
         t0 = time.perf_counter()
         try:
             with self._watchdog:
-                sig = group.evaluator.on_candle(candle, values)
+                sig = group.evaluator.on_candle(candle, values, extras)
         except EvaluationOverrun:
             return None, f"{OVERRUN}: still running after {self.kill_after} s"
         except Exception as exc:

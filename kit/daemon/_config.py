@@ -33,6 +33,9 @@ class DaemonConfig:
         db_retry_max: longest wait in seconds between retries while the database is unavailable.
         max_write_lag: seconds a closed candle may wait for its commit before ``/ready`` says the
             writer is behind (503).
+        stream_wait: seconds a strategy over several streams waits, after its own candle closed, for
+            the candle of another (live) stream closing with it before that stream counts as in an
+            outage and its last closed candle is used (see :mod:`kit.daemon._follow`).
         keep_heartbeats_days, keep_events_days: heartbeat and event rows older than this are
             deleted at each heartbeat (the ledger is never pruned).
         daemon_id: name in heartbeats (default ``host:pid``).
@@ -52,13 +55,14 @@ class DaemonConfig:
     eval_kill_after: float = 10.0
     db_retry_max: float = 10.0
     max_write_lag: float = 30.0
+    stream_wait: float = 10.0
     keep_heartbeats_days: float = 7.0
     keep_events_days: float = 90.0
     daemon_id: str = field(default_factory=_default_id)
 
     def __post_init__(self) -> None:
         for name in ("heartbeat_every", "poll_every", "eval_timeout", "eval_kill_after", "db_retry_max",
-                     "max_write_lag", "keep_heartbeats_days", "keep_events_days"):  # fmt: skip
+                     "max_write_lag", "keep_heartbeats_days", "keep_events_days", "stream_wait"):  # fmt: skip
             v = getattr(self, name)
             if not isinstance(v, int | float) or isinstance(v, bool) or not v > 0:
                 raise ConfigError(f"{name} must be a number of seconds > 0, got {v!r}")

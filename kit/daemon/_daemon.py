@@ -46,7 +46,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from kit.daemon import _report
-from kit.daemon._book import Book, describe
+from kit.daemon._book import Book, CandleResult, describe
 from kit.daemon._config import DaemonConfig
 from kit.daemon._guard import InHand
 from kit.daemon._health import FaultPlan, Health, TaskFailed, assess
@@ -175,6 +175,7 @@ class Daemon:
             aux += [
                 self.supervisor.spawn("poller", self._poller()),
                 self.supervisor.spawn("heartbeat", self._heartbeats()),
+                self.supervisor.spawn("held candles", self._held_candles()),
             ]
             await self._stop.wait()
         finally:
@@ -294,14 +295,28 @@ class Daemon:
                 return
             self.counts["candles"] += 1
             self.counts["analyses"] += len(self.book.streams[(symbol, interval)].groups)
-            for w in res.writes:
-                self.counts["fills"] += len(w.fills)
-                self.counts["trades"] += len(w.trades)
-            self.writer.candle(res, received)
-            for f in res.failures:
-                self.reconciler.on_failure(f)
+            for r in (res, *self.book.drain()):  # and candles of other streams this one released
+                self._hand_over(r, received)
         except Exception as exc:  # the book contains strategies' failures: anything here is a bug
             raise TaskFailed(f"processing a {symbol}/{interval} candle failed") from exc
+
+    def _hand_over(self, res: CandleResult, received: float) -> None:
+        """A processed candle's writes to the writer, its failures to the reconciler."""
+        for w in res.writes:
+            self.counts["fills"] += len(w.fills)
+            self.counts["trades"] += len(w.trades)
+        self.writer.candle(res, received)
+        for f in res.failures:
+            self.reconciler.on_failure(f)
+
+    async def _held_candles(self) -> None:
+        """Strategies over several streams: evaluate candles held for a live but silent stream (an outage)."""
+        wait = self.config.stream_wait
+        while True:
+            await asyncio.sleep(min(1.0, wait / 4))
+            now = time.monotonic()
+            for res in self.book.give_up_waiting(now, wait):
+                self._hand_over(res, now)
 
     # ----- health, status, metrics -----------------------------------------------------------
 

@@ -73,6 +73,7 @@ def status(d: Daemon, brief: bool = False) -> dict[str, Any]:
     st["strategies_by_user"] = rec.by_user()
     st["stream_detail"] = [
         {"symbol": s.symbol, "interval": s.interval, "groups": len(s.groups), "strategies": s.members,
+         "read_by_groups": len(s.followers),  # strategies on other streams that read this one
          "indicators": 0 if s.state is None else len(s.state.slots), "candles": s.candles,
          "last_candle": _iso(s.last_time), "failures": h.failures, "failures_total": h.total,
          "last_error": h.last_error}

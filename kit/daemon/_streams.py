@@ -92,7 +92,8 @@ class Streams:
             task.cancel()
         self._served[skey] = stream
         iv = interval_ms(skey[1])
-        oldest = min((m.checkpoint for g in stream.groups.values() for m in g.members.values()), default=now)
+        groups = [*stream.groups.values(), *stream.followers.values()]  # followers: it is their extra stream
+        oldest = min((m.checkpoint for g in groups for m in g.members.values()), default=now)
         history = self.history(max(0, math.ceil((now - oldest) / iv)))
         self._tasks[skey] = self._supervisor.spawn(f"stream {skey[0]}/{skey[1]}", self._run(skey, history))
 
@@ -118,6 +119,7 @@ class Streams:
                         if i % 50 == 49:
                             await asyncio.sleep(0)  # let the writer, other streams and /status run
                     health.ok()
+                    stream.live = True  # from here a missing candle is an outage (kit.daemon._follow)
                     async for row in sub:
                         if row.closed:
                             self._on_row(symbol, interval, row)
@@ -139,5 +141,7 @@ class Streams:
                 last = stream.last_time if stream is not None else None
                 history = self.history(0 if last is None else max(0, (self._now_ms() - last) // interval_ms(interval)))
             finally:
+                if stream is not None:
+                    stream.live = False
                 if attached is not None and stream is not None and stream.sub is attached:
                     stream.detach()

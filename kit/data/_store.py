@@ -7,7 +7,7 @@ import json
 import logging
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from kit._fs import private_dir
+from kit.data._many import load_many
 from kit.data._ranges import Range, intersect, merge, subtract
 from kit.errors import ConfigError, DataError, DataWarning, ExchangeError
 from kit.feed._rest import RestClient
@@ -203,7 +204,7 @@ def _aligned_inside(ranges: list[Range], interval: str) -> list[Range]:
 
 
 def load(
-    symbol: str,
+    symbol: str | Sequence[str],
     interval: str,
     start: TimeLike,
     end: TimeLike | None = None,
@@ -211,8 +212,13 @@ def load(
     progress: bool = True,
     rest_url: str | None = None,
     offline: bool = False,
-) -> pd.DataFrame:
+    align: str = "inner",
+) -> Any:
     """Candles of ``symbol`` at ``interval`` with ``start <= open_time < end`` as a candle frame.
+
+    Several symbols (``load(["BTCUSDT", "ETHUSDT"], "1h", ...)``) give ``{symbol: frame}`` on one
+    index: ``align="inner"`` (default) keeps the open times every symbol has, ``"outer"`` every
+    open time any has (NaN rows where one has none), ``"none"`` each its own rows.
 
     Returns a DataFrame with a UTC ``DatetimeIndex`` named ``open_time`` and float64
     ``open high low close volume``, sorted and unique. Real outages are missing rows, never filled.
@@ -245,6 +251,9 @@ def load(
             the exchange does not list the symbol.
         ExchangeError: data is missing locally and the exchange cannot be reached.
     """
+    if not isinstance(symbol, str):
+        return load_many(load, symbol, interval, start, end, align=align, progress=progress, rest_url=rest_url,
+                         offline=offline)  # fmt: skip
     symbol = validate_symbol(symbol)
     validate_interval(interval)
     if interval == "1M":

@@ -10,10 +10,12 @@
             row.values[spec("rsi", 14)]
 
 :class:`StreamState` is the synchronous core (one stream, no asyncio) for code that drives
-candles itself, e.g. a replay loop.
+candles itself, e.g. a replay loop. :class:`StreamJoin` lines up the rows of several streams for
+a strategy that reads more than one (the as-of rule of :mod:`kit.market.asof`).
 """
 
 from kit.engine._engine import EngineSubscription, IndicatorEngine
+from kit.engine._join import Joined, StreamJoin
 from kit.engine._state import FIELDS, Row, StreamState
 
-__all__ = ["FIELDS", "EngineSubscription", "IndicatorEngine", "Row", "StreamState"]
+__all__ = ["FIELDS", "EngineSubscription", "IndicatorEngine", "Joined", "Row", "StreamJoin", "StreamState"]

@@ -17,6 +17,10 @@ How the two paths see the same candles, outages included:
   agree. The engine is asked to remember every row, so no indicator is seeded from a window.
 * Each closed row is evaluated and handed to the paper broker (also rows without a signal: stops
   are checked on every candle), with the fill model the backtest hands to vectorbt.
+* A strategy reading extra streams (``streams={"h1": frame_1h}``): the simulator serves every
+  stream of every strategy, the one engine computes each stream's indicators once, and a
+  :class:`~kit.engine.StreamJoin` per strategy hands each base row over with the others' latest
+  closed rows, as the daemon does. A stream whose data ran out is no longer waited for.
 """
 
 from __future__ import annotations
@@ -25,19 +29,21 @@ import asyncio
 import math
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from kit.broker import Fill, FillModel, PaperBroker, Trade, resolve_model, trades_frame
 from kit.errors import ConfigError, DataError
 from kit.market.files import parse_name, read_candles
-from kit.market.intervals import interval_for_ms
+from kit.market.intervals import interval_for_ms, interval_ms
 from kit.strategy import Signal, Strategy, check_frame
 from kit.strategy._frame import open_times_ms
+from kit.strategy._streams import resolve
 
 
 @dataclass
@@ -100,6 +106,71 @@ def infer_interval(index: pd.DatetimeIndex) -> str:
     return itv
 
 
+StreamKey = tuple[str, str]
+_COLS = ("open", "high", "low", "close", "volume")
+
+
+def _extra_frames(
+    strats: list[Strategy], streams: Mapping[Any, Any] | None, frame: pd.DataFrame, sym: str, itv: str
+) -> tuple[list[dict[str, StreamKey]], dict[StreamKey, pd.DataFrame]]:
+    """Per strategy its extra streams (alias -> key), and the frame of every key, from ``streams``
+    (keyed by alias or by ``(symbol, interval)``).
+
+    The simulator tells one story per symbol: a coarser interval of the base symbol is served
+    aggregated from the base candles (:func:`kit.market.aggregate.resample`), so it is derived
+    here too, and a frame given for it must be that aggregate.
+    """
+    from kit.market.aggregate import resample
+
+    given: dict[Any, Any] = dict(streams or {})
+    per: list[dict[str, StreamKey]] = []
+    frames: dict[StreamKey, pd.DataFrame] = {}
+    for s in strats:
+        keys = resolve(s.streams, sym, itv)
+        per.append(keys)
+        for alias, key in keys.items():
+            src = given.get(alias, given.get(key))
+            if key[0] == sym:
+                step, base_step = interval_ms(key[1]), interval_ms(itv)
+                if key[1] == "1M" or step < base_step or step % base_step:
+                    raise ConfigError(f"replay serves {sym} {key[1]} aggregated from the {itv} candles: stream "
+                                      f"{alias!r} must be a whole multiple of {itv}")  # fmt: skip
+                derived = resample(frame[list(_COLS)], itv, key[1])
+                if src is not None:
+                    got, _, _ = _load(src, key[0], key[1])
+                    if not _same(got, derived):
+                        raise ConfigError(
+                            f"replay serves {sym} {key[1]} aggregated from the {itv} candles (one story per symbol, "
+                            f"as the simulator and the exchange): the candles given for {alias!r} differ (other rows "
+                            f"or values); backtest with streams={{{alias!r}: kit.market.aggregate.resample(data, "
+                            f"{itv!r}, {key[1]!r})}} and leave it out here"
+                        )
+                frames[key] = derived
+                continue
+            if src is None:
+                raise ConfigError(f"{type(s).__name__} reads stream {alias!r} ({key[0]} {key[1]}): pass its candles, "
+                                  f"streams={{{alias!r}: frame}}")  # fmt: skip
+            got, _, _ = _load(src, key[0], key[1])
+            if key in frames and not _same(frames[key], got):
+                raise ConfigError(f"two different frames given for stream {key[0]} {key[1]}")
+            frames[key] = got
+    return per, frames
+
+
+def own_streams(strategy: Strategy, data: pd.DataFrame, symbol: str, interval: str) -> dict[str, pd.DataFrame]:
+    """The extra streams of ``strategy`` on its own symbol, as the replay serves them: aggregated from
+    ``data`` (what ``kit.backtest.run(..., streams=...)`` needs to see the replay's candles)."""
+    from kit.market.aggregate import resample
+
+    keys = resolve(strategy.streams, symbol.upper(), interval)
+    return {alias: resample(data[list(_COLS)], interval, itv) for alias, (sym, itv) in keys.items()
+            if sym == symbol.upper()}  # fmt: skip
+
+
+def _same(a: pd.DataFrame, b: pd.DataFrame) -> bool:
+    return a.index.equals(b.index) and all(np.array_equal(a[c].to_numpy(), b[c].to_numpy()) for c in _COLS)
+
+
 def _load(data: Any, symbol: str | None, interval: str | None) -> tuple[pd.DataFrame, str, str]:
     if isinstance(data, str | Path):
         named = parse_name(data)
@@ -127,9 +198,10 @@ async def replay_async(
     init_cash: float | None = None,
     fill: str | None = None,
     timeout: float | None = None,
+    streams: Mapping[Any, Any] | None = None,
 ) -> ReplayRun:
     """:func:`replay` as a coroutine (for code already inside an event loop)."""
-    from kit.engine import IndicatorEngine
+    from kit.engine import IndicatorEngine, StreamJoin
     from kit.exchange import ExchangeSimulator
     from kit.feed import Feed
 
@@ -140,57 +212,101 @@ async def replay_async(
     m = resolve_model(
         model, fees=fees, slippage=slippage, size=size, size_type=size_type, init_cash=init_cash, fill=fill
     )
-    t_all = open_times_ms(frame.index)
-    first, last, n = int(t_all[0]), int(t_all[-1]), len(frame)
-    base = frame[["open", "high", "low", "close", "volume"]]
+    extras, extra_frames = _extra_frames(strats, streams, frame, sym, itv)
+    n = len(frame)
+    cols = list(_COLS)
+    data_by_key = {(sym, itv): frame[cols], **{k: f[cols] for k, f in extra_frames.items()}}
+    # the simulator derives the base symbol's other intervals from its candles (see _extra_frames)
+    served = {k: f for k, f in data_by_key.items() if k == (sym, itv) or k[0] != sym}
+    start = min(int(open_times_ms(f.index)[0]) for f in served.values())
+    last_open = {k: int(open_times_ms(f.index)[-1]) for k, f in extra_frames.items()}
 
     evaluators = [s.live() for s in strats]
     brokers = [PaperBroker(m, stop_loss=s.stops[0], take_profit=s.stops[1]) for s in strats]
     results = [ReplayResult(s, b) for s, b in zip(strats, brokers, strict=True)]
-    specs: dict[Any, None] = {}
-    for s in strats:
+    joins = [StreamJoin((sym, itv), keys) for keys in extras]
+    released = [0] * len(strats)
+    specs: dict[StreamKey, dict[Any, None]] = {key: {} for key in data_by_key}
+    for s, keys in zip(strats, extras, strict=True):
         for sp in s.specs:
-            specs.setdefault(sp, None)
+            specs[(sym, itv)].setdefault(sp, None)
+        for alias, sps in s.stream_specs().items():
+            for sp in sps:
+                specs[keys[alias]].setdefault(sp, None)
 
-    def on_row(row: Any) -> None:
-        candle = row.candle
-        for ev, br, res in zip(evaluators, brokers, results, strict=True):
-            sig = ev.on_row(row)
-            if sig is not None:
-                res.signals.append(sig)
-            fills = br.on_bar(candle, sig)
-            if fills:
-                res.fills.extend(fills)
+    def on_joined(i: int, joined: Any) -> None:
+        sig = evaluators[i].on_joined(joined)
+        if sig is not None:
+            results[i].signals.append(sig)
+        fills = brokers[i].on_bar(joined.row.candle, sig)
+        if fills:
+            results[i].fills.extend(fills)
+        released[i] += 1
+
+    def on_row(key: StreamKey, row: Any) -> None:
+        for i, join in enumerate(joins):
+            if key in join.keys:
+                for joined in join.push(key, row):
+                    on_joined(i, joined)
+                if key in last_open and int(row.candle[0]) >= last_open[key]:
+                    for joined in join.finish(key):  # its data ran out: stop waiting for it
+                        on_joined(i, joined)
 
     seen = 0
     t0 = time.perf_counter()
-    sim = ExchangeSimulator(data={(sym, itv): base}, speed="max", start=first, port=0, weight_limit=None)
+    sim = ExchangeSimulator(data=served, speed="max", start=start, port=0, weight_limit=None)
+    subs: dict[StreamKey, Any] = {}
     async with sim, Feed(sim.ws_url, sim.rest_url) as feed:
         # remember every row (indicators warm from the first candle) and never let the harness
         # be skipped ahead as a laggard: a replay must see every closed candle
-        engine = IndicatorEngine(feed, keep=n + 10, max_queue=n + 10)
+        size = max(len(f) for f in data_by_key.values()) + 10
+        engine = IndicatorEngine(feed, keep=size, max_queue=size)
+        queue: asyncio.Queue[tuple[StreamKey, Any]] = asyncio.Queue()
+
+        async def read(key: StreamKey, sub: Any) -> None:
+            async for row in sub:
+                if row.closed:
+                    queue.put_nowait((key, row))
+
+        readers: list[asyncio.Task[None]] = []
         try:
-            sub = engine.subscribe(sym, itv, specs=list(specs), history=n)
-            async with sub:
-                last_t = -1
+            # The clock stands still until every stream is subscribed: none runs ahead of the others
+            # (a stream subscribed after the data ran out would never get its candles).
+            sim.pause()
+            for key, f in data_by_key.items():
+                subs[key] = engine.subscribe(*key, specs=list(specs[key]), history=len(f))
+            starts = [asyncio.create_task(sub.start()) for sub in subs.values()]
+            async with asyncio.timeout(timeout):
+                while sum(n > 0 for n in sim.stats()["subscribers"].values()) < len(subs):
+                    if any(t.done() and t.exception() for t in starts):
+                        break
+                    await asyncio.sleep(0.01)
+                sim.resume()
+                await asyncio.gather(*starts)
+            last_t: dict[StreamKey, int] = {}
+            for key, sub in subs.items():  # rows that closed before every stream was subscribed
                 for row in sub.history:
-                    if row.closed and row.candle[0] > last_t:
-                        on_row(row)
+                    if row.closed and row.candle[0] > last_t.get(key, -1):
+                        last_t[key] = row.candle[0]
+                        queue.put_nowait((key, row))
+                readers.append(asyncio.create_task(read(key, sub)))
+            async with asyncio.timeout(timeout):
+                # until every strategy evaluated every base row (an extra stream that runs
+                # past the base's end delivers the rows that close with its last ones)
+                while min(released) < n or seen < n:
+                    key, row = await queue.get()
+                    if key == (sym, itv):
                         seen += 1
-                        last_t = row.candle[0]
-                if last_t < last:
-                    async with asyncio.timeout(timeout):
-                        async for row in sub:
-                            if not row.closed:
-                                continue
-                            on_row(row)
-                            seen += 1
-                            if row.candle[0] >= last:
-                                break
+                    on_row(key, row)
         finally:
+            for t in readers:
+                t.cancel()
+            await asyncio.gather(*readers, return_exceptions=True)
+            for sub in subs.values():
+                sub.close()
             await engine.close()
     elapsed = time.perf_counter() - t0
-    dropped = sub.dropped
+    dropped = sum(sub.dropped for sub in subs.values())
     if seen != n or dropped:
         raise DataError(
             f"replay saw {seen} closed candles of {n} ({dropped} dropped): the live path lost or added candles"
@@ -212,20 +328,23 @@ def replay(
     init_cash: float | None = None,
     fill: str | None = None,
     timeout: float | None = None,
+    streams: Mapping[Any, Any] | None = None,
 ) -> ReplayRun:
     """Replay recorded candles through the live path and paper-trade ``strategies`` on them.
 
     ``data`` is a candle frame or a candle file (``SYMBOL_INTERVAL_START_END.csv.gz``: symbol
     and interval are read from the name). The fill model arguments are those of
     :func:`kit.backtest.run`. Returns a :class:`ReplayRun`: ``run[i].trades`` is strategy ``i``'s
-    trades frame, equal to ``kit.backtest.run(strategy, data, ...).trades``.
+    trades frame, equal to ``kit.backtest.run(strategy, data, ...).trades``. ``streams``: the
+    candles (frames or files) of the extra streams the strategies read, by alias or by
+    ``(symbol, interval)``, as ``kit.backtest.run(..., streams=...)`` takes them.
 
     Works from plain scripts and from notebooks (where an event loop is already running, the
     replay runs on its own loop in a worker thread). In async code use :func:`replay_async`.
     """
     coro = replay_async(
         strategies, data, symbol=symbol, interval=interval, model=model, fees=fees, slippage=slippage,
-        size=size, size_type=size_type, init_cash=init_cash, fill=fill, timeout=timeout,
+        size=size, size_type=size_type, init_cash=init_cash, fill=fill, timeout=timeout, streams=streams,
     )  # fmt: skip
     try:
         asyncio.get_running_loop()

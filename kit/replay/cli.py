@@ -99,8 +99,10 @@ def replay_cmd(
     )
     if check:
         from kit.backtest import run as backtest
+        from kit.replay._replay import own_streams
 
-        want = backtest(strat, frame, **kw).trades
+        streams = own_streams(strat, frame, named.symbol, named.interval)  # as the replay served them
+        want = backtest(strat, frame, streams=streams, **kw).trades
         problems = compare_trades(trades, want)
         if problems:
             print("PARITY FAILED: " + "; ".join(problems), file=sys.stderr)

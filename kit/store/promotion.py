@@ -86,6 +86,7 @@ def promote(
     check_import: bool = True,
     mode: str = "paper",
     allocation: float | None = None,
+    streams: Any = None,
 ) -> StrategyRecord:
     """Validate ``strategy`` and make it an active strategy of ``user`` on ``symbol``/``interval``.
 
@@ -101,6 +102,9 @@ def promote(
             only warm it up. Only used when the name is new (or moves to another stream or class).
         data: a candle frame for the check backtest (default: the stream's latest candles from
             the exchange, else from the local candle data).
+        streams: for a strategy reading extra streams (its ``streams`` declaration), their candle
+            frames for the check backtest by alias (default: each stream's latest candles, fetched
+            and checked like the strategy's own). The daemon serves them from the same feed.
         store: the database (default ``Store()`` from ``KIT_DATABASE_URL``).
         check_import: also import the class in a fresh Python process, as the daemon will.
         mode: ``"paper"`` (default, the paper broker) or ``"live"`` (real orders with the user's keys).
@@ -144,10 +148,12 @@ def promote(
         _check_import_elsewhere(path, params)
     now_ms, frame = _check_stream(symbol, interval, need_data=data is None)
     check_frame = frame if data is None else data
-    if mode == "live" and _signals_short(strategy, check_frame):
+    extra = _check_extra_streams(strategy, symbol, interval, streams)
+    if mode == "live" and _signals_short(strategy, check_frame, extra):
         raise ConfigError(_SHORT_REFUSAL.format(strategy=strategy))
-    _check_backtest(strategy, check_frame, model)
-    _check_parity(strategy, check_frame)
+    _check_backtest(strategy, check_frame, model, extra)
+    if not extra:  # the live check drives one stream; a strategy over several is checked by its replay
+        _check_parity(strategy, check_frame)
     start_ms = now_ms if start is None else parse_ms(start, "start")
     store = store or _default_store()
     rec = _strategies.upsert(
@@ -215,11 +221,25 @@ def _check_keys(store: Store, user: User | str) -> None:
         )
 
 
-def _signals_short(strategy: Any, frame: Any) -> bool:
+def _check_extra_streams(strategy: Any, symbol: str, interval: str, given: Any) -> dict[str, Any]:
+    """The candles of every extra stream the strategy reads (alias -> frame): given, or fetched and
+    checked like its own stream (the exchange must list the symbol and serve the interval)."""
+    from kit.strategy._streams import resolve
+
+    keys = resolve(strategy.streams, symbol, interval)  # an InputError (a ConfigError) names a bad one
+    given = dict(given or {})
+    unknown = sorted(set(given) - set(keys))
+    if unknown:
+        raise ConfigError(f"streams: {unknown} not declared by {type(strategy).__name__} (it reads {sorted(keys)})")
+    return {alias: given[alias] if alias in given else _check_stream(*key, need_data=True)[1]
+            for alias, key in keys.items()}  # fmt: skip
+
+
+def _signals_short(strategy: Any, frame: Any, streams: dict[str, Any] | None = None) -> bool:
     """Whether the strategy's rules give short signals on real candles (the NaN probe of
     ``has_shorts`` may miss rules that fail on NaNs; a live strategy must not)."""
     try:
-        return strategy.run_signals(frame).short_entries is not None
+        return strategy.run_signals(frame, streams=streams).short_entries is not None
     except Exception:
         return False  # the check backtest reports the failure itself, with its reason
 
@@ -246,11 +266,11 @@ def _check_import_elsewhere(path: str, params: dict[str, Any]) -> None:
         raise ConfigError(f"strategy {path!r} is not importable by the daemon's Python: {last}")
 
 
-def _check_backtest(strategy: Any, frame: Any, model: Any) -> None:
+def _check_backtest(strategy: Any, frame: Any, model: Any, streams: dict[str, Any] | None = None) -> None:
     import kit.backtest  # lazily: vectorbt only when promoting
 
     try:
-        kit.backtest.run(strategy, frame.iloc[-CHECK_ROWS:], model=model, check_parity=False)
+        kit.backtest.run(strategy, frame.iloc[-CHECK_ROWS:], model=model, streams=streams, check_parity=False)
     except Exception as exc:
         raise ConfigError(f"a check backtest of {strategy!r} failed: {type(exc).__name__}: {exc}") from None
 

@@ -11,6 +11,7 @@ from kit.strategy._live import LiveEvaluator
 from kit.strategy._param import Param
 from kit.strategy._parity import Mismatch, ParityError, ParityWarning, check_parity, sample_parity
 from kit.strategy._signals import Signal, Signals, crossed_above, crossed_below, shift
+from kit.strategy._streams import StreamColumn, on
 from kit.strategy._trust import check_module_allowed, module_allowed
 
 __all__ = [
@@ -24,12 +25,14 @@ __all__ = [
     "Signal",
     "Signals",
     "Strategy",
+    "StreamColumn",
     "check_frame",
     "check_module_allowed",
     "check_parity",
     "crossed_above",
     "crossed_below",
     "module_allowed",
+    "on",
     "sample_parity",
     "shift",
 ]

@@ -17,6 +17,7 @@ from kit.strategy._frame import check_frame, open_times_ms
 from kit.strategy._lookback import declared_lookback, derived_lookback
 from kit.strategy._param import Param
 from kit.strategy._signals import STOP_FIELDS, Signals
+from kit.strategy._streams import StreamColumn, check_streams, frame_interval, join_columns
 
 _TYPES = {"int": int, "float": float, "bool": bool, "str": str, int: int, float: float, bool: bool, str: str}
 CANDLE_COLUMNS = ("time", "open", "high", "low", "close", "volume")
@@ -91,6 +92,10 @@ class Strategy:
     #: Exit a position when price moves this fraction in favour of the entry price (``None``: none).
     take_profit: float | None = None
 
+    #: Extra streams the rules read, alias -> ``(symbol, interval)`` (symbol ``None``: its own);
+    #: name their columns with :func:`kit.strategy.on`. See :mod:`kit.strategy._streams`.
+    streams: ClassVar[Mapping[str, tuple[str | None, str]]] = {}
+
     path: ClassVar[str] = _ClassPath()  # type: ignore[assignment]
     _param_defs: ClassVar[dict[str, Param]] = {}
     _lookback_rows: int | None = None  # resolved lookback (see lookback_rows)
@@ -112,6 +117,7 @@ class Strategy:
                 elif name in defs:
                     del defs[name]  # a subclass replaced the parameter with a constant
         cls._param_defs = defs
+        cls.streams = check_streams(cls.__dict__.get("streams", cls.streams), cls.__name__)
         for p in defs.values():
             p.validate(p.default, cls.__name__)
 
@@ -231,6 +237,8 @@ class Strategy:
         """:meth:`indicators` normalised to name -> (spec, output or None), with names checked."""
         out: dict[str, tuple[Any, str | None]] = {}
         for name, value in self.indicators().items():
+            if isinstance(value, StreamColumn):
+                continue  # an extra stream's column: stream_columns()
             if not isinstance(name, str) or not name.isidentifier() or name in CANDLE_COLUMNS:
                 raise ValueError(
                     f"{type(self).__name__}.indicators(): column name {name!r} must be an identifier "
@@ -243,6 +251,29 @@ class Strategy:
             else:
                 out[name] = (value, None)
         return out
+
+    def stream_columns(self) -> dict[str, StreamColumn]:
+        """:meth:`indicators` columns read from extra streams (:func:`kit.strategy.on`), names checked."""
+        out: dict[str, StreamColumn] = {}
+        for name, value in self.indicators().items():
+            if not isinstance(value, StreamColumn):
+                continue
+            if not isinstance(name, str) or not name.isidentifier() or name in CANDLE_COLUMNS:
+                raise ValueError(f"{type(self).__name__}.indicators(): column name {name!r} must be an identifier "
+                                 f"other than {list(CANDLE_COLUMNS)}")  # fmt: skip
+            if value.alias not in self.streams:
+                raise InputError(f"{type(self).__name__}.indicators()[{name!r}] reads stream {value.alias!r}, "
+                                 f"which is not declared in streams {sorted(self.streams)}")  # fmt: skip
+            out[name] = value
+        return out
+
+    def stream_specs(self) -> dict[str, list[Any]]:
+        """Per extra stream alias, the unique indicator specs read from it (every declared alias present)."""
+        out: dict[str, dict[Any, None]] = {alias: {} for alias in self.streams}
+        for col in self.stream_columns().values():
+            if not col.is_field:
+                out[col.alias].setdefault(col.source, None)
+        return {alias: list(specs) for alias, specs in out.items()}
 
     @property
     def specs(self) -> list[Any]:
@@ -268,12 +299,20 @@ class Strategy:
         return max(w, default=0) + self.lookback_rows
 
     def columns(
-        self, data: pd.DataFrame, cache: dict[Any, Any] | None = None, *, base: Columns | None = None
+        self,
+        data: pd.DataFrame,
+        cache: dict[Any, Any] | None = None,
+        *,
+        base: Columns | None = None,
+        streams: Mapping[str, pd.DataFrame] | None = None,
+        interval: str | None = None,
     ) -> Columns:
         """The named columns the rules see, computed over a whole candle frame with batch indicators.
 
         ``cache`` (spec -> batch output) lets a sweep compute each unique spec once; ``base`` (the
         candle columns of an earlier call on the same, already checked, frame) skips re-checking.
+        ``streams`` (alias -> candle frame) feeds the declared extra streams, as-of joined on the
+        base rows' closes (``interval``: the base frame's, default its most common spacing).
         """
         if base is None:
             check_frame(data)
@@ -292,6 +331,11 @@ class Strategy:
             if spec not in cache:
                 cache[spec] = spec.batch(data)
             d[name] = _output(cache[spec], output, f"{type(self).__name__}.indicators()[{name!r}]")
+        extra = self.stream_columns()
+        if extra:
+            itv = interval or frame_interval(data.index)
+            intervals = {alias: itv_ for alias, (_, itv_) in self.streams.items()}
+            d.update(join_columns(d["time"], itv, extra, streams or {}, intervals, cache))
         return d
 
     def evaluate(self, d: Columns) -> Signals:
@@ -338,9 +382,11 @@ class Strategy:
             out.append(a)
         return Signals(*out)
 
-    def run_signals(self, data: pd.DataFrame, cache: dict[Any, Any] | None = None) -> Signals:
-        """Signals over a whole candle frame (the backtest path)."""
-        return self.evaluate(self.columns(data, cache))
+    def run_signals(
+        self, data: pd.DataFrame, cache: dict[Any, Any] | None = None, streams: Mapping[str, pd.DataFrame] | None = None
+    ) -> Signals:
+        """Signals over a whole candle frame (the backtest path); ``streams`` as in :meth:`columns`."""
+        return self.evaluate(self.columns(data, cache, streams=streams))
 
     @property
     def stops(self) -> tuple[float | None, float | None]:
@@ -351,7 +397,7 @@ class Strategy:
     @property
     def has_shorts(self) -> bool:
         """Whether the rules produce short signals (probed on a one-row window of NaNs)."""
-        d = Columns({c: np.full(1, np.nan) for c in (*CANDLE_COLUMNS, *self.columns_spec())})
+        d = Columns({c: np.full(1, np.nan) for c in (*CANDLE_COLUMNS, *self.columns_spec(), *self.stream_columns())})
         d["time"] = np.zeros(1, dtype=np.int64)
         try:
             return self.evaluate(d).short_entries is not None

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from kit.strategy._base import Strategy
 
 _PRICE = ("open", "high", "low", "close", "volume")
+_FIELD = {name: i + 1 for i, name in enumerate(_PRICE)}  # candle tuple position
 
 
 def _value(v: Any, output: str | None) -> float:
@@ -50,15 +51,21 @@ class LiveEvaluator:
     (or the row is not closed, or is not newer than the last one seen). ``on_candle(candle,
     values)`` is the same without a Row. Signals on row ``i`` equal the backtest's signals on
     row ``i`` provided the evaluator saw the same rows with the same indicator values.
+
+    A strategy reading extra streams gets, with each base row, the latest closed row of each
+    (``extras``: alias -> row or ``None``), as :class:`kit.engine.StreamJoin` releases them:
+    :meth:`on_joined` takes its output.
     """
 
-    __slots__ = ("_buf", "_cols", "_last_time", "_lookback", "_n", "_names", "_pos", "_time", "_windows", "strategy")
+    __slots__ = ("_buf", "_cols", "_extra", "_last_time", "_lookback", "_n", "_names", "_pos", "_time", "_windows",
+                 "strategy")  # fmt: skip
 
     def __init__(self, strategy: Strategy) -> None:
         self.strategy = strategy
         self._lookback = strategy.lookback_rows
         self._cols = list(strategy.columns_spec().items())  # name -> (spec, output)
-        self._names = (*_PRICE, *(name for name, _ in self._cols))
+        self._extra = list(strategy.stream_columns().items())  # name -> StreamColumn
+        self._names = (*_PRICE, *(name for name, _ in self._cols), *(name for name, _ in self._extra))
         self._buf = np.full((len(self._names), 2 * self._lookback), np.nan)
         self._time = np.zeros(2 * self._lookback, dtype=np.int64)
         self._pos = 0  # next write column
@@ -82,8 +89,11 @@ class LiveEvaluator:
         decide exactly as an evaluator that never stopped (only the last ``lookback`` rows matter).
         """
         for row in rows:
+            extras = None
+            if isinstance(row, tuple) and len(row) == 2 and isinstance(row[1], dict):  # a StreamJoin's Joined
+                row, extras = row
             if row.closed and int(row.candle[0]) > self._last_time:
-                self._push(int(row.candle[0]), row.candle, row.values)
+                self._push(int(row.candle[0]), row.candle, row.values, extras)
 
     def on_row(self, row: Any) -> Signal | None:
         """Evaluate on an engine row; see the class docstring."""
@@ -91,12 +101,24 @@ class LiveEvaluator:
             return None
         return self.on_candle(row.candle, row.values)
 
-    def on_candle(self, candle: Candle, values: Mapping[Any, Any]) -> Signal | None:
-        """Push one closed candle with its indicator values (spec -> value) and evaluate."""
+    def on_joined(self, joined: Any) -> Signal | None:
+        """Evaluate on a :class:`kit.engine.Joined` (a base row and the extra streams' rows)."""
+        row, extras = joined
+        if not row.closed:
+            return None
+        return self.on_candle(row.candle, row.values, extras)
+
+    def on_candle(
+        self, candle: Candle, values: Mapping[Any, Any], extras: Mapping[str, Any] | None = None
+    ) -> Signal | None:
+        """Push one closed candle with its indicator values (spec -> value) and evaluate.
+
+        ``extras``: per extra stream alias, its latest row closed by this candle's close (or ``None``).
+        """
         t = int(candle[0])
         if t <= self._last_time:
             return None  # a duplicate or an old candle: never decide twice
-        self._push(t, candle, values)
+        self._push(t, candle, values, extras)
         sig = self.strategy.evaluate(self._window())
         e, x = bool(sig.entries[-1]), bool(sig.exits[-1])
         se = bool(sig.short_entries[-1]) if sig.short_entries is not None else False
@@ -110,7 +132,7 @@ class LiveEvaluator:
             )  # fmt: skip
         return None
 
-    def _push(self, t: int, candle: Candle, values: Mapping[Any, Any]) -> None:
+    def _push(self, t: int, candle: Candle, values: Mapping[Any, Any], extras: Mapping[str, Any] | None) -> None:
         L = self._lookback
         if self._pos == 2 * L:
             # keep the newest L-1 rows at the front; amortised O(1) per row
@@ -127,11 +149,35 @@ class LiveEvaluator:
                 except KeyError:
                     raise KeyError(f"row has no value for indicator {spec!r} that {self.strategy!r} needs") from None
                 vals.append(_value(v, output) if output is not None or v is None else v)
-            col[5:] = vals
+            col[5 : 5 + len(vals)] = vals
+        if self._extra:
+            col[5 + len(self._cols) :] = self._extra_values(extras)
         self._time[self._pos] = t
         self._pos += 1
         self._n += 1
         self._last_time = t
+
+    def _extra_values(self, extras: Mapping[str, Any] | None) -> list[float]:
+        if extras is None:
+            raise KeyError(f"{self.strategy!r} reads streams {sorted(self.strategy.streams)}: evaluate joined rows")
+        vals = []
+        for _, col in self._extra:
+            try:
+                row = extras[col.alias]
+            except KeyError:
+                raise KeyError(f"no row of stream {col.alias!r} that {self.strategy!r} reads") from None
+            if row is None:  # nothing of that stream closed yet
+                vals.append(math.nan)
+            elif col.is_field:
+                vals.append(float(row.candle[_FIELD[col.source]]))
+            else:
+                try:
+                    v = row.values[col.source]
+                except KeyError:
+                    raise KeyError(f"stream {col.alias!r} row has no value for indicator {col.source!r} that "
+                                   f"{self.strategy!r} needs") from None  # fmt: skip
+                vals.append(_value(v, col.output))
+        return vals
 
     def _window(self) -> Columns:
         # Windows are views into the ring buffer, so one Columns per (lo, hi) stays valid: build once.
