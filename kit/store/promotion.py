@@ -62,6 +62,7 @@ from kit.store._scope import NotFound, user_id
 from kit.store._store import Store
 from kit.store.models import StrategyRecord, User
 from kit.strategy import ParityError, Strategy, check_module_allowed, check_parity
+from kit.strategy._streams import resolve as resolve_streams
 
 log = logging.getLogger(__name__)
 CHECK_ROWS = 500
@@ -224,9 +225,7 @@ def _check_keys(store: Store, user: User | str) -> None:
 def _check_extra_streams(strategy: Any, symbol: str, interval: str, given: Any) -> dict[str, Any]:
     """The candles of every extra stream the strategy reads (alias -> frame): given, or fetched and
     checked like its own stream (the exchange must list the symbol and serve the interval)."""
-    from kit.strategy._streams import resolve
-
-    keys = resolve(strategy.streams, symbol, interval)  # an InputError (a ConfigError) names a bad one
+    keys = resolve_streams(strategy.streams, symbol, interval)  # an InputError (a ConfigError) names a bad one
     given = dict(given or {})
     unknown = sorted(set(given) - set(keys))
     if unknown:
