@@ -1,5 +1,9 @@
 """The dashboard's CSS: given to each HTML pane (Panel renders them in shadow DOM)."""
 
+#: Candle colours: a rising and a falling bar.
+UP = "#16a34a"
+DOWN = "#dc2626"
+
 CSS = """
 .kit-bar{display:flex;align-items:center;gap:14px;font-family:system-ui,sans-serif}
 .kit-brand{font-weight:700;font-size:1.35em;color:#0f766e}

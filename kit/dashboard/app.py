@@ -116,10 +116,11 @@ def dashboard(chart_cls: type | None = None) -> pn.viewable.Viewable:
     qs = getattr(args, "arguments", {}) or {}
     symbol = (qs.get("symbol") or [b""])[0].decode() or None
     interval = (qs.get("interval") or [b"1m"])[0].decode() or "1m"
+    panes = (qs.get("panes") or [b""])[0].decode(errors="replace")[:64].split(",")
     session = Session(hub, user, "dashboard")
     interval = interval if interval in offered_intervals(settings) else "1m"
-    market = MarketView(hub, settings, doc, symbol=symbol, interval=interval,
-                        session_id=session.info.sid, **({"chart_cls": chart_cls} if chart_cls else {}))  # fmt: skip
+    market = MarketView(hub, settings, doc, symbol=symbol, interval=interval, session_id=session.info.sid,
+                        panes=panes, **({"chart_cls": chart_cls} if chart_cls else {}))  # fmt: skip
     session.views.append(market)
     market.start()
     session.info.stream = f"{market.symbol}@{market.interval}"
