@@ -14,7 +14,7 @@ import math
 
 import pytest
 
-from tests.fixtures.dashboard import SAMPLE_DIR, login, wait_for_bokeh
+from tests.fixtures.dashboard import SAMPLE_DIR, STRATEGIES, doc_json, login, wait_for_bokeh
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -99,5 +99,36 @@ def test_panes_named_in_the_address_open_with_the_page(dashboard_stack, chromium
         wait_for_bokeh(page)
         page.wait_for_function(f"() => {_DOC}.get_model_by_name('pane_rsi') && {_DOC}.get_model_by_name('pane_macd')")
         assert page.evaluate(f"() => {_DOC}.get_model_by_name('pane_volume')") is None  # not asked for
+    finally:
+        page.context.close()
+
+
+@pytest.mark.parametrize(("user", "other"), [("alice", "bob"), ("bob", "alice")])
+def test_the_landing_page_shows_my_strategies_at_a_glance_before_the_chart(
+    dashboard_stack, chromium, artifacts, user, other
+):
+    page = login(chromium, dashboard_stack.base_url, user)
+    try:
+        wait_for_bokeh(page)
+        page.get_by_text("My strategies at a glance").wait_for()
+        glance = page.locator(".kit-glance")
+        for name, symbol, _ in STRATEGIES[user]:
+            row = glance.locator(f"tr[data-sid='{dashboard_stack.ids[user][name]}']")
+            row.get_by_text(name, exact=True).wait_for()
+            assert f"{symbol} 1m" in row.inner_text() and "active" in row.inner_text()
+        if user == "alice":  # her open position, valued at the live price once the stream has one
+            row = glance.locator(f"tr[data-sid='{dashboard_stack.ids['alice']['alice-rsi']}']")
+            assert "long 0.02" in row.inner_text() and "entry" in row.inner_text()
+            row.get_by_text("no price yet").wait_for(state="detached")
+            assert any(c in row.inner_text() for c in "+-")  # today's P&L, signed
+        # above the market chart
+        glance_box = glance.bounding_box()
+        symbol_box = page.get_by_placeholder("search a symbol").bounding_box()
+        assert glance_box is not None and symbol_box is not None and glance_box["y"] < symbol_box["y"]
+        page.screenshot(path=str(artifacts / f"glance_{user}.png"))
+        # nothing of the other user's reached this page
+        sent = doc_json(page)
+        for name, _, _ in STRATEGIES[other]:
+            assert name not in sent, f"{other}'s {name} reached {user}'s page"
     finally:
         page.context.close()

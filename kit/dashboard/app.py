@@ -126,18 +126,22 @@ def dashboard(chart_cls: type | None = None) -> pn.viewable.Viewable:
     session.info.stream = f"{market.symbol}@{market.interval}"
     page = DashboardPage(get_store(), user, hub, market, session)
     pn.state.on_session_destroyed(session.close)
-    return pn.Column(_header(settings, user, admin=role == "admin", page="dashboard"), page.tabs,
+    return pn.Column(_header(settings, user, admin=role == "admin", page="dashboard"), page.glance.pane, page.tabs,
                      sizing_mode="stretch_width")  # fmt: skip
 
 
 class DashboardPage:
-    """The tabs of one session. *My strategies* is built when first opened (most of a session's
-    build cost is Bokeh/Panel models); until then only the chart's trade markers are refreshed."""
+    """The summary and tabs of one session. *My strategies* is built when first opened (most of a
+    session's build cost is Bokeh/Panel models); until then the summary at a glance and the chart's
+    trade markers are refreshed."""
 
     def __init__(self, store: Any, user: str, hub: Hub, market: Any, session: Session) -> None:
-        from kit.dashboard.mine import REFRESH_S, refresh_markers
+        from kit.dashboard.glance import GlanceView
+        from kit.dashboard.mine import REFRESH_S
 
         self.store, self.user, self.hub, self.market = store, user, hub, market
+        self.glance = GlanceView(store, user, hub)
+        session.views.append(self.glance)  # closed with the session: releases the markets it holds
         self.mine: Any = None
         self.holder = pn.Column(sizing_mode="stretch_width")
         self.tabs = pn.Tabs(("Market", market.panel), ("My strategies", self.holder), dynamic=False,
@@ -145,7 +149,7 @@ class DashboardPage:
         self.tabs.param.watch(self._on_tab, "active")
         market.on_stream_change.append(self._on_stream)
         self._session = session
-        refresh_markers(store, user, market)
+        self.tick()
         session.callbacks.append(pn.state.add_periodic_callback(self.tick, period=int(REFRESH_S * 1000)))
 
     def _on_tab(self, event: Any) -> None:
@@ -162,15 +166,17 @@ class DashboardPage:
         self.tick()
 
     def tick(self) -> None:
-        from kit.dashboard.mine import refresh_markers
+        from kit.dashboard.mine import load, refresh_markers
 
+        try:
+            data = load(self.store, self.user)  # cached per user: the tab below reuses it
+            self.glance.refresh(data)
+            if self.mine is None:
+                refresh_markers(self.store, self.user, self.market, fills=data[3], records=data[0])
+        except Exception as exc:
+            log.warning("summary refresh failed for %s: %s", self.user, exc)
         if self.mine is not None:
             self.mine.refresh()
-        else:
-            try:
-                refresh_markers(self.store, self.user, self.market)
-            except Exception as exc:
-                log.warning("markers refresh failed for %s: %s", self.user, exc)
 
 
 def admin_page() -> pn.viewable.Viewable:
