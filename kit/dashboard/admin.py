@@ -1,4 +1,5 @@
-"""The admin page (``/ops``, admins only): feed, sessions, daemon, users, recent errors.
+"""The admin page (``/ops``, admins only): plots of the system over the last hours (see
+:mod:`kit.dashboard.opsplots`), then feed, sessions, daemon, users, recent errors.
 
 Access is enforced per request by :func:`kit.dashboard.auth.authorize` (HTTP 403 for viewers);
 :class:`AdminView` checks the role again when it builds, so a misconfigured server shows nothing.
@@ -17,6 +18,8 @@ import panel as pn
 
 from kit.dashboard._style import CSS
 from kit.dashboard.hub import Hub
+from kit.dashboard.opsplots import OpsPlots
+from kit.dashboard.opswatch import OpsWatch
 from kit.settings import Settings
 
 log = logging.getLogger("kit.dashboard.admin")
@@ -108,12 +111,14 @@ def _streams_frame(streams: list[dict[str, Any]]) -> pd.DataFrame:
 class AdminView:
     """Per admin session: refreshed every :data:`REFRESH_S` seconds while open."""
 
-    def __init__(self, store: Any, hub: Hub, settings: Settings, user: str) -> None:
+    def __init__(self, store: Any, hub: Hub, settings: Settings, user: str, watch: OpsWatch) -> None:
         self.store = store
         self.hub = hub
         self.settings = settings
         self.user = user
-        self.status_url = f"http://127.0.0.1:{settings.status_port}/status"
+        self.watch = watch
+        self.status_url = watch.status_url
+        self.plots = OpsPlots(watch.timeline)
         self.daemon_badge = pn.pane.HTML("", stylesheets=[CSS])
         self.hub_table = _table(_kv({}), "hub", 240)
         self.streams_table = _table(pd.DataFrame(), "streams", 130)
@@ -127,6 +132,8 @@ class AdminView:
         self.events_table = _table(pd.DataFrame(), "events", 260)
         section = lambda title: pn.pane.HTML(f"<h3 class='kit-h'>{title}</h3>", stylesheets=[CSS])  # noqa: E731
         self.panel = pn.Column(
+            section(f"The last hours (a sample every {watch.every_s:g} s)"),
+            self.plots.panel,
             pn.Row(
                 pn.Column(
                     section("Daemon"),
@@ -138,7 +145,7 @@ class AdminView:
                 pn.Column(section("Feed (this dashboard process)"), self.feed_table, sizing_mode="stretch_width"),
                 sizing_mode="stretch_width",
             ),
-            section("Daemon strategies (problems first; error: the whole text)"),
+            section("Daemon strategies (problems first; error: the whole text; click a header to sort)"),
             self.daemon_strategies_table,
             section("Daemon streams"),
             self.daemon_streams_table,
@@ -160,7 +167,8 @@ class AdminView:
         )
 
     async def refresh(self) -> None:
-        """Refresh every table (async: the daemon's status endpoint is fetched without blocking)."""
+        """Refresh the plots and every table from the process's ops watcher and the store."""
+        self.plots.refresh()
         hub = self.hub.stats()
         streams = hub.pop("streams")
         feed = hub.pop("feed")
@@ -185,16 +193,7 @@ class AdminView:
         self._refresh_store()
 
     async def _refresh_daemon(self) -> None:
-        from tornado.httpclient import AsyncHTTPClient, HTTPClientError
-
-        status: dict[str, Any] = {}
-        ok = False
-        try:
-            resp = await AsyncHTTPClient().fetch(self.status_url, request_timeout=2.0, connect_timeout=1.0)
-            status = json.loads(resp.body)
-            ok = True
-        except (OSError, HTTPClientError, ValueError) as exc:
-            status = {"status endpoint": self.status_url, "error": str(exc)}
+        status, ok = dict(self.watch.status), self.watch.ok  # fetched once per process for every admin page
         hb = None
         try:
             from kit.store import events

@@ -42,6 +42,9 @@ def setup() -> None:
     pn.config.global_css = [*pn.config.global_css, CSS]
     get_store()
     get_hub()
+    from kit.dashboard.opswatch import get_ops_watch
+
+    get_ops_watch()  # the admin plots' samples start with the process, not with the first admin page
     log.info("dashboard process ready")
 
 
@@ -182,6 +185,7 @@ class DashboardPage:
 def admin_page() -> pn.viewable.Viewable:
     """The admin page (``/ops``): only for admins (the request was already authorised; checked again)."""
     from kit.dashboard.admin import REFRESH_S, AdminView
+    from kit.dashboard.opswatch import get_ops_watch
 
     pn.extension("tabulator", notifications=False)
     who = session_user()
@@ -191,7 +195,7 @@ def admin_page() -> pn.viewable.Viewable:
     settings = Settings.from_env()
     hub = get_hub()
     session = Session(hub, user, "ops")
-    view = AdminView(get_store(), hub, settings, user)
+    view = AdminView(get_store(), hub, settings, user, get_ops_watch())
     session.callbacks.append(pn.state.add_periodic_callback(view.refresh, period=int(REFRESH_S * 1000)))
     doc = pn.state.curdoc
     if doc is not None:
