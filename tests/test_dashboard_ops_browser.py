@@ -89,3 +89,36 @@ def test_admin_plots_render_and_grow(ops_stack, chromium, artifacts):
         _until(lambda: header.get_attribute("aria-sort") in ("ascending", "descending"), 10, "the table to sort")
     finally:
         page.context.close()
+
+
+def test_an_admin_pauses_a_strategy_and_the_daemon_stops_trading_it(ops_stack, chromium, artifacts):
+    from kit.store import ledger
+
+    sid, other = ops_stack.ids["alice"]["alice-ema"], ops_stack.ids["bob"]["bob-bollinger"]
+    _until(lambda: {sid, other} <= {m["id"] for m in _status(ops_stack).get("strategy_detail", [])}, 60,
+           "the daemon to run the strategies")  # fmt: skip
+    page = login(chromium, ops_stack.base_url, "root")
+    store = ops_stack.store()
+    try:
+        page.goto(ops_stack.base_url + "/ops")
+        choice = page.locator("select", has=page.locator("option", has_text="alice-ema")).first
+        choice.select_option(label=f"#{sid} alice-ema (alice, active)")
+        page.get_by_role("button", name="Pause strategy", exact=True).click()
+        page.get_by_text(f"Paused #{sid} alice-ema.").wait_for()
+        # the daemon stops it at its next poll and says why
+        st = _until(lambda: (s := _status(ops_stack)) and sid not in {m["id"] for m in s["strategy_detail"]} and s,
+                    30, "the daemon to stop the paused strategy")  # fmt: skip
+        problem = next(p for p in st["strategy_problems"] if p["id"] == sid)
+        assert problem["state"] == "paused" and "paused by admin root" in problem["error"]
+        # it trades no more: its checkpoint stands still while another strategy's moves on
+        before = ledger.load_checkpoints(store)
+        time.sleep(5)  # more than two candles at this replay speed
+        after = ledger.load_checkpoints(store)
+        assert after[sid].last_open_time == before[sid].last_open_time
+        assert after[other].last_open_time > before[other].last_open_time
+        # logged as an event on the admin page
+        page.get_by_text(f"admin root paused strategy {sid} (alice-ema)").first.wait_for(timeout=30_000)
+        page.screenshot(path=str(artifacts / "admin_paused.png"), full_page=True)
+    finally:
+        store.dispose()
+        page.context.close()

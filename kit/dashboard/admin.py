@@ -11,6 +11,7 @@ import json
 import logging
 import time
 from datetime import UTC, datetime
+from html import escape
 from typing import Any
 
 import pandas as pd
@@ -129,6 +130,17 @@ class AdminView:
         self.daemon_strategies_table = _table(pd.DataFrame(), "daemon strategies", 260, wrap=("error",))
         self.daemon_streams_table = _table(pd.DataFrame(), "daemon streams", 130, wrap=("last error",))
         self.users_table = _table(pd.DataFrame(), "users", 200)
+        # pausing: the actions re-check this user's role in the store (kit.store.admin)
+        self.pause_choice = pn.widgets.Select(options={}, width=320, name="Strategy")
+        self.pause_user_choice = pn.widgets.Select(options=[], width=200, name="User")
+        self.pause_button = pn.widgets.Button(name="Pause strategy", button_type="warning", width=130)
+        self.resume_button = pn.widgets.Button(name="Resume strategy", button_type="success", width=140)
+        self.pause_user_button = pn.widgets.Button(name="Pause all of the user's strategies", button_type="danger",
+                                                   width=260)  # fmt: skip
+        self.action_message = pn.pane.HTML("", min_width=300, stylesheets=[CSS])
+        self.pause_button.on_click(lambda _e: self._act("pause"))
+        self.resume_button.on_click(lambda _e: self._act("resume"))
+        self.pause_user_button.on_click(lambda _e: self._act("pause_user"))
         self.events_table = _table(pd.DataFrame(), "events", 260)
         section = lambda title: pn.pane.HTML(f"<h3 class='kit-h'>{title}</h3>", stylesheets=[CSS])  # noqa: E731
         self.panel = pn.Column(
@@ -147,6 +159,11 @@ class AdminView:
             ),
             section("Daemon strategies (problems first; error: the whole text; click a header to sort)"),
             self.daemon_strategies_table,
+            section("Pause (the daemon stops a paused strategy at its next poll; logged as an event)"),
+            pn.Row(
+                self.pause_choice, self.pause_button, self.resume_button, self.pause_user_choice, self.pause_user_button
+            ),
+            self.action_message,
             section("Daemon streams"),
             self.daemon_streams_table,
             section(
@@ -219,10 +236,42 @@ class AdminView:
         self.daemon_strategies_table.value = tables["strategies"]
         self.daemon_streams_table.value = tables["streams"]
 
+    def _act(self, what: str) -> None:
+        """A pause/resume button: done as this session's user, whom the store checks is an admin."""
+        from kit.errors import KitError
+        from kit.store import admin
+
+        try:
+            if what == "pause_user":
+                name = self.pause_user_choice.value
+                recs = admin.pause_user(self.store, self.user, name)
+                done = f"paused the {len(recs)} strategies of {name}"
+            else:
+                sid = self.pause_choice.value
+                if sid is None:
+                    raise KitError("pick a strategy first")
+                rec = (admin.pause_strategy if what == "pause" else admin.resume_strategy)(self.store, self.user, sid)
+                done = f"{'paused' if what == 'pause' else 'resumed'} #{rec.id} {rec.name}"
+        except KitError as exc:
+            self.action_message.object = f"<span class='kit-err'>{escape(str(exc))}</span>"
+            return
+        log.info("admin %s %s", self.user, done)
+        self.action_message.object = f"<span class='kit-ok'>{escape(done.capitalize())}.</span>"
+        self._refresh_store()
+
     def _refresh_store(self) -> None:
         from kit.store import events, strategies, users
 
         try:
+            names = {u.id: u.name for u in users.list(self.store)}
+            opts = {f"#{r.id} {r.name} ({names.get(r.user_id, r.user_id)}, {'off' if not r.active else r.state})": r.id
+                    for r in strategies.list_all_for_daemon(self.store, active_only=False)}  # fmt: skip
+            if opts != self.pause_choice.options:
+                current = self.pause_choice.value
+                self.pause_choice.options = opts
+                self.pause_choice.value = current if current in opts.values() else next(iter(opts.values()), None)
+            if sorted(names.values()) != self.pause_user_choice.options:
+                self.pause_user_choice.options = sorted(names.values())
             counts = {c["user"]: c for c in strategies.counts_for_admin(self.store)}
             rows = []
             for u in users.list(self.store):
