@@ -58,3 +58,24 @@ def test_the_timeline_keeps_its_window_only():
     assert len(tl.rows) == 5 and tl.rows[0]["t"] == 45 * 5000.0
     with pytest.raises(ValueError):
         Timeline(every_s=0)
+
+
+def test_the_admin_plots_draw_new_samples_only_and_a_new_stream_as_a_new_line():
+    from kit.dashboard.opsplots import OpsPlots
+
+    tl = Timeline(every_s=5, keep_s=60)
+    tl.sample(0.0, None, HUB, 1.0)
+    plots = OpsPlots(tl)
+    assert plots.no_streams.visible  # says so until the daemon reports a stream
+    plots.refresh()
+    assert list(plots.source.data["t"]) == [0.0]
+    tl.sample(5.0, _status(1, 0, {"BTCUSDT/1m": 1}), HUB, 2.0)
+    tl.sample(10.0, _status(2, 0, {"BTCUSDT/1m": 6}), HUB, 3.0)
+    plots.refresh()
+    assert list(plots.source.data["t"]) == [0.0, 5000.0, 10000.0]  # each sample drawn once
+    assert list(plots.source.data["dash_rss"]) == [1.0, 2.0, 3.0]
+    assert not plots.no_streams.visible and plots.stream_source.data["BTCUSDT/1m"][-1] == 1.0
+    lines = [r for r in plots.candles.renderers if getattr(r.glyph, "y", None) == "BTCUSDT/1m"]
+    assert len(lines) == 2  # a line and its dots
+    plots.refresh()  # nothing new: nothing sent
+    assert len(plots.source.data["t"]) == 3

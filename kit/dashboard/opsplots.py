@@ -9,7 +9,7 @@ import math
 from typing import Any
 
 import panel as pn
-from bokeh.models import ColumnDataSource, DatetimeTickFormatter, HoverTool, Legend
+from bokeh.models import ColumnDataSource, DatetimeTickFormatter, HoverTool, Label, Legend
 from bokeh.plotting import figure
 
 from kit.dashboard.timeline import SERIES, Timeline
@@ -58,6 +58,10 @@ class OpsPlots:
                                     formatters={"@t": "datetime"}, mode="vline"))  # fmt: skip
             self.figures[name] = fig
         self.candles = _figure("ops_candles", "Closed candles per second, per daemon stream")
+        # said until the daemon reports a stream (a plot with nothing at all also draws a Bokeh warning)
+        self.no_streams = Label(x=10, y=10, x_units="screen", y_units="screen", text_color="#6b7280",
+                                text="no daemon stream reported yet", text_font_size="12px")  # fmt: skip
+        self.candles.add_layout(self.no_streams)
         self.figures["ops_candles"] = self.candles
         self._streams: list[str] = []
         self._last = -math.inf
@@ -79,6 +83,7 @@ class OpsPlots:
                 self.candles.line("t", s, source=self.stream_source, legend_label=s, line_width=1.6, color=color)
                 self.candles.scatter("t", s, source=self.stream_source, legend_label=s, size=3, color=color)
             self._streams = names
+            self.no_streams.visible = not names
             hist = list(self.timeline.streams)
             self.stream_source.data = {"t": [r["t"] for r in hist], **{s: [r.get(s, math.nan) for r in hist]
                                                                        for s in names}}  # fmt: skip
