@@ -16,7 +16,8 @@ import pytest
 from bokeh.document import Document
 
 from kit.dashboard.chart import CandleChart
-from kit.dashboard.hub import CHART_BARS, OVERLAYS, Bar, Hub, overlay_column
+from kit.dashboard.hub import CHART_BARS, Bar, Hub
+from kit.dashboard.menu import OVERLAYS, PANES, overlay_column
 from kit.errors import ConfigError
 from kit.settings import Settings
 
@@ -79,10 +80,18 @@ async def test_hub_shares_one_stream_fans_out_and_leaks_nothing(simulator, sampl
     want = ema(closes[: i_last + 1], 20)[-1]
     assert math.isclose(closed[-1].values[col], want, rel_tol=1e-9)
     assert {"ov_bollinger_20_upper", "ov_bollinger_20_lower"} <= set(closed[-1].values)
+    # and so do the panes' values: RSI 14 and MACD 12/26/9 equal the batch indicators
+    from kit.indicators import macd, rsi
+
+    assert math.isclose(closed[-1].values["pn_rsi"], rsi(closes[: i_last + 1], 14)[-1], rel_tol=1e-9)
+    want_macd = macd(closes[: i_last + 1], 12, 26, 9)
+    for out, got in zip(("macd", "signal", "hist"), want_macd, strict=True):
+        assert math.isclose(closed[-1].values[f"pn_macd_{out}"], got[-1], rel_tol=1e-9, abs_tol=1e-9)
     # one engine stream and one feed stream for two listeners
     st = hub.stats()
     assert [s["listeners"] for s in st["streams"]] == [2]
     assert st["feed"]["streams"] == 1
+    assert st["engine"]["streams"] == 1 and st["engine"]["unique_specs"] == len(hub.specs())  # once per stream
     assert hub.last_price("BTCUSDT") is not None
 
     hub.detach("BTCUSDT", "1m", a)
@@ -134,6 +143,37 @@ def test_chart_reset_keeps_the_window_and_follow_names_the_stream():
     ready = doc.callbacks.js_event_callbacks[DocumentReady.event_name]
     assert len(ready) == 1 and "/kit/live?stream=" in ready[0].code and "sync: false" in ready[0].code
     assert chart.source.js_property_callbacks["change:tags"] == ready
+
+
+def test_panes_share_the_price_time_axis_and_are_built_only_when_asked():
+    from bokeh.models import Range1d, Span, VBar
+
+    hub = Hub(feed_factory=lambda: None)
+    menu = hub.pane_menu()
+    assert [(p.key, cols) for p, cols in menu] == [
+        ("rsi", ["pn_rsi"]), ("macd", ["pn_macd_macd", "pn_macd_signal", "pn_macd_hist"])]  # fmt: skip
+    assert {"pn_rsi", "pn_macd_hist", "ov_ema_20"} <= set(hub.columns())  # every row carries them
+    doc = Document()
+    chart = CandleChart(doc, "1m", hub.overlay_columns(), panes=menu)
+    doc.add_root(chart.layout)
+    assert chart.panes.options == {"Volume": "volume", "RSI 14": "rsi", "MACD 12 26 9": "macd"}
+    assert chart.panes.built == {}  # nothing built until a viewer asks
+    chart.reset([_bar(i * MINUTE, 100.0 + i, True) for i in range(5)])
+    assert "pn_rsi" in chart.source.data and "pn_macd_signal" in chart.source.data
+    figs = chart.show_panes(["macd", "rsi", "volume", "nonsense"])
+    assert [f.name for f in figs] == ["pane_volume", "pane_rsi", "pane_macd"]  # menu order
+    assert all(f.x_range is chart.price.x_range for f in figs)  # one time axis with the price
+    assert all(r.data_source is chart.source for f in figs for r in f.renderers)  # grow with the candles
+    rsi_fig, macd_fig = figs[1], figs[2]
+    assert isinstance(rsi_fig.y_range, Range1d) and (rsi_fig.y_range.start, rsi_fig.y_range.end) == (0, 100)
+    assert sorted(s.location for s in rsi_fig.center if isinstance(s, Span)) == [30.0, 70.0]
+    hist = [r for r in macd_fig.renderers if r.name == "pn_macd_hist"]
+    assert len(hist) == 1 and isinstance(hist[0].glyph, VBar)  # the histogram as bars
+    assert not any(r.visible for r in chart.price.renderers if r.name == "volume")  # volume moved to its pane
+    chart.set_interval("5m")
+    assert hist[0].glyph.width == 5 * MINUTE * 0.7
+    assert chart.show_panes(["rsi"]) == [rsi_fig]  # built once, reused
+    assert all(r.visible for r in chart.price.renderers if r.name == "volume")
 
 
 def test_encode_row_is_json_with_null_for_nan():
@@ -370,7 +410,7 @@ def test_port_free_sees_a_listening_server():
 def test_overlay_menu_resolves_to_indicator_specs():
     hub = Hub(feed_factory=lambda: None)
     labels = [ov.label for ov, _ in hub.specs()]
-    assert labels == [ov.label for ov in OVERLAYS]
+    assert labels == [ov.label for ov in (*OVERLAYS, *PANES)]
     cols = hub.overlay_columns()
     assert cols["EMA 20"] == ["ov_ema_20"]
     assert cols["Bollinger 20"] == ["ov_bollinger_20_upper", "ov_bollinger_20_middle", "ov_bollinger_20_lower"]

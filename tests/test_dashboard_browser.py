@@ -8,6 +8,7 @@ page go to ``tests/artifacts/``.
 from __future__ import annotations
 
 import itertools
+import re
 import urllib.parse
 
 import pytest
@@ -196,8 +197,8 @@ def test_admin_page_shown_to_an_admin(dashboard_stack, chromium, artifacts):
             page.get_by_text(title, exact=True).wait_for()
         page.get_by_text("daemon unreachable").wait_for()  # no daemon in this stack, and it says so
         page.get_by_text("BTCUSDT@1m").first.wait_for()  # the hub's stream and the viewer's session
-        for name in USERS:
-            page.get_by_text(name, exact=True).first.wait_for()
+        for name in USERS:  # in the users table (the pause controls list them too, as options)
+            page.locator(".tabulator-cell", has_text=re.compile(f"^{name}$")).first.wait_for()
         page.screenshot(path=str(artifacts / "admin.png"), full_page=True)
         # Panel's own admin page is open to admins
         resp = page.goto(dashboard_stack.base_url + "/admin")

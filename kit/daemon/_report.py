@@ -13,11 +13,15 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import psutil
+
 from kit import _metrics
 
 if TYPE_CHECKING:
     from kit.daemon._daemon import Daemon
 
+#: This process, for its resident memory in ``/status``.
+_PROCESS = psutil.Process()
 #: Modules the daemon must never import; ``/status`` shows it does not.
 HEAVY = ("vectorbt", "panel", "holoviews", "bokeh")
 #: The heartbeat's status line.
@@ -65,6 +69,7 @@ def status(d: Daemon, brief: bool = False) -> dict[str, Any]:
         "commits": d.writer.commits,
         "queue": d.writer.waiting,
         "write_lag_s": round(d.writer.lag(), 3),
+        "rss_mb": round(_PROCESS.memory_info().rss / 2**20, 1),  # the admin page plots it
         "persist_latency_ms": {"p50": round(1000 * quantile(lat, 0.5), 3) if lat else None,
                                "p99": round(1000 * quantile(lat, 0.99), 3) if lat else None, "n": len(lat)},
     }  # fmt: skip

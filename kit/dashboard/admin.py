@@ -1,4 +1,5 @@
-"""The admin page (``/ops``, admins only): feed, sessions, daemon, users, recent errors.
+"""The admin page (``/ops``, admins only): plots of the system over the last hours (see
+:mod:`kit.dashboard.opsplots`), then feed, sessions, daemon, users, recent errors.
 
 Access is enforced per request by :func:`kit.dashboard.auth.authorize` (HTTP 403 for viewers);
 :class:`AdminView` checks the role again when it builds, so a misconfigured server shows nothing.
@@ -10,6 +11,7 @@ import json
 import logging
 import time
 from datetime import UTC, datetime
+from html import escape
 from typing import Any
 
 import pandas as pd
@@ -17,6 +19,8 @@ import panel as pn
 
 from kit.dashboard._style import CSS
 from kit.dashboard.hub import Hub
+from kit.dashboard.opsplots import OpsPlots
+from kit.dashboard.opswatch import OpsWatch
 from kit.settings import Settings
 
 log = logging.getLogger("kit.dashboard.admin")
@@ -108,12 +112,14 @@ def _streams_frame(streams: list[dict[str, Any]]) -> pd.DataFrame:
 class AdminView:
     """Per admin session: refreshed every :data:`REFRESH_S` seconds while open."""
 
-    def __init__(self, store: Any, hub: Hub, settings: Settings, user: str) -> None:
+    def __init__(self, store: Any, hub: Hub, settings: Settings, user: str, watch: OpsWatch) -> None:
         self.store = store
         self.hub = hub
         self.settings = settings
         self.user = user
-        self.status_url = f"http://127.0.0.1:{settings.status_port}/status"
+        self.watch = watch
+        self.status_url = watch.status_url
+        self.plots = OpsPlots(watch.timeline)
         self.daemon_badge = pn.pane.HTML("", stylesheets=[CSS])
         self.hub_table = _table(_kv({}), "hub", 240)
         self.streams_table = _table(pd.DataFrame(), "streams", 130)
@@ -124,9 +130,22 @@ class AdminView:
         self.daemon_strategies_table = _table(pd.DataFrame(), "daemon strategies", 260, wrap=("error",))
         self.daemon_streams_table = _table(pd.DataFrame(), "daemon streams", 130, wrap=("last error",))
         self.users_table = _table(pd.DataFrame(), "users", 200)
+        # pausing: the actions re-check this user's role in the store (kit.store.admin)
+        self.pause_choice = pn.widgets.Select(options={}, width=320, name="Strategy")
+        self.pause_user_choice = pn.widgets.Select(options=[], width=200, name="User")
+        self.pause_button = pn.widgets.Button(name="Pause strategy", button_type="warning", width=130)
+        self.resume_button = pn.widgets.Button(name="Resume strategy", button_type="success", width=140)
+        self.pause_user_button = pn.widgets.Button(name="Pause all of the user's strategies", button_type="danger",
+                                                   width=260)  # fmt: skip
+        self.action_message = pn.pane.HTML("", min_width=300, stylesheets=[CSS])
+        self.pause_button.on_click(lambda _e: self._act("pause"))
+        self.resume_button.on_click(lambda _e: self._act("resume"))
+        self.pause_user_button.on_click(lambda _e: self._act("pause_user"))
         self.events_table = _table(pd.DataFrame(), "events", 260)
         section = lambda title: pn.pane.HTML(f"<h3 class='kit-h'>{title}</h3>", stylesheets=[CSS])  # noqa: E731
         self.panel = pn.Column(
+            section(f"The last hours (a sample every {watch.every_s:g} s)"),
+            self.plots.panel,
             pn.Row(
                 pn.Column(
                     section("Daemon"),
@@ -138,8 +157,13 @@ class AdminView:
                 pn.Column(section("Feed (this dashboard process)"), self.feed_table, sizing_mode="stretch_width"),
                 sizing_mode="stretch_width",
             ),
-            section("Daemon strategies (problems first; error: the whole text)"),
+            section("Daemon strategies (problems first; error: the whole text; click a header to sort)"),
             self.daemon_strategies_table,
+            section("Pause (the daemon stops a paused strategy at its next poll; logged as an event)"),
+            pn.Row(
+                self.pause_choice, self.pause_button, self.resume_button, self.pause_user_choice, self.pause_user_button
+            ),
+            self.action_message,
             section("Daemon streams"),
             self.daemon_streams_table,
             section(
@@ -160,7 +184,8 @@ class AdminView:
         )
 
     async def refresh(self) -> None:
-        """Refresh every table (async: the daemon's status endpoint is fetched without blocking)."""
+        """Refresh the plots and every table from the process's ops watcher and the store."""
+        self.plots.refresh()
         hub = self.hub.stats()
         streams = hub.pop("streams")
         feed = hub.pop("feed")
@@ -185,16 +210,7 @@ class AdminView:
         self._refresh_store()
 
     async def _refresh_daemon(self) -> None:
-        from tornado.httpclient import AsyncHTTPClient, HTTPClientError
-
-        status: dict[str, Any] = {}
-        ok = False
-        try:
-            resp = await AsyncHTTPClient().fetch(self.status_url, request_timeout=2.0, connect_timeout=1.0)
-            status = json.loads(resp.body)
-            ok = True
-        except (OSError, HTTPClientError, ValueError) as exc:
-            status = {"status endpoint": self.status_url, "error": str(exc)}
+        status, ok = dict(self.watch.status), self.watch.ok  # fetched once per process for every admin page
         hb = None
         try:
             from kit.store import events
@@ -220,10 +236,42 @@ class AdminView:
         self.daemon_strategies_table.value = tables["strategies"]
         self.daemon_streams_table.value = tables["streams"]
 
+    def _act(self, what: str) -> None:
+        """A pause/resume button: done as this session's user, whom the store checks is an admin."""
+        from kit.errors import KitError
+        from kit.store import admin
+
+        try:
+            if what == "pause_user":
+                name = self.pause_user_choice.value
+                recs = admin.pause_user(self.store, self.user, name)
+                done = f"paused the {len(recs)} strategies of {name}"
+            else:
+                sid = self.pause_choice.value
+                if sid is None:
+                    raise KitError("pick a strategy first")
+                rec = (admin.pause_strategy if what == "pause" else admin.resume_strategy)(self.store, self.user, sid)
+                done = f"{'paused' if what == 'pause' else 'resumed'} #{rec.id} {rec.name}"
+        except KitError as exc:
+            self.action_message.object = f"<span class='kit-err'>{escape(str(exc))}</span>"
+            return
+        log.info("admin %s %s", self.user, done)
+        self.action_message.object = f"<span class='kit-ok'>{escape(done.capitalize())}.</span>"
+        self._refresh_store()
+
     def _refresh_store(self) -> None:
         from kit.store import events, strategies, users
 
         try:
+            names = {u.id: u.name for u in users.list(self.store)}
+            opts = {f"#{r.id} {r.name} ({names.get(r.user_id, r.user_id)}, {'off' if not r.active else r.state})": r.id
+                    for r in strategies.list_all_for_daemon(self.store, active_only=False)}  # fmt: skip
+            if opts != self.pause_choice.options:
+                current = self.pause_choice.value
+                self.pause_choice.options = opts
+                self.pause_choice.value = current if current in opts.values() else next(iter(opts.values()), None)
+            if sorted(names.values()) != self.pause_user_choice.options:
+                self.pause_user_choice.options = sorted(names.values())
             counts = {c["user"]: c for c in strategies.counts_for_admin(self.store)}
             rows = []
             for u in users.list(self.store):

@@ -42,6 +42,9 @@ def setup() -> None:
     pn.config.global_css = [*pn.config.global_css, CSS]
     get_store()
     get_hub()
+    from kit.dashboard.opswatch import get_ops_watch
+
+    get_ops_watch()  # the admin plots' samples start with the process, not with the first admin page
     log.info("dashboard process ready")
 
 
@@ -116,27 +119,32 @@ def dashboard(chart_cls: type | None = None) -> pn.viewable.Viewable:
     qs = getattr(args, "arguments", {}) or {}
     symbol = (qs.get("symbol") or [b""])[0].decode() or None
     interval = (qs.get("interval") or [b"1m"])[0].decode() or "1m"
+    panes = (qs.get("panes") or [b""])[0].decode(errors="replace")[:64].split(",")
     session = Session(hub, user, "dashboard")
     interval = interval if interval in offered_intervals(settings) else "1m"
-    market = MarketView(hub, settings, doc, symbol=symbol, interval=interval,
-                        session_id=session.info.sid, **({"chart_cls": chart_cls} if chart_cls else {}))  # fmt: skip
+    market = MarketView(hub, settings, doc, symbol=symbol, interval=interval, session_id=session.info.sid,
+                        panes=panes, **({"chart_cls": chart_cls} if chart_cls else {}))  # fmt: skip
     session.views.append(market)
     market.start()
     session.info.stream = f"{market.symbol}@{market.interval}"
     page = DashboardPage(get_store(), user, hub, market, session)
     pn.state.on_session_destroyed(session.close)
-    return pn.Column(_header(settings, user, admin=role == "admin", page="dashboard"), page.tabs,
+    return pn.Column(_header(settings, user, admin=role == "admin", page="dashboard"), page.glance.pane, page.tabs,
                      sizing_mode="stretch_width")  # fmt: skip
 
 
 class DashboardPage:
-    """The tabs of one session. *My strategies* is built when first opened (most of a session's
-    build cost is Bokeh/Panel models); until then only the chart's trade markers are refreshed."""
+    """The summary and tabs of one session. *My strategies* is built when first opened (most of a
+    session's build cost is Bokeh/Panel models); until then the summary at a glance and the chart's
+    trade markers are refreshed."""
 
     def __init__(self, store: Any, user: str, hub: Hub, market: Any, session: Session) -> None:
-        from kit.dashboard.mine import REFRESH_S, refresh_markers
+        from kit.dashboard.glance import GlanceView
+        from kit.dashboard.mine import REFRESH_S
 
         self.store, self.user, self.hub, self.market = store, user, hub, market
+        self.glance = GlanceView(store, user, hub)
+        session.views.append(self.glance)  # closed with the session: releases the markets it holds
         self.mine: Any = None
         self.holder = pn.Column(sizing_mode="stretch_width")
         self.tabs = pn.Tabs(("Market", market.panel), ("My strategies", self.holder), dynamic=False,
@@ -144,7 +152,7 @@ class DashboardPage:
         self.tabs.param.watch(self._on_tab, "active")
         market.on_stream_change.append(self._on_stream)
         self._session = session
-        refresh_markers(store, user, market)
+        self.tick()
         session.callbacks.append(pn.state.add_periodic_callback(self.tick, period=int(REFRESH_S * 1000)))
 
     def _on_tab(self, event: Any) -> None:
@@ -161,20 +169,23 @@ class DashboardPage:
         self.tick()
 
     def tick(self) -> None:
-        from kit.dashboard.mine import refresh_markers
+        from kit.dashboard.mine import load, refresh_markers
 
+        try:
+            data = load(self.store, self.user)  # cached per user: the tab below reuses it
+            self.glance.refresh(data)
+            if self.mine is None:
+                refresh_markers(self.store, self.user, self.market, fills=data[3], records=data[0])
+        except Exception as exc:
+            log.warning("summary refresh failed for %s: %s", self.user, exc)
         if self.mine is not None:
             self.mine.refresh()
-        else:
-            try:
-                refresh_markers(self.store, self.user, self.market)
-            except Exception as exc:
-                log.warning("markers refresh failed for %s: %s", self.user, exc)
 
 
 def admin_page() -> pn.viewable.Viewable:
     """The admin page (``/ops``): only for admins (the request was already authorised; checked again)."""
     from kit.dashboard.admin import REFRESH_S, AdminView
+    from kit.dashboard.opswatch import get_ops_watch
 
     pn.extension("tabulator", notifications=False)
     who = session_user()
@@ -184,7 +195,7 @@ def admin_page() -> pn.viewable.Viewable:
     settings = Settings.from_env()
     hub = get_hub()
     session = Session(hub, user, "ops")
-    view = AdminView(get_store(), hub, settings, user)
+    view = AdminView(get_store(), hub, settings, user, get_ops_watch())
     session.callbacks.append(pn.state.add_periodic_callback(view.refresh, period=int(REFRESH_S * 1000)))
     doc = pn.state.curdoc
     if doc is not None:

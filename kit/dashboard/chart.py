@@ -27,12 +27,13 @@ from bokeh.models import (
 )
 from bokeh.plotting import figure
 
-from kit.dashboard._style import CSS
+from kit.dashboard._style import CSS, DOWN, UP
 from kit.dashboard.hub import CHART_BARS, Bar
+from kit.dashboard.menu import VOLUME, Pane
+from kit.dashboard.panes import PaneSet
 from kit.market.intervals import interval_ms
 
-UP = "#16a34a"
-DOWN = "#dc2626"
+__all__ = ["DOWN", "LIVE_JS", "UP", "CandleChart", "chart_row"]
 _OVERLAY_COLORS = ("#2563eb", "#9333ea", "#ea580c", "#0891b2", "#ca8a04", "#db2777")
 _BASE = ("open_time", "open", "high", "low", "close", "volume", "color", "recv_ms")
 
@@ -163,9 +164,11 @@ def chart_row(bar: Bar, columns: Sequence[str]) -> dict[str, Any]:
 
 
 class CandleChart:
-    """Price (candles, overlays, trade markers) over volume, and the price header, for one session.
+    """Price (candles, overlays, trade markers) over volume, the panes under it, and the price
+    header, for one session.
 
-    ``overlay_columns`` maps an overlay label to the columns it draws. With a ``doc``, the page
+    ``overlay_columns`` maps an overlay label to the columns it draws; ``panes`` are the indicator
+    panes on offer with their columns (see :mod:`kit.dashboard.panes`). With a ``doc``, the page
     follows the stream set by :meth:`follow` over the live socket once the document is ready.
     """
 
@@ -175,11 +178,13 @@ class CandleChart:
         interval: str,
         overlay_columns: dict[str, list[str]],
         *,
+        panes: list[tuple[Pane, list[str]]] | None = None,
         height: int = 460,
     ) -> None:
         self.doc = doc
         self.overlay_columns = overlay_columns
         self._columns = [c for cols in overlay_columns.values() for c in cols]
+        self._columns += [c for _, cols in panes or () for c in cols]
         self.source = ColumnDataSource(data=_empty(self._columns), name="candles")
         self.trades = ColumnDataSource(
             data={"time": [], "price": [], "marker": [], "color": [], "label": []}, name="trade_markers"
@@ -257,6 +262,7 @@ class CandleChart:
                            alpha=0.3, y_range_name="volume", level="underlay", name="volume")  # fmt: skip
         self.price = p
         self.layout = p
+        self.panes = PaneSet(self.source, p, interval, panes or [])
         if doc is not None:
             live = CustomJS(args={"source": self.source, "vol_range": self._vol_range, "header": self.header,
                                   "status": self.status}, code=LIVE_JS)  # fmt: skip
@@ -269,6 +275,13 @@ class CandleChart:
         for label, lines in self.overlay_lines.items():
             for line in lines:
                 line.visible = label in wanted
+
+    def show_panes(self, keys: Iterable[str]) -> list[Any]:
+        """The figures to show under the price for the panes ``keys`` (volume, indicator keys); the
+        volume drawn under the candles hides while the volume pane shows it."""
+        keys = list(keys)
+        self._vol.visible = VOLUME not in keys
+        return self.panes.figures(keys)
 
     def set_trades(self, rows: list[dict[str, Any]]) -> None:
         """Trade markers: rows of ``time`` (candle open time, ms), ``price``, ``buy`` (bool), ``label``.
@@ -308,6 +321,7 @@ class CandleChart:
         w = interval_ms(interval) * 0.7
         self._body.glyph.width = w
         self._vol.glyph.width = w
+        self.panes.set_interval(interval)
 
     def push(self, bar: Bar) -> None:
         """The hub's listener call: nothing to do. Live rows reach the page over the live socket;

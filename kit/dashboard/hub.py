@@ -2,7 +2,8 @@
 
 A ``panel serve`` process holds one :class:`Hub` (:func:`get_hub`). For each stream
 ``(symbol, interval)`` that at least one session shows, the hub keeps **one** subscription
-(through the indicator engine when it is available, so overlays are computed once per process,
+(through the indicator engine when it is available, so the chart menu's overlays and panes
+(:mod:`kit.dashboard.menu`) are computed once per stream and process,
 else straight on the feed), a ring buffer of recent bars, and the set of session listeners. A
 session attaches a listener when it opens (getting the buffer as its initial history) and
 detaches it when it closes; a stream nobody watches is closed after a short grace period, so
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import threading
 import time
 from collections import deque
@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
+from kit.dashboard.menu import OVERLAYS, PANES, MenuItem, Overlay, Pane, flatten, item_columns
 from kit.engine import IndicatorEngine
 from kit.feed import CandleSource
 from kit.indicators import spec as make_spec
@@ -39,30 +40,6 @@ MAX_HISTORY = 1500
 #: Seconds a stream lives on after its last session leaves (a page reload reuses it).
 GRACE_S = 10.0
 _DAY_MS = 86_400_000
-
-
-class Overlay(NamedTuple):
-    """An indicator a user may draw over the price: a label, the spec's name and parameters."""
-
-    label: str
-    name: str
-    params: tuple[Any, ...]
-
-
-#: The overlay menu. Every stream computes all of them once (in the shared engine); each session
-#: draws the ones its user ticks.
-OVERLAYS: tuple[Overlay, ...] = (
-    Overlay("EMA 20", "ema", (20,)),
-    Overlay("EMA 50", "ema", (50,)),
-    Overlay("SMA 20", "sma", (20,)),
-    Overlay("Bollinger 20", "bbands", (20, 2.0)),
-)
-
-
-def overlay_column(label: str, output: str | None = None) -> str:
-    """The chart column holding an overlay's (output's) values, e.g. ``ov_ema_20`` / ``ov_bollinger_20_upper``."""
-    base = "ov_" + label.lower().replace(" ", "_")
-    return f"{base}_{output}" if output else base
 
 
 class Bar(NamedTuple):
@@ -143,6 +120,7 @@ class Hub:
         engine_factory: Callable[[CandleSource], IndicatorEngine] | None = None,
         *,
         overlays: tuple[Overlay, ...] = OVERLAYS,
+        panes: tuple[Pane, ...] = PANES,
         grace_s: float = GRACE_S,
     ) -> None:
         if grace_s < 0:
@@ -150,11 +128,12 @@ class Hub:
         self._feed_factory = feed_factory
         self._engine_factory = engine_factory
         self.overlays = overlays
+        self.panes = panes
         self.grace_s = grace_s
         self._streams: dict[tuple[str, str], _Stream] = {}
         self._feed: CandleSource | None = None
         self._engine: IndicatorEngine | None = None
-        self._specs: list[tuple[Overlay, Any]] | None = None
+        self._specs: list[tuple[MenuItem, Any]] | None = None
         self.sessions: dict[str, SessionInfo] = {}
         #: (symbol, interval) -> the stream's live broadcast (see :mod:`kit.dashboard.live`)
         self.broadcasts: dict[tuple[str, str], Any] = {}
@@ -182,27 +161,30 @@ class Hub:
                 self._engine = IndicatorEngine(self.feed)
         return self._engine
 
-    def specs(self) -> list[tuple[Overlay, Any]]:
-        """The overlay menu as indicator specs (overlays whose indicator does not exist are left out)."""
+    def specs(self) -> list[tuple[MenuItem, Any]]:
+        """The chart's menu (overlays, then panes) as indicator specs, every one computed once per
+        stream; items whose indicator does not exist are left out."""
         if self._specs is None:
-            out = []
-            for ov in self.overlays:
+            out: list[tuple[MenuItem, Any]] = []
+            for item in (*self.overlays, *self.panes):
                 try:
-                    out.append((ov, make_spec(ov.name, *ov.params)))
+                    out.append((item, make_spec(item.name, *item.params)))
                 except Exception as exc:  # an indicator the engine does not offer: skip it
-                    log.warning("overlay %s unavailable: %s", ov.label, exc)
+                    log.warning("indicator %s unavailable: %s", item.label, exc)
             self._specs = out
         return self._specs
 
     def overlay_columns(self) -> dict[str, list[str]]:
         """Overlay label -> the chart columns it draws (one per output)."""
-        cols: dict[str, list[str]] = {}
-        for ov, sp in self.specs():
-            outputs = list(getattr(sp, "outputs", ()) or ())
-            cols[ov.label] = (
-                [overlay_column(ov.label, o) for o in outputs] if len(outputs) > 1 else [overlay_column(ov.label)]
-            )
-        return cols
+        return {it.label: item_columns(it, sp) for it, sp in self.specs() if isinstance(it, Overlay)}
+
+    def pane_menu(self) -> list[tuple[Pane, list[str]]]:
+        """The indicator panes a chart offers, each with the chart columns it draws (one per output)."""
+        return [(it, item_columns(it, sp)) for it, sp in self.specs() if isinstance(it, Pane)]
+
+    def columns(self) -> list[str]:
+        """Every indicator column of a chart row (overlays and panes)."""
+        return [c for it, sp in self.specs() for c in item_columns(it, sp)]
 
     def feed_state(self) -> FeedState:
         """Whether the feed's exchange connections are all up, from its public ``stats()``."""
@@ -316,6 +298,15 @@ class Hub:
     def record_error(self, message: str) -> None:
         self.errors.append((time.time(), message))
 
+    def close(self) -> None:
+        """Stop every stream's task and the live sockets' feed watcher (a hub being forgotten)."""
+        for st in list(self._streams.values()):
+            if st.task is not None:
+                st.task.cancel()
+        if self.live_watch is not None:
+            self.live_watch.stop()
+            self.live_watch = None
+
     # -- the stream loop -----------------------------------------------------------------------
     async def _run(self, st: _Stream) -> None:
         backoff = 1.0
@@ -338,12 +329,12 @@ class Hub:
         if engine is not None:
             st.source = "engine"
             specs = [sp for _, sp in self.specs()]
-            labels = {sp: ov for ov, sp in self.specs()}
+            items = {sp: it for it, sp in self.specs()}
             async with engine.subscribe(st.symbol, st.interval, specs=specs, history=st.history, forming=True) as sub:
                 for row in sub.history:  # the engine hands history over on entering
-                    self._on(st, row.candle, True, _flatten(row.values, labels))
+                    self._on(st, row.candle, True, flatten(row.values, items))
                 async for row in sub:
-                    self._on(st, row.candle, bool(row.closed), _flatten(row.values, labels))
+                    self._on(st, row.candle, bool(row.closed), flatten(row.values, items))
         else:
             st.source = "feed"
             async with self.feed.subscribe(st.symbol, st.interval, history=st.history, mode="conflate") as sub:
@@ -422,38 +413,6 @@ def _live_stats(broadcast: Any) -> dict[str, int]:
     return {k: st[k] for k in ("sockets", "messages", "bytes", "coalesced")}
 
 
-def _flatten(values: Any, labels: dict[Any, Overlay]) -> dict[str, float]:
-    """Engine row values (keyed by spec; a multi-output value is a mapping or a tuple) -> chart columns."""
-    out: dict[str, float] = {}
-    if not values:
-        return out
-    for sp, v in dict(values).items():
-        ov = labels.get(sp)
-        if ov is None:
-            continue
-        if isinstance(v, dict):
-            for name, x in v.items():
-                out[overlay_column(ov.label, name)] = _num(x)
-        elif isinstance(v, tuple | list):
-            outputs = list(getattr(sp, "outputs", ()) or ()) or [str(i) for i in range(len(v))]
-            for name, x in zip(outputs, v, strict=False):
-                out[overlay_column(ov.label, name)] = _num(x)
-        elif hasattr(v, "_asdict"):
-            for name, x in v._asdict().items():
-                out[overlay_column(ov.label, name)] = _num(x)
-        else:
-            out[overlay_column(ov.label)] = _num(v)
-    return out
-
-
-def _num(x: Any) -> float:
-    try:
-        f = float(x)
-    except (TypeError, ValueError):
-        return math.nan
-    return f
-
-
 def default_feed() -> CandleSource:
     """The dashboard's candle source: with ``KIT_REDIS_URL`` set, the feed ``kit relay`` publishes to
     Redis (:class:`kit.relay.RedisFeed`), so any number of dashboard processes and hosts share the
@@ -489,10 +448,5 @@ def reset_hub() -> None:
     global _hub
     with _hub_lock:
         if _hub is not None:
-            for st in list(_hub._streams.values()):
-                if st.task is not None:
-                    st.task.cancel()
-            if _hub.live_watch is not None:
-                _hub.live_watch.stop()
-                _hub.live_watch = None
+            _hub.close()
         _hub = None

@@ -128,7 +128,7 @@ class StreamBroadcast:
         self.symbol = symbol
         self.interval = interval
         self.key = f"{symbol}@{interval}"
-        self.columns = [c for cols in hub.overlay_columns().values() for c in cols]
+        self.columns = hub.columns()
         self.clients: set[_Client] = set()
         self.attached = False
         self.events = 0

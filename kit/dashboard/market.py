@@ -6,6 +6,7 @@ import logging
 import math
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import panel as pn
@@ -132,6 +133,7 @@ class MarketView:
         interval: str = "1m",
         chart_cls: type[CandleChart] = CandleChart,
         session_id: str = "",
+        panes: Sequence[str] = (),
     ) -> None:
         symbols = served_symbols(settings)
         intervals = offered_intervals(settings)
@@ -142,7 +144,7 @@ class MarketView:
         self.interval = interval
         self.session_id = session_id
         self._attached = False
-        self.chart = chart_cls(doc, interval, hub.overlay_columns())
+        self.chart = chart_cls(doc, interval, hub.overlay_columns(), panes=hub.pane_menu())
         # A search box over every listed symbol (an exchange lists thousands: a plain select is a
         # scroll through all of them); only a listed symbol is accepted.
         self.symbol_select = pn.widgets.AutocompleteInput(
@@ -155,6 +157,15 @@ class MarketView:
         self.overlay_select = pn.widgets.CheckButtonGroup(
             name="Overlays", options=list(self.chart.overlay_lines), value=[], button_type="light"
         )
+        # the panes under the price, chosen per chart (``?panes=rsi,macd`` opens the page with them)
+        options = self.chart.panes.options
+        self.pane_select = pn.widgets.CheckButtonGroup(
+            options=options, value=[k for k in options.values() if k in panes], button_type="light"
+        )
+        self.panes_holder = pn.Column(sizing_mode="stretch_width")
+        self._pane_views: dict[int, Any] = {}
+        self.pane_select.param.watch(lambda e: self._show_panes(e.new), "value")
+        self._show_panes(self.pane_select.value)
         self.price = pn.pane.Bokeh(self.chart.header)
         self.live_status = pn.pane.Bokeh(self.chart.status)
         self.badge = pn.pane.HTML(source_badge(settings), stylesheets=[CSS])
@@ -174,11 +185,22 @@ class MarketView:
         self.panel = pn.Column(
             pn.Row(self.symbol_select, self.interval_select),
             pn.Row(self.price, self.live_status),
-            pn.Row(*overlays_row),
+            pn.Row(*overlays_row, pn.pane.HTML("<span class='kit-label'>Panes</span>", stylesheets=[CSS]),
+                   self.pane_select),
             self.chart_pane,
+            self.panes_holder,
             sizing_mode="stretch_width",
-        )
+        )  # fmt: skip
         self.on_stream_change: list[Any] = []
+
+    def _show_panes(self, keys: list[str]) -> None:
+        views = []
+        for fig in self.chart.show_panes(keys):  # one Panel pane per figure, kept for a re-tick
+            view = self._pane_views.get(id(fig))
+            if view is None:
+                view = self._pane_views[id(fig)] = pn.pane.Bokeh(fig, sizing_mode="stretch_width")
+            views.append(view)
+        self.panes_holder.objects = views
 
     # -- subscription -------------------------------------------------------------------------
     def start(self) -> None:

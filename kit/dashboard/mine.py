@@ -91,7 +91,7 @@ class StrategiesView:
         """Reload from the store; widgets change only when the data did."""
 
         try:
-            recs, tr, pos, fills = _load(self.store, self.user)
+            recs, tr, pos, fills = load(self.store, self.user)
         except Exception as exc:
             log.warning("refresh failed for %s: %s", self.user, exc)
             self.message.object = f"<span class='kit-err'>Could not read the database: {escape(str(exc))}</span>"
@@ -159,7 +159,7 @@ class StrategiesView:
             return
         try:
             eq = trades.equity(self.store, self.user, sid)
-            _, _, pos, _ = _load(self.store, self.user)
+            _, _, pos, _ = load(self.store, self.user)
         except Exception as exc:
             self.message.object = f"<span class='kit-err'>{escape(str(exc))}</span>"
             return
@@ -229,7 +229,7 @@ def refresh_markers(
 ) -> None:
     """Put ``user``'s fills on ``market``'s symbol on its chart (without building the strategies tab)."""
     if fills is None or records is None:
-        records, _, _, fills = _load(store, user)
+        records, _, _, fills = load(store, user)
     symbols = {r.id: r.symbol for r in records}
     rows = []
     for f in fills.itertuples(index=False):
@@ -258,7 +258,7 @@ class _PriceWatch:
 _cache: dict[str, tuple[float, Any]] = {}
 
 
-def _load(store: Any, user: str) -> tuple[Any, Any, Any, Any]:
+def load(store: Any, user: str) -> tuple[Any, Any, Any, Any]:
     """``user``'s strategies, trades, positions and recent fills, shared by that user's sessions for a
     refresh period (many tabs of one user cost one set of queries). Keyed by the user: never shared across users.
     """

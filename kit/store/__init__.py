@@ -8,10 +8,11 @@
 
 User scoping lives here, in the data layer: every function that reads or writes a user's
 data takes the user and never returns another user's rows; someone else's strategy id is
-:class:`NotFound`, exactly like a missing one.
+:class:`NotFound`, exactly like a missing one. An administrator acts on other users'
+strategies only through :mod:`kit.store.admin`, which checks the actor's role.
 """
 
-from kit.store import events, keys, ledger, strategies, trades, users
+from kit.store import admin, events, keys, ledger, strategies, trades, users
 from kit.store._scope import NotFound
 from kit.store._store import Store
 from kit.store.models import (
@@ -42,6 +43,7 @@ __all__ = [
     "StrategyRecord",
     "TradeRecord",
     "User",
+    "admin",
     "events",
     "keys",
     "ledger",
