@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kit.daemon._book import describe
+from kit.daemon._health import StreamHealth
 from kit.daemon._supervisor import Supervisor
 from kit.daemon._writer import RunDb, Writer
 from kit.engine import IndicatorEngine, Row
@@ -168,12 +169,17 @@ class AlertWatch:
         self._on_fired = on_fired
         self._known: dict[int, int] = {}  # alert id -> version last applied
         self._tasks: dict[StreamKey, tuple[frozenset[IndicatorSpec], asyncio.Task[None]]] = {}
+        self._health: dict[StreamKey, StreamHealth] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def count(self) -> int:
         """Alerts being evaluated now."""
         return sum(len(ws) for ws in self.book.streams.values())
+
+    def health(self) -> dict[str, StreamHealth]:
+        """Health of the alert subscriptions running now, by ``alerts SYMBOL/interval`` (for ``/ready``)."""
+        return {f"alerts {s}/{i}": h for (s, i), h in self._health.items() if (s, i) in self._tasks}
 
     async def load(self) -> None:
         """Pick up every active alert and subscribe their streams."""
@@ -240,7 +246,7 @@ class AlertWatch:
     async def _run(self, skey: StreamKey, specs: frozenset[IndicatorSpec]) -> None:
         assert self.engine is not None
         symbol, interval = skey
-        failures = 0
+        health = self._health.setdefault(skey, StreamHealth())
         while skey in self.book.streams:
             for w in self.book.streams[skey].values():
                 w.prev = None  # a (re)subscription replays from before the checkpoints
@@ -251,7 +257,7 @@ class AlertWatch:
                         self._on_row(skey, row)
                         if i % 50 == 49:
                             await asyncio.sleep(0)
-                    failures = 0
+                    health.ok()
                     async for row in sub:
                         if row.closed:
                             self._on_row(skey, row)
@@ -259,11 +265,11 @@ class AlertWatch:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                failures += 1
+                n = health.failed(describe(exc))
                 self._counts["alert_stream_failures"] += 1
-                log.warning("alert stream failed; resubscribing",
-                            extra={"stream": f"{symbol}/{interval}", "error": describe(exc)[:300]})  # fmt: skip
-                await asyncio.sleep(min(30.0, 2.0 ** (failures - 1)))
+                where = {"stream": f"{symbol}/{interval}", "failures": n, "error": health.last_error}
+                log.warning("alert stream failed; resubscribing", extra=where)
+                await asyncio.sleep(min(30.0, 2.0 ** (n - 1)))
 
     def _on_row(self, skey: StreamKey, row: Row) -> None:
         c = row.candle

@@ -330,7 +330,7 @@ class Daemon:
             stopping=self._stop.is_set(),
             db_ok=self.db_ok,
             feed_connected=self.feed_connected(),
-            streams=self.streams.health(),
+            streams={**self.streams.health(), **self.alerts.health()},
             write_queue=self.writer.waiting,
             write_lag_s=self.writer.lag(),
             max_write_lag=self.config.max_write_lag,
@@ -348,7 +348,11 @@ class Daemon:
 
     def status(self, brief: bool = False) -> dict[str, Any]:
         """The ``/status`` document (``brief``: the heartbeat's summary)."""
-        return _report.status(self, brief)
+        st = _report.status(self, brief)
+        c = self.counts
+        st["alerts"] = {"evaluated": self.alerts.count, "fired": c["alerts_fired"],
+                        "delivered": c["webhooks_delivered"], "failed": c["webhook_failures"]}  # fmt: skip
+        return st
 
     def metrics(self) -> str:
         """Prometheus text for ``/metrics``."""
