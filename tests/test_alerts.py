@@ -11,9 +11,9 @@ import pytest
 
 from kit.daemon._alerts import AlertBook, Watch, crossed
 from kit.daemon._webhooks import Backoff
-from kit.errors import InputError
+from kit.errors import ConfigError, InputError
 from kit.indicators import spec
-from kit.store import NotFound, Store, alerts, users
+from kit.store import NotFound, Store, alerts, keys, users
 from kit.store.models import AlertRecord
 
 # ----- the evaluator (no I/O) ----------------------------------------------------------------
@@ -150,12 +150,24 @@ def test_a_replayed_candle_never_fires_twice_and_a_once_alert_switches_off(store
     assert alerts.start_for_daemon(store, 5_000) == []
 
 
-def test_webhook_urls_are_never_shown_and_deliveries_go_to_their_owner(store: Store):
+def test_webhook_urls_are_sealed_never_shown_and_deliveries_go_to_their_owner(store: Store, monkeypatch):
+    import sqlalchemy as sa
+
+    from kit.store.models import Webhook
+
     users.add(store, "alice", "pw")
     users.add(store, "bob", "pw")
+    monkeypatch.delenv("KIT_SECRETS_KEY", raising=False)
+    with pytest.raises(ConfigError, match="KIT_SECRETS_KEY") as e:
+        alerts.set_webhook(store, "alice", "https://hooks.example.com/alice-T0k3n")
+    assert "T0k3n" not in str(e.value)
+    monkeypatch.setenv("KIT_SECRETS_KEY", keys.generate_master_key())
     assert alerts.set_webhook(store, "alice", "https://hooks.example.com/alice-T0k3n") == "https://hooks.example.com/…"
     alerts.set_webhook(store, "bob", "http://127.0.0.1:9/bob-secret")
     assert alerts.webhook(store, "alice") == "https://hooks.example.com/…"
+    with store.engine.connect() as conn:
+        stored = conn.execute(sa.select(Webhook.url)).scalars().all()
+    assert len(stored) == 2 and not any("T0k3n" in u or "bob-secret" in u or "hooks" in u for u in stored)
     with pytest.raises(InputError):
         alerts.set_webhook(store, "alice", "ftp://x/y")
     a = alerts.add(store, "alice", "BTCUSDT", "1m", "close", level=1)
@@ -168,6 +180,10 @@ def test_webhook_urls_are_never_shown_and_deliveries_go_to_their_owner(store: St
     due = {d.payload["alert"]: d for d in alerts.due_for_daemon(store, datetime(2100, 1, 1))}
     assert due[a.id].url.endswith("alice-T0k3n") and due[b.id].url.endswith("bob-secret")
     assert "T0k3n" not in repr(due[a.id])
+    other = keys.generate_master_key()  # the daemon with another master key: an error per fire, no URL
+    assert {(d.url, d.error) for d in alerts.due_for_daemon(store, datetime(2100, 1, 1), master=other)} == {
+        (None, "KIT_SECRETS_KEY is not the master key the webhook URL was stored with")
+    }
     alerts.failed_for_daemon(store, due[a.id].fire_id, "HTTP 500", 60.0)
     assert [d.payload["alert"] for d in alerts.due_for_daemon(store, datetime(2000, 1, 1))] == [b.id]
     alerts.delivered_for_daemon(store, due[b.id].fire_id)
@@ -185,7 +201,8 @@ def kit(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
                           timeout=60, env=os.environ.copy())  # fmt: skip
 
 
-def test_cli_alerts_add_list_remove_and_webhook():
+def test_cli_alerts_add_list_remove_and_webhook(monkeypatch):
+    monkeypatch.setenv("KIT_SECRETS_KEY", keys.generate_master_key())
     assert kit("db", "upgrade").returncode == 0
     assert kit("users", "add", "alice", stdin="alice-s3cret-pw\n").returncode == 0
     add = kit("alerts", "add", "--user", "alice", "--symbol", "BTCUSDT", "--interval", "1m", "--level", "100000",

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from kit.store import Store, alerts, users
+from kit.store import Store, alerts, keys, users
 from kit.store.models import AlertRecord
 from tests.fixtures.daemon import wait_for
 
@@ -91,7 +91,10 @@ def _fires(store: Store, name: str) -> dict[int, list[tuple[int, str, int]]]:
 
 
 @pytest.mark.slow
-def test_alerts_fire_once_at_their_owners_webhook_with_retries_and_survive_a_kill(db_url, cluster_factory, receiver):
+def test_alerts_fire_once_at_their_owners_webhook_with_retries_and_survive_a_kill(
+    db_url, cluster_factory, receiver, monkeypatch
+):
+    monkeypatch.setenv("KIT_SECRETS_KEY", keys.generate_master_key())  # the store's and the daemon's
     cluster, frames = cluster_factory(db_url, rows=2000, start_row=300, speed=300)
     store = Store(db_url)
     store.migrate()

@@ -123,7 +123,10 @@ class Webhooks:
 
     async def _deliver(self, d: alerts.Due) -> None:
         loop = asyncio.get_running_loop()
-        error = await loop.run_in_executor(self._pool, self._send, d.url, d.payload, self._timeout)
+        if d.url is None:  # does not decrypt: retried, so a fixed KIT_SECRETS_KEY and a restart deliver it
+            error = d.error or "no URL"
+        else:
+            error = await loop.run_in_executor(self._pool, self._send, d.url, d.payload, self._timeout)
         if error is None:
             await self._run_db(alerts.delivered_for_daemon, self.store, d.fire_id)
             self._counts["webhooks_delivered"] += 1

@@ -12,6 +12,7 @@ A subject is ``close`` (the candle's close) or an indicator column of the engine
 alerts on closed candles (:mod:`kit.daemon._alerts`) and posts fired ones to the webhook
 (:mod:`kit.daemon._webhooks`). Everything here is user-scoped like the rest of the store; the
 ``*_for_daemon`` functions are the daemon's. A webhook URL often carries a secret token: it is
+stored sealed with the master key ``KIT_SECRETS_KEY`` like the exchange keys (:mod:`kit.store.keys`),
 only ever shown masked (scheme and host), and never logged.
 """
 
@@ -31,6 +32,7 @@ import sqlalchemy as sa
 from kit.errors import InputError, KitError
 from kit.indicators import IndicatorSpec, parse_spec
 from kit.market.intervals import validate_interval, validate_symbol
+from kit.store import keys
 from kit.store._scope import NotFound, user_id
 from kit.store._store import Store
 from kit.store.models import CONDITION_DIRECTIONS, AlertFire, AlertRecord, User, Webhook, utcnow
@@ -89,12 +91,14 @@ class Fire:
 
 @dataclass(frozen=True)
 class Due:
-    """A fired alert whose webhook POST is due (the daemon's delivery worker)."""
+    """A fired alert whose webhook POST is due (the daemon's delivery worker). ``url`` is None,
+    with ``error`` saying why, when the URL does not decrypt (a missing or wrong master key)."""
 
     fire_id: int
-    url: str
+    url: str | None
     attempts: int
     payload: dict[str, Any]
+    error: str | None = None
 
     def __repr__(self) -> str:  # the URL may carry a token
         return f"Due(fire_id={self.fire_id}, attempts={self.attempts})"
@@ -249,15 +253,22 @@ def mask(url: str) -> str:
         return "…"
 
 
-def set_webhook(store: Store, user: User | str, url: str | None) -> str | None:
-    """Set (or with ``None`` remove) ``user``'s webhook URL; returns it masked."""
+_FIELD = "webhook_url"
+
+
+def set_webhook(store: Store, user: User | str, url: str | None, *, master: str | None = None) -> str | None:
+    """Set (or with ``None`` remove) ``user``'s webhook URL, sealed under ``master`` (default
+    ``KIT_SECRETS_KEY``; ConfigError without one); returns it masked."""
     uid = user_id(store, user)
+    row = None
     if url is not None:
         check_url(url)
+        blob, master_id = keys.seal(uid, _FIELD, url, master=master)
+        row = Webhook(user_id=uid, url=blob, masked=mask(url), master_id=master_id)
     with store.session(write=True) as s:
         s.execute(sa.delete(Webhook).where(Webhook.user_id == uid))
-        if url is not None:
-            s.add(Webhook(user_id=uid, url=url))
+        if row is not None:
+            s.add(row)
     log.info("webhook set" if url else "webhook removed", extra={"user": _name(user)})
     return None if url is None else mask(url)
 
@@ -266,8 +277,7 @@ def webhook(store: Store, user: User | str) -> str | None:
     """``user``'s webhook URL, masked, or None."""
     uid = user_id(store, user)
     with store.engine.connect() as conn:
-        url = conn.execute(sa.select(Webhook.url).where(Webhook.user_id == uid)).scalar_one_or_none()
-    return None if url is None else mask(url)
+        return conn.execute(sa.select(Webhook.masked).where(Webhook.user_id == uid)).scalar_one_or_none()
 
 
 # ----- the daemon's functions ----------------------------------------------------------------
@@ -329,13 +339,14 @@ def record_for_daemon(store: Store, fires: builtins.list[Fire], checked: dict[in
     return new
 
 
-def due_for_daemon(store: Store, now: datetime, limit: int = 100) -> builtins.list[Due]:
+def due_for_daemon(store: Store, now: datetime, limit: int = 100, *, master: str | None = None) -> builtins.list[Due]:
     """Pending fires whose next attempt is due, oldest first, each with its OWN user's URL (the
-    join is on the fire's user: an alert can never be posted to someone else's webhook)."""
+    join is on the fire's user, and the URL is sealed to that user: an alert can never be posted
+    to someone else's webhook)."""
     q = (
-        sa.select(AlertFire.id, Webhook.url, AlertFire.attempts, AlertFire.alert_id, AlertRecord.symbol,
-                  AlertRecord.interval, AlertRecord.subject, AlertRecord.level, AlertRecord.other,
-                  AlertRecord.direction, AlertFire.open_time, AlertFire.value)
+        sa.select(AlertFire.id, AlertFire.user_id, Webhook.url, Webhook.master_id, AlertFire.attempts,
+                  AlertFire.alert_id, AlertRecord.symbol, AlertRecord.interval, AlertRecord.subject,
+                  AlertRecord.level, AlertRecord.other, AlertRecord.direction, AlertFire.open_time, AlertFire.value)
         .join(AlertRecord, AlertRecord.id == AlertFire.alert_id)
         .join(Webhook, Webhook.user_id == AlertFire.user_id)
         .where(AlertFire.delivery == "pending", AlertRecord.user_id == AlertFire.user_id,
@@ -346,10 +357,15 @@ def due_for_daemon(store: Store, now: datetime, limit: int = 100) -> builtins.li
     with store.engine.connect() as conn:
         rows = conn.execute(q).all()
     out = []
-    for fid, url, attempts, aid, sym, itv, subj, level, other, direction, t, value in rows:
+    for fid, uid, blob, master_id, attempts, aid, sym, itv, subj, level, other, direction, t, value in rows:
         payload = {"alert": aid, "fire": fid, "symbol": sym, "interval": itv, "time": t, "value": value,
                    "subject": subj, "level": level, "other": other, "direction": direction}  # fmt: skip
-        out.append(Due(int(fid), url, int(attempts), payload))
+        url, error = None, None
+        try:
+            url = keys.unseal(int(uid), _FIELD, blob, master_id, "webhook URL", master=master)
+        except KitError as exc:
+            error = str(exc)
+        out.append(Due(int(fid), url, int(attempts), payload, error))
     return out
 
 

@@ -314,11 +314,14 @@ class AlertFire(SQLModel, table=True):
 
 
 class Webhook(SQLModel, table=True):
-    """A user's webhook URL for fired alerts. Never listed in full (``kit.store.alerts.mask``)."""
+    """A user's webhook URL for fired alerts, AES-256-GCM-sealed like the exchange keys
+    (:func:`kit.store.keys.seal`, bound to the user); ``masked`` (scheme and host) is all a listing shows."""
 
     __tablename__ = "webhooks"
     user_id: int = Field(sa_column=sa.Column(sa.Integer, sa.ForeignKey("users.id"), primary_key=True))
-    url: str = Field(sa_column=sa.Column(sa.String(2000), nullable=False))
+    url: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    masked: str = Field(sa_column=sa.Column(sa.String(300), nullable=False))
+    master_id: str = Field(sa_column=sa.Column(sa.String(32), nullable=False))
     updated_at: datetime = Field(default_factory=utcnow, sa_column=sa.Column(sa.DateTime(), nullable=False))
 
     def __repr__(self) -> str:  # never show the URL (it may carry a token)

@@ -53,7 +53,9 @@ def upgrade() -> None:
     op.create_table(
         "webhooks",
         sa.Column("user_id", sa.Integer, sa.ForeignKey("users.id"), primary_key=True),
-        sa.Column("url", sa.String(2000), nullable=False),
+        sa.Column("url", sa.Text, nullable=False),
+        sa.Column("masked", sa.String(300), nullable=False),
+        sa.Column("master_id", sa.String(32), nullable=False),
         sa.Column("updated_at", sa.DateTime(), nullable=False),
     )
 
