@@ -226,3 +226,31 @@ def test_cli_alerts_add_list_remove_and_webhook(monkeypatch):
     assert gone.returncode == 2 and gone.stderr.strip() == "error: no alert 1 of 'alice'"
     nobody = kit("alerts", "list", "--user", "nobody")
     assert nobody.returncode == 2 and nobody.stderr.strip() == "error: unknown user 'nobody'"
+
+
+# ----- the dashboard's read-only view ---------------------------------------------------------
+
+
+def test_the_dashboard_alerts_view_shows_only_the_users_own_alerts_and_a_masked_webhook(store: Store, monkeypatch):
+    from kit.dashboard.alerts import AlertsView
+
+    monkeypatch.setenv("KIT_SECRETS_KEY", keys.generate_master_key())
+    users.add(store, "alice", "pw")
+    users.add(store, "bob", "pw")
+    alerts.set_webhook(store, "alice", "https://hooks.example.com/alice-T0k3n")
+    a = alerts.add(store, "alice", "BTCUSDT", "1m", "close", level=100, direction="up")
+    b = alerts.add(store, "bob", "ETHUSDT", "1h", "rsi_14", level=70)
+    recs = {r.id: r for r in alerts.start_for_daemon(store, 0)}
+    alerts.record_for_daemon(store, [alerts.Fire(a.id, recs[a.id].user_id, 60_000, 101.0),
+                                     alerts.Fire(b.id, recs[b.id].user_id, 60_000, 71.0)], {})  # fmt: skip
+    view = AlertsView(store, "alice")
+    assert view.alerts.value.to_dict("records") == [
+        {"id": a.id, "stream": "BTCUSDT/1m", "condition": "close crosses above 100", "when": "once", "on": "no"}
+    ]
+    assert view.fired.value[["alert", "stream", "value", "webhook"]].to_dict("records") == [
+        {"alert": a.id, "stream": "BTCUSDT/1m", "value": 101.0, "webhook": "pending"}
+    ]
+    assert view.webhook.object == "Webhook: https://hooks.example.com/…"
+    assert "T0k3n" not in view.alerts.value.to_string() + view.fired.value.to_string()
+    bob = AlertsView(store, "bob")
+    assert list(bob.fired.value["alert"]) == [b.id] and bob.webhook.object == "Webhook: none"
