@@ -17,14 +17,14 @@ from datetime import UTC, datetime
 
 import typer
 
+from kit.errors import InputError
+from kit.store import alerts
+
+# The store CLI's opening checks: the database answers and is migrated (one line otherwise).
+from kit.store.cli import _store
+
 alerts_app = typer.Typer(help="Alerts on price and indicator crossings, and the webhook they post to.",
                          no_args_is_help=True)  # fmt: skip
-
-
-def _store():  # the store CLI's checks: reachable, migrated
-    from kit.store.cli import _store as store
-
-    return store()
 
 
 @alerts_app.command("add")
@@ -39,8 +39,6 @@ def alerts_add(
     every: bool = typer.Option(False, "--every", help="Fire at every crossing (default: once, then off)."),
 ) -> None:
     """Add an alert; the daemon picks it up within seconds and fires it on candles closing after that."""
-    from kit.store import alerts
-
     a = alerts.add(_store(), user, symbol, interval, subject, level=level, other=other, direction=direction,
                    once=not every)  # fmt: skip
     typer.echo(f"alert {a.id}: {a.symbol}/{a.interval} {a.condition} ({'once' if a.once else 'every time'})")
@@ -52,8 +50,6 @@ def alerts_list(
     fired: int = typer.Option(20, "--fired", help="How many fired alerts to show (0: none)."),
 ) -> None:
     """A user's alerts, their webhook (masked) and the last fired alerts."""
-    from kit.store import alerts
-
     store = _store()
     rows = alerts.list(store, user)
     typer.echo(f"webhook: {alerts.webhook(store, user) or 'none'}")
@@ -76,8 +72,6 @@ def alerts_remove(
     user: str = typer.Option(..., "--user", help="Whose alert."),
 ) -> None:
     """Delete an alert and its fired rows."""
-    from kit.store import alerts
-
     alerts.remove(_store(), user, alert_id)
     typer.echo(f"alert {alert_id} removed")
 
@@ -89,9 +83,6 @@ def alerts_webhook(
     remove: bool = typer.Option(False, "--remove", help="Remove the webhook."),
 ) -> None:
     """Set the URL fired alerts are POSTed to (JSON), or remove it."""
-    from kit.errors import InputError
-    from kit.store import alerts
-
     if remove == (url is not None):
         raise InputError("give a URL (or '-' for stdin), or --remove")
     if url == "-":
