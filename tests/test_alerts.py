@@ -150,6 +150,15 @@ def test_a_replayed_candle_never_fires_twice_and_a_once_alert_switches_off(store
     assert alerts.start_for_daemon(store, 5_000) == []
 
 
+def test_a_fire_for_an_alert_removed_meanwhile_is_dropped_not_an_error(store: Store):
+    users.add(store, "alice", "pw")
+    a = alerts.add(store, "alice", "BTCUSDT", "1m", "close", level=100)
+    (rec,) = alerts.start_for_daemon(store, 1_000)
+    alerts.remove(store, "alice", a.id)  # while the daemon's fire is queued
+    assert alerts.record_for_daemon(store, [alerts.Fire(a.id, rec.user_id, 60_000, 101.0)], {a.id: 60_000}) == 0
+    assert alerts.fired(store, "alice") == []
+
+
 def test_webhook_urls_are_sealed_never_shown_and_deliveries_go_to_their_owner(store: Store, monkeypatch):
     import sqlalchemy as sa
 

@@ -310,11 +310,18 @@ def record_for_daemon(store: Store, fires: builtins.list[Fire], checked: dict[in
     """One transaction: insert ``fires`` (a candle already recorded for an alert is skipped),
     switch off the ``once`` alerts that fired, move each alert's checkpoint to ``checked[id]``.
     A fire is ``pending`` delivery when its owner has a webhook, else ``none``. Returns how many
-    fires were new."""
+    fires were new. A fire for an alert its owner removed meanwhile is dropped."""
     new = 0
     with store.begin() as conn:
         hooks = {int(u) for (u,) in conn.execute(sa.select(Webhook.user_id))} if fires else set()
+        # Locked, so a removal cannot land between this check and the insert (a foreign-key error
+        # here would stop the daemon's writer).
+        ids = sorted({f.alert_id for f in fires})
+        alive = {int(i) for (i,) in conn.execute(
+            sa.select(AlertRecord.id).where(AlertRecord.id.in_(ids)).with_for_update())} if ids else set()  # fmt: skip
         for f in fires:
+            if f.alert_id not in alive:
+                continue
             seen = conn.execute(
                 sa.select(AlertFire.id).where(AlertFire.alert_id == f.alert_id, AlertFire.open_time == f.open_time)
             ).first()
