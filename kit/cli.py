@@ -25,6 +25,7 @@ _COMMAND_MODULES = (
     "kit.replay.cli",  # kit replay
     "kit.store.cli",  # kit users / strategies / trades / db
     "kit.store.promote_cli",  # kit promote
+    "kit.store.alerts_cli",  # kit alerts
     "kit.daemon.cli",  # kit daemon
     "kit.gateway.cli",  # kit gateway / tokens
     "kit.dashboard.cli",  # kit dashboard / kit up

@@ -46,6 +46,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from kit.daemon import _report
+from kit.daemon._alerts import AlertWatch
 from kit.daemon._book import Book, CandleResult, describe
 from kit.daemon._config import DaemonConfig
 from kit.daemon._guard import InHand
@@ -54,6 +55,7 @@ from kit.daemon._reconciler import Reconciler
 from kit.daemon._status import StatusServer
 from kit.daemon._streams import Streams
 from kit.daemon._supervisor import Supervisor
+from kit.daemon._webhooks import Webhooks
 from kit.daemon._writer import Writer
 from kit.engine import IndicatorEngine, Row
 from kit.feed import Feed
@@ -117,6 +119,12 @@ class Daemon:
         self.streams = Streams(self.book, self.config, self.supervisor, self._on_row, self._now_ms, self.counts)
         self.reconciler = Reconciler(self.store, self.book, self.writer, self.streams, self._db, self._server_now,
                                      self.counts, strategy_modules=s.strategy_module_prefixes)  # fmt: skip
+        # Alerts: their own engine subscriptions and table poll; fires go through the writer, and
+        # the webhook worker posts them apart from everything on the hot path.
+        self.webhooks = Webhooks(self.store, self._db, self.counts, poll=self.config.poll_every)
+        self.alerts = AlertWatch(self.store, self.supervisor, self.writer, self._db, self._server_now, self._now_ms,
+                                 self.counts, history=self.config.history, max_backfill=self.config.max_backfill,
+                                 on_fired=self.webhooks.wake)  # fmt: skip
 
     # ----- lifecycle -------------------------------------------------------------------------
 
@@ -167,15 +175,18 @@ class Daemon:
             self.feed, keep=self.config.history, max_queue=max(100_000, 2 * self.config.max_backfill)
         )
         self.streams.engine = self.engine
+        self.alerts.engine = self.engine
         writer = self.supervisor.spawn("writer", self.writer.run())
         try:
             await self.reconciler.load(self._guard.verdict)
+            await self.alerts.load()
             started = f"daemon {self.config.daemon_id} started with {len(self.book.members)} strategies"
             self.writer.op(events.record, self.store, "start", started)
             aux += [
                 self.supervisor.spawn("poller", self._poller()),
                 self.supervisor.spawn("heartbeat", self._heartbeats()),
                 self.supervisor.spawn("held candles", self._held_candles()),
+                self.supervisor.spawn("webhooks", self.webhooks.run()),
             ]
             await self._stop.wait()
         finally:
@@ -184,6 +195,7 @@ class Daemon:
                 t.cancel()
             await asyncio.gather(*aux, return_exceptions=True)
             await self.streams.close()
+            await self.alerts.close()
             self.writer.stop()
             await asyncio.gather(writer, return_exceptions=True)  # a failed writer is already done
             with contextlib.suppress(Exception):
@@ -253,6 +265,7 @@ class Daemon:
             if self._fault is not None:
                 self._fault.check("poller")
             await self.reconciler.poll()
+            await self.alerts.poll()
 
     async def _heartbeats(self) -> None:
         while True:
@@ -332,7 +345,7 @@ class Daemon:
             stopping=self._stop.is_set(),
             db_ok=self.db_ok,
             feed_connected=self.feed_connected(),
-            streams=self.streams.health(),
+            streams={**self.streams.health(), **self.alerts.health()},
             write_queue=self.writer.waiting,
             write_lag_s=self.writer.lag(),
             max_write_lag=self.config.max_write_lag,
@@ -350,7 +363,11 @@ class Daemon:
 
     def status(self, brief: bool = False) -> dict[str, Any]:
         """The ``/status`` document (``brief``: the heartbeat's summary)."""
-        return _report.status(self, brief)
+        st = _report.status(self, brief)
+        c = self.counts
+        st["alerts"] = {"evaluated": self.alerts.count, "fired": c["alerts_fired"],
+                        "delivered": c["webhooks_delivered"], "failed": c["webhook_failures"]}  # fmt: skip
+        return st
 
     def metrics(self) -> str:
         """Prometheus text for ``/metrics``."""

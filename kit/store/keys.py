@@ -94,14 +94,14 @@ class _Master:
         nonce = os.urandom(_NONCE)
         return base64.b64encode(nonce + self._aead.encrypt(nonce, value.encode(), _aad(user_id, field))).decode()
 
-    def open(self, user_id: int, field: str, blob: str, who: str) -> str:
+    def open(self, user_id: int, field: str, blob: str, who: str, what: str = "API key") -> str:
         from cryptography.exceptions import InvalidTag  # deferred with AESGCM, see _Master
 
         try:
             raw = base64.b64decode(blob.encode(), validate=True)
             return self._aead.decrypt(raw[:_NONCE], raw[_NONCE:], _aad(user_id, field)).decode()
         except (binascii.Error, ValueError, InvalidTag):
-            raise ConfigError(f"the stored API key of {who} does not decrypt: it was altered or moved") from None
+            raise ConfigError(f"the stored {what} of {who} does not decrypt: it was altered or moved") from None
 
 
 def _aad(user_id: int, field: str) -> bytes:
@@ -198,3 +198,18 @@ def remove(store: Store, user: User | str) -> None:
     if not n:
         raise NotFound(f"no API key stored for {u.name!r}")
     log.info("api key removed", extra={"user": u.name})
+
+
+def seal(user_id: int, field: str, value: str, *, master: str | None = None) -> tuple[str, str]:
+    """``(ciphertext, master_id)``: another of ``user_id``'s secrets (a webhook URL) sealed like the keys,
+    bound to the user and ``field``. ConfigError (one line) without a master key."""
+    m = _Master(master)
+    return m.seal(user_id, field, value), m.id
+
+
+def unseal(user_id: int, field: str, blob: str, master_id: str, what: str, *, master: str | None = None) -> str:
+    """The value :func:`seal` sealed; ConfigError naming ``what`` for a missing or wrong master key."""
+    m = _Master(master)
+    if master_id != m.id:
+        raise ConfigError(f"KIT_SECRETS_KEY is not the master key the {what} was stored with")
+    return m.open(user_id, field, blob, f"user {user_id}", what)

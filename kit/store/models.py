@@ -262,3 +262,69 @@ class ApiToken(SQLModel, table=True):
         return f"ApiToken(id={self.id!r}, user_id={self.user_id!r}, prefix={self.prefix!r})"
 
     __str__ = __repr__
+
+
+CONDITION_DIRECTIONS = ("up", "down", "either")
+DELIVERIES = ("pending", "delivered", "failed", "none")
+
+
+class AlertRecord(SQLModel, table=True):
+    """A user's alert on one stream (``kit.store.alerts``): ``subject`` crosses ``level`` or ``other``.
+
+    ``subject`` and ``other`` are ``"close"`` or an indicator column of the engine (``"rsi(14)"``,
+    ``"macd(12,26,9).hist"``); exactly one of ``level`` and ``other`` is set. ``once`` alerts switch
+    themselves off when they fire. ``checked_time`` is the daemon's checkpoint (open time, ms, of
+    the last candle evaluated; NULL until the daemon first sees the alert): only later candles can
+    fire it, so a restart neither misses a crossing nor fires one twice.
+    """
+
+    __tablename__ = "alerts"
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(sa_column=sa.Column(sa.Integer, sa.ForeignKey("users.id"), nullable=False, index=True))
+    symbol: str = Field(sa_column=sa.Column(sa.String(32), nullable=False))
+    interval: str = Field(sa_column=sa.Column(sa.String(8), nullable=False))
+    subject: str = Field(sa_column=sa.Column(sa.String(128), nullable=False))
+    level: float | None = Field(default=None, sa_column=sa.Column(sa.Float, nullable=True))
+    other: str | None = Field(default=None, sa_column=sa.Column(sa.String(128), nullable=True))
+    direction: str = Field(default="either", sa_column=sa.Column(sa.String(8), nullable=False))
+    once: bool = Field(default=True, sa_column=sa.Column(sa.Boolean, nullable=False))
+    active: bool = Field(default=True, sa_column=sa.Column(sa.Boolean, nullable=False))
+    checked_time: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, nullable=True))
+    version: int = Field(default=1, sa_column=sa.Column(sa.Integer, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=sa.Column(sa.DateTime(), nullable=False))
+
+
+class AlertFire(SQLModel, table=True):
+    """An alert that fired on one closed candle, keyed by ``(alert_id, open_time)``: a replayed
+    candle never fires it twice. ``delivery``: pending (a webhook is due), delivered, failed (gave
+    up after the last retry) or none (the user had no webhook)."""
+
+    __tablename__ = "alert_fires"
+    __table_args__ = (sa.UniqueConstraint("alert_id", "open_time", name="uq_alert_fires_candle"),)
+    id: int | None = Field(default=None, primary_key=True)
+    alert_id: int = Field(sa_column=sa.Column(sa.Integer, sa.ForeignKey("alerts.id"), nullable=False))
+    user_id: int = Field(sa_column=sa.Column(sa.Integer, sa.ForeignKey("users.id"), nullable=False, index=True))
+    open_time: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    value: float = Field(sa_column=sa.Column(sa.Float, nullable=False))
+    delivery: str = Field(default="pending", sa_column=sa.Column(sa.String(16), nullable=False, index=True))
+    attempts: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False))
+    next_attempt_at: datetime | None = Field(default=None, sa_column=sa.Column(sa.DateTime(), nullable=True))
+    last_error: str | None = Field(default=None, sa_column=sa.Column(SafeText(500), nullable=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=sa.Column(sa.DateTime(), nullable=False))
+
+
+class Webhook(SQLModel, table=True):
+    """A user's webhook URL for fired alerts, AES-256-GCM-sealed like the exchange keys
+    (:func:`kit.store.keys.seal`, bound to the user); ``masked`` (scheme and host) is all a listing shows."""
+
+    __tablename__ = "webhooks"
+    user_id: int = Field(sa_column=sa.Column(sa.Integer, sa.ForeignKey("users.id"), primary_key=True))
+    url: str = Field(sa_column=sa.Column(sa.Text, nullable=False))
+    masked: str = Field(sa_column=sa.Column(sa.String(300), nullable=False))
+    master_id: str = Field(sa_column=sa.Column(sa.String(32), nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=sa.Column(sa.DateTime(), nullable=False))
+
+    def __repr__(self) -> str:  # never show the URL (it may carry a token)
+        return f"Webhook(user_id={self.user_id!r})"
+
+    __str__ = __repr__
