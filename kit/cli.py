@@ -14,7 +14,9 @@ from typing import Any
 
 import typer
 
+from kit import logs
 from kit.errors import DataWarning, KitError
+from kit.settings import Settings
 
 # Order is the order of `kit --help`, top-down through the layers.
 _COMMAND_MODULES = (
@@ -45,9 +47,6 @@ def _root(
     log_level: str = typer.Option(None, "--log-level", help="DEBUG, INFO, WARNING... (default KIT_LOG_LEVEL or INFO)"),
     log_json: bool = typer.Option(False, "--log-json", help="Structured JSON logs (default KIT_LOG_FORMAT)."),
 ) -> None:
-    from kit import logs
-    from kit.settings import Settings
-
     s = Settings.from_env()
     logs.setup(log_level or s.log_level, "json" if log_json else s.log_format)
 

@@ -29,10 +29,8 @@ HEAVY = frozenset({"vectorbt", "panel", "holoviews", "bokeh", "dask", "distribut
 LAZY_IMPORTS_TODO = (
     "kit/backtest/",
     "kit/broker/",
-    "kit/cli.py",
     "kit/daemon/",
     "kit/dashboard/",
-    "kit/gateway/",
     "kit/replay/",
     "kit/strategy/",
 )

@@ -321,7 +321,12 @@ def test_the_daemon_will_not_resume_a_ledger_an_older_kit_moved_to_another_symbo
     cluster.daemon_start(wait_ready=False)  # a strategy that cannot load makes /ready 503 (degraded)
     wait_for(lambda: strategies.get(store, "alice", rec.id).state == "error", 60, "the moved strategy to be an error")
     assert "ledger and position are on ETHUSDT" in strategies.get(store, "alice", rec.id).last_error
-    code, ready = get_json(cluster.base + "/ready")
+
+    def feed_connected() -> tuple[int, dict] | None:  # the error can come before the feed connects
+        code, ready = get_json(cluster.base + "/ready")
+        return (code, ready) if "feed not connected" not in ready["reasons"] else None
+
+    code, ready = wait_for(feed_connected, 60, "the daemon's feed to connect")
     assert code == 503 and ready["state"] == "degraded", ready
     wait_for(lambda: len(trades.fills(store, "alice", fine.id)) >= 2, 60, "the other strategy to trade")
     assert {m["id"] for m in cluster.status()["strategy_detail"]} == {fine.id}

@@ -19,6 +19,7 @@ from fastapi.responses import Response
 
 from kit.errors import ExchangeError
 from kit.gateway._fanout import _num
+from kit.gateway._protocol import dumps
 from kit.gateway._streams import StreamError, parse_spec_for_stream
 from kit.market.candle import Candle
 from kit.market.intervals import INTERVALS
@@ -94,8 +95,6 @@ def _valid(row: object) -> bool:
 
 
 def _json(obj: Any) -> Response:
-    from kit.gateway._protocol import dumps
-
     return Response(dumps(obj), media_type="application/json")
 
 

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kit.engine import FIELDS
 from kit.errors import ConfigError
-from kit.indicators import IndicatorSpec
+from kit.indicators import IndicatorSpec, parse_spec
 from kit.market.intervals import validate_interval, validate_symbol
 
 WILDCARD = "*"
@@ -121,9 +122,6 @@ def parse(name: object, symbols: frozenset[str] | None = None) -> Pattern | Priv
 
 def parse_spec_for_stream(key: str, where: str) -> IndicatorSpec:
     """The engine spec for ``key`` (``rsi(14)``); a :class:`StreamError` naming ``where`` otherwise."""
-    from kit.engine import FIELDS
-    from kit.indicators import parse_spec
-
     try:
         spec = parse_spec(key)
     except (ValueError, KeyError, TypeError) as exc:

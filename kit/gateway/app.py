@@ -23,7 +23,9 @@ from starlette.websockets import WebSocketDisconnect
 
 from kit.engine import IndicatorEngine
 from kit.errors import KitError
+from kit.feed import RestClient, shared_feed
 from kit.gateway import _protocol as P
+from kit.gateway import _tokens
 from kit.gateway._account import router as account_router
 from kit.gateway._config import GatewayConfig
 from kit.gateway._fanout import CLOSE_REVOKED, Hub, Outbox, SinceTooOld
@@ -33,6 +35,9 @@ from kit.gateway._private import PrivateStreams
 from kit.gateway._rest import ApiError, router
 from kit.gateway._streams import Private, Stream
 from kit.gateway._tokens import Identity
+from kit.relay import Keys, RedisFeed
+from kit.settings import Settings
+from kit.store import Store
 
 log = logging.getLogger("kit.gateway")
 _EXAMPLE = Path(__file__).resolve().parent / "example.html"
@@ -65,8 +70,6 @@ class Gateway:
     def __init__(
         self, config: GatewayConfig, *, feed: Any = None, store: Any = None, symbols: tuple[str, ...] = ()
     ) -> None:
-        from kit.feed import RestClient
-
         self.config = config
         self.rest = RestClient(config.rest_url)
         self.metrics = Metrics()
@@ -90,23 +93,15 @@ class Gateway:
     @property
     def store(self) -> Any:
         if self._store is None:
-            from kit.store import Store
-
             self._store = Store()
         return self._store
 
     async def start(self) -> None:
         if self._feed is None:
-            from kit.settings import Settings
-
             s = Settings.from_env()
             if s.redis_url:
-                from kit.relay import Keys, RedisFeed
-
                 self._feed = self._owned_feed = await RedisFeed(s.redis_url, keys=Keys(s.redis_prefix)).start()
             else:
-                from kit.feed import shared_feed
-
                 self._feed = shared_feed()
         if not self.symbols:
             listed = await asyncio.to_thread(self.rest.symbols)
@@ -176,8 +171,6 @@ class Gateway:
     # -- tokens ----------------------------------------------------------------------------------
     async def identify(self, token: str) -> Identity | None:
         """The identity of ``token``, cached a few seconds (revocation reaches sockets via the watcher)."""
-        from kit.gateway import _tokens
-
         now = time.monotonic()
         hit = self._token_cache.get(token)
         if hit is not None and now - hit[0] < _TOKEN_CACHE_S:
@@ -189,8 +182,6 @@ class Gateway:
         return ident
 
     async def _watch_tokens(self) -> None:
-        from kit.gateway import _tokens
-
         while True:
             await asyncio.sleep(self.config.revoke_check_s)
             if self._fault is not None:

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
+
 import typer
+
+from kit.feed import RestClient
+from kit.gateway import _tokens
+from kit.gateway._config import GatewayConfig
+from kit.settings import Settings
+from kit.store import Store
 
 tokens_app = typer.Typer(help="API tokens of the gateway (stored hashed; shown once).", no_args_is_help=True)
 
 
-def _store():  # type: ignore[no-untyped-def]
-    from kit.store import Store
-
+def _store() -> Store:
     store = Store()
     store.migrate()
     return store
@@ -23,8 +30,6 @@ def tokens_create(
     ),
 ) -> None:
     """Create a token and print it once (it is stored hashed and cannot be shown again)."""
-    from kit.gateway import _tokens
-
     token, info = _tokens.create(_store(), user, read_only=read_only)
     typer.echo(token)
     typer.echo(f"token {info.prefix}... for {info.user} ({'+'.join(info.scopes)}): keep it secret", err=True)
@@ -33,8 +38,6 @@ def tokens_create(
 @tokens_app.command("list")
 def tokens_list(user: str = typer.Option(None, "--user", help="Only this user's tokens.")) -> None:
     """List tokens by prefix (never the tokens themselves)."""
-    from kit.gateway import _tokens
-
     typer.echo(f"{'id':>4} {'prefix':<14} {'user':<20} {'scopes':<10} {'created':<20} revoked")
     for t in _tokens.list(_store(), user):
         access = "+".join(t.scopes)
@@ -45,8 +48,6 @@ def tokens_list(user: str = typer.Option(None, "--user", help="Only this user's 
 @tokens_app.command("revoke")
 def tokens_revoke(key: str = typer.Argument(..., help="The token's id or prefix (see `kit tokens list`).")) -> None:
     """Revoke a token; the gateway closes its open sockets within seconds."""
-    from kit.gateway import _tokens
-
     info = _tokens.revoke(_store(), key)
     typer.echo(f"revoked {info.prefix} of {info.user}")
 
@@ -63,14 +64,10 @@ def gateway(
     max_queue: int = typer.Option(4096, "--max-queue", help="Messages a client may lag before it is closed (4008)."),
 ) -> None:
     """The shared feed and indicator engine as a realtime API: REST /api/v1, WebSocket /api/v1/ws."""
-    import asyncio
-    import sys
-
+    # Deferred: `kit --help` imports every command module; the server loads when it is served.
     import uvicorn
 
-    from kit.feed import RestClient
-    from kit.gateway import GatewayConfig, create_app
-    from kit.settings import Settings
+    from kit.gateway.app import create_app  # FastAPI and Starlette, likewise
 
     s = Settings.from_env()
     if port is None:

@@ -15,6 +15,7 @@ from kit.errors import ConfigError
 from kit.feed import BaseSubscription, Event, KlineEvent, Lifecycle
 from kit.feed._subscription import check_request
 from kit.market.intervals import next_open
+from kit.relay._cancel import honour_cancel
 from kit.relay._keys import Keys, check_redis_url, decode_entry, decode_forming, stream_name
 
 log = logging.getLogger("kit.relay")
@@ -216,12 +217,14 @@ class RedisSubscription(BaseSubscription):
                 await self._announce()
             except RedisError as exc:
                 log.warning("cannot renew demand for %s: %s", self.name, exc)
+            honour_cancel()  # a closed reader must stop renewing, or its stream is relayed for good
 
     async def _start_id(self, r: aioredis.Redis, key: str) -> str:
         """Where reading starts: before the last ``history`` closed candles (waiting for the relay to
         seed a new stream), or after the newest entry when no history is asked for."""
         while True:
             tail = await r.xrevrange(key, count=max(self.history, 1))
+            honour_cancel()
             if tail:
                 if self.history == 0:
                     return tail[0][0].decode()
@@ -242,6 +245,7 @@ class RedisSubscription(BaseSubscription):
                 log.warning("redis read failed for %s, retrying: %s", self.name, exc)
                 await asyncio.sleep(1.0)
                 continue
+            honour_cancel()
             if not got:
                 continue
             for entry_id, fields in got[0][1]:
@@ -270,6 +274,7 @@ class RedisSubscription(BaseSubscription):
         await pubsub.subscribe(self.feed.keys.forming(self.name))
         try:
             async for msg in pubsub.listen():
+                honour_cancel()
                 if msg.get("type") != "message":
                     continue
                 self._forming = decode_forming(self.symbol, self.interval, msg["data"])  # keep only the latest

@@ -13,6 +13,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from kit.errors import ConfigError
 from kit.feed import Feed
+from kit.relay._cancel import honour_cancel
 from kit.relay._keys import Keys, check_redis_url, encode_candle, encode_forming, stream_name
 
 log = logging.getLogger("kit.relay")
@@ -90,6 +91,7 @@ class Relay:
                 except RedisError as exc:
                     self.counts["redis_errors"] += 1
                     log.warning("redis unavailable, retrying: %s", exc)
+                honour_cancel()
                 await asyncio.sleep(self.poll)
         finally:
             # One pump at a time and bounded (see RedisSubscription.aclose): a stop never hangs.
@@ -135,6 +137,7 @@ class Relay:
                 while sub.queued:
                     batch.append(await anext(sub))
                 await self._write(key, channel, batch)
+                honour_cancel()
 
     async def _write(self, key: str, channel: str, batch: list[Any]) -> None:
         assert self._redis is not None

@@ -50,7 +50,7 @@ class Param:
     def __get__(self, obj: Any, owner: type | None = None) -> Any:
         if obj is None:
             return self
-        return obj._params[self.name]
+        return obj.params[self.name]
 
     def __set__(self, obj: Any, value: Any) -> None:
         raise AttributeError(
