@@ -63,6 +63,18 @@ class Member:
     trades: int = 0
     fills: int = 0
     last_signal: str | None = None
+    live: bool = False  # real orders (kit.daemon._live) instead of its paper broker
+
+
+@dataclass(frozen=True, slots=True)
+class LiveSignal:
+    """A live member's decision on one closed candle, for the live desk (which trades and checkpoints it)."""
+
+    strategy_id: int
+    open_time: int
+    close_ms: int  # the candle's close (open time of the next one)
+    close: float
+    signal: Signal | None
 
 
 @dataclass(slots=True)
@@ -94,6 +106,7 @@ class CandleResult:
     advance: list[int]
     failures: list[Failure]
     open_time: int
+    live: list[LiveSignal] = field(default_factory=list)
 
 
 class Stream:
@@ -284,7 +297,8 @@ class Book:
         if stream.last_time is not None:
             checkpoint = max(checkpoint, stream.last_time)  # joined mid-run: from the next candle
             broker.state.last_time_ms = checkpoint
-        m = Member(rec.id, rec.user_id, rec.version, rec.name, key, broker, checkpoint)
+        m = Member(rec.id, rec.user_id, rec.version, rec.name, key, broker, checkpoint,
+                   live=getattr(rec, "mode", "paper") == "live")  # fmt: skip
         group.members[rec.id] = m
         self.members[rec.id] = m
         self._where[rec.id] = (skey, key)
@@ -345,6 +359,7 @@ class Book:
         writes: list[CandleWrite] = []
         advance: list[int] = []
         failures: list[Failure] = []
+        live: list[LiveSignal] = []
         for group in list(stream.groups.values()):
             sig, error = self._evaluate(group, candle, values)
             if error is not None:
@@ -354,6 +369,13 @@ class Book:
                     continue  # already processed before a restart: warm-up only
                 st = m.broker.state
                 m.checkpoint = t
+                if m.live:  # the live desk trades it and moves its checkpoint, in that order
+                    if error is None:
+                        m.failures = 0
+                    if sig is not None:
+                        m.last_signal = _signal_name(sig)
+                    live.append(LiveSignal(m.id, t, stream.last_close_ms, float(candle[4]), sig))
+                    continue
                 had_pending = st.pending is not None  # next_open: a signal due at this candle's open
                 if sig is None and not had_pending and st.position == 0:
                     # Flat, no signal, nothing due: the broker would only note the candle. Skipping
@@ -378,7 +400,7 @@ class Book:
                 writes.append(self._write(m, t, candle, fills, sig, changed))
         if self.mark is not None:
             self.mark(0)
-        return CandleResult(writes, advance, failures, t)
+        return CandleResult(writes, advance, failures, t, live)
 
     def _evaluate(self, group: Group, candle: Any, values: dict[Any, Any]) -> tuple[Signal | None, str | None]:
         if self.mark is not None:

@@ -11,7 +11,7 @@ data takes the user and never returns another user's rows; someone else's strate
 :class:`NotFound`, exactly like a missing one.
 """
 
-from kit.store import events, keys, ledger, strategies, trades, users
+from kit.store import events, keys, ledger, live, strategies, trades, users
 from kit.store._scope import NotFound
 from kit.store._store import Store
 from kit.store.models import (
@@ -43,6 +43,7 @@ __all__ = [
     "events",
     "keys",
     "ledger",
+    "live",
     "strategies",
     "trades",
     "users",
