@@ -20,7 +20,8 @@ position the exchange's trades give is compared with the ledger's. An order kit 
 recorded, or a different position, pauses the strategy with an event: never an automatic fix.
 
 Test-only: ``KIT_LIVE_TEST_KILL=<step>[:<n>]`` SIGKILLs the process at the n-th pass of a step
-of the path (``intent`` committed, request ``sent``, ``response`` received, ``fill`` committed).
+of the path: ``intent`` (committed, not sent), ``sent`` (the exchange answered, nothing of it
+read), ``response`` (read and applied, not committed), ``fill`` (fills committed).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from typing import Any
 
 from kit.broker import FillModel
 from kit.daemon._book import LiveSignal
-from kit.daemon._live_core import Decision, Holding, decide
+from kit.daemon._live_core import Decision, Holding, decide, mismatches
 from kit.daemon._writer import RunDb
 from kit.errors import KitError
 from kit.orders import (
@@ -66,12 +67,11 @@ from kit.orders import (
     events_from_order,
     intent,
     outcome_of_error,
-    parse_client_order_id,
     trade_from_my_trades,
 )
 from kit.store import Store, keys, live
 from kit.store.models import StrategyRecord
-from kit.trading import RECV_WINDOW_MS, ApiError, NoAnswer, TradingClient
+from kit.trading import BUDGETS, RECV_WINDOW_MS, ApiError, NoAnswer, TradingClient
 
 log = logging.getLogger("kit.daemon.live")
 
@@ -264,34 +264,16 @@ class LiveDesk:
                 break
             await asyncio.sleep(0.5)
         ours = {o.client_id: o for o in acc.tracker.orders() if o.strategy_id == st.id}
-        problems: list[str] = []
-        ex_orders = await self._call(c.all_orders, st.symbol)
-        ex_ids: set[int] = set()
-        for row in ex_orders:
-            cid = str(row.get("clientOrderId") or "")
-            parsed = parse_client_order_id(cid)
-            if parsed is None or parsed[0] != st.id:
-                continue
-            ex_ids.add(int(row["orderId"]))
-            o = ours.get(cid)
-            if o is None:
-                problems.append(f"the exchange has order {cid} that the ledger does not")
-            elif Decimal(str(row.get("executedQty") or "0")) != o.executed_qty:
-                problems.append(f"order {cid} executed {row.get('executedQty')} on the exchange, "
-                                f"{o.executed_qty} in the ledger")  # fmt: skip
-        ex_qty = Decimal(0)
-        from_id: int | None = 0
-        while from_id is not None:
-            rows = await self._call(c.my_trades, st.symbol, from_id=from_id)
-            for r in rows:
-                if int(r["orderId"]) in ex_ids:
-                    q = Decimal(str(r["qty"]))
-                    ex_qty += q if r.get("isBuyer") else -q
-                    if r.get("commissionAsset") == st.holding.base:
-                        ex_qty -= Decimal(str(r["commission"]))
-            from_id = int(rows[-1]["id"]) + 1 if len(rows) >= 1000 else None
-        if ex_qty != st.holding.qty:
-            problems.append(f"position {st.holding.qty} in the ledger, {ex_qty} by the exchange's trades")
+        ex_orders: list[Any] = []
+        ex_trades: list[Any] = []
+        for fetch, into, key, arg in ((c.all_orders, ex_orders, "orderId", "from_order_id"),
+                                      (c.my_trades, ex_trades, "id", "from_id")):  # fmt: skip
+            start: int | None = 0
+            while start is not None:  # pages of 1,000, oldest first
+                rows = await self._call(fetch, st.symbol, **{arg: start})
+                into += rows
+                start = int(rows[-1][key]) + 1 if len(rows) >= 1000 else None
+        problems = mismatches(st.id, ours, st.holding, ex_orders, ex_trades)
         if problems:
             self.counts["live_reconcile_mismatches"] += 1
             self.strategies.pop(st.id, None)
@@ -353,26 +335,25 @@ class LiveDesk:
         return Book(st.holding.notional(price), exposure, 0.0, st.user_id in self._halted)
 
     async def _send(self, acc: _Account, o: Order) -> None:
+        """Send an intent's order and commit what came of it (state, fills, position) in one transaction."""
         c = acc.client
         try:
             await asyncio.to_thread(c.fresh_clock)
         except (ApiError, NoAnswer):
-            pass  # the last offset stands; a refusal for timing would come back as a rejection
-        events: list[Any] = [Sent(c.now_ms(), RECV_WINDOW_MS)]
-        acc.tracker.apply(o.client_id, events[0])
-        self._kill.check("sent")
+            pass  # the last offset stands (a -1021 is retried once by the client after measuring again)
+        at = c.now_ms()
         try:
             resp = await asyncio.to_thread(c.place, o.symbol, o.side, f"{o.quantity:f}", o.client_id)
-            self._kill.check("response")
-            events = events_from_order(resp, "response")
+            self._kill.check("sent")
+            outcome = events_from_order(resp, "response")
         except NoAnswer as exc:
-            events = [Unknown(str(exc))]
+            outcome = [Unknown(str(exc))]
         except ApiError as exc:
-            if outcome_of_error(exc.status, exc.code) == "unknown":
-                events = [Unknown(f"{exc.code}: {exc}")]
-            else:
-                events = [Rejected(exc.code, str(exc))]
-        await self._apply(acc, o.client_id, events)
+            kind = outcome_of_error(exc.status, exc.code)
+            outcome = [Unknown(f"{exc.code}: {exc}")] if kind == "unknown" else [Rejected(exc.code, str(exc))]
+        # The request's window starts at the last timestamp it was signed with (a retry after -1021 is later).
+        sent = Sent(max(at, c.last_timestamp), RECV_WINDOW_MS)
+        await self._apply(acc, o.client_id, [sent, *outcome], kill="response")
 
     # ----- resolving what is open ------------------------------------------------------------------
 
@@ -409,7 +390,7 @@ class LiveDesk:
                 log.warning("live order check failed; retrying", extra={"command": type(cmd).__name__,
                                                                         "error": str(exc)[:200]})  # fmt: skip
 
-    async def _apply(self, acc: _Account, cid: str, events: list[Any]) -> None:
+    async def _apply(self, acc: _Account, cid: str, events: list[Any], kill: str = "") -> None:
         """Apply ``events`` to order ``cid`` and commit its state, new fills and the position at once."""
         before = acc.tracker.get(cid)
         assert before is not None
@@ -431,6 +412,8 @@ class LiveDesk:
                 st.holding.fill(order.side, t, order.open_time)
         if st is not None and new_trades:
             pos = st.holding.row(time_ms=order.open_time)
+        if kill:
+            self._kill.check(kill)
         if new_trades or order != before:
             await self._run_db(live.save, self.store, acc.user_id, order, new_trades, pos)
         if new_trades:
@@ -469,8 +452,27 @@ class LiveDesk:
 
     # ----- reports ------------------------------------------------------------------------------------
 
-    def order_states(self) -> Counter[str]:
-        return Counter(str(o.state) for a in self.accounts.values() for o in a.tracker.orders())
-
-    def unresolved(self) -> int:
-        return sum(1 for a in self.accounts.values() for o in a.tracker.orders() if not o.complete)
+    def metrics(self) -> list[tuple[str, str, str, list[tuple[dict[str, str], float]]]]:
+        """The live path's series for ``/metrics`` (name, type, help, samples)."""
+        c = self.counts
+        states = Counter(str(o.state) for a in self.accounts.values() for o in a.tracker.orders())
+        headroom = [({"host": h}, b["headroom"]) for h, b in BUDGETS.stats().items()]
+        return [
+            ("kit_daemon_live_orders", "gauge", "live orders tracked, by state",
+             [({"state": str(s)}, states.get(str(s), 0)) for s in State]),
+            ("kit_daemon_live_strategies", "gauge", "live strategies trading", [({}, len(self.strategies))]),
+            ("kit_daemon_live_fills_total", "counter", "live fills recorded", [({}, c["live_fills"])]),
+            ("kit_daemon_live_rejections_total", "counter", "live orders the exchange rejected",
+             [({}, c["live_rejections"])]),
+            ("kit_daemon_live_refused_total", "counter", "live orders refused by risk limits or a halt",
+             [({}, c["live_refused"])]),
+            ("kit_daemon_live_unknown_resolved_total", "counter", "unknown outcomes resolved by a query",
+             [({}, c["live_unknown_resolved"])]),
+            ("kit_daemon_live_reconcile_mismatches_total", "counter", "live strategies paused: ledger != exchange",
+             [({}, c["live_reconcile_mismatches"])]),
+            ("kit_daemon_live_stale_signals_total", "counter", "live signals of replayed candles, not traded",
+             [({}, c["live_stale_signals"])]),
+            ("kit_daemon_live_unresolved", "gauge", "live orders not final or missing fills",
+             [({}, sum(1 for a in self.accounts.values() for o in a.tracker.orders() if not o.complete))]),
+            ("kit_daemon_live_weight_headroom", "gauge", "request weight still usable this minute, by host", headroom),
+        ]  # fmt: skip

@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import Any
 
 from kit.broker import FillModel
-from kit.orders import Skip, SymbolFilters, Trade, size_order
+from kit.orders import Order, Skip, SymbolFilters, Trade, parse_client_order_id, size_order
 
 ZERO = Decimal(0)
 #: Room kept for the next open being above the close the quantity is sized at.
@@ -124,3 +124,38 @@ def decide(
     if isinstance(sized, Skip):
         return Decision(side, qty, float(qty * price), sized.reason)
     return Decision(side, sized.quantity, float(sized.notional))
+
+
+def mismatches(
+    strategy_id: int, ours: dict[str, Order], holding: Holding, ex_orders: list[Any], ex_trades: list[Any]
+) -> list[str]:
+    """Where the ledger of a live strategy disagrees with the exchange's record (empty: they agree).
+
+    ``ours`` are its orders by client id, resolved as far as the exchange answers; ``ex_orders``
+    and ``ex_trades`` the account's ``allOrders`` and ``myTrades`` rows on its symbol. An order
+    with the strategy's client id that the ledger lacks, an executed quantity that differs, or a
+    position its trades do not give is a mismatch.
+    """
+    out: list[str] = []
+    order_ids: set[int] = set()
+    for row in ex_orders:
+        cid = str(row.get("clientOrderId") or "")
+        parsed = parse_client_order_id(cid)
+        if parsed is None or parsed[0] != strategy_id:
+            continue  # another strategy's, or not kit's
+        order_ids.add(int(row["orderId"]))
+        o = ours.get(cid)
+        if o is None:
+            out.append(f"the exchange has order {cid} that the ledger does not")
+        elif Decimal(str(row.get("executedQty") or "0")) != o.executed_qty:
+            out.append(f"order {cid} executed {row.get('executedQty')} on the exchange, {o.executed_qty} in the ledger")
+    qty = ZERO
+    for r in ex_trades:
+        if int(r["orderId"]) in order_ids:
+            q = Decimal(str(r["qty"]))
+            qty += q if r.get("isBuyer") else -q
+            if r.get("commissionAsset") == holding.base:
+                qty -= Decimal(str(r["commission"]))
+    if qty != holding.qty:
+        out.append(f"position {holding.qty} in the ledger, {qty} by the exchange's trades")
+    return out

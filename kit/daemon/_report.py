@@ -131,6 +131,7 @@ def metrics(d: Daemon) -> str:
         ("kit_daemon_persist_latency_seconds", "summary", "closed candle received -> decisions committed",
          [({"quantile": str(q)}, quantile(lat, q)) for q in (0.5, 0.9, 0.99)]),
     ]  # fmt: skip
+    m += d.live.metrics()
     if d.feed is not None:
         fs = d.feed.stats()
         for key in ("connections", "streams", "messages", "reconnects", "stalls", "backfilled", "gaps", "lagging"):
