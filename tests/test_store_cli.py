@@ -21,7 +21,7 @@ def kit(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
 
 def test_cli_users_strategies_trades_and_db():
     up = kit("db", "upgrade")
-    assert up.returncode == 0 and "-> 0002" in up.stdout
+    assert up.returncode == 0 and f"-> {head_revision()}" in up.stdout
     assert kit("users", "add", "alice", stdin="alice-s3cret-pw\n").stdout.strip() == "added viewer alice"
     assert kit("users", "add", "root", "--admin", stdin="root-pw-long\n").returncode == 0
     dup = kit("users", "add", "alice", stdin="x\n")
