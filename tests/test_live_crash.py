@@ -42,3 +42,34 @@ def test_a_daemon_killed_at_any_step_of_an_order_resumes_with_the_exchanges_reco
     assert strategies.get(store, "alice", rec.id).state == "active"  # reconciled: nothing disagreed
     assert position_of(fills) >= 0  # spot: never short
     assert "Traceback" not in cluster.daemon_log()
+
+
+def test_a_ledger_that_disagrees_with_the_exchange_at_start_pauses_the_strategy_with_an_event(db_url, live_cluster):
+    import sqlalchemy as sa
+
+    from kit.store import events
+    from tests.fixtures.daemon import get_json
+
+    cluster, store, frames = live_cluster(db_url, start_row=30)
+    rec = promote_live(store, int(frames["BTCUSDT"].index[0].value // 1_000_000))
+    cluster.exchange_start()
+    cluster.daemon_start()
+    wait_for(lambda: _filled(store) >= 2, 90, "two fills", every=0.2)
+    assert cluster.daemon_term() == 0
+    last = [o for o in live.orders(store, "alice") if o.state == "filled"][-1]
+    with store.begin() as conn:  # as if the database were restored from a backup older than that order
+        conn.execute(sa.text("DELETE FROM live_fills WHERE client_id = :c"), {"c": last.client_id})
+        conn.execute(sa.text("DELETE FROM live_orders WHERE client_id = :c"), {"c": last.client_id})
+    cluster.daemon_start()
+    wait_for(lambda: strategies.get(store, "alice", rec.id).state == "paused", 60, "the pause")
+    why = strategies.get(store, "alice", rec.id).last_error
+    assert why.startswith("reconciliation with the exchange failed: ")
+    assert f"the exchange has order {last.client_id} that the ledger does not" in why and "position" in why
+    ev = wait_for(lambda: [e for e in events.recent(store, 50) if e["strategy_id"] == rec.id
+                           and e["kind"] == "strategy_paused"], 10, "its event")  # fmt: skip
+    assert ev[0]["level"] == "error" and why in ev[0]["message"]
+    _, text = get_json(cluster.base + "/metrics")
+    assert "kit_daemon_live_reconcile_mismatches_total 1" in text
+    n = len(cluster.client().request("GET", "/api/v3/allOrders", {"symbol": "BTCUSDT"})[2])
+    assert cluster.daemon_term() == 0
+    assert len(cluster.client().request("GET", "/api/v3/allOrders", {"symbol": "BTCUSDT"})[2]) == n  # no "fix"
