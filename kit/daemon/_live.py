@@ -292,7 +292,12 @@ class LiveDesk:
                 continue  # paused or stopped meanwhile: its checkpoint stays (it resumes from there)
             st.holding.last_price = Decimal(repr(ls.close))
             acc = self.accounts[st.user_id]
-            busy = not st.ready or any(o.strategy_id == st.id and not o.complete for o in acc.tracker.orders())
+            busy = not st.ready or self._unfinished(acc, st.id)
+            for _ in range(2):  # its last order may have filled since the last look: ask (status, then fills)
+                if not (busy and st.ready and ls.signal is not None):
+                    break
+                await self._sweep(acc)
+                busy = self._unfinished(acc, st.id)
             d = decide(ls.signal, ls.close, st.holding, st.model, st.filters, busy=busy)
             if d is not None and not self._is_current(st.id, ls.open_time):
                 # Replayed after downtime: its price is gone, so it is not traded late (nor recorded
@@ -329,6 +334,10 @@ class LiveDesk:
         self._kill.check("intent")
         await self._send(acc, o)
 
+    @staticmethod
+    def _unfinished(acc: _Account, sid: int) -> bool:
+        return any(o.strategy_id == sid and not o.complete for o in acc.tracker.orders())
+
     def _risk_book(self, st: _Strategy, price: float) -> Book:
         exposure = sum(s.holding.notional(s.holding.last_price or price) for s in self.strategies.values()
                        if s.user_id == st.user_id)  # fmt: skip
@@ -358,9 +367,13 @@ class LiveDesk:
     # ----- resolving what is open ------------------------------------------------------------------
 
     async def _sweep(self, acc: _Account) -> None:
-        """Ask the exchange about every unknown order and read the missing fills of finished ones."""
+        """Ask the exchange about every unknown or open order and read the missing fills of finished ones."""
         c = acc.client
-        for cmd in acc.tracker.commands():
+        # Without the user data stream, an accepted order that has not executed yet (a MARKET order
+        # sent during an outage waits for the next candle) is followed by polling it.
+        open_ = [Query(o.symbol, o.client_id) for o in acc.tracker.orders()
+                 if o.state in (State.NEW, State.PARTIALLY_FILLED) and not o.cancel_requested]  # fmt: skip
+        for cmd in [*acc.tracker.commands(), *open_]:
             try:
                 if isinstance(cmd, Query):
                     try:
