@@ -38,11 +38,15 @@ def test_limits_and_halts_are_set_listed_and_cleared_from_the_shell(db_url, monk
     assert "max_order_notional=500.0" in listing
     assert kit("resume", "--user", "alice").returncode == 0
     assert "HALTED" not in kit("limits", "list").stdout
+    users.add(store, "bob", "pw")
+    assert kit("halt").stdout.splitlines() == ["halted live trading of alice", "halted live trading of bob"]
+    assert kit("limits", "list").stdout.count("HALTED: halted by the operator") == 2
+    assert kit("resume").returncode == 0 and "HALTED" not in kit("limits", "list").stdout
     for args, needle in (
         (["--user", "alice", "--max-exposure", "-1"], "max_exposure must be a positive number"),
         (["--user", "alice", "--strategy", "real", "--max-exposure", "1"], "max_exposure: not a strategy limit"),
         (["--user", "alice", "--strategy", "nope", "--max-order-notional", "1"], "no strategy 'nope'"),
-        (["--user", "bob", "--max-exposure", "1"], "unknown user 'bob'"),
+        (["--user", "carol", "--max-exposure", "1"], "unknown user 'carol'"),
         (["--user", "alice"], "name a limit to set"),
     ):
         bad = kit("limits", "set", *args)
@@ -50,7 +54,7 @@ def test_limits_and_halts_are_set_listed_and_cleared_from_the_shell(db_url, monk
     with pytest.raises(InputError):
         live.set_limits(store, "alice", max_order_notional=1.0)  # a strategy limit without a strategy
     with pytest.raises(NotFound):
-        live.set_halt(store, "bob", True)
+        live.set_halt(store, "carol", True)
     store.dispose()
 
 

@@ -10,8 +10,12 @@ exchange keys (``kit keys set``), which are stored encrypted and never printed.
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from kit.store import Store
 
 users_app = typer.Typer(help="Dashboard users (passwords stored argon2-hashed).", no_args_is_help=True)
 strategies_app = typer.Typer(help="Promoted strategies the daemon runs.", no_args_is_help=True)
@@ -324,23 +328,36 @@ def limits_list() -> None:
         typer.echo(f"{scope:<32} {shown or 'no limits'}{halt}")
 
 
+def _who(store: Store, user: str | None) -> list[str]:
+    """``user``, or every user's name."""
+    from kit.store import users
+
+    return [user] if user else [u.name for u in users.list(store)]
+
+
 def halt_cmd(
-    user: str = typer.Option(..., "--user", help="Whose live trading to halt."),
-    reason: str = typer.Option("halted by the operator", "--reason", help="Shown with every refused order."),
+    user: str = typer.Option(None, "--user", help="Whose live trading to halt (default: every user's)."),
+    reason: str = typer.Option("halted by the operator", "--reason", help="Recorded with the halt."),
 ) -> None:
-    """Halt a user's live trading: no new live order is placed until `kit resume`."""
+    """Halt live trading: no new live order is placed until `kit resume`."""
     from kit.store import live
 
-    live.set_halt(_store(), user, True, reason)
-    typer.echo(f"halted live trading of {user}")
+    store = _store()
+    for name in _who(store, user):
+        live.set_halt(store, name, True, reason)
+        typer.echo(f"halted live trading of {name}")
 
 
-def resume_cmd(user: str = typer.Option(..., "--user", help="Whose live trading to resume.")) -> None:
-    """Resume a user's halted live trading."""
+def resume_cmd(
+    user: str = typer.Option(None, "--user", help="Whose live trading to resume (default: every user's)."),
+) -> None:
+    """Resume halted live trading."""
     from kit.store import live
 
-    live.set_halt(_store(), user, False)
-    typer.echo(f"resumed live trading of {user}")
+    store = _store()
+    for name in _who(store, user):
+        live.set_halt(store, name, False)
+        typer.echo(f"resumed live trading of {name}")
 
 
 def register(app: typer.Typer) -> None:
