@@ -29,6 +29,7 @@ pytest_plugins = [
         "tests.fixtures.store",
         "tests.fixtures.daemon",
         "tests.fixtures.dashboard",
+        "tests.fixtures.live",
     )
     if importlib.util.find_spec(name) is not None
 ]

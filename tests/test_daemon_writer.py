@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from kit.daemon._book import CandleResult
+from kit.daemon._records import CandleResult
 from kit.daemon._writer import Writer
 from kit.store.ledger import CandleWrite
 

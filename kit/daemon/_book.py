@@ -37,12 +37,12 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from kit.broker import BrokerState, FillModel, PaperBroker
 from kit.daemon._follow import HeldCandles, follow, follower_specs, unfollow, warm
 from kit.daemon._guard import group_id
+from kit.daemon._records import CandleResult, Failure, Group, LiveSignal, Member
 from kit.engine import Row, StreamJoin, StreamState
 from kit.market.intervals import interval_ms
 from kit.store.ledger import CandleWrite
@@ -50,58 +50,6 @@ from kit.strategy import Signal, Strategy
 from kit.strategy._streams import resolve
 
 log = logging.getLogger("kit.daemon")
-
-
-@dataclass(slots=True)
-class Member:
-    """One user's running strategy: its broker and how far it got."""
-
-    id: int
-    user_id: int
-    version: int
-    name: str
-    key: tuple[Any, ...]
-    broker: PaperBroker
-    checkpoint: int  # open time of the last candle committed (or queued for commit)
-    failures: int = 0
-    trades: int = 0
-    fills: int = 0
-    last_signal: str | None = None
-
-
-@dataclass(slots=True)
-class Group:
-    """Identical strategies on one stream: one evaluator, many members."""
-
-    key: tuple[Any, ...]
-    strategy: Strategy
-    evaluator: Any
-    gid: int  # identity across restarts (the crash-loop guard's note)
-    members: dict[int, Member] = field(default_factory=dict)
-    evaluations: int = 0
-    failures: int = 0
-    eval_seconds: float = 0.0
-    #: the extra streams it reads (a strategy over several streams), and their rows lined up
-    join: StreamJoin | None = None
-    #: monotonic time since when a base candle has been held waiting (None: none held)
-    waiting_since: float | None = None
-
-
-@dataclass(slots=True)
-class Failure:
-    """A group's failed evaluation; the daemon records it and pauses members at the limit."""
-
-    group: Group
-    error: str
-    paused: list[Member]
-
-
-@dataclass(slots=True)
-class CandleResult:
-    writes: list[CandleWrite]
-    advance: list[int]
-    failures: list[Failure]
-    open_time: int
 
 
 class Stream:
@@ -308,7 +256,8 @@ class Book(HeldCandles):
         if stream.last_time is not None:
             checkpoint = max(checkpoint, stream.last_time)  # joined mid-run: from the next candle
             broker.state.last_time_ms = checkpoint
-        m = Member(rec.id, rec.user_id, rec.version, rec.name, key, broker, checkpoint)
+        m = Member(rec.id, rec.user_id, rec.version, rec.name, key, broker, checkpoint,
+                   live=getattr(rec, "mode", "paper") == "live")  # fmt: skip
         group.members[rec.id] = m
         self.members[rec.id] = m
         self._where[rec.id] = (skey, key)
@@ -377,6 +326,7 @@ class Book(HeldCandles):
         writes: list[CandleWrite] = []
         advance: list[int] = []
         failures: list[Failure] = []
+        live: list[LiveSignal] = []
         for group in list(stream.groups.values()):
             if group.join is not None:  # held until its extra streams caught up (maybe at once)
                 row = row or Row(symbol, interval, candle, True, values)
@@ -385,10 +335,10 @@ class Book(HeldCandles):
             sig, error = self._evaluate(group, candle, values)
             if error is not None:
                 failures.append(self._fail(group, error))
-            self._step(group, t, candle, sig, error, writes, advance)
+            self._step(group, t, candle, sig, error, writes, advance, live, stream.last_close_ms)
         if self.mark is not None:
             self.mark(0)
-        return CandleResult(writes, advance, failures, t)
+        return CandleResult(writes, advance, failures, t, live)
 
     def _step(
         self,
@@ -399,13 +349,23 @@ class Book(HeldCandles):
         error: str | None,
         writes: list[CandleWrite],
         advance: list[int],
+        live: list[LiveSignal],
+        close_ms: int | None,
     ) -> None:
-        """Hand one evaluated candle to each member's broker; collect the ledger writes."""
+        """Hand one evaluated candle to each member's broker (or, for a live member, to the live
+        desk's list); collect the ledger writes."""
         for m in list(group.members.values()):
             if t <= m.checkpoint:
                 continue  # already processed before a restart: warm-up only
             st = m.broker.state
             m.checkpoint = t
+            if m.live:  # the live desk trades it and moves its checkpoint, in that order
+                if error is None:
+                    m.failures = 0
+                if sig is not None:
+                    m.last_signal = _signal_name(sig)
+                live.append(LiveSignal(m.id, t, close_ms, float(candle[4]), sig))  # type: ignore[arg-type]
+                continue
             had_pending = st.pending is not None  # next_open: a signal due at this candle's open
             if sig is None and not had_pending and st.position == 0:
                 # Flat, no signal, nothing due: the broker would only note the candle. Skipping

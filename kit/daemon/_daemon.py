@@ -47,11 +47,13 @@ import sqlalchemy as sa
 
 from kit.daemon import _report
 from kit.daemon._alerts import AlertWatch
-from kit.daemon._book import Book, CandleResult, describe
+from kit.daemon._book import Book, describe
 from kit.daemon._config import DaemonConfig
 from kit.daemon._guard import InHand
 from kit.daemon._health import FaultPlan, Health, TaskFailed, assess
+from kit.daemon._live import LiveDesk
 from kit.daemon._reconciler import Reconciler
+from kit.daemon._records import CandleResult
 from kit.daemon._status import StatusServer
 from kit.daemon._streams import Streams
 from kit.daemon._supervisor import Supervisor
@@ -125,6 +127,10 @@ class Daemon:
         self.alerts = AlertWatch(self.store, self.supervisor, self.writer, self._db, self._server_now, self._now_ms,
                                  self.counts, history=self.config.history, max_backfill=self.config.max_backfill,
                                  on_fired=self.webhooks.wake)  # fmt: skip
+        # Live strategies' orders on the exchange with their owners' keys (kit.daemon._live).
+        self.live = LiveDesk(self.store, self._db, self.exchange_url, self.counts, is_current=self._is_current,
+                             pause=self.reconciler.pause_live)  # fmt: skip
+        self.reconciler.live = self.live
 
     # ----- lifecycle -------------------------------------------------------------------------
 
@@ -177,6 +183,7 @@ class Daemon:
         self.streams.engine = self.engine
         self.alerts.engine = self.engine
         writer = self.supervisor.spawn("writer", self.writer.run())
+        aux.append(self.supervisor.spawn("live", self.live.run()))
         try:
             await self.reconciler.load(self._guard.verdict)
             await self.alerts.load()
@@ -254,6 +261,12 @@ class Daemon:
             log.warning("exchange time unavailable", extra={"error": str(exc)[:200]})
         return self._now_ms()
 
+    def _is_current(self, strategy_id: int, open_time: int) -> bool:
+        """Whether ``open_time`` is the newest closed candle of the strategy's stream (a live order's test)."""
+        skey = self.book.stream_of(strategy_id)
+        stream = self.book.streams.get(skey) if skey is not None else None
+        return stream is not None and stream.last_time == open_time
+
     def _now_ms(self) -> int:
         return int(time.time() * 1000) + self._server_offset_ms
 
@@ -319,6 +332,8 @@ class Daemon:
             self.counts["fills"] += len(w.fills)
             self.counts["trades"] += len(w.trades)
         self.writer.candle(res, received)
+        if res.live:
+            self.live.on_candle(res.live)
         for f in res.failures:
             self.reconciler.on_failure(f)
 

@@ -23,9 +23,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from kit.engine import Joined
+from kit.market.intervals import interval_ms
 
 if TYPE_CHECKING:
-    from kit.daemon._book import CandleResult, Group, Stream
+    from kit.daemon._book import Stream
+    from kit.daemon._records import CandleResult, Group
 
 StreamKey = tuple[str, str]
 
@@ -104,8 +106,10 @@ class HeldCandles:
             failures = [self._fail(group, error)] if error is not None else []
             writes: list[Any] = []
             advance: list[int] = []
-            self._step(group, t, j.row.candle, sig, error, writes, advance)
-            self._released.append(self._result(writes, advance, failures, t))
+            live: list[Any] = []
+            close_ms = t + interval_ms(group.join.base[1])  # type: ignore[union-attr]
+            self._step(group, t, j.row.candle, sig, error, writes, advance, live, close_ms)
+            self._released.append(self._result(writes, advance, failures, t, live))
         group.waiting_since = (group.waiting_since or time.monotonic()) if group.join.pending else None  # type: ignore[union-attr]
 
     def drain(self) -> list[CandleResult]:

@@ -18,8 +18,10 @@ from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
 from kit.broker import BrokerState, FillModel
-from kit.daemon._book import Book, Failure, Member, describe
+from kit.daemon._book import Book, describe
 from kit.daemon._guard import Verdict
+from kit.daemon._live import LiveDesk
+from kit.daemon._records import Failure, Member
 from kit.daemon._streams import Streams
 from kit.daemon._writer import RunDb, Writer
 from kit.errors import ConfigError
@@ -32,9 +34,6 @@ log = logging.getLogger("kit.daemon")
 #: Why the crash-loop guard paused a strategy (its ``last_error`` and the event's message).
 GUARD_PAUSE = ("paused: the daemon process died twice in a row while evaluating this strategy (a crash in "
                "native code, memory exhaustion or os.abort()); the other strategies resumed")  # fmt: skip
-#: Why a live strategy is paused: this daemon has no order path yet, and paper-trading a strategy
-#: its owner promoted to trade real money would be a silent lie.
-LIVE_PAUSE = "live orders are not enabled in this daemon yet"
 
 
 class Known(NamedTuple):
@@ -99,6 +98,9 @@ class Reconciler:
         self.user_names: dict[int, str] = {}
         self.problems: dict[int, Problem] = {}
         self._failing: dict[int, str] = {}  # running strategies whose last evaluation failed -> error
+        #: The daemon's live desk (real orders for live strategies), set by the daemon; without one a
+        #: live strategy is refused, never paper-traded.
+        self.live: LiveDesk | None = None
 
     # ----- start and poll --------------------------------------------------------------------
 
@@ -143,6 +145,8 @@ class Reconciler:
         self._failing.pop(sid, None)
         if self.book.remove(sid) is not None:
             log.info("strategy removed", extra={"strategy_id": sid})
+        if self.live is not None:
+            self.live.remove(sid)
 
     async def _apply(self, rec: StrategyRecord, now: int) -> None:
         """One changed row: stop it, note why it cannot run, or (re)start it."""
@@ -157,6 +161,8 @@ class Reconciler:
         if not rec.active or rec.state != "active":
             if old is not None:
                 self.book.remove(sid)
+                if self.live is not None:
+                    self.live.remove(sid)
                 log.info("strategy stopped", extra={"strategy_id": sid, "version": rec.version})
             return
         same_stream = old is not None and (rec.symbol, rec.interval) == self.book.stream_of(sid)
@@ -165,9 +171,9 @@ class Reconciler:
             log.info("strategy started", extra={"strategy_id": sid, "version": rec.version, "strategy": rec.name})
 
     async def _start(self, rec: StrategyRecord, cp: Checkpoint | None, now: int, carry: Member | None = None) -> None:
-        if rec.mode == "live":
-            self.book.remove(rec.id)  # never left running as a paper strategy either
-            await self._refuse(rec, "paused", LIVE_PAUSE, "strategy_paused", "warning")
+        if rec.mode == "live" and self.live is None:
+            self.book.remove(rec.id)
+            await self._refuse(rec, "paused", "live orders need the daemon's live desk", "strategy_paused", "error")
             return
         try:
             check_module_allowed(rec.class_path, self._strategy_modules)
@@ -187,6 +193,8 @@ class Reconciler:
             self.book.add(rec, checkpoint, state)
             self.problems.pop(rec.id, None)
             self._failing.pop(rec.id, None)
+            if self.live is not None and rec.mode == "live":  # its orders: the live desk, once reconciled
+                self.live.add(rec, self.user_names.get(rec.user_id, ""))
         except Exception as exc:
             msg = describe(exc)
             log.error("strategy cannot start", extra={"strategy_id": rec.id, "error": msg[:300]})
@@ -204,9 +212,20 @@ class Reconciler:
 
     # ----- verdicts ----------------------------------------------------------------------------
 
+    def pause_live(self, sid: int, why: str) -> None:
+        """The live desk's verdict: pause live strategy ``sid`` (no keys, a mismatch with the exchange)."""
+        m = self.book.members.get(sid)
+        if m is None:
+            return
+        log.error("live strategy paused", extra={"strategy_id": sid, "error": why[:300]})
+        self._pause(m, why, "error", f"live strategy paused: {why}")
+        self._streams.prune()
+
     def _pause(self, m: Member, error: str, level: str, message: str) -> None:
         """Stop running ``m`` and record state ``paused`` with ``error`` (the writer, in order)."""
         self.book.remove(m.id)
+        if self.live is not None:
+            self.live.remove(m.id)
         self._failing.pop(m.id, None)
         self._note(m.id, m.user_id, m.name, "paused", error)
         self.known[m.id] = Known(m.user_id, "paused", m.version)

@@ -142,6 +142,7 @@ def families(d: Daemon) -> list[_metrics.Family]:
         _metrics.summary("kit_daemon_persist_latency_seconds", "closed candle received -> decisions committed",
                          sorted(d.writer.latency)),
     ]  # fmt: skip
+    m += d.live.metrics()
     if d.feed is not None:
         m += _metrics.feed_metrics(d.feed.stats())
     return m

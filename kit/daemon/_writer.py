@@ -21,8 +21,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kit.daemon._book import CandleResult
 from kit.daemon._health import FaultPlan
+from kit.daemon._records import CandleResult
 from kit.store import Store, ledger
 
 

@@ -1,4 +1,5 @@
-"""``kit users``, ``kit keys``, ``kit strategies``, ``kit trades``, ``kit db``: the store from a shell.
+"""``kit users``, ``kit keys``, ``kit strategies``, ``kit trades``, ``kit db``, ``kit limits``,
+``kit halt``/``kit resume``: the store from a shell.
 
 The shell is the operator's seat: ``kit strategies activate ID`` acts on any user's
 strategy. Passwords come from a hidden prompt or from stdin (``echo pw | kit users add bob``),
@@ -14,8 +15,8 @@ from pathlib import Path
 import sqlalchemy as sa
 import typer
 
-from kit.errors import ConfigError, KitError
-from kit.store import NotFound, Store, keys, strategies, trades, users
+from kit.errors import ConfigError, InputError, KitError
+from kit.store import NotFound, Store, keys, live, strategies, trades, users
 
 users_app = typer.Typer(help="Dashboard users (passwords stored argon2-hashed).", no_args_is_help=True)
 strategies_app = typer.Typer(help="Promoted strategies the daemon runs.", no_args_is_help=True)
@@ -240,9 +241,76 @@ def db_current() -> None:
     typer.echo(store.current_revision() or "empty")
 
 
+limits_app = typer.Typer(help="Risk limits of live trading, per user and per strategy.", no_args_is_help=True)
+
+
+@limits_app.command("set")
+def limits_set(
+    user: str = typer.Option(..., "--user", help="Whose limits."),
+    strategy: str = typer.Option(None, "--strategy", help="A strategy's name: its limits, not the user's."),
+    max_order_notional: float = typer.Option(None, "--max-order-notional", help="Strategy: one order, quote."),
+    max_position_notional: float = typer.Option(None, "--max-position-notional", help="Strategy: its position."),
+    max_exposure: float = typer.Option(None, "--max-exposure", help="User: all live positions together, quote."),
+    max_daily_loss: float = typer.Option(None, "--max-daily-loss", help="User: loss since 00:00 UTC (halts)."),
+    clear: list[str] = typer.Option([], "--clear", help="A limit to remove, e.g. --clear max-exposure."),
+) -> None:
+    """Set live risk limits (a limit not named keeps its value). The daemon applies them within seconds."""
+    given = {"max_order_notional": max_order_notional, "max_position_notional": max_position_notional,
+             "max_exposure": max_exposure, "max_daily_loss": max_daily_loss}  # fmt: skip
+    limits: dict[str, float | None] = {k: v for k, v in given.items() if v is not None}
+    for name in clear:
+        limits[name.replace("-", "_")] = None
+    if not limits:
+        raise InputError("name a limit to set (e.g. --max-order-notional 500) or to --clear")
+    row = live.set_limits(_store(), user, strategy, **limits)
+    shown = ", ".join(f"{k}={getattr(row, k)}" for k in live.LIMIT_NAMES if getattr(row, k) is not None)
+    typer.echo(f"limits of {user}{'/' + strategy if strategy else ''}: {shown or 'none'}")
+
+
+@limits_app.command("list")
+def limits_list() -> None:
+    """Every user's and strategy's live limits, and who is halted."""
+    store = _store()
+    names = {u.id: u.name for u in users.list(store)}
+    for r in live.limits_for_daemon(store):
+        shown = ", ".join(f"{k}={getattr(r, k)}" for k in live.LIMIT_NAMES if getattr(r, k) is not None)
+        scope = names.get(r.user_id, str(r.user_id)) + (f" strategy {r.strategy_id}" if r.strategy_id else "")
+        halt = f"  HALTED: {r.halt_reason}" if r.halted else ""
+        typer.echo(f"{scope:<32} {shown or 'no limits'}{halt}")
+
+
+def _who(store: Store, user: str | None) -> list[str]:
+    """``user``, or every user's name."""
+    return [user] if user else [u.name for u in users.list(store)]
+
+
+def halt_cmd(
+    user: str = typer.Option(None, "--user", help="Whose live trading to halt (default: every user's)."),
+    reason: str = typer.Option("halted by the operator", "--reason", help="Recorded with the halt."),
+) -> None:
+    """Halt live trading: no new live order is placed until `kit resume`."""
+    store = _store()
+    for name in _who(store, user):
+        live.set_halt(store, name, True, reason)
+        typer.echo(f"halted live trading of {name}")
+
+
+def resume_cmd(
+    user: str = typer.Option(None, "--user", help="Whose live trading to resume (default: every user's)."),
+) -> None:
+    """Resume halted live trading."""
+    store = _store()
+    for name in _who(store, user):
+        live.set_halt(store, name, False)
+        typer.echo(f"resumed live trading of {name}")
+
+
 def register(app: typer.Typer) -> None:
     app.add_typer(users_app, name="users")
     app.add_typer(keys_app, name="keys")
     app.add_typer(strategies_app, name="strategies")
     app.command("trades")(trades_cmd)
     app.add_typer(db_app, name="db")
+    app.add_typer(limits_app, name="limits")
+    app.command("halt")(halt_cmd)
+    app.command("resume")(resume_cmd)

@@ -328,3 +328,85 @@ class Webhook(SQLModel, table=True):
         return f"Webhook(user_id={self.user_id!r})"
 
     __str__ = __repr__
+
+
+class LiveOrder(SQLModel, table=True):
+    """One live order of a strategy, from its intent on: :class:`kit.orders.Order` as a row.
+
+    The intent row is committed before any request leaves (``client_id``, unique, is derived
+    from the strategy and candle, so a replayed candle finds its order instead of placing
+    another); every later state change is one transaction. Quantities are decimal strings, as
+    the exchange reads them. ``trade_ids`` are the fills' ids, also rows of ``live_fills``.
+    """
+
+    __tablename__ = "live_orders"
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(sa_column=sa.Column(sa.Integer, sa.ForeignKey("users.id"), nullable=False, index=True))
+    strategy_id: int = Field(
+        sa_column=sa.Column(sa.Integer, sa.ForeignKey("strategies.id"), nullable=False, index=True)
+    )
+    client_id: str = Field(sa_column=sa.Column(sa.String(36), nullable=False, unique=True))
+    open_time: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    leg: int = Field(default=0, sa_column=sa.Column(sa.Integer, nullable=False))
+    symbol: str = Field(sa_column=sa.Column(sa.String(32), nullable=False))
+    side: str = Field(sa_column=sa.Column(sa.String(8), nullable=False))
+    type: str = Field(sa_column=sa.Column(sa.String(16), nullable=False))
+    quantity: str = Field(sa_column=sa.Column(sa.String(48), nullable=False))
+    price: str | None = Field(default=None, sa_column=sa.Column(sa.String(48), nullable=True))
+    state: str = Field(sa_column=sa.Column(sa.String(20), nullable=False, index=True))
+    order_id: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, nullable=True))
+    executed_qty: str = Field(default="0", sa_column=sa.Column(sa.String(48), nullable=False))
+    filled_qty: str = Field(default="0", sa_column=sa.Column(sa.String(48), nullable=False))
+    quote_qty: str = Field(default="0", sa_column=sa.Column(sa.String(48), nullable=False))
+    commission: str = Field(default="0", sa_column=sa.Column(sa.String(48), nullable=False))
+    reason: str = Field(default="", sa_column=sa.Column(SafeText(2000), nullable=False))
+    reject_code: int | None = Field(default=None, sa_column=sa.Column(sa.Integer, nullable=True))
+    effective_until_ms: int | None = Field(default=None, sa_column=sa.Column(sa.BigInteger, nullable=True))
+    cancel_requested: bool = Field(default=False, sa_column=sa.Column(sa.Boolean, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=sa.Column(sa.DateTime(), nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=sa.Column(sa.DateTime(), nullable=False))
+
+
+class LiveFill(SQLModel, table=True):
+    """One execution of a live order; a trade id is unique per (account, symbol), so per (user, symbol)."""
+
+    __tablename__ = "live_fills"
+    __table_args__ = (sa.UniqueConstraint("user_id", "symbol", "trade_id", name="uq_live_fills_trade"),)
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(sa_column=sa.Column(sa.Integer, sa.ForeignKey("users.id"), nullable=False, index=True))
+    strategy_id: int = Field(
+        sa_column=sa.Column(sa.Integer, sa.ForeignKey("strategies.id"), nullable=False, index=True)
+    )
+    client_id: str = Field(sa_column=sa.Column(sa.String(36), nullable=False, index=True))
+    symbol: str = Field(sa_column=sa.Column(sa.String(32), nullable=False))
+    trade_id: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
+    side: str = Field(sa_column=sa.Column(sa.String(8), nullable=False))
+    quantity: str = Field(sa_column=sa.Column(sa.String(48), nullable=False))
+    price: str = Field(sa_column=sa.Column(sa.String(48), nullable=False))
+    commission: str = Field(default="0", sa_column=sa.Column(sa.String(48), nullable=False))
+    commission_asset: str = Field(default="", sa_column=sa.Column(sa.String(16), nullable=False))
+    time_ms: int = Field(default=0, sa_column=sa.Column(sa.BigInteger, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=sa.Column(sa.DateTime(), nullable=False))
+
+
+class LiveLimits(SQLModel, table=True):
+    """Risk limits of a user's live trading (``strategy_id`` NULL) or of one live strategy.
+
+    A NULL limit is "none". ``halted`` (user rows only) stops every live order of the user but
+    a flatten's, set by ``kit halt`` or the daily-loss limit, cleared by ``kit resume``.
+    """
+
+    __tablename__ = "live_limits"
+    __table_args__ = (sa.UniqueConstraint("user_id", "strategy_id", name="uq_live_limits_scope"),)
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(sa_column=sa.Column(sa.Integer, sa.ForeignKey("users.id"), nullable=False, index=True))
+    strategy_id: int | None = Field(
+        default=None, sa_column=sa.Column(sa.Integer, sa.ForeignKey("strategies.id"), nullable=True)
+    )
+    max_order_notional: float | None = Field(default=None, sa_column=sa.Column(sa.Float, nullable=True))
+    max_position_notional: float | None = Field(default=None, sa_column=sa.Column(sa.Float, nullable=True))
+    max_exposure: float | None = Field(default=None, sa_column=sa.Column(sa.Float, nullable=True))
+    max_daily_loss: float | None = Field(default=None, sa_column=sa.Column(sa.Float, nullable=True))
+    halted: bool = Field(default=False, sa_column=sa.Column(sa.Boolean, nullable=False))
+    halt_reason: str | None = Field(default=None, sa_column=sa.Column(SafeText(500), nullable=True))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=sa.Column(sa.DateTime(), nullable=False))
