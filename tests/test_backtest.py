@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -52,9 +53,15 @@ MODELS = [
 ]
 
 
+# vectorbt sizes a percent reversal below 1.0 in no single order: the paper broker runs those
+# (two fills), compared with the replay in tests/test_replay_parity.py
+VBT_CASES = [(m, shorts) for m in MODELS for shorts in (False, True) if not shorts or m.reverses]
+
+
 @pytest.mark.parametrize("fill", ["close", "next_open"])
-@pytest.mark.parametrize("model", MODELS, ids=lambda m: f"{m.size_type}-{m.size}")
-@pytest.mark.parametrize("shorts", [False, True])
+@pytest.mark.parametrize(
+    ("model", "shorts"), VBT_CASES, ids=[f"{m.size_type}-{m.size}-{'shorts' if s else 'long'}" for m, s in VBT_CASES]
+)
 @pytest.mark.parametrize(("sl", "tp"), [(None, None), (0.01, 0.02)])
 def test_paper_broker_equals_vectorbt(frame, model, shorts, sl, tp, fill):
     model = model.replace(fill=fill)
@@ -153,10 +160,22 @@ def test_an_open_position_at_the_end_is_a_row_with_unrealised_pnl(frame):
     assert tr["pnl"].sum() == pytest.approx(res.equity.iloc[-1] - 10_000, rel=1e-9)
 
 
-def test_percent_sizing_below_one_warns_that_it_only_closes(frame):
-    with pytest.warns(UserWarning, match="size < 1"):
-        res = bt.run(EmaCross(fast=8, slow=30, short=True), frame, size=0.5)
-    assert res.trades["side"].value_counts().min() >= 1
+def test_percent_sizing_below_one_reverses_symmetrically_through_the_paper_broker(frame):
+    res = bt.run(EmaCross(fast=8, slow=30, short=True), frame, size=0.5)
+    tr = res.trades
+    longs, shorts = (tr["side"] == "long").sum(), (tr["side"] == "short").sum()
+    assert len(tr) > 50 and abs(longs - shorts) <= 1
+    assert (tr["exit_time"].to_numpy()[:-1] == tr["entry_time"].to_numpy()[1:]).all()
+    assert set(tr["exit_reason"].iloc[:-1]) == {"reverse"}
+    # half the equity each time: the entry's value is about half the equity before it
+    eq = res.equity
+    first = tr.iloc[0]
+    assert first["size"] * first["entry_price"] == pytest.approx(0.5 * 10_000 / 1.001, rel=1e-9)
+    # vectorbt's accounting of the broker's orders adds up
+    closed = tr[tr["exit_reason"] != "open"]
+    st = res.stats()
+    assert st["Total Closed Trades"] == len(closed)
+    assert tr["pnl"].sum() == pytest.approx(eq.iloc[-1] - 10_000, rel=1e-9)
 
 
 def test_run_bad_input(frame):
@@ -230,10 +249,20 @@ def _same(a: float, b: float, rel: float) -> bool:
     return a == pytest.approx(b, rel=rel, abs=1e-9)
 
 
-def test_every_sweep_metric_equals_run_for_random_sets_including_ruinous_ones(shared_data_dir):
-    # Shorts sized at 100 % of cash through the 2021-2024 bull market drive equity below zero;
-    # vectorbt flips the sign of a return measured from a negative value, and so must the sweep
-    # (it used to rank RsiReversion(21, 20, 75, short) at Sharpe +0.56 where run() says -0.55).
+@pytest.mark.parametrize(
+    "model",
+    [
+        FillModel(maintenance_margin=0.0),  # no margin model: equity goes below zero
+        FillModel(),  # the default margin: those sets are liquidated (the paper broker runs them)
+        FillModel(size=0.5, borrow_rate=0.0005),  # every short set through the paper broker
+    ],
+    ids=["no-margin", "liquidated", "borrow-half"],
+)
+def test_every_sweep_metric_equals_run_for_random_sets_including_ruinous_ones(shared_data_dir, model):
+    # Shorts sized at 100 % of cash through the 2021-2024 bull market drive equity below zero
+    # without a margin model; vectorbt flips the sign of a return measured from a negative value,
+    # and so must the sweep (it used to rank RsiReversion(21, 20, 75, short) at Sharpe +0.56 where
+    # run() says -0.55). With one, the sweep liquidates exactly where run() does.
     df = read_candles(shared_data_dir / "BTCUSDT_1h_20170817_20240421.csv.gz").loc["2021-01-01":]
     rng = np.random.default_rng(10)
     sets = [{"period": 21, "lower": 20.0, "upper": 75.0, "short": True}]
@@ -248,11 +277,18 @@ def test_every_sweep_metric_equals_run_for_random_sets_including_ruinous_ones(sh
                 "stop_loss": float(rng.choice([0.0, 0.0, 0.03, 0.1])),
             }
         )
-    table = bt.sweep(RsiReversion, df, sets, progress=False)
+    table = bt.sweep(RsiReversion, df, sets, progress=False, model=model)
     assert len(table) == len(sets)
-    assert (table["max_drawdown"] < -1).any(), "the grid must include a set whose equity goes below zero"
+    if model.maintenance_margin == 0:
+        assert (table["max_drawdown"] < -1).any(), "the grid must include a set whose equity goes below zero"
+    else:
+        assert (table["max_drawdown"] >= -1).all() and (table["final_value"] >= 0).all()
+    liquidations = 0
     for row, params in zip(table.to_dict("records"), sets, strict=True):
-        res = bt.run(RsiReversion(**params), df)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # equity below zero without a margin model: the point here
+            res = bt.run(RsiReversion(**params), df, model=model)
+        liquidations += (res.trades["exit_reason"] == "liquidation").sum()
         st = res.stats()
         sharpe = st["Sharpe Ratio"]
         if np.isinf(sharpe) and res.equity.nunique() == 1:
@@ -275,6 +311,7 @@ def test_every_sweep_metric_equals_run_for_random_sets_including_ruinous_ones(sh
         assert set(want) == set(bt._sweep.METRICS)
         wrong = {k: (row[k], v) for k, v in want.items() if not _same(row[k], v, rel=1e-7)}
         assert not wrong, (params, wrong)
+    assert (liquidations > 0) == (model.maintenance_margin > 0 and model.borrow_rate == 0)
 
 
 def test_a_sweep_says_why_parameter_sets_were_rejected_with_a_count_per_reason(frame):

@@ -145,7 +145,7 @@ async def replay_async(
     base = frame[["open", "high", "low", "close", "volume"]]
 
     evaluators = [s.live() for s in strats]
-    brokers = [PaperBroker(m, stop_loss=s.stops[0], take_profit=s.stops[1]) for s in strats]
+    brokers = [PaperBroker.for_strategy(s, m) for s in strats]
     results = [ReplayResult(s, b) for s, b in zip(strats, brokers, strict=True)]
     specs: dict[Any, None] = {}
     for s in strats:
