@@ -29,12 +29,6 @@ VALUE_MODEL = FillModel(fees=0.0005, slippage=0.0002, size=2_000.0, size_type="v
 NEXT_OPEN_MODEL = FillModel(fees=0.001, slippage=0.0005, fill="next_open")
 # Sizes per signal (units from the ATR), long/short, filled at the next open.
 AMOUNT_MODEL = FillModel(fees=0.001, size=0.01, size_type="amount", fill="next_open")
-# Shorts on margin: up to 8 x equity, liquidated near a 1.3 % rise, paying interest; a reversal out of
-# a short is two fills.
-MARGIN_MODEL = FillModel(
-    fees=0.001, size=1e6, size_type="value", initial_margin=0.125, maintenance_margin=0.11, borrow_rate=0.01,
-    fill="next_open",
-)  # fmt: skip
 
 
 def _promote_all(store: Store, first_ms: int, *, features: bool = False) -> dict[str, list[tuple[int, object]]]:
@@ -57,9 +51,7 @@ def _promote_all(store: Store, first_ms: int, *, features: bool = False) -> dict
         ]
         plan["bob"] += [(RsiReversion(period=6, lower=35.0, upper=65.0, short=True, stop_loss=0.004), "ETHUSDT",
                          NEXT_OPEN_MODEL),
-                        (VolTrend(fast=4, slow=12, atr=10, risk=20.0), "BTCUSDT", AMOUNT_MODEL),
-                        (EmaCross(fast=4, slow=10, short=True, trailing_stop=0.002), "ETHUSDT",
-                         MARGIN_MODEL)]  # fmt: skip
+                        (VolTrend(fast=4, slow=12, atr=10, risk=20.0), "BTCUSDT", AMOUNT_MODEL)]  # fmt: skip
     out: dict[str, list[tuple[int, object]]] = {}
     for user, items in plan.items():
         for i, (strat, sym, model) in enumerate(items):
