@@ -30,20 +30,43 @@ def needs_broker(signals: Signals, model: FillModel) -> bool:
     return signals.short_entries is not None and not model.vectorbt_shorts()
 
 
-def liquidated(cash: np.ndarray, assets: np.ndarray, high: np.ndarray, model: FillModel) -> np.ndarray:
-    """Per column: whether a short held into some candle saw that candle's high reach its liquidation price.
+def liquidated(orders: np.ndarray, k: int, high: np.ndarray, model: FillModel) -> np.ndarray:
+    """Per column of vectorbt's order records: whether a short held into some candle saw that candle's
+    high reach its liquidation price (a candle's margin is checked on the position held at its open).
 
-    ``cash``/``assets`` are vectorbt's per-candle cash and position after the candle's orders
-    (``(n,)`` or ``(n, k)``); a candle's margin is checked on the position held at its open.
+    Straight from the orders (cash and position only change there), so it costs next to nothing
+    next to the simulation: one ``reduceat`` of the highs per column that ever went short.
     """
-    if model.maintenance_margin == 0:
-        return np.zeros(1 if cash.ndim == 1 else cash.shape[1], dtype=bool)
-    c2 = cash.reshape(len(cash), -1)
-    a2 = assets.reshape(len(assets), -1)
-    pos, held_cash = a2[:-1], c2[:-1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        level = np.where(pos < 0, held_cash / (-pos * (1 + model.maintenance_margin)), np.inf)
-    return (high[1:, None] >= level * (1 - _MAYBE)).any(axis=0)
+    from kit.backtest._run import _segment
+
+    out = np.zeros(k, dtype=bool)
+    if model.maintenance_margin == 0 or not len(orders):
+        return out
+    o = orders[np.lexsort((orders["id"], orders["idx"], orders["col"]))]
+    buy = o["side"] == 0
+    gross = o["size"] * o["price"]
+    cash_flow = np.where(buy, -(gross + o["fees"]), gross - o["fees"])
+    asset_flow = np.where(buy, o["size"], -o["size"])
+    starts = np.searchsorted(o["col"], np.arange(k + 1))
+    n = len(high)
+    for j in range(k):
+        a, b = starts[j], starts[j + 1]
+        if a == b or not (asset_flow[a:b] < 0).any():
+            continue
+        idx = o["idx"][a:b].astype(np.int64)
+        cash = model.init_cash + np.cumsum(cash_flow[a:b])
+        pos = np.cumsum(asset_flow[a:b])
+        last = np.r_[idx[1:] != idx[:-1], True]  # the state after each candle's last order
+        idx, cash, pos = idx[last], cash[last], pos[last]
+        short = pos < 0
+        if not short.any():
+            continue
+        # held from the candle after the order to the next order's candle (checked at its open)
+        best = _segment(high, idx + 1, np.r_[idx[1:], n - 1], np.maximum, -np.inf)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            level = cash / (-pos * (1 + model.maintenance_margin))
+        out[j] = bool((short & (best >= level * (1 - _MAYBE))).any())
+    return out
 
 
 def went_negative(value: np.ndarray) -> bool:

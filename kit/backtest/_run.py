@@ -444,9 +444,8 @@ def run(
         pf = from_signals(data, sig, m, stop_loss=sl, take_profit=tp, trailing_stop=trail, freq=freq)
         if sig.short_entries is None:
             return BacktestResult(strategy, data, m, sig, cols, pf)
-        cash, assets = pf.cash().to_numpy(), pf.assets().to_numpy()
-        if not liquidated(cash, assets, data["high"].to_numpy(np.float64), m)[0]:
-            if went_negative(cash + assets * data["close"].to_numpy(np.float64)):
+        if not liquidated(pf.orders.values, 1, data["high"].to_numpy(np.float64), m)[0]:
+            if m.maintenance_margin == 0 and went_negative(pf.value().to_numpy()):
                 warnings.warn(
                     f"{type(strategy).__name__}: equity went below zero with maintenance_margin=0 (no liquidation); "
                     "a margin account would have been liquidated (see kit.broker.FillModel)",

@@ -291,7 +291,7 @@ def _run_chunk(
         if s_entries is not None and m.maintenance_margin > 0:
             # a short liquidated in some set: the paper broker decides that set, as run() does
             shorts = s_entries.any(axis=0)
-            hit = liquidated(pf.cash().to_numpy(), pf.assets().to_numpy(), data["high"].to_numpy(np.float64), m)
+            hit = liquidated(orders, k, data["high"].to_numpy(np.float64), m)
             for j in np.flatnonzero(hit & shorts):
                 brokered[int(j)] = chunk[j].evaluate(chunk[j].columns(data, cache, base=base_cols))
     del pf, entries, exits, s_entries, s_exits
