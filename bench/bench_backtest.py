@@ -141,6 +141,117 @@ def bench_stops(rows: int, repeat: int) -> list[str]:
     ]
 
 
+def bench_levels_trailing_margin(rows: int, repeat: int) -> list[str]:
+    """Stops as price levels, a trailing fraction on the strategy, per-signal stops in a sweep, and the
+    margin model's cost, each against plain vectorbt doing the same in the same run."""
+    import numpy as np
+    import vectorbt as vbt
+
+    import kit.backtest as bt
+    from kit.broker import FillModel
+    from kit.indicators import atr, ema
+    from kit.strategies import AtrTrend, EmaCross
+    from kit.strategy import Columns, Signals, Strategy, crossed_above, crossed_below
+
+    class Levels(Strategy):  # EMA 20/50 long/short, stop at 2 ATR as a price level
+        lookback = 2
+
+        def indicators(self) -> dict:
+            from kit.indicators import spec
+
+            return {"f": spec("ema", 20), "s": spec("ema", 50), "atr": spec("atr", 14)}
+
+        def signals(self, d: Columns) -> Signals:
+            up, down = crossed_above(d.f, d.s), crossed_below(d.f, d.s)
+            level = np.where(down, d.close + 2 * d.atr, d.close - 2 * d.atr)
+            return Signals(up, down, down, up, stop_loss_price=level)
+
+    df = _frame(rows)
+    model = FillModel(fees=0.001, slippage=0.0005)
+    naive = df.copy()
+    naive.index = naive.index.tz_localize(None)
+    h, lo, c = (naive[k].to_numpy() for k in ("high", "low", "close"))
+    base = dict(
+        fees=0.001, slippage=0.0005, size=1.0, size_type="percent", accumulate="removeonly",
+        upon_opposite_entry="reversereduce", init_cash=10_000.0, freq="5min",
+    )  # fmt: skip
+
+    def plain(**stops):
+        def go():
+            f, sl_ = ema(c, 20), ema(c, 50)
+            up, down = crossed_above(f, sl_), crossed_below(f, sl_)
+            kw = dict(stops)
+            if kw.pop("levels", False):
+                kw["sl_stop"] = 2.0 * atr(h, lo, c, 14) / c  # |close - level| / close, either side
+            pf = vbt.Portfolio.from_signals(
+                naive["close"], up, down, down, up, open=naive["open"], high=naive["high"], low=naive["low"],
+                **kw, **base,
+            )  # fmt: skip
+            return pf.exit_trades.values
+
+        return go
+
+    def kit_run(s, m=model):
+        return lambda: bt.run(s, df, model=m).trades
+
+    rows_out = []
+    for label, vb, kt in (
+        ("stop-loss as a price level per signal", plain(levels=True), kit_run(Levels())),
+        (
+            "trailing stop as a fraction on the strategy (2 %)",
+            plain(sl_stop=0.02, sl_trail=True),
+            kit_run(EmaCross(fast=20, slow=50, short=True, trailing_stop=0.02)),
+        ),
+        ("long/short, margin model on (liquidation check)", plain(), kit_run(EmaCross(fast=20, slow=50, short=True))),
+        (
+            "long/short, margin model off",
+            plain(),
+            kit_run(EmaCross(fast=20, slow=50, short=True), model.replace(maintenance_margin=0.0)),
+        ),
+    ):
+        t_v, t_k = _median_time(vb, repeat), _median_time(kt, repeat)
+        rows_out.append(f"| {label} | {t_v * 1000:.1f} ms | {t_k * 1000:.1f} ms | {t_k / t_v:.2f}x |")
+    # what vectorbt cannot do: the paper broker decides the fills (percent reversal below 1.0)
+    t_broker = _median_time(kit_run(EmaCross(fast=20, slow=50, short=True), model.replace(size=0.5)), repeat)
+    t_v = _median_time(plain(), repeat)
+    rows_out.append(
+        f"| percent size 0.5 reversing (paper broker + vectorbt accounting; vectorbt: size 1.0) "
+        f"| {t_v * 1000:.1f} ms | {t_broker * 1000:.1f} ms | {t_broker / t_v:.2f}x |"
+    )
+    # a sweep with per-signal stops against a loop of plain vectorbt over the same sets
+    grid = {"fast": [10, 20], "stop_atr": [1.5, 2.0, 3.0], "trail": [True, False]}
+
+    def kit_sweep():
+        return bt.sweep(AtrTrend, df, grid, model=model, progress=False)
+
+    def plain_loop():
+        for fast in grid["fast"]:
+            for k in grid["stop_atr"]:
+                for trail in grid["trail"]:
+                    f, sl_ = ema(c, fast), ema(c, 50)
+                    up, down = crossed_above(f, sl_), crossed_below(f, sl_)
+                    pf = vbt.Portfolio.from_signals(
+                        naive["close"], up, down, down, up, open=naive["open"], high=naive["high"], low=naive["low"],
+                        sl_stop=k * atr(h, lo, c, 14) / c, sl_trail=trail, **base,
+                    )  # fmt: skip
+                    pf.total_return(), pf.sharpe_ratio(), pf.max_drawdown(), pf.exit_trades.closed.count()
+
+    t_s, t_l = _median_time(kit_sweep, repeat), _median_time(plain_loop, repeat)
+    rows_out.append(
+        f"| sweep of 12 AtrTrend sets (per-signal ATR stops; vectorbt: a loop, same metrics) "
+        f"| {t_l * 1000:.1f} ms | {t_s * 1000:.1f} ms | {t_s / t_l:.2f}x |"
+    )
+    return [
+        f"### Stop levels, trailing fractions, margin ({rows:,} bars of BTCUSDT 5m, EMA 20/50, median of {repeat})",
+        "",
+        "| | plain vectorbt | kit | ratio |",
+        "| --- | ---: | ---: | ---: |",
+        *rows_out,
+        "",
+        "kit's side includes the indicators, the signals, the stop fractions, exit reasons and excursions.",
+    ]
+
+
 _SWEEP_CHILD = r"""
 import json, os, resource, sys, time
 sys.path.insert(0, {root!r})
@@ -238,11 +349,13 @@ def main(quick: bool) -> str:
     if quick:
         out += [*bench_overhead(20_000, 3), ""]
         out += [*bench_stops(20_000, 3), ""]
+        out += [*bench_levels_trailing_margin(20_000, 3), ""]
         out += [*bench_sweep(20_000, 10, 10, 5), ""]
         out += bench_replay(5_000)
     else:
         out += [*bench_overhead(100_000, 5), ""]
         out += [*bench_stops(100_000, 5), ""]
+        out += [*bench_levels_trailing_margin(100_000, 5), ""]
         out += [*bench_sweep(100_000, 40, 25, 5), ""]
         out += bench_replay(30_000)
     return "\n".join(out)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -52,9 +53,15 @@ MODELS = [
 ]
 
 
+# vectorbt sizes a percent reversal below 1.0 in no single order: the paper broker runs those
+# (two fills), compared with the replay in tests/test_replay_parity.py
+VBT_CASES = [(m, shorts) for m in MODELS for shorts in (False, True) if not shorts or m.reverses]
+
+
 @pytest.mark.parametrize("fill", ["close", "next_open"])
-@pytest.mark.parametrize("model", MODELS, ids=lambda m: f"{m.size_type}-{m.size}")
-@pytest.mark.parametrize("shorts", [False, True])
+@pytest.mark.parametrize(
+    ("model", "shorts"), VBT_CASES, ids=[f"{m.size_type}-{m.size}-{'shorts' if s else 'long'}" for m, s in VBT_CASES]
+)
 @pytest.mark.parametrize(("sl", "tp"), [(None, None), (0.01, 0.02)])
 def test_paper_broker_equals_vectorbt(frame, model, shorts, sl, tp, fill):
     model = model.replace(fill=fill)
@@ -153,10 +160,22 @@ def test_an_open_position_at_the_end_is_a_row_with_unrealised_pnl(frame):
     assert tr["pnl"].sum() == pytest.approx(res.equity.iloc[-1] - 10_000, rel=1e-9)
 
 
-def test_percent_sizing_below_one_warns_that_it_only_closes(frame):
-    with pytest.warns(UserWarning, match="size < 1"):
-        res = bt.run(EmaCross(fast=8, slow=30, short=True), frame, size=0.5)
-    assert res.trades["side"].value_counts().min() >= 1
+def test_percent_sizing_below_one_reverses_symmetrically_through_the_paper_broker(frame):
+    res = bt.run(EmaCross(fast=8, slow=30, short=True), frame, size=0.5)
+    tr = res.trades
+    longs, shorts = (tr["side"] == "long").sum(), (tr["side"] == "short").sum()
+    assert len(tr) > 50 and abs(longs - shorts) <= 1
+    assert (tr["exit_time"].to_numpy()[:-1] == tr["entry_time"].to_numpy()[1:]).all()
+    assert set(tr["exit_reason"].iloc[:-1]) == {"reverse"}
+    # half the equity each time: the entry's value is about half the equity before it
+    eq = res.equity
+    first = tr.iloc[0]
+    assert first["size"] * first["entry_price"] == pytest.approx(0.5 * 10_000 / 1.001, rel=1e-9)
+    # vectorbt's accounting of the broker's orders adds up
+    closed = tr[tr["exit_reason"] != "open"]
+    st = res.stats()
+    assert st["Total Closed Trades"] == len(closed)
+    assert tr["pnl"].sum() == pytest.approx(eq.iloc[-1] - 10_000, rel=1e-9)
 
 
 def test_run_bad_input(frame):
@@ -231,10 +250,20 @@ def _same(a: float, b: float, rel: float) -> bool:
     return a == pytest.approx(b, rel=rel, abs=1e-9)
 
 
-def test_every_sweep_metric_equals_run_for_random_sets_including_ruinous_ones(shared_data_dir):
-    # Shorts sized at 100 % of cash through the 2021-2024 bull market drive equity below zero;
-    # vectorbt flips the sign of a return measured from a negative value, and so must the sweep
-    # (it used to rank RsiReversion(21, 20, 75, short) at Sharpe +0.56 where run() says -0.55).
+@pytest.mark.parametrize(
+    "model",
+    [
+        FillModel(maintenance_margin=0.0),  # no margin model: equity goes below zero
+        FillModel(),  # the default margin: those sets are liquidated (the paper broker runs them)
+        FillModel(size=0.5, borrow_rate=0.0005),  # every short set through the paper broker
+    ],
+    ids=["no-margin", "liquidated", "borrow-half"],
+)
+def test_every_sweep_metric_equals_run_for_random_sets_including_ruinous_ones(shared_data_dir, model):
+    # Shorts sized at 100 % of cash through the 2021-2024 bull market drive equity below zero
+    # without a margin model; vectorbt flips the sign of a return measured from a negative value,
+    # and so must the sweep (it used to rank RsiReversion(21, 20, 75, short) at Sharpe +0.56 where
+    # run() says -0.55). With one, the sweep liquidates exactly where run() does.
     df = read_candles(shared_data_dir / "BTCUSDT_1h_20170817_20240421.csv.gz").loc["2021-01-01":]
     rng = np.random.default_rng(10)
     sets = [{"period": 21, "lower": 20.0, "upper": 75.0, "short": True}]
@@ -249,12 +278,20 @@ def test_every_sweep_metric_equals_run_for_random_sets_including_ruinous_ones(sh
                 "stop_loss": float(rng.choice([0.0, 0.0, 0.03, 0.1])),
             }
         )
-    table = bt.sweep(RsiReversion, df, sets, progress=False)
+    table = bt.sweep(RsiReversion, df, sets, progress=False, model=model)
     assert len(table) == len(sets)
-    assert (table["max_drawdown"] > 100).any(), "the grid must include a set whose equity goes below zero"
+    if model.maintenance_margin == 0:
+        assert (table["max_drawdown"] > 100).any(), "the grid must include a set whose equity goes below zero"
+    else:
+        assert (table["max_drawdown"] <= 100).all() and (table["final_value"] >= 0).all()
+    liquidations = 0
     for row, params in zip(table.to_dict("records"), sets, strict=True):
-        res = bt.run(RsiReversion(**params), df)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # equity below zero without a margin model: the point here
+            res = bt.run(RsiReversion(**params), df, model=model)
+        liquidations += (res.trades["exit_reason"] == "liquidation").sum()
         assert_sweep_row_equals_run(row, res)
+    assert (liquidations > 0) == (model.maintenance_margin > 0 and model.borrow_rate == 0)
 
 
 def assert_sweep_row_equals_run(row: dict, res: bt.BacktestResult) -> None:
@@ -364,16 +401,17 @@ def _broker_equals_vectorbt(
     sig: Signals,
     stop_loss: float | None = None,
     take_profit: float | None = None,
+    trailing_stop: float | None = None,
 ) -> pd.DataFrame:
     """Run ``sig`` through vectorbt and through the paper broker; assert the trades and orders are equal."""
-    pf = bt.from_signals(frame, sig, model, stop_loss=stop_loss, take_profit=take_profit)
-    stops = bt.stop_arrays(frame, sig, model, stop_loss, take_profit)
+    pf = bt.from_signals(frame, sig, model, stop_loss=stop_loss, take_profit=take_profit, trailing_stop=trailing_stop)
+    stops = bt.stop_arrays(frame, sig, model, stop_loss, take_profit, trailing_stop)
     want = bt.trades_from_portfolio(pf, frame, model, stop_loss=stop_loss, take_profit=take_profit, stops=stops)
     t = frame.index.as_unit("ms").asi8
     ohlc = frame[["open", "high", "low", "close"]].to_numpy()
     fills, trades, broker = simulate(
-        model, t, ohlc, *sig[:4], stop_loss=stop_loss, take_profit=take_profit, stop_columns=sig[4:7],
-        size_column=sig.size,
+        model, t, ohlc, *sig[:4], stop_loss=stop_loss, take_profit=take_profit, trailing_stop=trailing_stop,
+        stop_columns=sig[4:7], size_column=sig.size, level_columns=(sig.stop_loss_price, sig.take_profit_price),
     )  # fmt: skip
     still_open = broker.open_trade()
     assert_same_trades(want, trades_frame([*trades, *([still_open] if still_open else [])]))
@@ -384,11 +422,89 @@ def _broker_equals_vectorbt(
     return want
 
 
-def test_sweep_says_it_cannot_run_stops_per_signal_yet(frame):
-    from kit.strategies import AtrTrend
+@pytest.mark.parametrize("fill", ["close", "next_open"])
+@pytest.mark.parametrize("shorts", [False, True])
+def test_stop_levels_per_signal_and_a_trailing_fraction_on_the_strategy_equal_vectorbt(frame, fill, shorts):
+    """Stops as price levels (some already passed at the fill), a take-profit level, and the
+    strategy's trailing fraction where a row gives no stop-loss: the paper broker fills as vectorbt."""
+    model = FillModel(slippage=0.0005, fill=fill)
+    rng = np.random.default_rng(17 if shorts else 18)
+    n = len(frame)
+    close = frame["close"].to_numpy()
+    e, x = rng.random(n) < 0.03, rng.random(n) < 0.01
+    se, sx = (rng.random(n) < 0.03, rng.random(n) < 0.01) if shorts else (None, None)
+    side = np.where(se if se is not None else np.zeros(n, bool), -1.0, 1.0)  # the side an entry row opens
+    sl_px = close * (1 - side * rng.uniform(-0.002, 0.03, n))  # a few on the wrong side: stop at the entry
+    tp_px = close * (1 + side * rng.uniform(0.005, 0.04, n))
+    sl_px[rng.random(n) < 0.4] = np.nan  # the strategy's trailing fraction on these rows
+    tp_px[rng.random(n) < 0.3] = np.nan
+    sig = Signals(e, x, se, sx, stop_loss_price=sl_px, take_profit_price=tp_px)
+    want = _broker_equals_vectorbt(frame, model, sig, take_profit=0.05, trailing_stop=0.015)
+    assert len(want) > 100
+    assert {"stop_loss", "take_profit", "trailing_stop"} <= set(want["exit_reason"])
 
-    with pytest.raises(ConfigError, match="stops or sizes per signal"):
-        bt.sweep(AtrTrend, frame.iloc[:500], {"fast": [5, 8]}, progress=False)
+
+def _run_metrics(res: bt.BacktestResult) -> dict:
+    """What a sweep row says of a set, from run()'s stats() (see sweep's docstring)."""
+    st = res.stats()
+    sharpe = st["Sharpe Ratio"]
+    if np.isinf(sharpe) and res.equity.nunique() == 1:
+        sharpe = np.nan  # vectorbt's +inf for a flat equity; the sweep says NaN
+    mdd = st["Max Drawdown [%]"]
+    return {
+        "total_return": st["Total Return [%]"] / 100,
+        "sharpe": sharpe,
+        "max_drawdown": -mdd / 100 if np.isfinite(mdd) else res.portfolio.max_drawdown(),
+        "trades": st["Total Closed Trades"],
+        "win_rate": st["Win Rate [%]"] / 100,
+        "final_value": st["End Value"],
+        "fees": st["Total Fees Paid"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("cls", "grid", "model"),
+    [
+        ("AtrTrend", {"fast": [5, 8], "stop_atr": [1.5, 3.0], "trail": [True, False]}, FillModel()),
+        ("AtrTrend", {"fast": [8], "target_atr": [0.0, 4.0]}, FillModel(fill="next_open", size=0.5)),
+        ("VolTrend", {"risk": [30.0, 80.0], "trail": [False, True]}, FillModel(size=0.01, size_type="amount")),
+        ("EmaCross", {"fast": [5, 8], "short": [True], "trailing_stop": [0.0, 0.02]}, FillModel(slippage=0.0005)),
+    ],
+    ids=["atr-stops", "atr-next-open-half", "vol-sized", "trailing-fraction"],
+)
+def test_sweep_rows_with_stops_sizes_and_trailing_per_set_equal_run(frame, cls, grid, model):
+    import kit.strategies as ks
+
+    klass = getattr(ks, cls)
+    table = bt.sweep(klass, frame, grid, progress=False, model=model, chunk_size=3)
+    assert len(table) == len(bt._sweep.param_sets(klass, grid))
+    for row in table.to_dict("records"):
+        params = {k: row[k] for k in grid}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            want = _run_metrics(bt.run(klass(**params), frame, model=model))
+        wrong = {k: (row[k], v) for k, v in want.items() if not _same(row[k], v, rel=1e-7)}
+        assert not wrong, (params, wrong)
+    assert table["trades"].min() > 0 and table["total_return"].nunique() == len(table)
+
+
+def test_a_short_rsi_reversion_through_the_2021_bull_market_is_liquidated_not_driven_below_zero(shared_data_dir):
+    """The issue's example: shorts at 100 % of cash from 2021 drove equity to -637 (drawdown 106 %)."""
+    df = read_candles(shared_data_dir / "BTCUSDT_1h_20170817_20240421.csv.gz").loc["2021-01-01":"2024-12-31"]
+    s = RsiReversion(period=21, lower=20, upper=75, short=True)
+    with pytest.warns(UserWarning, match="equity went below zero with maintenance_margin=0"):
+        ruin = bt.run(s, df, model=FillModel(maintenance_margin=0.0))
+    assert ruin.equity.min() == pytest.approx(-637.32, abs=0.01)
+    res = bt.run(s, df)  # the default margin model
+    tr = res.trades
+    [liq] = tr[tr["exit_reason"] == "liquidation"].itertuples()
+    assert liq.side == "short" and liq.exit_price == pytest.approx(liq.entry_price * 2 / 1.1, rel=2e-3)
+    assert res.equity.min() > 0 and res.drawdown.min() > -1
+    # before the liquidation both runs are the same trades; vectorbt's accounting of the broker's fills adds up
+    before = tr[tr["exit_time"] < liq.exit_time]
+    assert_same_trades(before, ruin.trades.iloc[: len(before)])
+    assert res.stats()["Total Closed Trades"] == (tr["exit_reason"] != "open").sum()
+    assert tr["pnl"].sum() == pytest.approx(res.equity.iloc[-1] - 10_000, rel=1e-9)
 
 
 @pytest.mark.parametrize("fill", ["close", "next_open"])

@@ -127,11 +127,105 @@ def test_percent_sizing_reverses_on_an_opposite_entry_symmetrically_for_both_sid
     assert [t.side for t in b.trades] == ["long", "short"]
 
 
-def test_percent_sizing_below_one_closes_on_an_opposite_entry():
-    b = PaperBroker(FillModel(fees=0.0, size=0.5))
-    b.on_bar(C(0, 10, 10, 10, 10), Signal(0, entry=True))
-    [f] = b.on_bar(C(1, 11, 11, 11, 11), Signal(60_000, short_entry=True))
-    assert f.reason == "exit" and b.side == "flat"
+def test_percent_sizing_below_one_reverses_in_two_fills_symmetrically():
+    fees = 0.001
+    b = PaperBroker(FillModel(fees=fees, size=0.5, init_cash=1000.0))
+    [f0] = b.on_bar(C(0, 10, 10, 10, 10), Signal(0, entry=True))
+    assert f0.qty == pytest.approx(0.5 * 1000 / (1 + fees) / 10, rel=1e-12)
+    # long -> short: the close, then a short of half of what the freed cash backs
+    free = b.state.cash + f0.qty * 11 * (1 - fees)
+    close, short = b.on_bar(C(1, 11, 11, 11, 11), Signal(60_000, short_entry=True))
+    assert (close.side, close.reason, close.qty) == ("sell", "reverse", f0.qty)
+    assert (short.side, short.reason) == ("sell", "entry") and b.side == "short"
+    assert short.qty == pytest.approx(0.5 * free / (11 * (1 + fees)), rel=1e-12)
+    assert [t.exit_reason for t in b.trades] == ["reverse"]
+    # short -> long, the mirror image: cover all, then buy with half the cash left
+    cover, long = b.on_bar(C(2, 10, 10, 10, 10), Signal(120_000, entry=True))
+    assert (cover.side, cover.reason, cover.qty) == ("buy", "reverse", short.qty)
+    left = b.state.cash + long.qty * 10 * (1 + fees)
+    assert (long.side, long.reason) == ("buy", "entry") and b.side == "long"
+    assert long.qty == pytest.approx(0.5 * left / (1 + fees) / 10, rel=1e-12)
+    assert [(t.side, t.exit_reason) for t in b.trades] == [("long", "reverse"), ("short", "reverse")]
+
+
+def test_a_short_is_liquidated_at_the_maintenance_margin_and_equity_stays_positive():
+    m = FillModel(fees=0.001, maintenance_margin=0.1, init_cash=1000.0)
+    b = PaperBroker(m)
+    [f] = b.on_bar(C(0, 100, 100, 100, 100), Signal(0, short_entry=True))
+    q, cash = f.qty, b.state.cash
+    level = cash / (q * 1.1)  # equity = 10 % of the debt: margin level 1.1
+    assert b.liquidation_price() == pytest.approx(level, rel=1e-12) and 180 < level < 182
+    assert b.on_bar(C(1, 150, 180, 140, 170)) == []  # close, not there
+    [x] = b.on_bar(C(2, 170, 190, 165, 185))
+    assert (x.side, x.reason, x.qty) == ("buy", "liquidation", q) and x.price == pytest.approx(level, rel=1e-12)
+    assert b.trades[-1].exit_reason == "liquidation" and b.side == "flat"
+    assert b.state.cash == pytest.approx(q * level * (1.1 - 1.001), rel=1e-9) and b.state.cash > 0
+
+
+def test_a_gap_beyond_bankruptcy_closes_at_zero_equity_and_nothing_trades_after():
+    b = PaperBroker(FillModel(fees=0.001, maintenance_margin=0.1, init_cash=1000.0))
+    [f] = b.on_bar(C(0, 100, 100, 100, 100), Signal(0, short_entry=True))
+    cash = b.state.cash
+    [x] = b.on_bar(C(1, 400, 410, 390, 400))  # opens far beyond where equity is 0
+    assert x.reason == "liquidation" and x.qty == f.qty
+    assert x.price == pytest.approx(cash / (f.qty * 1.001), rel=1e-12)  # the bankruptcy price, not 400
+    assert b.state.cash == 0 and b.equity(400) == 0
+    assert b.on_bar(C(2, 400, 400, 400, 400), Signal(120_000, entry=True)) == []
+    assert b.on_bar(C(3, 400, 400, 400, 400), Signal(180_000, short_entry=True)) == []
+
+
+def test_a_stop_loss_before_the_liquidation_price_exits_first_and_the_margin_can_be_off():
+    b = PaperBroker(FillModel(fees=0.0, maintenance_margin=0.1), stop_loss=0.2)
+    b.on_bar(C(0, 100, 100, 100, 100), Signal(0, short_entry=True))
+    [x] = b.on_bar(C(1, 100, 300, 100, 250))  # both levels inside the candle: the nearer one fills
+    assert x.reason == "stop_loss" and x.price == pytest.approx(120)
+    off = PaperBroker(FillModel(fees=0.0, maintenance_margin=0.0))
+    off.on_bar(C(0, 100, 100, 100, 100), Signal(0, short_entry=True))
+    assert off.on_bar(C(1, 100, 300, 100, 250)) == [] and off.equity(250) < 0  # no margin model
+
+
+def test_covering_a_short_pays_borrow_interest_per_day_on_its_entry_value():
+    day = 1440  # one-minute candles
+    m = FillModel(fees=0.0, size=1.0, size_type="amount", borrow_rate=0.001, init_cash=1000.0)
+    b = PaperBroker(m)
+    b.on_bar(C(0, 100, 100, 100, 100), Signal(0, short_entry=True))
+    assert b.interest(3 * day * 60_000) == pytest.approx(0.001 * 3 * 100.0)
+    [x] = b.on_bar(C(3 * day, 90, 90, 90, 90), Signal(3 * day * 60_000, short_exit=True))
+    assert x.fee == pytest.approx(0.3) and b.trades[-1].pnl == pytest.approx(10.0 - 0.3)
+    assert b.state.cash == pytest.approx(1000.0 + 10.0 - 0.3)
+    # a reversal out of a short pays it on the close, and the new long is sized from what is left
+    b.on_bar(C(3 * day + 1, 90, 90, 90, 90), Signal((3 * day + 1) * 60_000, short_entry=True))
+    cover, entry = b.on_bar(C(5 * day + 1, 80, 80, 80, 80), Signal((5 * day + 1) * 60_000, entry=True))
+    assert cover.reason == "reverse" and cover.fee == pytest.approx(0.001 * 2 * 90.0)
+    assert entry.reason == "entry" and entry.fee == 0 and b.side == "long"
+
+
+def test_initial_margin_caps_a_shorts_value_at_a_multiple_of_equity():
+    b = PaperBroker(FillModel(fees=0.0, size=5_000.0, size_type="value", initial_margin=0.5, init_cash=1000.0))
+    [f] = b.on_bar(C(0, 100, 100, 100, 100), Signal(0, short_entry=True))
+    assert f.qty == pytest.approx(2_000.0 / 100)  # equity 1000 / 0.5
+    with pytest.raises(ValueError, match="initial_margin"):
+        FillModel(initial_margin=0.0)
+    with pytest.raises(ValueError, match="maintenance_margin"):
+        FillModel(maintenance_margin=1.0)
+    with pytest.raises(ValueError, match="borrow_rate"):
+        FillModel(borrow_rate=-0.1)
+
+
+def test_stops_as_price_levels_and_a_trailing_fraction_set_on_the_strategy():
+    b = PaperBroker(FillModel(fees=0.0, size=1.0, size_type="amount"))
+    b.on_bar(C(0, 100, 100, 100, 100), Signal(0, entry=True, stop_loss_price=95.0, take_profit_price=110.0))
+    assert (b.state.sl_stop, b.state.tp_stop) == (0.05, pytest.approx(0.1))
+    [x] = b.on_bar(C(1, 100, 101, 94, 96))
+    assert x.reason == "stop_loss" and x.price == pytest.approx(95.0)
+    b.on_bar(C(2, 100, 100, 100, 100), Signal(120_000, short_entry=True, stop_loss_price=90.0, take_profit_price=80))
+    assert b.state.sl_stop == 0.0 and b.state.tp_stop == pytest.approx(0.2)  # a level already passed: at the entry
+    t = PaperBroker(FillModel(fees=0.0, size=1.0, size_type="amount"), stop_loss=0.5, trailing_stop=0.1)
+    t.on_bar(C(0, 100, 100, 100, 100), Signal(0, entry=True))
+    assert t.state.sl_trail and t.state.sl_stop == 0.1
+    assert t.on_bar(C(1, 100, 120, 100, 118)) == []
+    [x] = t.on_bar(C(2, 118, 118, 100, 105))  # 120 * 0.9 = 108
+    assert x.reason == "trailing_stop" and x.price == pytest.approx(108.0)
 
 
 def test_next_open_fills_the_signal_at_the_next_candles_open_and_persists_it():
@@ -278,7 +372,7 @@ def test_a_signals_own_trailing_stop_follows_the_best_price_and_survives_a_resta
     m = FillModel(fees=0.0, size=1.0, size_type="amount", fill="next_open")
     b = PaperBroker(m, stop_loss=0.5)  # the strategy's own (wide) stop, replaced by the signal's
     b.on_bar(C(0, 100, 100, 100, 100), Signal(0, entry=True, trailing_stop=5.0))
-    assert b.state.pending == [True, False, False, False, None, None, 5.0, None]
+    assert b.state.pending == [True, False, False, False, None, None, 5.0, None, None, None]
     b = PaperBroker(m, BrokerState.from_dict(json.loads(json.dumps(b.state.to_dict()))), stop_loss=0.5)
     [f] = b.on_bar(C(1, 100, 103, 99, 102))  # filled at the open; trailing from the next candle on
     assert f.price == 100 and b.state.sl_trail and b.state.sl_stop == 5.0 / 100 and b.state.sl_price == 100

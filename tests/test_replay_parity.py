@@ -1,7 +1,8 @@
 """The parity proof: trades through the live path (simulator -> feed -> engine -> live rules -> paper
 broker) equal the vectorbt backtest's, on real data with and without exchange outages: every column
 of ``.trades`` (exit reasons, durations, excursions, an open position at the end), with fills at
-the close or the next open, long/short reversals in every sizing mode, and stops and sizes per signal."""
+the close or the next open, long/short reversals in every sizing mode, stops (distances, price levels,
+trailing) and sizes per signal, and shorts on margin: liquidations and borrow interest."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from kit.market.intervals import interval_ms
 from kit.replay import replay
 from kit.strategies import AtrTrend, BollingerBreakout, EmaCross, RsiReversion, TrendFilter, VolTrend
 from kit.strategy import Columns, Signals, Strategy, crossed_above, crossed_below, on
+from tests.fixtures.swing import SwingStops
 
 # (file, first row, rows, real outages inside the slice)
 SLICES = [
@@ -82,6 +84,30 @@ VOL_SIZED_NEXT_OPEN = (
     FillModel(fees=0.001, slippage=0.0005, size=0.01, size_type="amount", init_cash=50_000.0, fill="next_open"),
     [VolTrend(fast=8, slow=21, risk=50.0, target_atr=5.0)],
 )
+# Margin: shorts worth up to 4 x equity (initial margin 0.25), liquidated at the default maintenance
+# margin, paying interest per day; a reversal out of a short is two fills (the close pays the interest).
+MARGIN = (
+    FillModel(fees=0.001, slippage=0.0003, size=40_000.0, size_type="value", initial_margin=0.25, borrow_rate=0.0005),
+    [RsiReversion(period=10, lower=30, upper=70, short=True), EmaCross(fast=8, slow=21, short=True)],
+)
+MARGIN_NEXT_OPEN = (
+    FillModel(fees=0.001, maintenance_margin=0.5, borrow_rate=0.0002, fill="next_open"),
+    [RsiReversion(period=21, lower=20, upper=75, short=True), AtrTrend(fast=8, slow=21)],
+)
+# Percent sizes below 1 reverse too: the close, then the new side with that share of the cash.
+PERCENT_HALF_REVERSE = (
+    FillModel(fees=0.001, slippage=0.0003, size=0.5),
+    [EmaCross(fast=8, slow=21, short=True), AtrTrend(fast=8, slow=21, stop_atr=3.0)],
+)
+# Stops as price levels per signal, and a trailing fraction set on the strategy.
+LEVELS_TRAILING = (
+    FillModel(fees=0.001, slippage=0.0003, size=1_000.0, size_type="value"),
+    [SwingStops(), EmaCross(fast=8, slow=21, short=True, trailing_stop=0.01, take_profit=0.03)],
+)
+LEVELS_TRAILING_NEXT_OPEN = (
+    FillModel(fees=0.001, fill="next_open"),
+    [SwingStops(reward=3.0), EmaCross(fast=5, slow=30, trailing_stop=0.015)],
+)
 GROUPS = {
     "long-percent": LONG_PERCENT,
     "shorts-value-stops": SHORTS_VALUE_STOPS,
@@ -92,6 +118,11 @@ GROUPS = {
     "atr-stops-next-open-value": ATR_STOPS_NEXT_OPEN,
     "vol-sized": VOL_SIZED,
     "vol-sized-next-open": VOL_SIZED_NEXT_OPEN,
+    "margin": MARGIN,
+    "margin-next-open": MARGIN_NEXT_OPEN,
+    "percent-half-reverse": PERCENT_HALF_REVERSE,
+    "levels-trailing": LEVELS_TRAILING,
+    "levels-trailing-next-open": LEVELS_TRAILING_NEXT_OPEN,
 }
 
 
@@ -113,7 +144,7 @@ def test_replayed_trades_equal_backtest_trades(shared_data_dir, name, first, row
         want = res.trades
         got = live.trades
         assert len(want) > 0, f"{strategy!r} made no trades: the comparison would be empty"
-        if strategy.has_shorts and model.reverses:  # long/short alternate: reversals happen
+        if strategy.has_shorts:  # long/short alternate: reversals happen in every sizing mode
             assert {"long", "short"} <= set(want["side"])
         assert len(got) == len(want), f"{strategy!r}: replay {len(got)} trades, backtest {len(want)}"
         assert (got["entry_time"].to_numpy() == want["entry_time"].to_numpy()).all()

@@ -9,7 +9,9 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 
+from kit.backtest._margin import broker_portfolio, liquidated, needs_broker, went_negative
 from kit.broker import FillModel, resolve_model
+from kit.broker._paper import trailing_of
 from kit.broker._simulate import build_trades
 from kit.strategy import Columns, ParityWarning, Signals, Strategy, sample_parity
 
@@ -73,13 +75,17 @@ def stop_arrays(
     model: FillModel,
     stop_loss: float | None = None,
     take_profit: float | None = None,
+    trailing_stop: float | None = None,
 ) -> Stops | None:
-    """The signals' per-row stop distances as vectorbt's per-row fractions (``None``: none given).
+    """The signals' per-row stops (distances, price levels) and the strategy's trailing stop as
+    vectorbt's per-row fractions (``None``: neither given).
 
-    A distance on the deciding row applies at the fill row (the next one with ``next_open``),
-    divided by that row's reference price, exactly as the paper broker divides it.
+    A value on the deciding row applies at the fill row (the next one with ``next_open``), divided
+    by that row's reference price, exactly as the paper broker divides it. Which wins where several
+    are given, as the broker: a trailing distance, a stop-loss level, a stop-loss distance, the
+    strategy's trailing fraction, its stop-loss fraction (a take-profit level before a distance).
     """
-    if not signals.has_stops:
+    if not signals.has_stops and not trailing_stop:
         return None
     ref = data["open" if model.next_open else "close"].to_numpy(np.float64)
     n = len(ref)
@@ -91,14 +97,24 @@ def stop_arrays(
         out[1:] = col[:-1]
         return out
 
-    sl = np.full(n, float(stop_loss) if stop_loss else np.nan)
+    sl = np.full(n, float(trailing_stop or stop_loss or np.nan))
     tp = np.full(n, float(take_profit) if take_profit else np.nan)
-    trail = np.zeros(n, dtype=np.bool_)
+    trail = np.full(n, bool(trailing_stop), dtype=np.bool_)
     sl_d, tp_d, tr_d = at_fill(signals.stop_loss), at_fill(signals.take_profit), at_fill(signals.trailing_stop)
+    sl_px, tp_px = at_fill(signals.stop_loss_price), at_fill(signals.take_profit_price)
+    short = None
+    if (sl_px is not None or tp_px is not None) and signals.short_entries is not None:
+        short = at_fill(signals.short_entries.astype(np.float64)) == 1.0  # the side a fill row enters
     with np.errstate(invalid="ignore"):
         if sl_d is not None:
             m = sl_d > 0
             sl[m] = sl_d[m] / ref[m]
+            trail[m] = False
+        if sl_px is not None:  # a level: the distance to it from the reference price, on the loss side
+            m = sl_px > 0
+            frac = (ref - sl_px) / ref if short is None else np.where(short, (sl_px - ref) / ref, (ref - sl_px) / ref)
+            sl[m] = np.maximum(frac[m], 0.0)
+            trail[m] = False
         if tr_d is not None:  # a trailing stop takes the stop-loss's place
             m = tr_d > 0
             sl[m] = tr_d[m] / ref[m]
@@ -106,6 +122,10 @@ def stop_arrays(
         if tp_d is not None:
             m = tp_d > 0
             tp[m] = tp_d[m] / ref[m]
+        if tp_px is not None:
+            m = tp_px > 0
+            frac = (tp_px - ref) / ref if short is None else np.where(short, (ref - tp_px) / ref, (tp_px - ref) / ref)
+            tp[m] = np.maximum(frac[m], 0.0)
     return Stops(sl, tp, trail)
 
 
@@ -131,6 +151,7 @@ def from_signals(
     *,
     stop_loss: float | None = None,
     take_profit: float | None = None,
+    trailing_stop: float | None = None,
     freq: Any = None,
     stops: Stops | None = None,
 ) -> Any:
@@ -140,7 +161,7 @@ def from_signals(
     vbt = _vbt()
     kw = model.vectorbt_kwargs(stop_loss, take_profit)
     if stops is None:
-        stops = stop_arrays(data, signals, model, stop_loss, take_profit)
+        stops = stop_arrays(data, signals, model, stop_loss, take_profit, trailing_stop)
     use_stops = bool(stop_loss) or bool(take_profit) or stops is not None
     if stops is not None:
         kw["sl_stop"], kw["tp_stop"], kw["sl_trail"] = stops
@@ -322,7 +343,14 @@ class BacktestResult:
     """
 
     def __init__(
-        self, strategy: Strategy, data: pd.DataFrame, model: FillModel, signals: Signals, columns: Any, pf: Any
+        self,
+        strategy: Strategy,
+        data: pd.DataFrame,
+        model: FillModel,
+        signals: Signals,
+        columns: Any,
+        pf: Any,
+        trades: pd.DataFrame | None = None,
     ) -> None:
         self.strategy = strategy
         self.data = data
@@ -330,13 +358,14 @@ class BacktestResult:
         self.signals = signals
         self.columns = columns
         self.portfolio = pf
-        self._trades: pd.DataFrame | None = None
+        #: given when the paper broker decided the fills (margin, borrowing: see kit.backtest._margin)
+        self._trades: pd.DataFrame | None = trades
 
     @property
     def trades(self) -> pd.DataFrame:
         if self._trades is None:
             sl, tp = self.strategy.stops
-            stops = stop_arrays(self.data, self.signals, self.model, sl, tp)
+            stops = stop_arrays(self.data, self.signals, self.model, sl, tp, trailing_of(self.strategy))
             self._trades = trades_from_portfolio(
                 self.portfolio, self.data, self.model, stop_loss=sl, take_profit=tp, stops=stops
             )
@@ -424,13 +453,6 @@ def run(
     )
     cols = strategy.columns(data, streams=streams, interval=interval)  # checks the frames
     sig = strategy.evaluate(cols)
-    if sig.short_entries is not None and not m.reverses:
-        warnings.warn(
-            f"{type(strategy).__name__} trades short, and with size_type='percent' and size < 1 an opposite "
-            "entry only closes the position (vectorbt cannot size that reversal in one order); use size=1.0, "
-            "size_type='value' or 'amount' to reverse in one fill",
-            stacklevel=2,
-        )
     if sig.size is not None and m.size_type == "percent":
         warnings.warn(
             f"{type(strategy).__name__} sizes its signals, which size_type='percent' ignores (every entry uses "
@@ -440,8 +462,22 @@ def run(
     if check_parity:
         _warn_parity(strategy, data, cols, sig)
     sl, tp = strategy.stops
-    pf = from_signals(data, sig, m, stop_loss=sl, take_profit=tp, freq=infer_freq(data.index))
-    return BacktestResult(strategy, data, m, sig, cols, pf)
+    trail = trailing_of(strategy)
+    freq = infer_freq(data.index)
+    if not needs_broker(sig, m):
+        pf = from_signals(data, sig, m, stop_loss=sl, take_profit=tp, trailing_stop=trail, freq=freq)
+        if sig.short_entries is None:
+            return BacktestResult(strategy, data, m, sig, cols, pf)
+        if not liquidated(pf.orders.values, 1, data["high"].to_numpy(np.float64), m)[0]:
+            if m.maintenance_margin == 0 and went_negative(pf.value().to_numpy()):
+                warnings.warn(
+                    f"{type(strategy).__name__}: equity went below zero with maintenance_margin=0 (no liquidation); "
+                    "a margin account would have been liquidated (see kit.broker.FillModel)",
+                    stacklevel=2,
+                )
+            return BacktestResult(strategy, data, m, sig, cols, pf)
+    pf, trades, _ = broker_portfolio(data, sig, m, stop_loss=sl, take_profit=tp, trailing_stop=trail, freq=freq)
+    return BacktestResult(strategy, data, m, sig, cols, pf, trades)
 
 
 def _warn_parity(strategy: Strategy, data: pd.DataFrame, cols: Columns, sig: Signals) -> None:

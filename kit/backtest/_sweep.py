@@ -14,11 +14,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from kit.backtest._run import _vbt, delay, infer_freq, resolve_model, vbt_frame
+from kit.backtest._margin import broker_fills, liquidated, needs_broker, order_records
+from kit.backtest._run import Stops, _vbt, delay, infer_freq, resolve_model, size_array, stop_arrays, vbt_frame
 from kit.backtest._streams import StreamKey, sweep_streams
 from kit.broker import FillModel
+from kit.broker._paper import trailing_of
 from kit.errors import ConfigError
-from kit.strategy import Strategy, check_frame
+from kit.strategy import Signals, Strategy, check_frame
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -255,13 +257,19 @@ def _run_chunk(
     s_entries = s_exits = None
     sl = np.full(k, np.nan)
     tp = np.full(k, np.nan)
+    # per-signal stops and sizes, and trailing fractions: one column each, as run() builds them
+    per_set: dict[int, tuple[Stops | None, np.ndarray | None]] = {}
+    # sets vectorbt cannot simulate (margin, borrowing, two-fill reversals): the paper broker runs them
+    brokered: dict[int, Signals] = {}
     for j, s in enumerate(chunk):
         sig = s.evaluate(s.columns(data, cache, base=base_cols))
-        if sig.per_signal:
-            raise ConfigError(
-                f"{type(s).__name__} sets stops or sizes per signal, which sweep() does not support yet; "
-                "use kit.backtest.run"
-            )
+        stop_loss, take_profit = s.stops
+        trail = trailing_of(s)
+        if needs_broker(sig, m):
+            brokered[j] = sig
+            continue
+        if sig.per_signal or trail:
+            per_set[j] = (stop_arrays(data, sig, m, stop_loss, take_profit, trail), size_array(data, sig, m))
         entries[:, j] = sig.entries
         exits[:, j] = sig.exits
         if sig.short_entries is not None:
@@ -270,13 +278,20 @@ def _run_chunk(
                 s_exits = np.zeros((n, k), dtype=np.bool_)
             s_entries[:, j] = sig.short_entries
             s_exits[:, j] = sig.short_exits  # type: ignore[index]
-        stop_loss, take_profit = s.stops
         sl[j] = np.nan if stop_loss is None else stop_loss
         tp[j] = np.nan if take_profit is None else take_profit
     kw = m.vectorbt_kwargs()
-    use_stops = bool(np.isfinite(sl).any() or np.isfinite(tp).any())
+    row_stops = any(st is not None for st, _ in per_set.values())
+    use_stops = bool(np.isfinite(sl).any() or np.isfinite(tp).any()) or row_stops
     if use_stops:
         kw["sl_stop"], kw["tp_stop"] = sl[None, :], tp[None, :]
+        if row_stops:
+            sl2, tp2 = np.tile(sl, (n, 1)), np.tile(tp, (n, 1))
+            trail2 = np.zeros((n, k), dtype=np.bool_)
+            for j, (st, _) in per_set.items():
+                if st is not None:
+                    sl2[:, j], tp2[:, j], trail2[:, j] = st
+            kw["sl_stop"], kw["tp_stop"], kw["sl_trail"] = sl2, tp2, trail2
         vf = vbt_frame(data)
         kw.update(open=vf["open"], high=vf["high"], low=vf["low"])
     else:
@@ -284,6 +299,12 @@ def _run_chunk(
             kw.pop(key)
         if m.next_open:
             kw["open"] = vbt_frame(data)["open"]  # price=-inf reads it
+    if any(sz is not None for _, sz in per_set.values()):
+        size2 = np.full((n, k), m.size)
+        for j, (_, sz) in per_set.items():
+            if sz is not None:
+                size2[:, j] = sz
+        kw["size"] = size2
     if m.next_open:  # decided on row i, filled at row i+1's open
         entries, exits, s_entries, s_exits = delay(entries), delay(exits), delay(s_entries), delay(s_exits)
     if s_entries is None:
@@ -296,7 +317,15 @@ def _run_chunk(
         pf = vbt.Portfolio.from_signals(close_s, **sig_kw, **kw, use_stops=use_stops, freq=freq)
         orders = pf.orders.values
         trades = pf.exit_trades.values
+        if s_entries is not None and m.maintenance_margin > 0:
+            # a short liquidated in some set: the paper broker decides that set, as run() does
+            shorts = s_entries.any(axis=0)
+            hit = liquidated(orders, k, data["high"].to_numpy(np.float64), m)
+            for j in np.flatnonzero(hit & shorts):
+                brokered[int(j)] = chunk[j].evaluate(chunk[j].columns(data, cache, base=base_cols))
     del pf, entries, exits, s_entries, s_exits
+    if brokered:
+        orders, trades = _with_broker_sets(vbt, chunk, brokered, data, m, orders, trades)
     metrics = _metrics(orders, trades, close_s.to_numpy(), k, m.init_cash, freq)
     out = []
     for j, s in enumerate(chunk):
@@ -305,6 +334,37 @@ def _run_chunk(
         row["trades"] = int(row["trades"])
         out.append(row)
     return out
+
+
+_TRADE_FIELDS = np.dtype([("col", np.int64), ("pnl", np.float64), ("status", np.int64)])
+
+
+def _with_broker_sets(
+    vbt: Any,
+    chunk: list[Strategy],
+    brokered: dict[int, Signals],
+    data: pd.DataFrame,
+    m: FillModel,
+    orders: np.ndarray,
+    trades: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The chunk's order and trade records with those of ``brokered`` sets replaced by the paper
+    broker's (trades reduced to the fields the metrics read: col, pnl, status 1 closed / 0 open)."""
+    cols = np.fromiter(brokered, dtype=np.int64)
+    order_parts = [orders[~np.isin(orders["col"], cols)]]
+    kept = trades[~np.isin(trades["col"], cols)]
+    trade_part = np.zeros(len(kept), dtype=_TRADE_FIELDS)
+    trade_part["col"], trade_part["pnl"], trade_part["status"] = kept["col"], kept["pnl"], kept["status"]
+    trade_parts = [trade_part]
+    for j, sig in brokered.items():
+        s = chunk[j]
+        sl, tp = s.stops
+        fills, closed, _ = broker_fills(data, sig, m, stop_loss=sl, take_profit=tp, trailing_stop=trailing_of(s))
+        order_parts.append(order_records(fills, data, orders.dtype, j))
+        part = np.zeros(len(closed), dtype=_TRADE_FIELDS)
+        part["col"], part["pnl"], part["status"] = j, [tr.pnl for tr in closed], 1
+        trade_parts.append(part)
+    return np.concatenate(order_parts), np.concatenate(trade_parts)
 
 
 def _metrics(orders: np.ndarray, trades: np.ndarray, close: np.ndarray, k: int, init_cash: float, freq: Any) -> dict:

@@ -14,18 +14,40 @@ The rules, in full:
 
   - ``"percent"`` (default, ``size=1.0``): an entry spends ``size`` of the available cash,
     fees included (``qty = size * cash / (1 + fees) / fill price``); a short entry sells
-    ``size`` of what free cash can back. Equity compounds. With ``size=1.0`` an opposite entry
-    reverses the position in one fill, for both sides alike: the fill is what closing and then
-    entering with all the cash would trade (long to short: sell the long plus the largest short
-    the freed cash backs; short to long: buy with all the cash). With ``size < 1`` an opposite
-    entry only closes the position (vectorbt cannot size that reversal in one order); the
-    backtest warns.
-  - ``"value"``: each entry is worth ``size`` in quote currency at the close; an opposite entry
-    reverses the position in one fill (close the old, open the new).
-  - ``"amount"``: each entry is ``size`` units of the base asset; reverses like ``"value"``.
+    ``size`` of what free cash can back. Equity compounds.
+  - ``"value"``: each entry is worth ``size`` in quote currency at the close.
+  - ``"amount"``: each entry is ``size`` units of the base asset.
 
   A buy never spends more cash than there is (the quantity shrinks to what cash pays for,
-  fees included); short sales are not limited in ``value``/``amount`` modes.
+  fees included); short sales are not limited in ``value``/``amount`` modes unless
+  ``initial_margin`` is set.
+* **Reversal** (the same rule in every sizing mode, for both sides): an opposite entry closes the
+  position and opens one of the other side with the entry's size, on the same candle at the same
+  price: what closing and then entering would trade. With ``percent`` sizing the new side's size
+  is ``size`` of the cash the close freed. It is one fill (vectorbt's one reversing order) for
+  ``value``/``amount`` sizing and for ``percent`` with ``size=1.0``; two fills (the close, exit
+  reason ``"reverse"``, then the entry) for ``percent`` with ``size < 1``, and out of a short
+  when borrowing costs something (the close pays the interest).
+* **Margin** (shorts). The account is one cross-margin account: ``equity = cash + position *
+  price``, where a short's sale proceeds are cash and the borrowed coins are its debt (worth
+  ``|position| * price``). A short is **liquidated** when equity falls to ``maintenance_margin``
+  of that debt (a margin level ``assets / debt`` of ``1 + maintenance_margin``, Binance's
+  liquidation level at the default 0.1), i.e. when price reaches
+  ``liquidation price = (cash - interest) / (|position| * (1 + maintenance_margin))``.
+  It is checked like a stop, on each candle from the one after the entry: it fills at that
+  price (at the open if the open is already beyond it) with slippage and fees, exit reason
+  ``"liquidation"``, before a take-profit, and before a stop-loss unless the stop fills at a
+  better price. A gap beyond the bankruptcy price (where equity is 0) fills at the bankruptcy
+  price: the account ends with 0, never below (an exchange's insurance fund takes the rest), and
+  then has nothing to trade with. ``maintenance_margin=0`` turns liquidation off (the backtest
+  warns if equity then goes below zero). ``initial_margin`` (``None``: no limit) caps a short
+  entry at ``equity / initial_margin`` worth at the fill price (1.0: a short as large as the
+  equity; 0.5: twice). Long positions use no leverage: they cannot go below zero.
+* **Borrow cost** (``borrow_rate``, a fraction per day, default 0): covering a short pays
+  ``interest = borrow_rate * days * debt``, with ``debt`` the short's value at entry (size times
+  average entry price) and ``days`` the time from the entry candle to the covering candle (open
+  times) in days; it is added to the covering fill's fee and counted in the liquidation price
+  as it accrues.
 * **Signals.** Entries while in a position of the same side and exits while flat are ignored
   (no pyramiding). An entry and an exit of the same side on the same row cancel each other;
   a long and a short entry on the same row cancel each other.
@@ -78,6 +100,12 @@ class FillModel:
     size_type: SizeType = "percent"
     init_cash: float = 10_000.0
     fill: FillAt = "close"
+    #: a short is liquidated when equity falls to this fraction of its debt (0: never)
+    maintenance_margin: float = 0.1
+    #: a short entry sells at most ``equity / initial_margin`` worth (``None``: no limit)
+    initial_margin: float | None = None
+    #: interest per day on a short's debt (value at entry), paid when it is covered
+    borrow_rate: float = 0.0
 
     def __post_init__(self) -> None:
         def num(name: str) -> float:
@@ -102,11 +130,34 @@ class FillModel:
             raise InputError(f"FillModel.size must be > 0, got {size!r}")
         if self.fill not in FILLS:
             raise InputError(f"FillModel.fill must be one of {list(FILLS)}, got {self.fill!r}")
+        if not 0 <= num("maintenance_margin") < 1:
+            raise InputError(
+                f"FillModel.maintenance_margin must be a fraction in [0, 1), got {self.maintenance_margin!r}"
+            )
+        if self.initial_margin is not None and not num("initial_margin") > 0:
+            raise InputError(f"FillModel.initial_margin must be > 0 or None, got {self.initial_margin!r}")
+        if not 0 <= num("borrow_rate") < 1:
+            raise InputError(f"FillModel.borrow_rate must be a fraction per day in [0, 1), got {self.borrow_rate!r}")
 
     @property
     def reverses(self) -> bool:
-        """Whether an opposite entry reverses the position in one fill (else it only closes it)."""
+        """Whether an opposite entry reverses the position in one fill (else: a close, then an entry)."""
         return self.size_type != "percent" or self.size == 1.0
+
+    def vectorbt_shorts(self) -> bool:
+        """Whether vectorbt's ``from_signals`` can run a strategy that trades short with this model.
+
+        It cannot when a reversal takes two fills, a short pays interest, or shorts are capped by
+        ``initial_margin``: then the backtest runs the paper broker and hands its fills to vectorbt
+        as orders. (Liquidation is checked after the vectorbt run: see :mod:`kit.backtest`.)
+        """
+        return self.reverses and self.borrow_rate == 0 and self.initial_margin is None
+
+    def liquidation_price(self, cash: float, position: float, interest: float = 0.0) -> float:
+        """The price at which a short of ``position`` (< 0) with ``cash`` is liquidated (inf: never)."""
+        if position >= 0 or self.maintenance_margin == 0:
+            return math.inf
+        return (cash - interest) / (-position * (1 + self.maintenance_margin))
 
     @property
     def next_open(self) -> bool:
@@ -182,6 +233,7 @@ def resolve_model(
     size_type: str | None = None,
     init_cash: float | None = None,
     fill: str | None = None,
+    **margin: Any,
 ) -> FillModel:
     """A :class:`FillModel` from a base model (default ``FillModel()``) and keyword overrides.
 
@@ -191,4 +243,9 @@ def resolve_model(
     base = model if model is not None else FillModel()
     if not isinstance(base, FillModel):
         raise TypeError(f"model must be a kit.broker.FillModel, got {type(base).__name__}")
-    return base.replace(fees=fees, slippage=slippage, size=size, size_type=size_type, init_cash=init_cash, fill=fill)
+    unknown = sorted(set(margin) - {"maintenance_margin", "initial_margin", "borrow_rate"})
+    if unknown:
+        raise TypeError(f"unknown fill model keyword {unknown[0]!r}")
+    return base.replace(
+        fees=fees, slippage=slippage, size=size, size_type=size_type, init_cash=init_cash, fill=fill, **margin
+    )

@@ -4,73 +4,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 from kit.broker import _vbt_math as vm
 from kit.broker._model import FillModel
+from kit.broker._records import _EXIT_REASON, EXIT_REASONS, FLAT, LONG, SHORT, Fill, Trade, excursions
 
-FLAT, LONG, SHORT = "flat", "long", "short"
+_DAY_MS = 86_400_000
 
-
-class Fill(NamedTuple):
-    """One executed order.
-
-    ``time_ms`` is the open time of the candle on whose close it filled; ``side`` is ``"buy"``
-    or ``"sell"``; ``qty`` > 0; ``price`` includes slippage; ``fee`` is in quote currency;
-    ``reason`` is ``"entry"``, ``"exit"``, ``"reverse"``, ``"stop_loss"`` or ``"take_profit"``.
-    """
-
-    time_ms: int
-    side: str
-    qty: float
-    price: float
-    fee: float
-    reason: str
-
-
-#: Why a trade ended: ``Trade.exit_reason`` (``"open"``: not ended, valued at the last close).
-EXIT_REASONS: tuple[str, ...] = ("signal", "reverse", "stop_loss", "take_profit", "trailing_stop", "open")
-_EXIT_REASON = {
-    "exit": "signal", "reverse": "reverse", "stop_loss": "stop_loss", "take_profit": "take_profit",
-    "trailing_stop": "trailing_stop",
-}  # fmt: skip
-
-
-class Trade(NamedTuple):
-    """A round trip; the stored fields of a backtest's ``.trades`` row (times in ms UTC).
-
-    ``fees`` is entry plus exit fees; ``pnl`` is net of both. ``exit_reason`` is one of
-    :data:`EXIT_REASONS`. ``mae``/``mfe`` (maximum adverse/favourable excursion) are how far, in
-    price, the market went against/for the trade while it was held, both >= 0: over the entry and
-    exit prices and the high-low range of every candle held from its open to its close (with
-    ``fill="close"``: from the candle after the entry to the exit candle, which counts when the
-    exit filled at its close; with ``"next_open"``: from the entry candle to the one before the
-    exit). A stop exit's candle counts only with its exit price. An ``"open"`` trade has
-    ``exit_time``/``exit_price`` of the last candle and its close, no exit fee, unrealised ``pnl``.
-    """
-
-    entry_time: int
-    exit_time: int
-    side: str
-    size: float
-    entry_price: float
-    exit_price: float
-    pnl: float
-    fees: float
-    exit_reason: str = "signal"
-    mae: float = math.nan
-    mfe: float = math.nan
-
-
-def excursions(
-    side: str, entry_price: float, exit_price: float, lo: float | None, hi: float | None
-) -> tuple[float, float]:
-    """``(mae, mfe)`` of a trade from the lowest low and highest high of the candles it held fully."""
-    low = min(entry_price, exit_price) if lo is None else min(lo, entry_price, exit_price)
-    high = max(entry_price, exit_price) if hi is None else max(hi, entry_price, exit_price)
-    if side == LONG:
-        return entry_price - low, high - entry_price
-    return high - entry_price, entry_price - low
+__all__ = ["EXIT_REASONS", "FLAT", "LONG", "SHORT", "BrokerState", "Fill", "PaperBroker", "Trade", "excursions"]
 
 
 @dataclass
@@ -140,6 +82,35 @@ class BrokerState:
         return cls(**d)
 
 
+def trailing_of(strategy: Any) -> float | None:
+    """A strategy's trailing-stop fraction (``None``: off)."""
+    v = getattr(strategy, "trailing_stop", None)
+    return float(v) if v else None
+
+
+def level_fraction(ref: float, level: float, long: bool, loss: bool) -> float:
+    """A stop's price level as vectorbt's fraction of the reference price (>= 0: a level already
+    passed at the entry is a stop at the reference price)."""
+    below = long == loss  # a long's stop-loss and a short's take-profit lie below the entry
+    return max((ref - level) / ref if below else (level - ref) / ref, 0.0)
+
+
+def _flags(signal: Any) -> list[Any] | None:
+    """A signal as the broker acts on it: ``[entry, exit, short_entry, short_exit, stop_loss,
+    take_profit, trailing_stop, size, stop_loss_price, take_profit_price]`` (the extras only when
+    given), ``None`` when no signal fired."""
+    if signal is None:
+        return None
+    flags: list[Any] = [bool(signal.entry), bool(signal.exit), bool(signal.short_entry), bool(signal.short_exit)]
+    if not any(flags):
+        return None
+    if len(signal) > 5:  # a kit.strategy.Signal
+        extras = list(signal[5:])
+        if any(v is not None for v in extras):
+            flags += extras
+    return flags
+
+
 def _reason(before: float, after: float) -> str:
     if before == 0:
         return "entry"
@@ -156,7 +127,8 @@ class PaperBroker:
     closed by them are in :attr:`new_trades` (and appended to :attr:`trades`). The state
     (:attr:`state`, a :class:`BrokerState`) is all there is to persist; pass it back to resume.
 
-    ``stop_loss``/``take_profit`` are the strategy's fractions (``None``: off).
+    ``stop_loss``/``take_profit``/``trailing_stop`` are the strategy's fractions (``None``: off); a
+    trailing stop takes the stop-loss's place.
     """
 
     def __init__(
@@ -166,6 +138,7 @@ class PaperBroker:
         *,
         stop_loss: float | None = None,
         take_profit: float | None = None,
+        trailing_stop: float | None = None,
     ) -> None:
         self.model = model or FillModel()
         if state is None:
@@ -173,11 +146,12 @@ class PaperBroker:
         elif isinstance(state, dict):
             state = BrokerState.from_dict(state)
         self.state: BrokerState = state
-        for name, v in (("stop_loss", stop_loss), ("take_profit", take_profit)):
+        for name, v in (("stop_loss", stop_loss), ("take_profit", take_profit), ("trailing_stop", trailing_stop)):
             if v is not None and (isinstance(v, bool) or not isinstance(v, int | float) or not v >= 0):
                 raise ValueError(f"PaperBroker {name} must be a fraction >= 0 or None, got {v!r}")
         self.stop_loss = float(stop_loss) if stop_loss else None
         self.take_profit = float(take_profit) if take_profit else None
+        self.trailing_stop = float(trailing_stop) if trailing_stop else None
         self.trades: list[Trade] = []
         self.new_trades: list[Trade] = []
         #: whether the last :meth:`on_bar` changed the state beyond the candle time and mark (a
@@ -189,9 +163,9 @@ class PaperBroker:
     def for_strategy(
         cls, strategy: Any, model: FillModel | None = None, state: BrokerState | dict[str, Any] | None = None
     ) -> PaperBroker:
-        """A broker with the strategy's ``stop_loss``/``take_profit`` (what the backtest uses)."""
+        """A broker with the strategy's ``stop_loss``/``take_profit``/``trailing_stop`` (what the backtest uses)."""
         sl, tp = strategy.stops
-        return cls(model, state, stop_loss=sl, take_profit=tp)
+        return cls(model, state, stop_loss=sl, take_profit=tp, trailing_stop=trailing_of(strategy))
 
     # ----- queries -------------------------------------------------------------------------
 
@@ -223,23 +197,15 @@ class PaperBroker:
         if s.last_time_ms is not None and t <= s.last_time_ms:
             return []
         m = self.model
-        flags: Any = None
-        if signal is not None:
-            flags = [bool(signal.entry), bool(signal.exit), bool(signal.short_entry), bool(signal.short_exit)]
-            extras = []
-            if len(signal) > 5:  # a kit.strategy.Signal
-                extras = [signal.stop_loss, signal.take_profit, signal.trailing_stop, signal.size]
-            if any(v is not None for v in extras):  # the entry's own stop distances and size
-                flags += extras
-            if not any(flags[:4]):
-                flags = None
+        flags = _flags(signal)
         if m.next_open:
             act: Any = s.pending
             s.pending = flags
             self.changed = act is not None or s.pending is not None
         else:
             act = flags
-        if act is None and (s.position == 0 or (s.sl_stop is None and s.tp_stop is None)):
+        watched = s.sl_stop is not None or s.tp_stop is not None or (s.position < 0 and m.maintenance_margin > 0)
+        if act is None and (s.position == 0 or not watched):
             # nothing can happen on this candle: exact, and cheap for idle strategies
             if s.position != 0:  # held from its open to its close
                 self._extend(float(candle[3]), float(candle[2]))
@@ -254,7 +220,6 @@ class PaperBroker:
         # values value-sized orders and is the stops' reference price, as vectorbt's price/val_price
         ref = o if m.next_open else c
         price = ref
-        slippage = m.slippage
         le = lx = se = sx = False
         reason = ""
         stop_hit = math.nan
@@ -264,6 +229,10 @@ class PaperBroker:
         if position != 0 and math.isnan(stop_hit) and s.tp_stop is not None:
             stop_hit = vm.stop_price(position, s.tp_price, s.tp_stop, o, low, h, False)  # type: ignore[arg-type]
             reason = "take_profit"
+        if position < 0 and m.maintenance_margin > 0:
+            liq = self._liquidation(t, o, h, reason if not math.isnan(stop_hit) else "", stop_hit)
+            if not math.isnan(liq):
+                stop_hit, reason = liq, "liquidation"
         if s.sl_trail and position != 0 and s.sl_price is not None:
             # vectorbt moves a trailing stop after checking it, with this candle's extreme
             if position > 0 and h > s.sl_price:
@@ -285,37 +254,87 @@ class PaperBroker:
                     se = sx = False
                 if le and se:
                     le = se = False
-                if not m.reverses:
-                    if position > 0 and se:
-                        se, lx = False, True
-                    if position < 0 and le:
-                        le, sx = False, True
         if position != 0 and math.isnan(stop_hit) and not m.next_open:
             self._extend(low, h)  # decided at the close: the whole candle was held
 
         order_size = m.size
         if act is not None and len(act) > 7 and act[7] and m.size_type != "percent":
             order_size = float(act[7])  # the signal's own size (percent sizing ignores it, as the backtest)
-        size, size_type, direction = vm.signals_to_size(position, le, lx, se, sx, order_size, m.size_type, ref)
-        filled = False
-        if size != 0:
-            before = vm.Exec(s.cash, s.position, s.debt, s.free_cash)
-            after, res = vm.execute(before, size, size_type, direction, price, ref, m.fees, slippage)
-            if res is not None:
-                if math.isnan(stop_hit):
-                    reason = _reason(before.position, after.position)
-                fills.append(Fill(t, "buy" if res.side > 0 else "sell", res.size, res.price, res.fees, reason))
-                s.cash, s.position, s.debt, s.free_cash = after
-                self._on_fill(t, res, reason)
-                self._update_stops(before.position, after.position, ref, act)
-                s.fills += 1
-                filled = self.changed = True
+        legs = [(le, lx, se, sx)]
+        reversal = (position > 0 and se) or (position < 0 and le)
+        if reversal and (not m.reverses or (position < 0 and m.borrow_rate > 0) or m.initial_margin is not None):
+            # a reversal vectorbt cannot size in one order: the close, then the entry
+            legs = [(False, position > 0, False, position < 0), (le, False, se, False)]
+        stop_reason = reason if not math.isnan(stop_hit) else ""
+        for k, leg in enumerate(legs):
+            fill = self._order(t, leg, order_size, price, ref, "reverse" if k < len(legs) - 1 else stop_reason, act)
+            if fill is not None:
+                fills.append(fill)
+        filled = bool(fills)
         if s.position != 0:
             if m.next_open and (s.entry_time == t or (position != 0 and not filled)):
                 self._extend(low, h)  # in the position from this candle's open to its close
             s.mark_time, s.mark_price = t, c
         s.last_time_ms = t
         return fills
+
+    def _order(
+        self, t: int, leg: tuple[bool, bool, bool, bool], order_size: float, price: float, ref: float, reason: str,
+        act: Any,
+    ) -> Fill | None:  # fmt: skip
+        """One order from resolved signals (vectorbt's ``signals_to_size_nb`` then ``execute_order_nb``),
+        with a short's interest and the initial-margin cap; ``reason`` empty: entry, exit or reverse."""
+        s, m = self.state, self.model
+        size, size_type, direction = vm.signals_to_size(s.position, *leg, order_size, m.size_type, ref)
+        if size == 0:
+            return None
+        before = vm.Exec(s.cash, s.position, s.debt, s.free_cash)
+        interest = self.interest(t) if size > 0 and s.position < 0 else 0.0
+        st = before._replace(cash=before.cash - interest, free_cash=before.free_cash - interest) if interest else before
+        after, res = vm.execute(st, size, size_type, direction, price, ref, m.fees, m.slippage)
+        if res is not None and m.initial_margin is not None and after.position < 0 and before.position == 0:
+            # a short worth at most equity / initial_margin at its fill price
+            most = (before.cash + before.position * price) / (m.initial_margin * price * (1 - m.slippage))
+            if most <= 0:
+                return None
+            if -after.position > most:
+                after, res = vm.execute(st, -most, "amount", direction, price, ref, m.fees, m.slippage)
+        if res is None:
+            return None
+        if interest:
+            res = res._replace(fees=res.fees + interest)
+        reason = reason or _reason(before.position, after.position)
+        s.cash, s.position, s.debt, s.free_cash = after
+        self._on_fill(t, res, reason)
+        self._update_stops(before.position, after.position, ref, act)
+        s.fills += 1
+        self.changed = True
+        return Fill(t, "buy" if res.side > 0 else "sell", res.size, res.price, res.fees, reason)
+
+    def interest(self, t: int) -> float:
+        """What covering the open short at candle time ``t`` pays for borrowing (0 when not short)."""
+        s, rate = self.state, self.model.borrow_rate
+        if s.position >= 0 or rate == 0 or s.entry_time is None:
+            return 0.0
+        return rate * (t - s.entry_time) / _DAY_MS * s.debt
+
+    def liquidation_price(self, t: int | None = None) -> float:
+        """The price at which the open short would be liquidated at candle time ``t`` (inf: never)."""
+        s = self.state
+        interest = self.interest(t) if t is not None else 0.0
+        return self.model.liquidation_price(s.cash, s.position, interest)
+
+    def _liquidation(self, t: int, o: float, h: float, stop_reason: str, stop_hit: float) -> float:
+        """A short's liquidation fill price on this candle, NaN when the margin holds (or a stop-loss
+        fills first, at a better price); capped at the bankruptcy price (equity 0)."""
+        s, m = self.state, self.model
+        interest = self.interest(t)
+        level = m.liquidation_price(s.cash, s.position, interest)
+        hit = o if o >= level else level if h >= level else math.nan
+        if math.isnan(hit) or (stop_reason in ("stop_loss", "trailing_stop") and stop_hit < hit):
+            return math.nan
+        bankrupt = (s.cash - interest) / (-s.position * (1 + m.slippage) * (1 + m.fees))
+        return min(hit, bankrupt)
 
     def _extend(self, low: float, high: float) -> None:
         s = self.state
@@ -333,12 +352,20 @@ class PaperBroker:
             s.sl_trail = False
         elif before == 0 or math.copysign(1, now) != math.copysign(1, before):
             s.sl_price = s.tp_price = ref  # stop_entry_price "close" / "price" (the open, next_open)
-            # the entry signal's own stops (price distances) as fractions of the reference price,
-            # computed as the backtest computes them; else the strategy's fractions
-            sl, tp, trail = act[4:7] if act is not None and len(act) > 4 else (None, None, None)
-            s.sl_trail = bool(trail)
-            s.sl_stop = trail / ref if trail else sl / ref if sl else self.stop_loss
-            s.tp_stop = tp / ref if tp else self.take_profit
+            # the entry signal's own stops (distances or price levels) as fractions of the reference
+            # price, computed as the backtest computes them; else the strategy's fractions
+            extra = list(act[4:10]) if act is not None else []
+            sl, tp, trail, _, sl_px, tp_px = extra + [None] * (6 - len(extra))
+            s.sl_trail = bool(trail) or (not (sl or sl_px) and bool(self.trailing_stop))
+            if trail:
+                s.sl_stop = trail / ref
+            elif sl_px:
+                s.sl_stop = level_fraction(ref, sl_px, now > 0, True)
+            elif sl:
+                s.sl_stop = sl / ref
+            else:
+                s.sl_stop = self.trailing_stop or self.stop_loss
+            s.tp_stop = level_fraction(ref, tp_px, now > 0, False) if tp_px else tp / ref if tp else self.take_profit
             if s.sl_stop is None:
                 s.sl_price = None
             if s.tp_stop is None:

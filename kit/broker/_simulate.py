@@ -93,24 +93,27 @@ def simulate(
     *,
     stop_loss: float | None = None,
     take_profit: float | None = None,
+    trailing_stop: float | None = None,
     stop_columns: tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None] | None = None,
     size_column: np.ndarray | None = None,
+    level_columns: tuple[np.ndarray | None, np.ndarray | None] | None = None,
 ) -> tuple[list[Fill], list[Trade], PaperBroker]:
     """Drive a :class:`PaperBroker` over arrays (``ohlc`` is ``(n, 4)``): the reference loop.
 
     ``stop_columns`` are per-row ``(stop_loss, take_profit, trailing_stop)`` distances and
-    ``size_column`` per-row sizes, as :class:`kit.strategy.Signals` carries them.
+    ``size_column`` per-row sizes and ``level_columns`` per-row ``(stop_loss_price,
+    take_profit_price)``, as :class:`kit.strategy.Signals` carries them.
     """
     from kit.strategy._live import _stop
     from kit.strategy._signals import Signal
 
-    broker = PaperBroker(model, stop_loss=stop_loss, take_profit=take_profit)
+    broker = PaperBroker(model, stop_loss=stop_loss, take_profit=take_profit, trailing_stop=trailing_stop)
     fills: list[Fill] = []
     n = len(time_ms)
     z = np.zeros(n, dtype=bool)
     se = z if short_entries is None else short_entries
     sx = z if short_exits is None else short_exits
-    cols = (*(stop_columns or (None, None, None)), size_column)
+    cols = (*(stop_columns or (None, None, None)), size_column, *(level_columns or (None, None)))
     for i in range(n):
         sig: Any = None
         if entries[i] or exits[i] or se[i] or sx[i]:

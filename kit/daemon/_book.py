@@ -226,8 +226,7 @@ class Book(HeldCandles):
         model = FillModel(**rec.broker) if rec.broker else FillModel()
         state = BrokerState.from_dict(dict(broker_state)) if broker_state else BrokerState(cash=model.init_cash)
         state.last_time_ms = checkpoint  # the checkpoint is the authority on what was processed
-        sl, tp = strategy.stops
-        broker = PaperBroker(model, state, stop_loss=sl, take_profit=tp)
+        broker = PaperBroker.for_strategy(strategy, model, state)
         skey = (rec.symbol, rec.interval)
         extras = resolve(strategy.streams, rec.symbol, rec.interval)
         stream = self.streams.get(skey)

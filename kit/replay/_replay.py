@@ -222,7 +222,7 @@ async def replay_async(
     last_open = {k: int(open_times_ms(f.index)[-1]) for k, f in extra_frames.items()}
 
     evaluators = [s.live() for s in strats]
-    brokers = [PaperBroker(m, stop_loss=s.stops[0], take_profit=s.stops[1]) for s in strats]
+    brokers = [PaperBroker.for_strategy(s, m) for s in strats]
     results = [ReplayResult(s, b) for s, b in zip(strats, brokers, strict=True)]
     joins = [StreamJoin((sym, itv), keys) for keys in extras]
     released = [0] * len(strats)

@@ -11,7 +11,8 @@ class EmaCross(Strategy):
 
     * Long entry: fast EMA crosses above slow EMA. Long exit: it crosses back below.
     * With ``short=True``: a cross below also opens a short, covered on the next cross above.
-    * ``stop_loss``/``take_profit``: fractions of the entry price (0 = off).
+    * ``stop_loss``/``take_profit``: fractions of the entry price (0 = off); ``trailing_stop``: a
+      fraction of the best price since the entry (0 = off), in the stop-loss's place.
     """
 
     fast: int = Param(12, ge=2, le=500, doc="fast EMA length")
@@ -19,6 +20,7 @@ class EmaCross(Strategy):
     short: bool = Param(False, doc="also go short on a cross below")
     stop_loss: float = Param(0.0, ge=0.0, le=0.9, doc="stop-loss as a fraction of the entry price (0 = off)")
     take_profit: float = Param(0.0, ge=0.0, le=10.0, doc="take-profit as a fraction of the entry price (0 = off)")
+    trailing_stop: float = Param(0.0, ge=0.0, le=0.9, doc="trailing stop as a fraction of the best price (0 = off)")
     lookback = 2
 
     def validate(self) -> None:

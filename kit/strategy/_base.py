@@ -74,7 +74,8 @@ class Strategy:
     The same ``signals`` code runs over a whole frame (:mod:`kit.backtest`) and over the last
     ``lookback`` rows on each closed candle (:meth:`live`, used by replay and the daemon), so
     rules may only look backward, and no more than ``lookback - 1`` rows back. Optional class
-    attributes (or parameters) ``stop_loss`` and ``take_profit`` are fractions of the entry price.
+    attributes (or parameters) ``stop_loss``, ``take_profit`` and ``trailing_stop`` are fractions of
+    the entry price (the trailing stop's of the best price since the entry).
 
     ``lookback`` is an int class attribute, or depends on the parameters: a ``Param`` named
     ``lookback``, a property, or a method (``def lookback(self): return self.n + 1``). Left out,
@@ -91,6 +92,9 @@ class Strategy:
     stop_loss: float | None = None
     #: Exit a position when price moves this fraction in favour of the entry price (``None``: none).
     take_profit: float | None = None
+    #: Exit when price falls this fraction from the best price since the entry (``None``: none); takes
+    #: the stop-loss's place when both are set.
+    trailing_stop: float | None = None
 
     #: Extra streams the rules read, alias -> ``(symbol, interval)`` (symbol ``None``: its own);
     #: name their columns with :func:`kit.strategy.on`. See :mod:`kit.strategy._streams`.
@@ -132,7 +136,7 @@ class Strategy:
         for name, p in cls._param_defs.items():
             values[name] = p.validate(params.get(name, p.default), cls.__name__)
         object.__setattr__(self, "_params", values)
-        for attr in ("stop_loss", "take_profit"):
+        for attr in ("stop_loss", "take_profit", "trailing_stop"):
             v = getattr(self, attr)
             if v is not None and (isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v < 1e6):
                 raise InputError(f"{cls.__name__}.{attr} must be a fraction >= 0 (0 or None: off), got {v!r}")
@@ -344,15 +348,12 @@ class Strategy:
         sig = self.signals(d)
         # fast path (the live hot path): four bool arrays of the right length, or two and two Nones
         if type(sig) is Signals:
-            e, x, se, sx, sl, tp, tr, sz = sig
+            e, x, se, sx = sig[:4]
             if (
                 _ok(e, n)
                 and _ok(x, n)
                 and ((se is None and sx is None) or (_ok(se, n) and _ok(sx, n)))
-                and sl is None
-                and tp is None
-                and tr is None
-                and sz is None
+                and not sig.per_signal
             ):
                 return sig
         if not isinstance(sig, Signals):

@@ -129,6 +129,7 @@ class LiveEvaluator:
             return Signal(
                 t, e, x, se, sx,
                 _stop(sig.stop_loss), _stop(sig.take_profit), _stop(sig.trailing_stop), _stop(sig.size),
+                _stop(sig.stop_loss_price), _stop(sig.take_profit_price),
             )  # fmt: skip
         return None
 

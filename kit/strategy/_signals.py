@@ -20,6 +20,12 @@ class Signals(NamedTuple):
     fractional ``stop_loss``/``take_profit``. A trailing stop follows the best high (long) or low
     (short) reached after the entry candle and takes the stop-loss's place when both are given.
 
+    ``stop_loss_price``/``take_profit_price`` are the same stops as *price levels* (e.g. the low of
+    the last swing): the value on an entry's row sets that position's level, and takes the place of
+    the distance column. vectorbt needs fractions, so a level becomes ``|reference - level| /
+    reference`` at the fill; a level already passed at the fill (a stop-loss above a long's
+    reference price) is a stop at the reference price.
+
     ``size`` (float column, ``None`` when unused) sizes the order an entry row sends, in the fill
     model's units: quote value (``size_type="value"``) or base units (``"amount"``); NaN or <= 0
     falls back to the model's ``size``. With ``size_type="percent"`` it is ignored (the backtest warns).
@@ -33,11 +39,19 @@ class Signals(NamedTuple):
     take_profit: np.ndarray | None = None
     trailing_stop: np.ndarray | None = None
     size: np.ndarray | None = None
+    stop_loss_price: np.ndarray | None = None
+    take_profit_price: np.ndarray | None = None
 
     @property
     def has_stops(self) -> bool:
         """Whether any stop column is given."""
-        return self.stop_loss is not None or self.take_profit is not None or self.trailing_stop is not None
+        return (
+            self.stop_loss is not None
+            or self.take_profit is not None
+            or self.trailing_stop is not None
+            or self.stop_loss_price is not None
+            or self.take_profit_price is not None
+        )
 
     @property
     def per_signal(self) -> bool:
@@ -46,14 +60,16 @@ class Signals(NamedTuple):
 
 
 #: The numeric per-row columns of :class:`Signals` (and fields of :class:`Signal`).
-STOP_FIELDS: tuple[str, ...] = ("stop_loss", "take_profit", "trailing_stop", "size")
+STOP_FIELDS: tuple[str, ...] = (
+    "stop_loss", "take_profit", "trailing_stop", "size", "stop_loss_price", "take_profit_price",
+)  # fmt: skip
 
 
 class Signal(NamedTuple):
     """The signal of one closed candle, as live evaluation returns it (``None`` when all are false).
 
-    ``stop_loss``/``take_profit``/``trailing_stop`` are that row's stop distances and ``size`` its
-    order size (``None``: none).
+    ``stop_loss``/``take_profit``/``trailing_stop`` are that row's stop distances, ``size`` its
+    order size and ``stop_loss_price``/``take_profit_price`` its stop levels (``None``: none).
     """
 
     time_ms: int
@@ -65,6 +81,8 @@ class Signal(NamedTuple):
     take_profit: float | None = None
     trailing_stop: float | None = None
     size: float | None = None
+    stop_loss_price: float | None = None
+    take_profit_price: float | None = None
 
     def any(self) -> bool:
         return self.entry or self.exit or self.short_entry or self.short_exit
