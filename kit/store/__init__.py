@@ -11,7 +11,7 @@ data takes the user and never returns another user's rows; someone else's strate
 :class:`NotFound`, exactly like a missing one.
 """
 
-from kit.store import events, keys, ledger, strategies, trades, users
+from kit.store import events, keys, leases, ledger, strategies, trades, users
 from kit.store._scope import NotFound
 from kit.store._store import Store
 from kit.store.models import (
@@ -44,6 +44,7 @@ __all__ = [
     "User",
     "events",
     "keys",
+    "leases",
     "ledger",
     "strategies",
     "trades",
