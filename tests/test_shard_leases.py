@@ -49,7 +49,10 @@ def test_a_lone_daemon_takes_every_shard_and_a_joiner_gets_its_share_without_dou
     b = leases.tick(pg, "b", {}, TTL, 1.0)
     assert b.held == {}  # nothing is stolen: "a" holds every lease
     a = leases.tick(pg, "a", _tokens(a), TTL, 1.0)
-    assert sorted(a.held) == [0, 1] and a.given == (2, 3)  # "a" sees "b" and gives up its excess
+    assert sorted(a.held) == [0, 1] and a.given == (2, 3)  # "a" sees "b" and stops acting for its excess
+    assert leases.tick(pg, "b", {}, TTL, 1.0).held == {}  # freed only at a's next round (its writer drains)
+    a = leases.tick(pg, "a", _tokens(a), TTL, 1.0)
+    assert sorted(a.held) == [0, 1] and a.given == ()
     b = leases.tick(pg, "b", {}, TTL, 1.0)
     assert sorted(b.held) == [2, 3] and b.taken == (2, 3)
     assert {lease.token for lease in b.held.values()} == {2}
@@ -124,12 +127,22 @@ def test_a_write_for_a_shard_the_writer_does_not_hold_is_refused(pg):
     assert len(trades.fills(pg, "alice", rec.id)) == 0
 
 
+def test_the_owner_renews_while_its_writer_holds_the_row(pg):
+    rec = _strategy(pg)
+    leases.setup(pg, 1)
+    a = leases.tick(pg, "a", {}, TTL, 1.0)
+    with pg.begin() as conn:  # a's writer, mid-transaction
+        leases.check_fence(conn, Fence("a", 1, _tokens(a)), [rec.id])
+        again = leases.tick(pg, "a", _tokens(a), TTL, 0.5)  # would fail on lock_timeout if it waited
+        assert again.held[0].token == a.held[0].token and again.held[0].expires > a.held[0].expires
+
+
 def test_a_takeover_skips_a_shard_with_a_write_in_flight_and_the_new_owner_sees_that_write(pg):
     rec = _strategy(pg)
     leases.setup(pg, 1)
     a = leases.tick(pg, "a", {}, 0.5, 1.0)
     fence_a = Fence("a", 1, _tokens(a))
-    with pg.begin() as conn:  # a's write: fence checked (row locked FOR SHARE), not yet committed
+    with pg.begin() as conn:  # a's write: fence checked (row locked FOR KEY SHARE), not yet committed
         leases.check_fence(conn, fence_a, [rec.id])
         conn.execute(sa.text("UPDATE checkpoints SET last_open_time = :t WHERE strategy_id = :s"),
                      {"t": T0, "s": rec.id})  # fmt: skip

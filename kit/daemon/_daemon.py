@@ -51,6 +51,7 @@ from kit.daemon._config import DaemonConfig
 from kit.daemon._guard import InHand
 from kit.daemon._health import FaultPlan, Health, TaskFailed, assess
 from kit.daemon._reconciler import Reconciler
+from kit.daemon._shards import Shards
 from kit.daemon._status import StatusServer
 from kit.daemon._streams import Streams
 from kit.daemon._supervisor import Supervisor
@@ -117,6 +118,13 @@ class Daemon:
         self.streams = Streams(self.book, self.config, self.supervisor, self._on_row, self._now_ms, self.counts)
         self.reconciler = Reconciler(self.store, self.book, self.writer, self.streams, self._db, self._server_now,
                                      self.counts, strategy_modules=s.strategy_module_prefixes)  # fmt: skip
+        # KIT_SHARDS (PostgreSQL): leases on shards instead of the one-daemon lock (kit.daemon._shards).
+        self.shards: Shards | None = None
+        if s.shards:
+            self.shards = Shards(self.store, self.config.daemon_id, s.shards, s.lease_seconds,
+                                 gained=self.reconciler.gain, lost=self.reconciler.lose)  # fmt: skip
+            self.reconciler.owns = self.shards.owns
+            self.writer.fence, self.writer.on_fenced = self.shards.current, self._fenced
 
     # ----- lifecycle -------------------------------------------------------------------------
 
@@ -144,10 +152,14 @@ class Daemon:
             log.info("status server listening", extra={"port": self.status_port})
             aux.append(self.supervisor.spawn("status", self._watch_status()))
         await self._db(self.store.migrate)
-        # Before the first trade: a second daemon on this database refuses to start (one-line error).
-        lock = self.store.daemon_lock()
+        # Before the first trade: a second daemon on this database refuses to start (one-line error);
+        # sharded, this daemon takes its first share of the leases instead.
+        lock = self.store.daemon_lock() if self.shards is None else None
         try:
-            await asyncio.to_thread(lock.acquire)
+            if lock is not None:
+                await asyncio.to_thread(lock.acquire)
+            else:
+                await self.shards.start(self._db)
         except BaseException:
             for t in aux:
                 t.cancel()
@@ -176,6 +188,8 @@ class Daemon:
                 self.supervisor.spawn("poller", self._poller()),
                 self.supervisor.spawn("heartbeat", self._heartbeats()),
             ]
+            if self.shards is not None:
+                aux.append(self.supervisor.spawn("leases", self.shards.run()))
             await self._stop.wait()
         finally:
             log.info("stopping: finishing the candle in hand and writing what is queued")
@@ -185,6 +199,8 @@ class Daemon:
             await self.streams.close()
             self.writer.stop()
             await asyncio.gather(writer, return_exceptions=True)  # a failed writer is already done
+            if self.shards is not None:  # after the last write: the next owner resumes from it
+                await self.shards.release()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.to_thread(self._final_event), 5.0)
             await self.engine.close()
@@ -192,7 +208,8 @@ class Daemon:
             if self.status_server is not None:
                 await self.status_server.stop()
             self._guard.close()
-            self._lock.release()
+            if self._lock is not None:
+                self._lock.release()
             self.store.dispose()
             log.info("stopped", extra={"candles": self.counts["candles"], "fills": self.counts["fills"]})
         if self.supervisor.failed is not None:
@@ -281,6 +298,12 @@ class Daemon:
                 self._fault.check("status")
             if not self.status_server.serving:
                 raise RuntimeError("the status server stopped listening")
+
+    def _fenced(self, shards: tuple[int, ...]) -> None:
+        """The writer's commit was refused for ``shards``: stop their strategies at once."""
+        assert self.shards is not None
+        self.shards.fenced(shards)
+        self.reconciler.lose()
 
     # ----- the hot path ----------------------------------------------------------------------
 

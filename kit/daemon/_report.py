@@ -68,6 +68,9 @@ def status(d: Daemon, brief: bool = False) -> dict[str, Any]:
         "persist_latency_ms": {"p50": round(1000 * quantile(lat, 0.5), 3) if lat else None,
                                "p99": round(1000 * quantile(lat, 0.99), 3) if lat else None, "n": len(lat)},
     }  # fmt: skip
+    if d.shards is not None:
+        st["fenced_writes"] = d.writer.fenced
+        st["shards"] = d.shards.status() if not brief else d.shards.status()["owned"]
     if brief:
         return st
     st["strategies_by_user"] = rec.by_user()

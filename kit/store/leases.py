@@ -5,11 +5,13 @@ Tables: ``shard_leases`` (one row per shard: owner, fencing token, expiry, when 
 ``shard_lease_log`` (every acquisition and release, the history a handover is audited from).
 Times are the server's clock, ``extract(epoch from clock_timestamp())``.
 
-Concurrency: :func:`tick` locks the daemon's own rows ``FOR UPDATE`` (waiting at most
-``lock_timeout`` for its own writer) and the rows it wants to take ``FOR UPDATE SKIP LOCKED``
-(a row another daemon's writer holds is in use: not free). A ledger write locks its shards' rows
-``FOR SHARE`` and compares owner and token (:func:`check_fence`) in the same transaction, so a
-takeover (an UPDATE) waits for a write in flight, and a write after a takeover is refused.
+Concurrency: ``(shard, token)`` is a unique key. A ledger write locks its shards' rows
+``FOR KEY SHARE`` and compares owner and token (:func:`check_fence`) in the same transaction.
+Changing the token (a takeover) needs ``FOR UPDATE``, which conflicts with that lock: a takeover
+never lands between a write's check and its commit, and a write after a takeover is refused.
+Renewing and releasing leave the token alone (``FOR NO KEY UPDATE``), so a daemon renews its
+leases while its own writer is busy on them. :func:`tick` takes rows ``FOR UPDATE SKIP LOCKED``
+(a row whose owner is writing is in use, not free), waiting at most ``lock_timeout`` elsewhere.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class ShardLease(SQLModel, table=True):
     """One shard's lease: ``owner`` None when free; ``token`` only grows."""
 
     __tablename__ = "shard_leases"
+    __table_args__ = (sa.UniqueConstraint("shard", "token", name="uq_shard_leases_token"),)
     shard: int = Field(sa_column=sa.Column(sa.Integer, primary_key=True, autoincrement=False))
     owner: str | None = Field(default=None, sa_column=sa.Column(sa.String(128), nullable=True))
     token: int = Field(sa_column=sa.Column(sa.BigInteger, nullable=False))
@@ -128,6 +131,24 @@ def _log(conn: sa.Connection, now: float, lease: Lease, owner: str, action: str,
     )
 
 
+def bound_idle_transactions(store: Store, seconds: float) -> None:
+    """Make the server end any transaction of ``store``'s connections left idle for ``seconds``.
+
+    A daemon paused (SIGSTOP, a long GC) in the middle of a ledger write holds its shards' rows
+    locked; without this bound no other daemon could take them over until it woke up. Applies
+    to connections opened from now on (call it before the first query).
+    """
+    ms = max(1, int(seconds * 1000))
+
+    def _on_connect(dbapi_conn: object, _record: object) -> None:
+        cur = dbapi_conn.cursor()  # type: ignore[attr-defined]
+        cur.execute(f"SET idle_in_transaction_session_timeout = {ms}")
+        cur.close()
+        dbapi_conn.commit()  # type: ignore[attr-defined]
+
+    sa.event.listen(store.engine, "connect", _on_connect)
+
+
 def setup(store: Store, n: int) -> None:
     """Create the ``n`` lease rows if none exist; refuse a database already split another way.
 
@@ -155,8 +176,10 @@ def setup(store: Store, n: int) -> None:
 def tick(store: Store, me: str, holding: Mapping[int, int], ttl: float, lock_timeout_s: float) -> Tick:
     """One lease round for daemon ``me`` holding ``holding`` (shard -> token), in one transaction.
 
-    Renews what ``me`` still holds; frees its rows that it no longer acts for (lost locally, or
-    expired); gives up shards beyond its fair share; takes free or expired shards up to it.
+    Renews what ``me`` still holds; frees its rows that it no longer acts for (lost locally,
+    given up in the round before, or expired); gives up shards beyond its fair share (``given``:
+    the daemon stops acting for them, the next round frees them); takes free or expired shards
+    up to it.
     """
     _require_pg(store)
     with store.begin() as conn:
@@ -173,7 +196,7 @@ def tick(store: Store, me: str, holding: Mapping[int, int], ttl: float, lock_tim
         rows = {lease.shard: lease for lease in _leases(conn, "", "")}
         held: dict[int, Lease] = {}
         lost: list[int] = [s for s in holding if s not in rows or rows[s].owner != me]
-        for lease in _leases(conn, "WHERE owner = :me", "FOR UPDATE", me=me):
+        for lease in _leases(conn, "WHERE owner = :me", "FOR NO KEY UPDATE", me=me):
             token = holding.get(lease.shard)
             new = None if token is None else renew(lease, me, token, now, ttl)
             if new is None:  # not acting for it (or expired): free it, the next owner draws a new token
@@ -189,10 +212,9 @@ def tick(store: Store, me: str, holding: Mapping[int, int], ttl: float, lock_tim
                 rows[lease.shard] = held[lease.shard] = new
         p = plan(list(rows.values()), me, live, now)
         for s in p.give:
-            freed = release(held.pop(s), me, rows[s].token, now)
-            assert freed is not None
-            _put(conn, freed)
-            _log(conn, now, freed, me, "released", None)
+            # Not released yet: the daemon stops acting for it now, and the next round frees it
+            # (no longer held by the daemon), by when its writer has committed what it queued.
+            held.pop(s)
         taken = []
         if p.take:
             for lease in _leases(conn, "WHERE shard = ANY(:s)", "FOR UPDATE SKIP LOCKED", s=list(p.take)):
@@ -213,7 +235,7 @@ def release_all(store: Store, me: str, holding: Mapping[int, int]) -> list[int]:
     freed = []
     with store.begin() as conn:
         now = _now(conn)
-        for lease in _leases(conn, "WHERE owner = :me", "FOR UPDATE", me=me):
+        for lease in _leases(conn, "WHERE owner = :me", "FOR NO KEY UPDATE", me=me):
             token = holding.get(lease.shard, lease.token)
             new = release(lease, me, token, now)
             if new is not None:
@@ -225,14 +247,14 @@ def release_all(store: Store, me: str, holding: Mapping[int, int]) -> list[int]:
 
 
 def check_fence(conn: sa.Connection, fence: Fence, strategy_ids: Iterable[int]) -> None:
-    """Inside a ledger transaction: lock the shards of ``strategy_ids`` ``FOR SHARE`` and raise
+    """Inside a ledger transaction: lock the shards of ``strategy_ids`` ``FOR KEY SHARE`` and raise
     :class:`FencingError` naming those ``fence`` no longer holds (another owner or a newer token)."""
     shards = sorted({fence.shard(sid) for sid in strategy_ids})
     if not shards:
         return
     lost = {s for s in shards if s not in fence.tokens}
     rows = conn.execute(
-        sa.text("SELECT shard, owner, token FROM shard_leases WHERE shard = ANY(:s) ORDER BY shard FOR SHARE"),
+        sa.text("SELECT shard, owner, token FROM shard_leases WHERE shard = ANY(:s) ORDER BY shard FOR KEY SHARE"),
         {"s": shards},
     ).all()
     seen = {int(r.shard) for r in rows}

@@ -9,7 +9,7 @@ is either skipped (its checkpoint is already past it) or rejected by the constra
 never trades twice.
 
 With sharded daemons (:mod:`kit.store.leases`) every transaction also carries the writer's
-:class:`~kit.store.leases.Fence`: the shards it writes for are locked ``FOR SHARE`` and their
+:class:`~kit.store.leases.Fence`: the shards it writes for are locked ``FOR KEY SHARE`` and their
 owner and token compared first, so a daemon that lost a lease (paused past its expiry) cannot
 write a single row for it (:class:`~kit.store.leases.FencingError`, nothing of the batch applied).
 """

@@ -25,6 +25,9 @@ def upgrade() -> None:
         sa.Column("token", sa.BigInteger, nullable=False),
         sa.Column("expires", sa.Float, nullable=False),
         sa.Column("acquired", sa.Float, nullable=False),
+        # (shard, token) is a key: a ledger write's FOR KEY SHARE then blocks a takeover (a new
+        # token) but not its own owner's renewals (expires only)
+        sa.UniqueConstraint("shard", "token", name="uq_shard_leases_token"),
     )
     op.create_table(
         "shard_daemons",
