@@ -9,13 +9,16 @@ backtest's, none duplicated, and the lease history shows no shard ever owned twi
 
 from __future__ import annotations
 
+import os
 import signal
+import subprocess
+import sys
 import time
 
 import pytest
 
 from kit.store import Store, leases
-from tests.fixtures.daemon import wait_for
+from tests.fixtures.daemon import get_json, wait_for
 from tests.fixtures.shards import Fleet, assert_never_owned_twice, audit, install_audit
 from tests.test_daemon_kill import ROWS, SPEED, START_ROW, _assert_equals_backtest, _promote_all
 
@@ -87,6 +90,9 @@ def test_a_killed_daemons_shards_are_taken_over_within_the_lease_and_trades_equa
     for name in rest:
         st = fleet.status(name)
         assert st["ready"], st["reasons"]
+        assert st["shards"]["owned"] and set(st["shards"]["held_for_s"]) == {str(s) for s in st["shards"]["owned"]}
+        metrics = get_json(fleet.base(name) + "/metrics")[1]
+        assert f"kit_daemon_shards_owned {len(st['shards']['owned'])}.0" in metrics
         assert fleet.term(name) == 0
     assert all(r["owner"] is None for r in leases.leases(store))  # SIGTERM released every lease
     _assert_equals_backtest(store, plan, frames)
@@ -126,3 +132,14 @@ def test_a_daemon_paused_past_its_lease_writes_nothing_for_the_shards_it_lost_an
         assert fleet.term(name) == 0
     _assert_equals_backtest(store, plan, frames)
     store.dispose()
+
+
+def test_sharding_on_sqlite_is_a_one_line_error(sqlite_url, free_port):
+    env = os.environ | {"KIT_DATABASE_URL": sqlite_url, "KIT_EXCHANGE_URL": "http://127.0.0.1:9", "KIT_SHARDS": "4"}
+    out = subprocess.run([sys.executable, "-m", "kit", "daemon", "--status-port", str(free_port)],
+                         env=env, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 2, out.stderr
+    assert out.stderr.strip().splitlines()[-1] == (
+        "error: sharded daemons need PostgreSQL (KIT_SHARDS is set, the database is sqlite)"
+    )
+    assert "Traceback" not in out.stderr

@@ -139,6 +139,15 @@ def families(d: Daemon) -> list[_metrics.Family]:
         _metrics.summary("kit_daemon_persist_latency_seconds", "closed candle received -> decisions committed",
                          sorted(d.writer.latency)),
     ]  # fmt: skip
+    if d.shards is not None:
+        sh = d.shards.status()
+        m += [
+            g("kit_daemon_shards_owned", "shards this daemon holds a lease on and runs", len(sh["owned"])),
+            n("kit_daemon_shards_taken_total", "shards taken (free, expired or handed over)", sh["taken"]),
+            n("kit_daemon_shards_dropped_total", "shards stopped (given, lost or not renewed in time)", sh["dropped"]),
+            n("kit_daemon_lease_round_failures_total", "lease rounds that failed", sh["round_failures"]),
+            n("kit_daemon_fenced_writes_total", "writes the database refused: their lease was lost", d.writer.fenced),
+        ]
     if d.feed is not None:
         m += _metrics.feed_metrics(d.feed.stats())
     return m

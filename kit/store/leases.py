@@ -99,7 +99,8 @@ class Tick:
     share: int
 
 
-def _require_pg(store: Store) -> None:
+def require_postgresql(store: Store) -> None:
+    """Sharding needs PostgreSQL's row locks: a one-line :class:`ConfigError` otherwise."""
     if store.dialect != "postgresql":
         raise ConfigError(f"sharded daemons need PostgreSQL (KIT_SHARDS is set, the database is {store.dialect})")
 
@@ -138,6 +139,7 @@ def bound_idle_transactions(store: Store, seconds: float) -> None:
     locked; without this bound no other daemon could take them over until it woke up. Applies
     to connections opened from now on (call it before the first query).
     """
+    require_postgresql(store)
     ms = max(1, int(seconds * 1000))
 
     def _on_connect(dbapi_conn: object, _record: object) -> None:
@@ -155,7 +157,7 @@ def setup(store: Store, n: int) -> None:
     The number of shards is fixed per database: changing it while strategies are assigned would
     give one strategy two owners.
     """
-    _require_pg(store)
+    require_postgresql(store)
     if n < 1:
         raise ConfigError(f"KIT_SHARDS must be >= 1, got {n}")
     with store.begin() as conn:
@@ -181,7 +183,7 @@ def tick(store: Store, me: str, holding: Mapping[int, int], ttl: float, lock_tim
     the daemon stops acting for them, the next round frees them); takes free or expired shards
     up to it.
     """
-    _require_pg(store)
+    require_postgresql(store)
     with store.begin() as conn:
         conn.execute(sa.text(f"SET LOCAL lock_timeout = '{int(lock_timeout_s * 1000)}ms'"))
         now = _now(conn)
@@ -231,7 +233,7 @@ def tick(store: Store, me: str, holding: Mapping[int, int], ttl: float, lock_tim
 
 def release_all(store: Store, me: str, holding: Mapping[int, int]) -> list[int]:
     """Free every lease ``me`` holds with the given tokens at once (a clean stop); returns the shards freed."""
-    _require_pg(store)
+    require_postgresql(store)
     freed = []
     with store.begin() as conn:
         now = _now(conn)
