@@ -67,11 +67,12 @@ def fleet_setup(pg_schema, cluster_factory):
 def test_a_killed_daemons_shards_are_taken_over_within_the_lease_and_trades_equal_the_backtest(fleet_setup):
     cluster, fleet, store, frames, plan = fleet_setup(4)
     ids = [sid for items in plan.values() for sid, _ in items]
-    cluster.exchange_start()
+    cluster.exchange_start(paused=True)  # the replay starts once the fleet has shared the shards out
     names = ["a", "b", "c"]
     for name in names:
         fleet.start(name)
-    wait_for(lambda: _all_owned(fleet, names, 4), 30, "the three daemons to share the 4 shards")
+    wait_for(lambda: _all_owned(fleet, names, 4), 60, "the three daemons to share the 4 shards")
+    cluster.sim("resume")
     victim = max(names, key=lambda n: len(fleet.owned(n)))
     lost = fleet.owned(victim)
     victim_id = fleet.status(victim)["daemon_id"]  # the lease owner's name (host:pid)
@@ -103,10 +104,11 @@ def test_a_killed_daemons_shards_are_taken_over_within_the_lease_and_trades_equa
 def test_a_daemon_paused_past_its_lease_writes_nothing_for_the_shards_it_lost_and_lets_go(fleet_setup, pg_schema):
     cluster, fleet, store, frames, plan = fleet_setup(2)
     ids = [sid for items in plan.values() for sid, _ in items]
-    cluster.exchange_start()
+    cluster.exchange_start(paused=True)
     fleet.start("a")
     fleet.start("b")
-    wait_for(lambda: _all_owned(fleet, ["a", "b"], 2), 30, "the two daemons to share the 2 shards")
+    wait_for(lambda: _all_owned(fleet, ["a", "b"], 2), 60, "the two daemons to share the 2 shards")
+    cluster.sim("resume")
     (shard,) = fleet.owned("a")
     a_id, b_id = fleet.status("a")["daemon_id"], fleet.status("b")["daemon_id"]
     mine = [i for i in ids if i % 2 == shard]
