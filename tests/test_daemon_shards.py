@@ -19,7 +19,7 @@ import pytest
 
 from kit.store import Store, leases
 from tests.fixtures.daemon import get_json, wait_for
-from tests.fixtures.shards import Fleet, assert_never_owned_twice, audit, install_audit
+from tests.fixtures.shards import Fleet, assert_never_owned_twice, assert_writes_within_ownership, audit, install_audit
 from tests.test_daemon_kill import ROWS, SPEED, START_ROW, _assert_equals_backtest, _promote_all
 
 LEASE = 3.0
@@ -145,3 +145,31 @@ def test_sharding_on_sqlite_is_a_one_line_error(sqlite_url, free_port):
         "error: sharded daemons need PostgreSQL (KIT_SHARDS is set, the database is sqlite)"
     )
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.slow
+def test_a_daemon_joins_and_another_leaves_under_load_and_no_shard_is_ever_owned_twice(fleet_setup, pg_schema):
+    cluster, fleet, store, frames, plan = fleet_setup(4)
+    ids = [sid for items in plan.values() for sid, _ in items]
+    cluster.exchange_start(paused=True)
+    fleet.start("a")
+    fleet.start("b")
+    wait_for(lambda: _all_owned(fleet, ["a", "b"], 4), 60, "the two daemons to share the 4 shards")
+    owners = {n: fleet.status(n)["daemon_id"] for n in ("a", "b")}
+    cluster.sim("resume")
+    wait_for(lambda: fleet.status("b")["fills"] > 0, 30, "daemon b to trade")
+    fleet.start("c")  # joins: takes its share only as the others hand it over
+    owners["c"] = fleet.status("c")["daemon_id"]
+    wait_for(lambda: _all_owned(fleet, ["a", "b", "c"], 4), 30, "the three daemons to share the shards")
+    assert fleet.term("b") == 0  # leaves: releases its leases at once
+    wait_for(lambda: _all_owned(fleet, ["a", "c"], 4), 10, "a and c to take b's shards")
+    _wait_until_done(cluster, fleet, store, frames, ids)
+    history = leases.history(store)
+    assert_never_owned_twice(history)
+    rows = audit(pg_schema)
+    assert {r["app"] for r in rows} == {"a", "b", "c"}
+    assert_writes_within_ownership(history, rows, owners, 4)
+    for name in ("a", "c"):
+        assert fleet.term(name) == 0
+    _assert_equals_backtest(store, plan, frames)
+    store.dispose()

@@ -180,6 +180,7 @@ class Daemon:
         )
         self.streams.engine = self.engine
         writer = self.supervisor.spawn("writer", self.writer.run())
+        renewing: asyncio.Task[None] | None = None
         try:
             await self.reconciler.load(self._guard.verdict)
             started = f"daemon {self.config.daemon_id} started with {len(self.book.members)} strategies"
@@ -188,8 +189,8 @@ class Daemon:
                 self.supervisor.spawn("poller", self._poller()),
                 self.supervisor.spawn("heartbeat", self._heartbeats()),
             ]
-            if self.shards is not None:
-                aux.append(self.supervisor.spawn("leases", self.shards.run()))
+            if self.shards is not None:  # stopped after the writer: renewing while it drains
+                renewing = self.supervisor.spawn("leases", self.shards.run())
             await self._stop.wait()
         finally:
             log.info("stopping: finishing the candle in hand and writing what is queued")
@@ -199,6 +200,9 @@ class Daemon:
             await self.streams.close()
             self.writer.stop()
             await asyncio.gather(writer, return_exceptions=True)  # a failed writer is already done
+            if renewing is not None:
+                renewing.cancel()
+                await asyncio.gather(renewing, return_exceptions=True)
             if self.shards is not None:  # after the last write: the next owner resumes from it
                 await self.shards.release()
             with contextlib.suppress(Exception):
