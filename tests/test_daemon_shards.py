@@ -18,7 +18,7 @@ import time
 import pytest
 
 from kit.store import Store, leases
-from tests.fixtures.daemon import get_json, wait_for
+from tests.fixtures.daemon import TcpProxy, get_json, wait_for
 from tests.fixtures.shards import Fleet, assert_never_owned_twice, assert_writes_within_ownership, audit, install_audit
 from tests.test_daemon_kill import ROWS, SPEED, START_ROW, _assert_equals_backtest, _promote_all
 
@@ -172,4 +172,39 @@ def test_a_daemon_joins_and_another_leaves_under_load_and_no_shard_is_ever_owned
     for name in ("a", "c"):
         assert fleet.term(name) == 0
     _assert_equals_backtest(store, plan, frames)
+    store.dispose()
+
+
+@pytest.mark.slow
+def test_a_daemon_cut_from_the_database_stops_its_shards_before_its_leases_expire_and_the_others_take_them(
+    fleet_setup, pg_schema
+):
+    cluster, fleet, store, frames, plan = fleet_setup(2)
+    ids = [sid for items in plan.values() for sid, _ in items]
+    proxy = TcpProxy(("127.0.0.1", 5432))
+    try:
+        cluster.exchange_start(paused=True)
+        fleet.start("a", db_url=pg_schema.replace("@127.0.0.1:5432/", f"@127.0.0.1:{proxy.port}/"))
+        fleet.start("b")
+        wait_for(lambda: _all_owned(fleet, ["a", "b"], 2), 60, "the two daemons to share the 2 shards")
+        owners = {n: fleet.status(n)["daemon_id"] for n in ("a", "b")}
+        cluster.sim("resume")
+        wait_for(lambda: fleet.status("a")["fills"] > 0, 30, "daemon a to trade")
+        proxy.block()
+        cut = time.monotonic()
+        wait_for(lambda: fleet.owned("a") == [], LEASE, "a to stop its shards", every=0.05)
+        stopped = time.monotonic() - cut
+        assert stopped < LEASE, f"a still acted {stopped:.2f} s after losing the database (lease {LEASE} s)"
+        wait_for(lambda: fleet.owned("b") == [0, 1], LEASE + 5, "b to take a's shards", every=0.1)
+        time.sleep(1.0)
+        proxy.unblock()  # a comes back: it takes its share again with new tokens
+        _wait_until_done(cluster, fleet, store, frames, ids)
+        history = leases.history(store)
+        assert_never_owned_twice(history)
+        assert_writes_within_ownership(history, audit(pg_schema), owners, 2)
+        for name in ("a", "b"):
+            assert fleet.term(name) == 0
+        _assert_equals_backtest(store, plan, frames)
+    finally:
+        proxy.close()
     store.dispose()
