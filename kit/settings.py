@@ -85,6 +85,12 @@ class Settings:
     cookie_secure: str = "auto"
     #: ``1`` behind a reverse proxy: trust its X-Forwarded-For/-Proto (``panel serve --use-xheaders``).
     proxy_headers: str = "0"
+    #: PostgreSQL only: split the strategies into this many shards (strategy id mod N) owned by
+    #: any number of daemons through leases; 0 (default): one daemon per database.
+    shards: int = 0
+    #: Seconds a shard lease lasts unless renewed (renewed every quarter of it): about the
+    #: longest a dead daemon's strategies wait for a new owner.
+    lease_seconds: float = 10.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -101,6 +107,13 @@ class Settings:
                     values[f.name] = int(raw)
                 except ValueError:
                     raise ConfigError(f"{key} must be an integer port, got {raw!r}") from None
+            elif f.name in ("shards", "lease_seconds"):
+                try:
+                    values[f.name] = (int if f.name == "shards" else float)(raw)
+                except ValueError:
+                    raise ConfigError(f"{key} must be a number, got {raw!r}") from None
+                if not values[f.name] >= (0 if f.name == "shards" else 1):  # type: ignore[operator]
+                    raise ConfigError(f"{key} must be {'>= 0' if f.name == 'shards' else '>= 1 second'}, got {raw!r}")
             elif f.name == "data_dir":
                 values[f.name] = Path(raw).expanduser()
             else:

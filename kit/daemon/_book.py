@@ -288,6 +288,21 @@ class Book(HeldCandles):
             del self.streams[skey]
         return m
 
+    def rebuild(self, skey: tuple[str, str]) -> None:
+        """Start ``skey``'s stream afresh with the same members, broker states and checkpoints.
+
+        For members that must resume behind the stream (a shard taken over from another daemon):
+        :meth:`add` on a running stream starts a member at the next candle, so the caller rebuilds
+        first; the daemon's streams then resubscribe the new stream with history back to its
+        oldest checkpoint, replaying the missed candles (the others' are warm-up only).
+        """
+        old = self.streams.pop(skey, None)
+        if old is None:
+            return
+        new = self.streams[skey] = Stream(skey[0], skey[1], keep=self.keep)
+        for key, g in old.groups.items():
+            new.groups[key] = Group(key, g.strategy, g.strategy.live(), g.gid, g.members)
+
     def stream_of(self, strategy_id: int) -> tuple[str, str] | None:
         """The (symbol, interval) a running strategy is on, or None."""
         where = self._where.get(strategy_id)

@@ -54,6 +54,7 @@ from kit.daemon._health import FaultPlan, Health, TaskFailed, assess
 from kit.daemon._live import LiveDesk
 from kit.daemon._reconciler import Reconciler
 from kit.daemon._records import CandleResult
+from kit.daemon._shards import Shards
 from kit.daemon._status import StatusServer
 from kit.daemon._streams import Streams
 from kit.daemon._supervisor import Supervisor
@@ -131,6 +132,13 @@ class Daemon:
         self.live = LiveDesk(self.store, self._db, self.exchange_url, self.counts, is_current=self._is_current,
                              pause=self.reconciler.pause_live)  # fmt: skip
         self.reconciler.live = self.live
+        # KIT_SHARDS (PostgreSQL): leases on shards instead of the one-daemon lock (kit.daemon._shards).
+        self.shards: Shards | None = None
+        if s.shards:
+            self.shards = Shards(self.store, self.config.daemon_id, s.shards, s.lease_seconds,
+                                 gained=self.reconciler.gain, lost=self.reconciler.lose)  # fmt: skip
+            self.reconciler.owns = self.shards.owns
+            self.writer.fence, self.writer.on_fenced = self.shards.current, self._fenced
 
     # ----- lifecycle -------------------------------------------------------------------------
 
@@ -158,10 +166,14 @@ class Daemon:
             log.info("status server listening", extra={"port": self.status_port})
             aux.append(self.supervisor.spawn("status", self._watch_status()))
         await self._db(self.store.migrate)
-        # Before the first trade: a second daemon on this database refuses to start (one-line error).
-        lock = self.store.daemon_lock()
+        # Before the first trade: a second daemon on this database refuses to start (one-line error);
+        # sharded, this daemon takes its first share of the leases instead.
+        lock = self.store.daemon_lock() if self.shards is None else None
         try:
-            await asyncio.to_thread(lock.acquire)
+            if lock is not None:
+                await asyncio.to_thread(lock.acquire)
+            else:
+                await self.shards.start(self._db)
         except BaseException:
             for t in aux:
                 t.cancel()
@@ -184,6 +196,7 @@ class Daemon:
         self.alerts.engine = self.engine
         writer = self.supervisor.spawn("writer", self.writer.run())
         aux.append(self.supervisor.spawn("live", self.live.run()))
+        renewing: asyncio.Task[None] | None = None
         try:
             await self.reconciler.load(self._guard.verdict)
             await self.alerts.load()
@@ -195,6 +208,8 @@ class Daemon:
                 self.supervisor.spawn("held candles", self._held_candles()),
                 self.supervisor.spawn("webhooks", self.webhooks.run()),
             ]
+            if self.shards is not None:  # stopped after the writer: renewing while it drains
+                renewing = self.supervisor.spawn("leases", self.shards.run())
             await self._stop.wait()
         finally:
             log.info("stopping: finishing the candle in hand and writing what is queued")
@@ -205,6 +220,11 @@ class Daemon:
             await self.alerts.close()
             self.writer.stop()
             await asyncio.gather(writer, return_exceptions=True)  # a failed writer is already done
+            if renewing is not None:
+                renewing.cancel()
+                await asyncio.gather(renewing, return_exceptions=True)
+            if self.shards is not None:  # after the last write: the next owner resumes from it
+                await self.shards.release()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(asyncio.to_thread(self._final_event), 5.0)
             await self.engine.close()
@@ -212,7 +232,8 @@ class Daemon:
             if self.status_server is not None:
                 await self.status_server.stop()
             self._guard.close()
-            self._lock.release()
+            if self._lock is not None:
+                self._lock.release()
             self.store.dispose()
             log.info("stopped", extra={"candles": self.counts["candles"], "fills": self.counts["fills"]})
         if self.supervisor.failed is not None:
@@ -308,6 +329,12 @@ class Daemon:
                 self._fault.check("status")
             if not self.status_server.serving:
                 raise RuntimeError("the status server stopped listening")
+
+    def _fenced(self, shards: tuple[int, ...]) -> None:
+        """The writer's commit was refused for ``shards``: stop their strategies at once."""
+        assert self.shards is not None
+        self.shards.fenced(shards)
+        self.reconciler.lose()
 
     # ----- the hot path ----------------------------------------------------------------------
 

@@ -101,6 +101,8 @@ class Reconciler:
         #: The daemon's live desk (real orders for live strategies), set by the daemon; without one a
         #: live strategy is refused, never paper-traded.
         self.live: LiveDesk | None = None
+        #: Whether this daemon runs a strategy (sharded daemons: its shard is held); others are unknown here.
+        self.owns: Callable[[int], bool] = lambda _sid: True
 
     # ----- start and poll --------------------------------------------------------------------
 
@@ -109,14 +111,42 @@ class Reconciler:
         subscribe the streams."""
         recs, cps, self.user_names = await self._run_db(_load_running, self.store)
         now = await self._server_now()
+        await self._start_all([r for r in recs if self.owns(r.id)], cps, now)
+        self._apply_guard(guard)
+        self._streams.sync(now)
+
+    async def _start_all(self, recs: list[StrategyRecord], cps: dict[int, Checkpoint], now: int) -> None:
         for rec in recs:
             self.known[rec.id] = Known(rec.user_id, rec.state if rec.active else "off", rec.version)
             if rec.active and rec.state == "active":
                 await self._start(rec, cps.get(rec.id), now)
             elif rec.active:
                 self._note(rec.id, rec.user_id, rec.name, rec.state, rec.last_error)
-        self._apply_guard(guard)
+
+    async def gain(self) -> int:
+        """Start the strategies of shards just taken over, from their checkpoints, replaying what they
+        missed (exactly as after a restart); returns how many strategies were added."""
+        recs, cps, self.user_names = await self._run_db(_load_running, self.store)
+        new = [r for r in recs if r.id not in self.known and self.owns(r.id)]
+        now = await self._server_now()
+        # Their streams may be running here already: rebuilt, so they are replayed from the oldest checkpoint.
+        for skey in {(r.symbol, r.interval) for r in new if r.active and r.state == "active"}:
+            self.book.rebuild(skey)
+        await self._start_all(new, cps, now)
         self._streams.sync(now)
+        return len(new)
+
+    def lose(self) -> list[int]:
+        """Stop at once every strategy this daemon no longer owns (a shard lost or given up)."""
+        gone = [sid for sid in self.known if not self.owns(sid)]
+        for sid in gone:
+            self.known.pop(sid, None)
+            self.problems.pop(sid, None)
+            self._failing.pop(sid, None)
+            self.book.remove(sid)
+        if gone:
+            self._streams.prune()
+        return gone
 
     async def poll(self) -> None:
         """Apply whatever changed in the strategies table since the last poll."""
@@ -126,7 +156,8 @@ class Reconciler:
             self._forget(sid)
         if gone:
             self._streams.prune()  # a deleted row may have been the last on its stream
-        changed = [sid for sid, (v, _a) in versions.items() if sid not in self.known or self.known[sid].version != v]
+        changed = [sid for sid, (v, _a) in versions.items()
+                   if self.owns(sid) and (sid not in self.known or self.known[sid].version != v)]  # fmt: skip
         if not changed:
             return
         recs = {r.id: r for r in await self._run_db(strategies.list_all_for_daemon, self.store, active_only=False)}

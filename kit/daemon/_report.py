@@ -73,6 +73,9 @@ def status(d: Daemon, brief: bool = False) -> dict[str, Any]:
         "persist_latency_ms": {"p50": round(1000 * quantile(lat, 0.5), 3) if lat else None,
                                "p99": round(1000 * quantile(lat, 0.99), 3) if lat else None, "n": len(lat)},
     }  # fmt: skip
+    if d.shards is not None:
+        st["fenced_writes"] = d.writer.fenced
+        st["shards"] = d.shards.status() if not brief else d.shards.status()["owned"]
     if brief:
         return st
     st["strategies_by_user"] = rec.by_user()
@@ -143,6 +146,15 @@ def families(d: Daemon) -> list[_metrics.Family]:
                          sorted(d.writer.latency)),
     ]  # fmt: skip
     m += d.live.metrics()
+    if d.shards is not None:
+        sh = d.shards.status()
+        m += [
+            g("kit_daemon_shards_owned", "shards this daemon holds a lease on and runs", len(sh["owned"])),
+            n("kit_daemon_shards_taken_total", "shards taken (free, expired or handed over)", sh["taken"]),
+            n("kit_daemon_shards_dropped_total", "shards stopped (given, lost or not renewed in time)", sh["dropped"]),
+            n("kit_daemon_lease_round_failures_total", "lease rounds that failed", sh["round_failures"]),
+            n("kit_daemon_fenced_writes_total", "writes the database refused: their lease was lost", d.writer.fenced),
+        ]
     if d.feed is not None:
         m += _metrics.feed_metrics(d.feed.stats())
     return m

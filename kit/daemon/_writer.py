@@ -10,6 +10,12 @@ waits. ``waiting`` counts the candles queued and not yet committed (what ``/stat
 
 A candle with nothing to write (a warm-up candle at or before every checkpoint) is never queued,
 so it is never counted as waiting.
+
+Sharded daemons: each candle is stamped, when queued, with the daemon's :class:`~kit.store.leases.Fence`
+(the leases it acted under), and committed with it. A write the database refuses
+(:class:`~kit.store.leases.FencingError`: a lease was lost) is reported through ``on_fenced`` and
+the rest of the batch, for the shards still held, is committed; the refused rows are the new
+owner's to replay from the checkpoint.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from typing import Any
 from kit.daemon._health import FaultPlan
 from kit.daemon._records import CandleResult
 from kit.store import Store, ledger
+from kit.store.leases import Fence, FencingError
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +39,7 @@ class CandleItem:
 
     result: CandleResult
     received: float
+    fence: Fence | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +72,8 @@ class Writer:
         commit: Callable[..., object] = ledger.commit,
         fault: FaultPlan | None = None,
         batch: int = 256,
+        fence: Callable[[], Fence | None] | None = None,
+        on_fenced: Callable[[tuple[int, ...]], None] | None = None,
     ) -> None:
         self.store = store
         self._run_db = run_db
@@ -75,6 +85,10 @@ class Writer:
         #: Seconds from a candle's arrival to its commit, the most recent 2048.
         self.latency: deque[float] = deque(maxlen=2048)
         self.commits = 0
+        self.fence = fence
+        self.on_fenced = on_fenced
+        #: Strategy-candle writes the database refused because their lease was lost.
+        self.fenced = 0
 
     # ----- what the other tasks call ---------------------------------------------------------
 
@@ -82,7 +96,7 @@ class Writer:
         """Queue a candle's writes; one with nothing to write is not queued (nothing waits on it)."""
         if result.writes or result.advance:
             self._waiting.append(received)
-            self._queue.put_nowait(CandleItem(result, received))
+            self._queue.put_nowait(CandleItem(result, received, None if self.fence is None else self.fence()))
 
     def op(self, fn: Callable[..., object], *args: Any, **kwargs: Any) -> None:
         """Queue ``fn(*args, **kwargs)``, run after the candles queued before it are committed."""
@@ -110,22 +124,25 @@ class Writer:
                 self._fault.check("writer")
             while not self._queue.empty() and len(items) < self._batch:
                 items.append(self._queue.get_nowait())
-            writes: list[ledger.CandleWrite] = []
-            advance: list[tuple[int, list[int]]] = []
+            # one commit per run of candles stamped with the same leases (one, unless a lease changed)
+            runs: list[tuple[Fence | None, list[ledger.CandleWrite], list[tuple[int, list[int]]]]] = []
             received: list[float] = []
             ops: list[OpItem] = []
             for item in items:
                 if isinstance(item, CandleItem):
-                    writes.extend(item.result.writes)
+                    if not runs or runs[-1][0] is not item.fence:
+                        runs.append((item.fence, [], []))
+                    runs[-1][1].extend(item.result.writes)
                     if item.result.advance:
-                        advance.append((item.result.open_time, item.result.advance))
+                        runs[-1][2].append((item.result.open_time, item.result.advance))
                     received.append(item.received)
                 elif isinstance(item, OpItem):
                     ops.append(item)
                 else:
                     stopping = True
             if received:
-                await self._run_db(self._commit, self.store, writes, advance)
+                for fence, writes, advance in runs:
+                    await self._commit_fenced(fence, writes, advance)
                 done = time.monotonic()
                 self.latency.extend(done - t for t in received)
                 self.commits += 1
@@ -133,3 +150,22 @@ class Writer:
                     self._waiting.popleft()
             for op in ops:
                 await self._run_db(op.fn, *op.args, **op.kwargs)
+
+    async def _commit_fenced(
+        self, fence: Fence | None, writes: list[ledger.CandleWrite], advance: list[tuple[int, list[int]]]
+    ) -> None:
+        if fence is None:
+            await self._run_db(self._commit, self.store, writes, advance)
+            return
+        while writes or advance:
+            try:
+                await self._run_db(self._commit, self.store, writes, advance, fence=fence)
+                return
+            except FencingError as exc:
+                lost = set(exc.shards)
+                kept = [w for w in writes if fence.shard(w.strategy_id) not in lost]
+                self.fenced += len(writes) - len(kept) + sum(fence.shard(i) in lost for _, ids in advance for i in ids)
+                writes = kept
+                advance = [(t, a) for t, ids in advance if (a := [i for i in ids if fence.shard(i) not in lost])]
+                if self.on_fenced is not None:
+                    self.on_fenced(exc.shards)

@@ -12,7 +12,7 @@ data takes the user and never returns another user's rows; someone else's strate
 strategies only through :mod:`kit.store.admin`, which checks the actor's role.
 """
 
-from kit.store import admin, alerts, events, keys, ledger, live, strategies, trades, users
+from kit.store import admin, alerts, events, keys, leases, ledger, live, strategies, trades, users
 from kit.store._scope import NotFound
 from kit.store._store import Store
 from kit.store.models import (
@@ -47,6 +47,7 @@ __all__ = [
     "alerts",
     "events",
     "keys",
+    "leases",
     "ledger",
     "live",
     "strategies",

@@ -7,6 +7,11 @@ A checkpoint only moves forward (``WHERE last_open_time < :t``), and fills, orde
 trades carry unique ``(strategy_id, open_time, seq)`` keys: a candle replayed after a crash
 is either skipped (its checkpoint is already past it) or rejected by the constraint; it
 never trades twice.
+
+With sharded daemons (:mod:`kit.store.leases`) every transaction also carries the writer's
+:class:`~kit.store.leases.Fence`: the shards it writes for are locked ``FOR KEY SHARE`` and their
+owner and token compared first, so a daemon that lost a lease (paused past its expiry) cannot
+write a single row for it (:class:`~kit.store.leases.FencingError`, nothing of the batch applied).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from sqlmodel import select
 
 from kit.errors import ConfigError
 from kit.store._store import Store
+from kit.store.leases import Fence, check_fence
 from kit.store.models import (
     Checkpoint,
     FillRecord,
@@ -102,6 +108,7 @@ def commit(
     store: Store,
     writes: builtins.list[CandleWrite],
     advance: builtins.list[tuple[int, builtins.list[int]]] | None = None,
+    fence: Fence | None = None,
 ) -> int:
     """Write ``writes`` and ``advance`` in one transaction; returns how many writes were applied.
 
@@ -113,6 +120,9 @@ def commit(
 
     If the batch hits a replayed candle, the writes are retried one strategy at a time and
     the replayed ones are skipped (their checkpoint is already at or past the candle).
+
+    ``fence``: every transaction first checks that the writer still holds the shards it writes
+    for, and raises :class:`~kit.store.leases.FencingError` (rolled back) if not.
     """
     if not writes and not advance:
         return 0
@@ -128,6 +138,8 @@ def commit(
         adv.setdefault(t, []).extend(ids)
     try:
         with store.begin() as conn:
+            if fence is not None:
+                check_fence(conn, fence, [w.strategy_id for w in writes] + [i for _, ids in advance or [] for i in ids])
             for t in times:
                 _advance(conn, t, adv.get(t, []))
                 _write(conn, by_time.get(t, []))
@@ -137,9 +149,13 @@ def commit(
     applied = 0
     for t in times:
         with store.begin() as conn:
+            if fence is not None:
+                check_fence(conn, fence, adv.get(t, []))
             _advance(conn, t, adv.get(t, []))
         for w in by_time.get(t, []):
             with store.begin() as conn:
+                if fence is not None:
+                    check_fence(conn, fence, [w.strategy_id])
                 last = conn.execute(
                     sa.select(Checkpoint.last_open_time).where(Checkpoint.strategy_id == w.strategy_id)
                 ).scalar_one_or_none()

@@ -1,7 +1,7 @@
 """Live orders, their fills and risk limits (the daemon's live order path).
 
 Revision ID: 0003_live_orders
-Revises: 0002_strategy
+Revises: 0003_alerts
 Create Date: 2026-12-01
 """
 
