@@ -444,24 +444,6 @@ def test_stop_levels_per_signal_and_a_trailing_fraction_on_the_strategy_equal_ve
     assert {"stop_loss", "take_profit", "trailing_stop"} <= set(want["exit_reason"])
 
 
-def _run_metrics(res: bt.BacktestResult) -> dict:
-    """What a sweep row says of a set, from run()'s stats() (see sweep's docstring)."""
-    st = res.stats()
-    sharpe = st["Sharpe Ratio"]
-    if np.isinf(sharpe) and res.equity.nunique() == 1:
-        sharpe = np.nan  # vectorbt's +inf for a flat equity; the sweep says NaN
-    mdd = st["Max Drawdown [%]"]
-    return {
-        "total_return": st["Total Return [%]"] / 100,
-        "sharpe": sharpe,
-        "max_drawdown": -mdd / 100 if np.isfinite(mdd) else res.portfolio.max_drawdown(),
-        "trades": st["Total Closed Trades"],
-        "win_rate": st["Win Rate [%]"] / 100,
-        "final_value": st["End Value"],
-        "fees": st["Total Fees Paid"],
-    }
-
-
 @pytest.mark.parametrize(
     ("cls", "grid", "model"),
     [
@@ -482,9 +464,8 @@ def test_sweep_rows_with_stops_sizes_and_trailing_per_set_equal_run(frame, cls, 
         params = {k: row[k] for k in grid}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            want = _run_metrics(bt.run(klass(**params), frame, model=model))
-        wrong = {k: (row[k], v) for k, v in want.items() if not _same(row[k], v, rel=1e-7)}
-        assert not wrong, (params, wrong)
+            res = bt.run(klass(**params), frame, model=model)
+        assert_sweep_row_equals_run(row, res)
     assert table["trades"].min() > 0 and table["total_return"].nunique() == len(table)
 
 

@@ -80,11 +80,15 @@ class Mismatch:
         )
 
 
+#: A row without a signal: no stop, level or size.
+_NONE: tuple[None, ...] = (None,) * len(STOP_FIELDS)
+
+
 def _at(sig: Signals, i: int) -> tuple[Any, ...]:
     """Row ``i`` of batch signals as live evaluation reports it (stops only on a signal row)."""
     flags = tuple(bool(a[i]) if a is not None else False for a in sig[:4])
     if not any(flags):
-        return (*flags, None, None, None, None)
+        return (*flags, *_NONE)
     stops = []
     for a in sig[4:]:
         v = None if a is None else float(a[i])
@@ -94,8 +98,8 @@ def _at(sig: Signals, i: int) -> tuple[Any, ...]:
 
 def _live(s: Signal | None) -> tuple[Any, ...]:
     if s is None:
-        return (False, False, False, False, None, None, None, None)
-    return (s.entry, s.exit, s.short_entry, s.short_exit, s.stop_loss, s.take_profit, s.trailing_stop, s.size)
+        return (False, False, False, False, *_NONE)
+    return (s.entry, s.exit, s.short_entry, s.short_exit, *(getattr(s, f) for f in STOP_FIELDS))
 
 
 def _same(a: Any, b: Any) -> bool:
