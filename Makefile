@@ -23,12 +23,16 @@ setup: $(BIN)/kit
 run: $(BIN)/kit  ## simulator + daemon + dashboard on this machine
 	$(BIN)/kit up
 
+# Test files run on 3 processes (pytest-xdist, a file per process at a time: module fixtures and
+# order within a file hold): most tests wait on real servers and subprocesses, not on the CPU.
+TEST_PROCS ?= 3
+
 test: $(BIN)/kit  ## everything, including PostgreSQL, Redis and the browser tests
 	scripts/ensure-chromium
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_PROCS) --dist loadfile
 
 test-fast: $(BIN)/kit
-	$(BIN)/pytest -m "not slow and not browser"
+	$(BIN)/pytest -n $(TEST_PROCS) --dist loadfile -m "not slow and not browser"
 
 bench: $(BIN)/kit
 	$(BIN)/python -m bench
