@@ -332,7 +332,36 @@ def _segment(values: np.ndarray, first: np.ndarray, last: np.ndarray, ufunc: Any
     return np.where(last < first, neutral, out)
 
 
-class BacktestResult:
+class PortfolioView:
+    """What a result reads off its vectorbt Portfolio on its candles (``portfolio``, ``data``):
+    shared by :class:`BacktestResult` and the walk-forward's stitched out-of-sample run."""
+
+    portfolio: Any
+    data: pd.DataFrame
+
+    @property
+    def equity(self) -> pd.Series:
+        """Portfolio value (cash + position at the close) per candle."""
+        return self._on_index(self.portfolio.value()).rename("equity")
+
+    @property
+    def drawdown(self) -> pd.Series:
+        """Drawdown from the running peak of equity, as a negative fraction."""
+        return self._on_index(self.portfolio.drawdown()).rename("drawdown")
+
+    def _on_index(self, s: pd.Series) -> pd.Series:
+        s = s.copy()
+        s.index = self.data.index
+        return s
+
+    def stats(self, **kwargs: Any) -> pd.Series:
+        """vectorbt's summary statistics (total return, Sharpe, max drawdown, win rate, ...)."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", module="vectorbt")
+            return self.portfolio.stats(**kwargs)
+
+
+class BacktestResult(PortfolioView):
     """The outcome of :func:`run`: the vectorbt Portfolio and kit's views of it.
 
     ``.trades`` (one row per trade, an open position last with ``exit_reason="open"``: columns
@@ -372,30 +401,9 @@ class BacktestResult:
         return self._trades
 
     @property
-    def equity(self) -> pd.Series:
-        """Portfolio value (cash + position at the close) per candle."""
-        return self._on_index(self.portfolio.value()).rename("equity")
-
-    @property
-    def drawdown(self) -> pd.Series:
-        """Drawdown from the running peak of equity, as a negative fraction."""
-        return self._on_index(self.portfolio.drawdown()).rename("drawdown")
-
-    def _on_index(self, s: pd.Series) -> pd.Series:
-        s = s.copy()
-        s.index = self.data.index
-        return s
-
-    @property
     def open_position(self) -> float:
         """Signed position left open at the end (base units)."""
         return float(self.portfolio.assets().iloc[-1])
-
-    def stats(self, **kwargs: Any) -> pd.Series:
-        """vectorbt's summary statistics (total return, Sharpe, max drawdown, win rate, ...)."""
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", module="vectorbt")
-            return self.portfolio.stats(**kwargs)
 
     def indicator_frame(self) -> pd.DataFrame:
         """The indicator columns the rules saw, as a frame on the data's index."""

@@ -11,7 +11,6 @@ what re-optimising every ``test`` and switching the running strategy's parameter
 from __future__ import annotations
 
 import contextlib
-import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -19,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from kit.backtest._run import Stops, from_signals, infer_freq, stop_arrays, trades_from_portfolio
+from kit.backtest._run import PortfolioView, Stops, from_signals, infer_freq, stop_arrays, trades_from_portfolio
 from kit.backtest._sweep import METRICS, sweep
 from kit.broker import FillModel, resolve_model
 from kit.errors import InputError
@@ -151,7 +150,7 @@ def oos_signals(
     )
 
 
-class WalkForwardResult:
+class WalkForwardResult(PortfolioView):
     """The outcome of :func:`walk_forward`.
 
     ``.folds`` (one row per fold: its windows as first/last candle open times, the chosen
@@ -188,27 +187,6 @@ class WalkForwardResult:
         if self._trades is None:
             self._trades = trades_from_portfolio(self.portfolio, self.data, self.model, stops=self.stops)
         return self._trades
-
-    @property
-    def equity(self) -> pd.Series:
-        """Out-of-sample portfolio value per candle of the test windows."""
-        return self._on_index(self.portfolio.value()).rename("equity")
-
-    @property
-    def drawdown(self) -> pd.Series:
-        """Out-of-sample drawdown from the running peak, as a negative fraction."""
-        return self._on_index(self.portfolio.drawdown()).rename("drawdown")
-
-    def _on_index(self, s: pd.Series) -> pd.Series:
-        s = s.copy()
-        s.index = self.data.index
-        return s
-
-    def stats(self, **kwargs: Any) -> pd.Series:
-        """vectorbt's summary statistics of the stitched out-of-sample run."""
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", module="vectorbt")
-            return self.portfolio.stats(**kwargs)
 
     def plot(self, **opts: Any) -> Any:
         """The folds' windows over the out-of-sample equity (:func:`kit.plots.walk_forward`)."""
